@@ -1,0 +1,1 @@
+"""node1: the HTTPS web app, preprocessing (pose, parsing), the request pipeline, the CLI."""

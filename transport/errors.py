@@ -1,0 +1,45 @@
+"""Transport errors.
+
+    TransportError
+    ├── FrameError               a message is malformed (the receiver's checks failed)
+    │   ├── FrameTooLarge        over the maximum message size
+    │   └── DtypeNotAllowed      a tensor dtype outside the allowlist
+    ├── ChannelClosed            the channel was closed locally
+    ├── PeerUnavailable          the peer does not answer (heartbeats missed, connect failed)
+    ├── RequestTimeout           no reply within the per-request timeout
+    └── RdmaUnavailable          no RDMA device / pyverbs / connection (auto falls back to TCP)
+"""
+
+from __future__ import annotations
+
+
+class TransportError(Exception):
+    """Base of every transport error."""
+
+
+class FrameError(TransportError):
+    """A frame is malformed: bad header, unknown dtype, size mismatch."""
+
+
+class FrameTooLarge(FrameError):
+    """A frame is larger than the configured maximum message size."""
+
+
+class DtypeNotAllowed(FrameError):
+    """A tensor's dtype is not in the allowlist."""
+
+
+class ChannelClosed(TransportError):
+    """The channel was closed."""
+
+
+class PeerUnavailable(TransportError):
+    """The peer is not reachable or stopped answering heartbeats."""
+
+
+class RequestTimeout(TransportError):
+    """No reply arrived within the request's timeout."""
+
+
+class RdmaUnavailable(TransportError):
+    """RDMA cannot be used here: no pyverbs, no device, or the connection failed."""

@@ -1,0 +1,150 @@
+"""Frames: the one message format between node 1, node 2's gateway and the VITON service.
+
+A frame is a small versioned JSON header plus one raw buffer per tensor:
+
+    part 0   header (UTF-8 JSON): {"v": 1, "kind": str, "id": str, "meta": {...},
+                                   "tensors": [{"name": str, "dtype": str, "shape": [int, ...]}, ...]}
+    part i   the C-contiguous bytes of tensor i-1 (no copy on send: the numpy array itself)
+
+`encode(frame)` returns the parts for zmq `send_multipart(..., copy=False)`; `decode(parts)`
+checks the header, each dtype against `ALLOWED_DTYPES`, each `prod(shape) * itemsize` against
+its buffer and the total against `max_bytes`, then returns numpy views over the received
+buffers (read-only, zero copy). Nothing is ever pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from transport.errors import DtypeNotAllowed, FrameError, FrameTooLarge
+
+VERSION = 1
+ALLOWED_DTYPES = frozenset({"uint8", "int8", "uint16", "int16", "int32", "int64", "float16", "float32", "float64", "bool"})
+MAX_HEADER_BYTES = 64 * 1024
+MAX_TENSORS = 64
+MAX_NDIM = 8
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+NAME_MAX_CHARS = 64
+
+Buffer = bytes | bytearray | memoryview | np.ndarray
+
+
+@dataclass
+class Frame:
+    """One message.
+
+    Attributes:
+        kind: what the message is, e.g. "tryon", "result", "error", "garment", "ping".
+        request_id: matches replies to requests (any short string).
+        meta: small JSON-able dict (timings, ids, error code/message).
+        tensors: name -> numpy array (any allowed dtype, any shape up to MAX_NDIM dims).
+    """
+
+    kind: str
+    request_id: str
+    meta: dict[str, Any] = field(default_factory=dict)
+    tensors: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(int(t.nbytes) for t in self.tensors.values())
+
+
+def encode(frame: Frame) -> list[Buffer]:
+    """Header + one buffer per tensor. Arrays are made C-contiguous (copied only if they were not)."""
+    specs, bufs = [], []
+    for name, arr in frame.tensors.items():
+        a = np.ascontiguousarray(arr)
+        if a.dtype.name not in ALLOWED_DTYPES:
+            raise DtypeNotAllowed(f"tensor {name!r} has dtype {a.dtype.name}; allowed: {sorted(ALLOWED_DTYPES)}")
+        specs.append({"name": name, "dtype": a.dtype.name, "shape": list(a.shape)})
+        bufs.append(a)
+    header = json.dumps({"v": VERSION, "kind": frame.kind, "id": frame.request_id,
+                         "meta": frame.meta, "tensors": specs}, separators=(",", ":")).encode()
+    return [header, *bufs]
+
+
+def _field(header: dict, key: str, typ: type) -> Any:
+    value = header.get(key)
+    if not isinstance(value, typ):
+        raise FrameError(f"frame header field {key!r} must be {typ.__name__}, got {value!r:.80}")
+    return value
+
+
+def decode_header(raw: Buffer) -> dict:
+    """Parse and check a header (size, JSON, version, fields). Returns the header dict."""
+    mv = memoryview(raw)
+    if mv.nbytes > MAX_HEADER_BYTES:
+        raise FrameTooLarge(f"frame header is {mv.nbytes} bytes; the limit is {MAX_HEADER_BYTES}")
+    try:
+        header = json.loads(mv.tobytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FrameError(f"frame header is not valid JSON: {exc}") from exc
+    if not isinstance(header, dict):
+        raise FrameError(f"frame header must be a JSON object, got {type(header).__name__}")
+    if header.get("v") != VERSION:
+        raise FrameError(f"frame version {header.get('v')!r} is not supported; this side speaks v{VERSION}")
+    _field(header, "kind", str)
+    _field(header, "id", str)
+    _field(header, "meta", dict)
+    specs = _field(header, "tensors", list)
+    if len(specs) > MAX_TENSORS:
+        raise FrameError(f"frame has {len(specs)} tensors; the limit is {MAX_TENSORS}")
+    return header
+
+
+def tensor_nbytes(spec: Any) -> tuple[str, np.dtype, tuple[int, ...], int]:
+    """Check one tensor spec; returns (name, dtype, shape, nbytes)."""
+    if not isinstance(spec, dict):
+        raise FrameError(f"tensor spec must be an object, got {spec!r:.80}")
+    name, dtype, shape = spec.get("name"), spec.get("dtype"), spec.get("shape")
+    if not isinstance(name, str) or not 0 < len(name) <= NAME_MAX_CHARS:
+        raise FrameError(f"tensor name must be a string of 1..{NAME_MAX_CHARS} chars, got {name!r:.80}")
+    if dtype not in ALLOWED_DTYPES:
+        raise DtypeNotAllowed(f"tensor {name!r} has dtype {dtype!r:.40}; allowed: {sorted(ALLOWED_DTYPES)}")
+    if (not isinstance(shape, list) or len(shape) > MAX_NDIM
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
+        raise FrameError(f"tensor {name!r} shape must be a list of at most {MAX_NDIM} non-negative ints, "
+                         f"got {shape!r:.80}")
+    dt = np.dtype(dtype)
+    return name, dt, tuple(shape), math.prod(shape) * dt.itemsize
+
+
+def decode(parts: Sequence[Buffer], max_bytes: int = DEFAULT_MAX_BYTES) -> Frame:
+    """Check and decode a received multipart message into a Frame (numpy views, no copy).
+
+    Raises:
+        FrameError / FrameTooLarge / DtypeNotAllowed: naming the offending field and value.
+    """
+    if not parts:
+        raise FrameError("empty message: expected a header part")
+    header = decode_header(parts[0])
+    specs = header["tensors"]
+    if len(parts) - 1 != len(specs):
+        raise FrameError(f"frame header lists {len(specs)} tensors but {len(parts) - 1} buffers arrived")
+    total = sum(memoryview(p).nbytes for p in parts[1:])
+    if total > max_bytes:
+        raise FrameTooLarge(f"frame carries {total} bytes; the limit is {max_bytes}")
+    tensors: dict[str, np.ndarray] = {}
+    for spec, buf in zip(specs, parts[1:], strict=True):
+        name, dt, shape, nbytes = tensor_nbytes(spec)
+        mv = memoryview(buf)
+        if mv.nbytes != nbytes:
+            raise FrameError(f"tensor {name!r}: header says {dt.name}{list(shape)} = {nbytes} bytes, "
+                             f"buffer has {mv.nbytes}")
+        if name in tensors:
+            raise FrameError(f"tensor name {name!r} appears twice")
+        arr = np.frombuffer(mv.cast("B") if mv.ndim != 1 or mv.format != "B" else mv, dtype=dt)
+        tensors[name] = arr.reshape(shape)
+    return Frame(kind=header["kind"], request_id=header["id"], meta=header["meta"], tensors=tensors)
+
+
+def error_frame(request_id: str, code: str, message: str, **meta: Any) -> Frame:
+    """The reply every receiver sends for a request it cannot serve."""
+    return Frame(kind="error", request_id=request_id, meta={"code": code, "message": message, **meta})

@@ -1,0 +1,1 @@
+"""viton: try-on engines (`geometric`, `vitonhd`) and the long-running try-on service."""

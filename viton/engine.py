@@ -1,0 +1,76 @@
+"""The engine interface: what every try-on engine (`geometric`, `vitonhd`) takes and gives.
+
+Engines do no I/O (no zmq, no files): the service (viton/service.py) does that. Inputs and
+outputs are numpy at the boundary so they cross frames unchanged; engines use torch inside.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass
+class PersonData:
+    """The preprocessed shopper.
+
+    Attributes:
+        image: (H, W, 3) uint8 RGB photo.
+        parse: (H, W) uint8 CIHP-20 labels (0 bg, 2 hair, 5 upper-clothes, 9 pants, 10 neck/torso
+            skin, 13 face, 14/15 left/right arm (subject's own), 16/17 legs, ...).
+        keypoints: (25, 3) float32 OpenPose BODY_25 (x, y, confidence) in pixels; missing = 0, 0, 0.
+        pose_render: (H, W, 3) uint8 RGB skeleton in OpenPose colours on black.
+        person_mask: (H, W) float32 in [0, 1] person segmentation, or None.
+    """
+
+    image: np.ndarray
+    parse: np.ndarray
+    keypoints: np.ndarray
+    pose_render: np.ndarray
+    person_mask: np.ndarray | None = None
+
+
+@dataclass
+class GarmentData:
+    """A garment as engines take it (see garments.Garment for the catalog object).
+
+    Attributes:
+        image: (h, w, 3) uint8 RGB on a plain background.
+        mask: (h, w) uint8, 255 = cloth.
+        landmarks: (len(garments.LANDMARK_NAMES), 2) float32 (x, y) pixels.
+        kind: shape family ("tshirt", "longsleeve", "tank", "shirt", "hoodie").
+    """
+
+    image: np.ndarray
+    mask: np.ndarray
+    landmarks: np.ndarray
+    kind: str = "tshirt"
+
+
+@dataclass
+class TryOnOutput:
+    """Result of one try-on.
+
+    Attributes:
+        image: (H, W, 3) uint8 RGB, the shopper wearing the garment.
+        warped_garment: (H, W, 3) uint8 RGB, the garment warped onto the body (debugging).
+        garment_alpha: (H, W) float32 in [0, 1], where the garment was composited.
+        timings_ms: stage name -> milliseconds.
+    """
+
+    image: np.ndarray
+    warped_garment: np.ndarray
+    garment_alpha: np.ndarray
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class Engine(Protocol):
+    """A try-on engine. Load weights in the constructor; `try_on` must be re-entrant-safe
+    for sequential calls and deterministic for the same input."""
+
+    name: str
+    device: str
+
+    def try_on(self, person: PersonData, garment: GarmentData) -> TryOnOutput: ...
