@@ -21,25 +21,25 @@ class FrameError(TransportError):
     """A frame is malformed: bad header, unknown dtype, size mismatch."""
 
 
-class FrameTooLarge(FrameError):
+class FrameTooLarge(FrameError):  # noqa: N818 (names say what went wrong)
     """A frame is larger than the configured maximum message size."""
 
 
-class DtypeNotAllowed(FrameError):
+class DtypeNotAllowed(FrameError):  # noqa: N818 (names say what went wrong)
     """A tensor's dtype is not in the allowlist."""
 
 
-class ChannelClosed(TransportError):
+class ChannelClosed(TransportError):  # noqa: N818 (names say what went wrong)
     """The channel was closed."""
 
 
-class PeerUnavailable(TransportError):
+class PeerUnavailable(TransportError):  # noqa: N818 (names say what went wrong)
     """The peer is not reachable or stopped answering heartbeats."""
 
 
-class RequestTimeout(TransportError):
+class RequestTimeout(TransportError):  # noqa: N818 (names say what went wrong)
     """No reply arrived within the request's timeout."""
 
 
-class RdmaUnavailable(TransportError):
+class RdmaUnavailable(TransportError):  # noqa: N818 (names say what went wrong)
     """RDMA cannot be used here: no pyverbs, no device, or the connection failed."""

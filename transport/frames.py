@@ -25,7 +25,8 @@ import numpy as np
 from transport.errors import DtypeNotAllowed, FrameError, FrameTooLarge
 
 VERSION = 1
-ALLOWED_DTYPES = frozenset({"uint8", "int8", "uint16", "int16", "int32", "int64", "float16", "float32", "float64", "bool"})
+ALLOWED_DTYPES = frozenset({"uint8", "int8", "uint16", "int16", "int32", "int64",
+                            "float16", "float32", "float64", "bool"})
 MAX_HEADER_BYTES = 64 * 1024
 MAX_TENSORS = 64
 MAX_NDIM = 8
@@ -33,6 +34,11 @@ DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 NAME_MAX_CHARS = 64
 
 Buffer = bytes | bytearray | memoryview | np.ndarray
+
+
+def view(buf: Any) -> memoryview:
+    """A memoryview of anything with the buffer protocol (bytes, ndarray, zmq.Frame, ...)."""
+    return memoryview(buf)
 
 
 @dataclass
@@ -79,7 +85,7 @@ def _field(header: dict, key: str, typ: type) -> Any:
 
 def decode_header(raw: Buffer) -> dict:
     """Parse and check a header (size, JSON, version, fields). Returns the header dict."""
-    mv = memoryview(raw)
+    mv = view(raw)
     if mv.nbytes > MAX_HEADER_BYTES:
         raise FrameTooLarge(f"frame header is {mv.nbytes} bytes; the limit is {MAX_HEADER_BYTES}")
     try:
@@ -128,13 +134,13 @@ def decode(parts: Sequence[Buffer], max_bytes: int = DEFAULT_MAX_BYTES) -> Frame
     specs = header["tensors"]
     if len(parts) - 1 != len(specs):
         raise FrameError(f"frame header lists {len(specs)} tensors but {len(parts) - 1} buffers arrived")
-    total = sum(memoryview(p).nbytes for p in parts[1:])
+    total = sum(view(p).nbytes for p in parts[1:])
     if total > max_bytes:
         raise FrameTooLarge(f"frame carries {total} bytes; the limit is {max_bytes}")
     tensors: dict[str, np.ndarray] = {}
     for spec, buf in zip(specs, parts[1:], strict=True):
         name, dt, shape, nbytes = tensor_nbytes(spec)
-        mv = memoryview(buf)
+        mv = view(buf)
         if mv.nbytes != nbytes:
             raise FrameError(f"tensor {name!r}: header says {dt.name}{list(shape)} = {nbytes} bytes, "
                              f"buffer has {mv.nbytes}")
