@@ -216,21 +216,3 @@ def load(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | No
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a JSON object, got {type(raw).__name__}")
     return validate(_apply_env(raw, env), source)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m mirror.config [PATH]`: validate and print the effective configuration."""
-    import sys
-
-    args = sys.argv[1:] if argv is None else argv
-    try:
-        cfg = load(args[0] if args else None)
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(cfg.as_dict(), indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

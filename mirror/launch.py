@@ -187,11 +187,12 @@ class Child:
 
 
 class Supervisor:
-    def __init__(self, cfg: config_mod.Config, role: str, restart: bool = True) -> None:
+    def __init__(self, cfg: config_mod.Config, role: str, restart: bool = True,
+                 specs: list[ChildSpec] | None = None) -> None:
         self.cfg = cfg
         self.role = role
         self.restart = restart
-        self.children = [Child(s, cfg.source) for s in role_specs(cfg, role)]
+        self.children = [Child(s, cfg.source) for s in (specs if specs is not None else role_specs(cfg, role))]
         self.stopping = threading.Event()
         self.failed = False
 

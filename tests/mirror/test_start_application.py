@@ -1,0 +1,142 @@
+"""start_application.sh for real: LOCAL comes up, prints the URL, and Ctrl-C leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.mirror.helpers import ROOT, make_config
+
+START_TIMEOUT_S = 240
+STOP_TIMEOUT_S = 40
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live descendant of pid (children are in their own sessions, so walk /proc)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(") ", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        parents.setdefault(ppid, []).append(int(entry))
+    out: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            if child not in out:
+                out.add(child)
+                todo.append(child)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+def _start(config: Path, *args: str) -> subprocess.Popen[str]:
+    env = dict(os.environ, VM_CONFIG=str(config), VM_SKIP_APT="1", PYTHONUNBUFFERED="1")
+    return subprocess.Popen([str(ROOT / "start_application.sh"), *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _read_until(proc: subprocess.Popen[str], pattern: str, timeout_s: float) -> tuple[str, re.Match | None]:
+    """Collect output lines (in a thread: select() cannot see lines already buffered) until pattern."""
+    assert proc.stdout is not None
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    out: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=0.5)
+        except queue.Empty:
+            continue
+        if line is None:
+            break
+        out.append(line)
+        m = re.search(pattern, line)
+        if m:
+            return "".join(out), m
+    return "".join(out), None
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_local_deployment_up_and_clean_stop(tmp_path: Path, stop_signal: int) -> None:
+    config = make_config(tmp_path)
+    proc = _start(config)
+    try:
+        log, m = _read_until(proc, r"Virtual Mirror is up: (\S+)", START_TIMEOUT_S)
+        assert m, f"no 'is up' line; output:\n{log[-4000:]}"
+        for component in ("gvirtus.backend", "viton.service", "node2.gateway", "node1.web"):
+            assert re.search(rf"^\s+{re.escape(component)}\s+\S+", log, re.M), f"{component} not listed"
+        family = _descendants(proc.pid)
+        assert len(family) >= 4
+        os.killpg(proc.pid, stop_signal)  # what a terminal's Ctrl-C does: signal the foreground group
+        proc.wait(timeout=STOP_TIMEOUT_S)
+        deadline = time.monotonic() + 5
+        while any(_alive(p) for p in family) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = [p for p in family if _alive(p)]
+        assert not left, f"processes left running after stop: {left}"
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            for p in _descendants(proc.pid):
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            proc.kill()
+            proc.wait()
+
+
+def test_bad_config_exits_before_starting_anything(tmp_path: Path) -> None:
+    config = make_config(tmp_path, node2={"gvirtus_port": 123456})
+    proc = _start(config)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    assert "node2.gvirtus_port = 123456 is invalid" in out
+    assert "starting gvirtus.backend" not in out
+
+
+def test_port_in_use_exits_non_zero(tmp_path: Path) -> None:
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        config = make_config(tmp_path, node1={"https_port": port})
+        proc = _start(config)
+        out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert f"port {port} (node1.https_port) on 127.0.0.1 is not available" in out
+
+
+def test_distributed_needs_a_role(tmp_path: Path) -> None:
+    config = make_config(tmp_path, DEPLOYMENT="DISTRIBUTED")
+    proc = _start(config)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    assert "--role node1|node2|viton" in out
