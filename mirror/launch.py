@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mirror import config as config_mod
@@ -87,11 +88,18 @@ def check_port_free(key: str, host: str, port: int) -> None:
                               f"stop the process using it or change {key} in env_config.json") from exc
 
 
+_PRCTL: Callable[..., int] | None
+try:
+    _PRCTL = ctypes.CDLL("libc.so.6", use_errno=True).prctl  # resolved once, before any fork
+except OSError:  # not glibc: children are still stopped by stop_all, just not on supervisor death
+    _PRCTL = None
+
+
 def _set_pdeathsig() -> None:
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
+    # Runs between fork and exec: only a direct libc call (no imports, no locks), so it is safe
+    # even though the supervisor has output-pump threads.
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class Child:
@@ -116,7 +124,7 @@ class Child:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", self.spec.module], env=env, pass_fds=(w,),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, preexec_fn=_set_pdeathsig,
+            start_new_session=True, preexec_fn=_set_pdeathsig,  # noqa: PLW1509 (see _set_pdeathsig)
         )
         os.close(w)
         self._notify_r, self._ready_buf, self.ready_info = r, b"", None

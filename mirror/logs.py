@@ -34,10 +34,8 @@ class _ContextFilter(logging.Filter):
 
 
 class _UTCFormatter(logging.Formatter):
-    converter = time.gmtime
-
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
-        t = time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(record.created))
+        t = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
         return f"{t}.{int(record.msecs):03d}Z"
 
 
@@ -49,7 +47,7 @@ def setup(component: str, node: str | None = None, level: str | None = None) -> 
         node: "node1" / "node2"; default `$VM_NODE` or the component's first part.
         level: default `$VM_LOG_LEVEL` or INFO.
     """
-    node = node or os.environ.get("VM_NODE") or component.split(".")[0]
+    node = node or os.environ.get("VM_NODE") or component.split(".", maxsplit=1)[0]
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_UTCFormatter(LOG_FORMAT))
     handler.addFilter(_ContextFilter(node, component))

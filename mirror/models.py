@@ -55,7 +55,7 @@ def verify(name: str, models_dir: Path = DEFAULT_MODELS_DIR) -> Path:
     return path
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def model_path(name: str, models_dir: str = str(DEFAULT_MODELS_DIR)) -> Path:
     """Verified path of a model file (checked once per process)."""
     return verify(name, Path(models_dir))

@@ -41,8 +41,8 @@ def test_readme_start_command_exists_and_is_executable() -> None:
 
 def _pins(path: Path) -> dict[str, str]:
     out = {}
-    for line in path.read_text().splitlines():
-        line = line.split("#")[0].strip()
+    for raw in path.read_text().splitlines():
+        line = raw.split("#")[0].strip()
         if "==" in line:
             name, ver = line.split("==")
             out[name.lower().replace("_", "-")] = ver

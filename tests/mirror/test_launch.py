@@ -37,7 +37,8 @@ def cfg(tmp_path: Path):
 
 
 def test_role_specs_follow_deployment(cfg) -> None:
-    assert [s.name for s in role_specs(cfg, "all")] == ["gvirtus.backend", "viton.service", "node2.gateway", "node1.web"]
+    everything = ["gvirtus.backend", "viton.service", "node2.gateway", "node1.web"]
+    assert [s.name for s in role_specs(cfg, "all")] == everything
     assert [s.name for s in role_specs(cfg, "node2")] == ["gvirtus.backend", "viton.service", "node2.gateway"]
     assert [s.name for s in role_specs(cfg, "node1")] == ["node1.web"]
     with pytest.raises(LaunchError, match="unknown role 'gpu'"):
