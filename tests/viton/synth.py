@@ -1,0 +1,121 @@
+"""Constructed test data: drawn garments with exact landmarks, a drawn person with an exact parse
+map, and a hand-labelled astronaut (keypoints read off the photo, parse from colour thresholds).
+
+These stand in for node1 preprocessing and the garments demo catalog where those are absent;
+the real-photo acceptance tests (test_real_photos.py) use the real ones.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from viton.engine import GarmentData, PersonData
+
+GARMENT_H, GARMENT_W = 512, 384
+
+
+def _poly(points: list[tuple[float, float]]) -> np.ndarray:
+    return np.round(np.array(points, dtype=np.float64)).astype(np.int32)
+
+
+def make_garment(kind: str = "tshirt", colour: tuple[int, int, int] = (40, 90, 200)) -> GarmentData:
+    """(512, 384) drawn garment on white: body colour, white stripes, a yellow chest logo."""
+    neck = [(150, 60), (168, 84), (192, 95), (216, 84), (234, 60)]
+    if kind == "tank":
+        sr, sl, ar, al = (135, 62), (249, 62), (112, 190), (272, 190)
+        right, left = [sr, ar], [al, sl]
+        cr, cl = sr, sl
+    elif kind == "longsleeve":
+        sr, sl, ar, al = (95, 80), (289, 80), (112, 175), (272, 175)
+        cr, cl = (22, 420), (362, 420)
+        right, left = [sr, cr, (62, 428), ar], [al, (322, 428), cl, sl]
+    else:
+        sr, sl, ar, al = (95, 80), (289, 80), (112, 175), (272, 175)
+        cr, cl = (48, 150), (336, 150)
+        right, left = [sr, cr, (88, 184), ar], [al, (296, 184), cl, sl]
+    hr, hl = (110, 470), (274, 470)
+    outline = [neck[0], *right, hr, hl, *left, neck[-1], *neck[::-1][1:-1]]
+    mask = np.zeros((GARMENT_H, GARMENT_W), np.uint8)
+    cv2.fillPoly(mask, [_poly(outline)], 255, lineType=cv2.LINE_8)
+    img = np.full((GARMENT_H, GARMENT_W, 3), 255, np.uint8)
+    body = np.zeros_like(img)
+    body[:] = colour
+    for y in range(120, 470, 60):
+        body[y:y + 14] = (245, 245, 245)
+    cv2.circle(body, (192, 180), 34, (250, 200, 30), -1)
+    img[mask > 0] = body[mask > 0]
+    lm = np.array([(192, 95), sr, sl, ar, al, hr, hl, cr, cl], np.float32)
+    return GarmentData(image=img, mask=mask, landmarks=lm, kind=kind)
+
+
+def _keypoints(points: dict[int, tuple[float, float]]) -> np.ndarray:
+    kp = np.zeros((25, 3), np.float32)
+    for i, (x, y) in points.items():
+        kp[i] = (x, y, 0.9)
+    return kp
+
+
+def _render_pose(shape: tuple[int, int], kp: np.ndarray) -> np.ndarray:
+    out = np.zeros((*shape, 3), np.uint8)
+    for a, b in ((1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9), (8, 12), (0, 1)):
+        if kp[a, 2] > 0 and kp[b, 2] > 0:
+            cv2.line(out, tuple(int(v) for v in kp[a, :2]), tuple(int(v) for v in kp[b, :2]), (255, 85, 0), 4)
+    return out
+
+
+def drawn_person(h: int = 512, w: int = 384) -> PersonData:
+    """A flat drawn person with an exact CIHP parse: shirt (5), pants (9), arms, face, hair, neck."""
+    s = w / 384.0
+    img = np.zeros((h, w, 3), np.uint8)
+    img[:] = (120, 170, 110)
+    parse = np.zeros((h, w), np.uint8)
+
+    def fill(points: list[tuple[float, float]], label: int, colour: tuple[int, int, int]) -> None:
+        p = _poly([(x * s, y * s) for x, y in points])
+        cv2.fillPoly(parse, [p], label)
+        cv2.fillPoly(img, [p], colour)
+
+    fill([(150, 380), (234, 380), (240, 512), (144, 512)], 9, (40, 40, 60))                # pants
+    fill([(120, 150), (264, 150), (250, 390), (134, 390)], 5, (200, 60, 50))                # shirt
+    fill([(120, 150), (96, 170), (78, 300), (98, 305), (118, 200)], 15, (220, 170, 140))     # right arm
+    fill([(264, 150), (288, 170), (306, 300), (286, 305), (266, 200)], 14, (220, 170, 140))  # left arm
+    fill([(180, 110), (204, 110), (206, 152), (178, 152)], 10, (215, 165, 135))             # neck
+    cv2.ellipse(parse, (int(192 * s), int(80 * s)), (int(36 * s), int(44 * s)), 0, 0, 360, 2, -1)
+    cv2.ellipse(img, (int(192 * s), int(80 * s)), (int(36 * s), int(44 * s)), 0, 0, 360, (60, 40, 20), -1)
+    cv2.ellipse(parse, (int(192 * s), int(92 * s)), (int(28 * s), int(34 * s)), 0, 0, 360, 13, -1)
+    cv2.ellipse(img, (int(192 * s), int(92 * s)), (int(28 * s), int(34 * s)), 0, 0, 360, (225, 175, 145), -1)
+    # folds: darker diagonal bands on the shirt, to see the shading transfer
+    shirt = parse == 5
+    yy, xx = np.mgrid[0:h, 0:w]
+    fold = (np.sin((xx + yy) / (9.0 * s)) > 0.7) & shirt
+    img[fold] = (img[fold] * 0.7).astype(np.uint8)
+    kp = _keypoints({0: (192 * s, 92 * s), 1: (192 * s, 152 * s), 2: (125 * s, 155 * s), 3: (92 * s, 230 * s),
+                     4: (88 * s, 300 * s), 5: (259 * s, 155 * s), 6: (292 * s, 230 * s), 7: (296 * s, 300 * s),
+                     8: (192 * s, 380 * s), 9: (165 * s, 380 * s), 12: (219 * s, 380 * s)})
+    return PersonData(image=img, parse=parse, keypoints=kp, pose_render=_render_pose((h, w), kp))
+
+
+def astronaut_person(image: np.ndarray) -> PersonData:
+    """skimage's astronaut with hand-read BODY_25 keypoints and a colour-threshold CIHP parse."""
+    h, w = image.shape[:2]
+    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
+    orange = (hsv[..., 0] < 22) & (hsv[..., 1] > 110) & (hsv[..., 2] > 90)
+    parse = np.zeros((h, w), np.uint8)
+    suit = np.zeros((h, w), np.uint8)
+    suit[orange] = 1
+    suit[:, 380:] = 0
+    suit[:150] = 0
+    suit = cv2.morphologyEx(suit, cv2.MORPH_CLOSE, np.ones((25, 25), np.uint8))
+    ring = np.zeros((h, w), np.uint8)
+    cv2.ellipse(ring, (215, 215), (95, 70), 0, 0, 360, 1, -1)
+    parse[(suit > 0) | ((ring > 0) & (np.arange(h)[:, None] > 150))] = 5
+    cv2.ellipse(parse, (222, 90), (78, 80), 0, 180, 360, 2, -1)
+    cv2.ellipse(parse, (222, 118), (42, 55), 0, 0, 360, 13, -1)
+    neck = np.zeros((h, w), np.uint8)
+    cv2.ellipse(neck, (218, 195), (40, 32), 0, 0, 360, 1, -1)
+    parse[(neck > 0) & (parse != 13)] = 10
+    kp = _keypoints({0: (222, 130), 1: (220, 262), 2: (105, 262), 3: (55, 410), 4: (140, 495),
+                     5: (335, 262), 6: (365, 440), 15: (205, 112), 16: (240, 112)})
+    return PersonData(image=np.ascontiguousarray(image), parse=parse, keypoints=kp,
+                      pose_render=_render_pose((h, w), kp))

@@ -1,0 +1,15 @@
+"""The `geometric` try-on engine: landmark thin-plate-spline warp, no learned weights.
+
+Public face:
+    GeometricEngine(device)           implements viton.engine.Engine
+    body_frame(keypoints) -> BodyFrame the body anchors garments are warped to
+    changeable_region(parse, scale)   the pixels a try-on may change (everything else is kept)
+"""
+
+from __future__ import annotations
+
+from viton.geometric.body import BodyFrame, body_frame
+from viton.geometric.engine import GeometricEngine
+from viton.geometric.regions import changeable_region
+
+__all__ = ["BodyFrame", "GeometricEngine", "body_frame", "changeable_region"]

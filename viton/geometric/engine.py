@@ -1,0 +1,158 @@
+"""The `geometric` try-on engine: landmark TPS warp + layered, light-preserving composite.
+
+No learned weights, no I/O. Pipeline (stage names as in `TryOnOutput.timings_ms`):
+    anchors    body anchors from BODY_25 (viton.geometric.body), the region the try-on may change
+    warp       garment landmarks -> body anchors, kornia TPS on a coarse grid, one remap
+    composite  cloth-agnostic person (old upper clothes replaced by skin tone with the photo's
+               shading), garment modulated by the old clothes' luminance detail, layered under
+               hair/face/lower body and under arms that cross the torso (but over the upper arms
+               its sleeves cover), soft edges
+All the work happens inside the bounding box of the changeable region; pixels outside that
+region are copied bit for bit. Deterministic: same input, same output.
+"""
+
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+
+from viton.checks import check_garment, check_person
+from viton.engine import GarmentData, PersonData, TryOnOutput
+from viton.geometric import regions, warp
+from viton.geometric.body import body_frame
+
+SHADE_STRENGTH = 0.85         # how much of the old clothes' luminance detail reaches the garment
+SHADE_RANGE = (0.65, 1.25)    # clip of the luminance ratio (keeps prints on the old clothes faint)
+SKIN_SHADE_STRENGTH = 0.6
+DEFAULT_SKIN_RGB = (205.0, 160.0, 135.0)
+MAX_GARMENT_OVERSAMPLING = 1.5  # garment px per output px kept before downscaling (anti-aliasing)
+EDGE_SIGMA = 0.0012           # x image long side: Gaussian sigma of the anti-aliased label edges
+MIN_EDGE_SIGMA_PX = 0.7
+SKIN_LABELS = (10, 13, 14, 15)
+
+
+def _ms(t0: float) -> float:
+    return round((time.perf_counter() - t0) * 1000.0, 3)
+
+
+def _prepare_garment(garment: GarmentData, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Premultiplied RGBA uint8 garment, shrunk when it would be minified a lot, and its landmarks."""
+    img, mask, lm = garment.image, garment.mask, garment.landmarks.astype(np.float64)
+    factor = scale * MAX_GARMENT_OVERSAMPLING
+    if factor < 1.0:
+        h, w = mask.shape
+        size = (max(int(round(w * factor)), 8), max(int(round(h * factor)), 8))
+        fx, fy = size[0] / w, size[1] / h
+        img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+        mask = cv2.resize(mask, size, interpolation=cv2.INTER_AREA)
+        lm = np.stack([(lm[:, 0] + 0.5) * fx - 0.5, (lm[:, 1] + 0.5) * fy - 0.5], axis=1)
+    alpha = np.where(mask >= 128, 255, 0).astype(np.uint8) if factor >= 1.0 else mask
+    rgba = np.empty((*alpha.shape, 4), dtype=np.uint8)
+    rgba[..., :3] = (img.astype(np.uint16) * alpha[..., None] // 255).astype(np.uint8)
+    rgba[..., 3] = alpha
+    return rgba, lm
+
+
+def _skin_tone(image: np.ndarray, parse: np.ndarray) -> np.ndarray:
+    """(3,) float32 median RGB over face, neck and arm pixels (a default tone when none)."""
+    lut = np.zeros(256, dtype=bool)
+    lut[list(SKIN_LABELS)] = True
+    px = image[lut[parse]]
+    if len(px) < 16:
+        return np.array(DEFAULT_SKIN_RGB, dtype=np.float32)
+    return np.median(px, axis=0).astype(np.float32)
+
+
+def _luminance_ratio(image: np.ndarray, cloth: np.ndarray, blur_sigma: float) -> np.ndarray | None:
+    """(h, w) float32: luminance of the photo / mean luminance of the old clothes, clipped.
+
+    Folds and shadows of the old clothes give < 1, highlights > 1. None when there is no cloth.
+    """
+    lum = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    n = int(cloth.sum())
+    if n < 16:
+        return None
+    mean = float(lum[cloth.astype(bool)].mean())
+    smooth = cv2.GaussianBlur(lum, (0, 0), sigmaX=blur_sigma, sigmaY=blur_sigma)
+    return np.clip(smooth / max(mean, 1.0), *SHADE_RANGE).astype(np.float32)
+
+
+class GeometricEngine:
+    """Dresses a person in a garment by landmark TPS warping; needs no weights.
+
+    Args:
+        device: accepted for the Engine interface; the work (a small TPS solve and image
+            remaps, memory-bound) runs on the CPU whatever is asked, and `device` says "cpu".
+    """
+
+    name = "geometric"
+
+    def __init__(self, device: str = "cpu") -> None:
+        self.device = "cpu"
+        self.requested_device = device
+
+    def try_on(self, person: PersonData, garment: GarmentData) -> TryOnOutput:
+        """Dress `person` in `garment` (shapes/dtypes in viton.engine). Raises InvalidInput/PoseIncomplete."""
+        t_all = time.perf_counter()
+        check_person(person)
+        check_garment(garment)
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        image, parse = person.image, person.parse
+        H, W = parse.shape
+        body = body_frame(person.keypoints)
+        region = regions.changeable_region(parse, body.scale)
+        box = regions.bounding_box(region, pad=2)
+        timings["anchors"] = _ms(t0)
+        if box is None:  # nothing to dress: no upper body in the parse map
+            timings["total"] = _ms(t_all)
+            return TryOnOutput(image.copy(), np.zeros_like(image), np.zeros((H, W), np.float32), timings)
+        x0, y0, x1, y1 = box
+
+        t0 = time.perf_counter()
+        g_pts0 = np.asarray(garment.landmarks, dtype=np.float64)
+        sim_scale = abs(warp.seam_similarity(g_pts0, body).a)
+        rgba, lm = _prepare_garment(garment, sim_scale)
+        g_pts, b_pts, sim = warp.correspondences(lm, body)
+        map_x, map_y = warp.garment_sampling_maps(g_pts, b_pts, sim, box)
+        sampled = warp.remap_garment(rgba, map_x, map_y)
+        sleeve = warp.sleeve_weight(map_x, map_y, lm)
+        timings["warp"] = _ms(t0)
+
+        t0 = time.perf_counter()
+        crop = image[y0:y1, x0:x1]
+        masks = regions.label_masks(parse[y0:y1, x0:x1])
+        change = region[y0:y1, x0:x1].astype(np.float32)
+        sigma = max(MIN_EDGE_SIGMA_PX, EDGE_SIGMA * max(H, W))
+        kept = regions.soften(masks["kept"], sigma)
+        arms = regions.soften(masks["arms"], sigma)
+        upper = regions.soften(masks["upper"], sigma)
+        g_alpha = sampled[..., 3].astype(np.float32) * (1.0 / 255.0)
+        alpha = g_alpha * change * (1.0 - kept) * (1.0 - arms * (1.0 - sleeve))
+        removed = upper * change * (1.0 - kept)
+
+        g_rgb = sampled[..., :3].astype(np.float32) / np.maximum(g_alpha, 1.0 / 255.0)[..., None]
+        ratio = _luminance_ratio(crop, masks["upper"], blur_sigma=max(1.0, 0.015 * body.scale))
+        base = crop.astype(np.float32)
+        if ratio is not None:
+            shade = 1.0 + SHADE_STRENGTH * (ratio - 1.0) * upper
+            g_rgb *= shade[..., None]
+            skin = _skin_tone(image, parse)[None, None, :] * (1.0 + SKIN_SHADE_STRENGTH * (ratio - 1.0))[..., None]
+            base += removed[..., None] * (skin - base)
+        out_crop = base + alpha[..., None] * (g_rgb - base)
+        out = image.copy()
+        out[y0:y1, x0:x1] = np.clip(out_crop + 0.5, 0, 255).astype(np.uint8)
+        # outside the changeable region the photo stays bit for bit (the blend above is exact
+        # there too; this makes it independent of float rounding)
+        keep = region[y0:y1, x0:x1] == 0
+        out[y0:y1, x0:x1][keep] = crop[keep]
+
+        warped = np.zeros_like(image)
+        warped[y0:y1, x0:x1] = np.clip(g_rgb * g_alpha[..., None] + 0.5, 0, 255).astype(np.uint8)
+        alpha_full = np.zeros((H, W), dtype=np.float32)
+        alpha_full[y0:y1, x0:x1] = alpha
+        timings["composite"] = _ms(t0)
+        timings["total"] = _ms(t_all)
+        return TryOnOutput(image=out, warped_garment=warped, garment_alpha=alpha_full, timings_ms=timings)

@@ -1,0 +1,71 @@
+"""Which pixels the garment may change, and in which layer each body part sits (CIHP-20 labels).
+
+    upper clothing   5 upper-clothes, 6 dress, 7 coat: removed (the cloth-agnostic person)
+    neck skin        10: may be covered by the garment; its skin stays where the garment is not
+    arms             3 gloves, 14 left arm, 15 right arm: in front of the garment's body,
+                     behind its sleeves
+    kept             1 hat, 2 hair, 4 sunglasses, 13 face, 8/9/12/16..19 lower body:
+                     never changed (hair lies over the collar, the garment tucks under the waist)
+    background       0: may change only within a margin around the upper body (the garment's
+                     silhouette may be wider than the old clothes')
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+UPPER_LABELS = (5, 6, 7)
+NECK_LABELS = (10, 11)  # torso skin / neck, scarf
+ARM_LABELS = (3, 14, 15)
+KEPT_LABELS = (1, 2, 4, 13, 8, 9, 12, 16, 17, 18, 19)
+BACKGROUND_MARGIN = 0.035  # x body scale: how far into the background the garment may reach
+
+
+def _lut(labels: tuple[int, ...]) -> np.ndarray:
+    lut = np.zeros(256, dtype=np.uint8)
+    lut[list(labels)] = 1
+    return lut
+
+
+_UPPER, _NECK, _ARMS, _KEPT = (_lut(x) for x in (UPPER_LABELS, NECK_LABELS, ARM_LABELS, KEPT_LABELS))
+
+
+def label_masks(parse: np.ndarray) -> dict[str, np.ndarray]:
+    """(H, W) uint8 CIHP labels -> {"upper", "neck", "arms", "kept", "background"}: (H, W) uint8 {0, 1}."""
+    return {"upper": _UPPER[parse], "neck": _NECK[parse], "arms": _ARMS[parse], "kept": _KEPT[parse],
+            "background": (parse == 0).astype(np.uint8)}
+
+
+def margin_px(scale: float) -> int:
+    return int(round(BACKGROUND_MARGIN * scale)) + 2
+
+
+def changeable_region(parse: np.ndarray, scale: float) -> np.ndarray:
+    """(H, W) uint8 {0, 1}: the pixels a try-on may change.
+
+    Upper clothing, neck skin and arms, plus background within `margin_px(scale)` of them.
+    Everything else (face, hair, lower body, far background) must come out unchanged.
+    """
+    m = label_masks(parse)
+    body = m["upper"] | m["neck"] | m["arms"]
+    r = margin_px(scale)
+    grown = cv2.dilate(body, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    return body | (grown & m["background"])
+
+
+def bounding_box(mask: np.ndarray, pad: int) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1) of the non-zero pixels grown by `pad`, clipped; None when empty."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    h, w = mask.shape
+    return (max(int(cols[0]) - pad, 0), max(int(rows[0]) - pad, 0),
+            min(int(cols[-1]) + 1 + pad, w), min(int(rows[-1]) + 1 + pad, h))
+
+
+def soften(mask: np.ndarray, sigma: float) -> np.ndarray:
+    """(h, w) {0, 1} uint8 -> float32 [0, 1] with a Gaussian edge ramp (anti-aliasing)."""
+    return cv2.GaussianBlur(mask.astype(np.float32), (0, 0), sigmaX=sigma, sigmaY=sigma,
+                            borderType=cv2.BORDER_REPLICATE)
