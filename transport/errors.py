@@ -7,7 +7,8 @@
     ├── ChannelClosed            the channel was closed locally
     ├── PeerUnavailable          the peer does not answer (heartbeats missed, connect failed)
     ├── RequestTimeout           no reply within the per-request timeout
-    └── RdmaUnavailable          no RDMA device / pyverbs / connection (auto falls back to TCP)
+    ├── RdmaUnavailable          no RDMA device / pyverbs / connection (auto falls back to TCP)
+    └── InvalidRequest           a caller passed tensors that break the message contract
 """
 
 from __future__ import annotations
@@ -43,3 +44,7 @@ class RequestTimeout(TransportError):  # noqa: N818 (names say what went wrong)
 
 class RdmaUnavailable(TransportError):  # noqa: N818 (names say what went wrong)
     """RDMA cannot be used here: no pyverbs, no device, or the connection failed."""
+
+
+class InvalidRequest(TransportError):  # noqa: N818 (names say what went wrong)
+    """A caller's tensors or ids do not match the message contract (checked before sending)."""

@@ -137,10 +137,12 @@ def write_chunk_header(slot: memoryview, flags: int, seq: int, offset: int, tota
 
 
 class Reassembler:
-    """Rebuilds messages from chunks of one connection, in order, into one reused buffer.
+    """Rebuilds messages from chunks of one connection, in order.
 
-    `feed(chunk)` returns the complete message or None. The message memoryview is valid
-    until the next `feed`; the buffer grows to the largest message seen and is then reused.
+    `feed(chunk)` returns the complete message or None. Each message gets its own buffer: the
+    chunk payloads are copied out of the registered receive slot (which is reposted at once so
+    the peer can keep sending), and the frame's numpy views then own that memory — the one copy
+    on the RDMA receive path.
     """
 
     def __init__(self, max_bytes: int) -> None:
@@ -163,8 +165,7 @@ class Reassembler:
                 self._seq = None
                 raise FrameTooLarge(f"message {seq} announces {total} bytes; the limit is {self.max_bytes}")
             self._seq, self._expect, self._total = seq, 0, total
-            if len(self._buf) < total:
-                self._buf = bytearray(total)
+            self._buf = bytearray(total)
         if self._seq != seq or offset != self._expect or total != self._total:
             expected = f"message {self._seq} offset {self._expect}" if self._seq is not None else "a first chunk"
             self._seq = None

@@ -250,8 +250,8 @@ class TcpClient(ClientChannel):
             except FrameError as exc:
                 self._reject_reply(parts, exc)
                 continue
-            if frame.kind == HEARTBEAT_REPLY_KIND and frame.request_id.startswith(HEARTBEAT_ID_PREFIX):
-                continue
+            if frame.request_id.startswith(HEARTBEAT_ID_PREFIX):
+                continue  # a pong (or a peer's error for a ping it does not know): liveness only
             if not self._inflight.resolve(frame.request_id, frame):
                 log.info("late or unknown reply %r (%s) from %s dropped: its request already ended",
                          frame.request_id, frame.kind, self.info.endpoint)
