@@ -1,20 +1,180 @@
-"""PLACEHOLDER entry point of node1.web: binds its port and reports ready (replaced by its issue)."""
+"""Entry point of node 1's web app: gunicorn (gthread) over TLS 1.2+, started programmatically.
+
+    python -m node1.web            (what mirror.launch / start_application.sh runs)
+
+Serving model: ONE gunicorn worker process with HTTP_THREADS threads. Shoppers' jobs, results
+and progress live in that process's memory (nothing on disk), so every request of a shopper
+(POST, SSE events, result download) must reach the same process; the models are loaded once;
+Prometheus metrics need no multiprocess mode. Try-ons themselves run on `node1.workers`
+pipeline threads (node1.webapp.jobs), the heavy work releasing the GIL (torch, zmq, node 2).
+
+Readiness: gunicorn's when_ready hook (in the arbiter) waits until the worker has built the app
+(pipeline + catalog loaded; the worker reports through a pipe from post_worker_init) and then
+calls mirror.notify_ready("node1.web", listen=..., url=...). SIGTERM stops gracefully.
+
+Slow clients: every connection inherits SO_RCVTIMEO / SO_SNDTIMEO = CLIENT_IO_TIMEOUT_S from the
+listening socket, so a client that stops sending (slow-loris headers or body) or stops reading
+frees its thread after that long; idle connections wait in gthread's poller, not in a thread.
+
+The pipeline comes from PIPELINE_FACTORY ("module:function", override with $VM_PIPELINE_FACTORY):
+a function taking the Config and returning (TryOnPipeline, GarmentCatalog).
+"""
 
 from __future__ import annotations
 
+import importlib
+import logging
+import os
 import socket
+import ssl
+import struct
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-from mirror import load_config, notify_ready, setup_logging
-from mirror.lifecycle import run_until_signal
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+
+from mirror import Config, ConfigError, load_config, notify_ready, setup_logging
+from node1.pipeline_api import GarmentCatalog, TryOnPipeline
+from node1.tls import ensure_certificate, server_ssl_context
+
+COMPONENT = "node1.web"
+PIPELINE_FACTORY_ENV = "VM_PIPELINE_FACTORY"
+PIPELINE_FACTORY = "node1.pipeline:build_for_web"
+
+HTTP_THREADS = 16              # concurrent HTTP requests (an open SSE stream holds one)
+WORKER_CONNECTIONS = 256       # open connections per worker, kept-alive ones included
+KEEPALIVE_S = 5                # idle keep-alive connections are closed after this
+CLIENT_IO_TIMEOUT_S = 10.0     # a socket read/write making no progress this long is abandoned
+WORKER_TIMEOUT_S = 30          # arbiter kills a worker whose main loop stalls this long
+GRACEFUL_TIMEOUT_S = 5         # on SIGTERM, in-flight requests get this long (supervisor waits 10 s)
+LIMIT_REQUEST_LINE = 4094      # bytes in "GET /path HTTP/1.1"
+LIMIT_REQUEST_FIELDS = 50      # header count
+LIMIT_REQUEST_FIELD_SIZE = 8190
+
+log = logging.getLogger(COMPONENT)
+PipelineFactory = Callable[[Config], tuple[TryOnPipeline, GarmentCatalog]]
+
+
+def load_factory(spec: str) -> PipelineFactory:
+    """Import "module:function"."""
+    module_name, sep, func_name = spec.partition(":")
+    if not sep or not module_name or not func_name:
+        raise ConfigError(f"pipeline factory {spec!r} is malformed; use 'module:function'")
+    try:
+        func = getattr(importlib.import_module(module_name), func_name)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"cannot load the pipeline factory {spec!r}: {exc}; set ${PIPELINE_FACTORY_ENV} "
+                          "to 'module:function' returning (TryOnPipeline, GarmentCatalog)") from exc
+    if not callable(func):
+        raise ConfigError(f"pipeline factory {spec!r} is not callable")
+    return func
+
+
+def build_app(cfg: Config, factory: PipelineFactory) -> Flask:
+    from node1.webapp import create_app
+
+    pipeline, catalog = factory(cfg)
+    return create_app(cfg, pipeline=pipeline, catalog=catalog)
+
+
+class WebServer(BaseApplication):
+    """gunicorn, configured in code (no gunicorn.conf.py, no command line)."""
+
+    def __init__(self, load_app: Callable[[], Flask], options: dict[str, Any]) -> None:
+        self._load_app = load_app
+        self._options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        return self._load_app()
+
+
+def _set_io_timeout(sock: socket.socket, seconds: float) -> None:
+    tv = struct.pack("ll", int(seconds), int((seconds % 1) * 1_000_000))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+
+
+def gunicorn_options(cfg: Config, cert: Path, key: Path, *, io_timeout_s: float = CLIENT_IO_TIMEOUT_S,
+                     on_ready: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Every gunicorn setting node 1 uses, with its hooks."""
+    host, port = cfg["node1"]["host"], int(cfg["node1"]["https_port"])
+    bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    ready_r, ready_w = os.pipe()
+    ctx_cache: dict[str, ssl.SSLContext] = {}
+
+    def ssl_context(_conf: Any, _default_factory: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+        # gunicorn asks per connection; build once per process (also keeps session resumption).
+        if "ctx" not in ctx_cache:
+            ctx_cache["ctx"] = server_ssl_context(cert, key)
+        return ctx_cache["ctx"]
+
+    def when_ready(arbiter: Any) -> None:
+        for listener in arbiter.LISTENERS:
+            _set_io_timeout(listener.sock, io_timeout_s)
+
+        def wait_for_worker() -> None:
+            try:
+                if os.read(ready_r, 1):
+                    notify_ready(COMPONENT, listen=f"{host}:{port}", url=f"https://{bind}/")
+                    if on_ready is not None:
+                        on_ready()
+            finally:
+                os.close(ready_r)
+
+        threading.Thread(target=wait_for_worker, name="ready-wait", daemon=True).start()
+
+    def post_worker_init(_worker: Any) -> None:
+        try:
+            os.write(ready_w, b"1")
+        except OSError:
+            pass
+
+    def worker_exit(_server: Any, worker: Any) -> None:
+        app = getattr(worker, "wsgi", None)
+        if isinstance(app, Flask):
+            from node1.webapp import state_of
+
+            state_of(app).jobs.shutdown()
+
+    return {
+        "bind": [bind], "workers": 1, "worker_class": "gthread", "threads": HTTP_THREADS,
+        "worker_connections": WORKER_CONNECTIONS, "keepalive": KEEPALIVE_S, "timeout": WORKER_TIMEOUT_S,
+        "graceful_timeout": GRACEFUL_TIMEOUT_S, "limit_request_line": LIMIT_REQUEST_LINE,
+        "limit_request_fields": LIMIT_REQUEST_FIELDS, "limit_request_field_size": LIMIT_REQUEST_FIELD_SIZE,
+        "certfile": str(cert), "keyfile": str(key), "ssl_context": ssl_context,
+        "preload_app": False, "control_socket_disable": True, "accesslog": None, "errorlog": "-",
+        "loglevel": "info", "proc_name": COMPONENT, "forwarded_allow_ips": "",
+        "when_ready": when_ready, "post_worker_init": post_worker_init, "worker_exit": worker_exit,
+    }
+
+
+def serve(cfg: Config, factory_spec: str | None = None, *, io_timeout_s: float = CLIENT_IO_TIMEOUT_S) -> None:
+    """Serve until SIGTERM/SIGINT (gunicorn exits the process)."""
+    spec = factory_spec or os.environ.get(PIPELINE_FACTORY_ENV) or PIPELINE_FACTORY
+    factory = load_factory(spec)
+    cert, key = ensure_certificate(cfg)
+    server_ssl_context(cert, key)  # fail here, in the arbiter, on a bad certificate
+    options = gunicorn_options(cfg, cert, key, io_timeout_s=io_timeout_s)
+    log.info("serving https on %s (pipeline %s)", options["bind"][0], spec)
+    WebServer(lambda: build_app(cfg, factory), options).run()
 
 
 def main() -> int:
-    setup_logging("node1.web")
-    cfg = load_config()
-    host, port = cfg["node1"]["host"], cfg["node1"]["https_port"]
-    with socket.create_server((host, port)):
-        notify_ready("node1.web", listen=f"{host}:{port}")
-        run_until_signal()
+    setup_logging(COMPONENT)
+    try:
+        cfg = load_config()
+        serve(cfg)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
     return 0
 
 

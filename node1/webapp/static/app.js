@@ -1,0 +1,272 @@
+// The shopper's page: camera or upload -> garment -> POST /api/tryon?mode=async -> SSE progress -> result.
+"use strict";
+
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const els = {
+    video: $("camera"), preview: $("photo-preview"), empty: $("frame-empty"),
+    snap: $("snap"), retake: $("retake"), upload: $("upload"),
+    garments: $("garments"), tryon: $("tryon"),
+    progress: $("progress"), message: $("message"), compare: $("compare"),
+    before: $("before"), after: $("after"), resultActions: $("result-actions"),
+    download: $("download"), meta: $("meta"), placeholder: $("placeholder"),
+  };
+  const maxMb = Number(document.body.dataset.uploadMaxMb || "10");
+  const state = { stream: null, photo: null, photoUrl: null, garment: null, busy: false, events: null };
+
+  // Readable text for the errors a shopper can meet; other codes show the server's message.
+  const FRIENDLY = {
+    no_person: "We could not find a person in the photo. Stand facing the camera with your head " +
+      "and upper body in view, then snap again (or upload another photo).",
+    node2_unavailable: "The try-on server is not reachable right now. Please try again in a moment.",
+    timeout: "The try-on took too long. Please try again.",
+    busy: "The mirror is busy with other shoppers. Please try again in a few seconds.",
+    rate_limited: "You are going a little fast. Wait a few seconds and try again.",
+    camera_denied: "Camera permission was denied. Allow camera access for this site in your " +
+      "browser's settings and reload the page — or upload a photo instead.",
+    camera_missing: "No camera was found. Upload a photo instead.",
+    camera_busy: "The camera is in use by another application. Close it and reload, or upload a photo.",
+    camera_insecure: "The camera needs a secure (https://) page. Upload a photo instead.",
+    network: "The connection to the mirror was lost. Check the network and try again.",
+  };
+
+  function showMessage(code, serverMessage, kind) {
+    const text = FRIENDLY[code] || serverMessage || "Something went wrong. Please try again.";
+    els.message.textContent = text;
+    els.message.dataset.code = code || "";
+    els.message.className = "message " + (kind || "error");
+    els.message.hidden = false;
+  }
+  function clearMessage() { els.message.hidden = true; els.message.textContent = ""; els.message.dataset.code = ""; }
+
+  // ------------------------------------------------------------------ camera
+  async function startCamera() {
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+      cameraFailed("camera_insecure");
+      return;
+    }
+    try {
+      state.stream = await navigator.mediaDevices.getUserMedia({
+        video: { facingMode: "user", width: { ideal: 1280 }, height: { ideal: 960 } }, audio: false,
+      });
+    } catch (err) {
+      const name = err && err.name;
+      if (name === "NotAllowedError" || name === "SecurityError") cameraFailed("camera_denied");
+      else if (name === "NotFoundError" || name === "OverconstrainedError") cameraFailed("camera_missing");
+      else if (name === "NotReadableError") cameraFailed("camera_busy");
+      else cameraFailed("camera_missing");
+      return;
+    }
+    els.video.srcObject = state.stream;
+    els.video.addEventListener("loadeddata", () => {
+      els.empty.hidden = true;
+      els.snap.disabled = false;
+    }, { once: true });
+  }
+
+  function cameraFailed(code) {
+    els.empty.innerHTML = "";
+    const p = document.createElement("p");
+    p.textContent = FRIENDLY[code];
+    els.empty.appendChild(p);
+    els.empty.hidden = false;
+    els.empty.dataset.code = code;
+    els.video.hidden = true;
+    els.snap.disabled = true;
+    showMessage(code, null, "warn");
+  }
+
+  function snap() {
+    const v = els.video;
+    if (!v.videoWidth) return;
+    const canvas = document.createElement("canvas");
+    canvas.width = v.videoWidth;
+    canvas.height = v.videoHeight;
+    canvas.getContext("2d").drawImage(v, 0, 0);
+    canvas.toBlob((blob) => { if (blob) setPhoto(blob); }, "image/jpeg", 0.92);
+  }
+
+  function setPhoto(blob) {
+    if (state.photoUrl) URL.revokeObjectURL(state.photoUrl);
+    state.photo = blob;
+    state.photoUrl = URL.createObjectURL(blob);
+    els.preview.src = state.photoUrl;
+    els.preview.hidden = false;
+    els.video.hidden = true;
+    els.empty.hidden = true;
+    els.retake.hidden = !state.stream;
+    els.snap.hidden = true;
+    clearMessage();
+    updateTryon();
+  }
+
+  function retake() {
+    state.photo = null;
+    els.preview.hidden = true;
+    els.video.hidden = false;
+    els.retake.hidden = true;
+    els.snap.hidden = false;
+    updateTryon();
+  }
+
+  function onUpload() {
+    const file = els.upload.files && els.upload.files[0];
+    els.upload.value = "";
+    if (!file) return;
+    if (file.size > maxMb * 1024 * 1024) {
+      showMessage("upload_too_large", `That file is ${(file.size / 1048576).toFixed(1)} MB; the limit is ${maxMb} MB.`);
+      return;
+    }
+    setPhoto(file);
+  }
+
+  // ------------------------------------------------------------------ garments
+  async function loadGarments() {
+    let body;
+    try {
+      const resp = await fetch("/api/garments", { headers: { Accept: "application/json" } });
+      body = await resp.json();
+      if (!resp.ok) throw new Error((body.error && body.error.message) || resp.statusText);
+    } catch (err) {
+      els.garments.innerHTML = "";
+      showMessage("catalog", "Could not load the garment catalog: " + err.message);
+      return;
+    }
+    els.garments.innerHTML = "";
+    if (!body.garments.length) {
+      const li = document.createElement("li");
+      li.className = "loading";
+      li.textContent = "No garments in the catalog yet.";
+      els.garments.appendChild(li);
+      return;
+    }
+    for (const g of body.garments) {
+      const li = document.createElement("li");
+      const btn = document.createElement("button");
+      btn.type = "button";
+      btn.className = "garment";
+      btn.setAttribute("role", "radio");
+      btn.setAttribute("aria-checked", "false");
+      btn.dataset.id = g.id;
+      const img = document.createElement("img");
+      img.src = g.thumbnail_url;
+      img.alt = "";
+      img.loading = "lazy";
+      const name = document.createElement("span");
+      name.textContent = g.name;
+      btn.append(img, name);
+      btn.addEventListener("click", () => selectGarment(g.id));
+      li.appendChild(btn);
+      els.garments.appendChild(li);
+    }
+  }
+
+  function selectGarment(id) {
+    state.garment = id;
+    for (const b of els.garments.querySelectorAll(".garment")) {
+      b.setAttribute("aria-checked", String(b.dataset.id === id));
+    }
+    updateTryon();
+  }
+
+  function updateTryon() {
+    els.tryon.disabled = state.busy || !state.photo || !state.garment;
+  }
+
+  // ------------------------------------------------------------------ try-on
+  function setStage(stage) {
+    let reached = false;
+    for (const li of [...els.progress.children].reverse()) {
+      if (li.dataset.stage === stage) { li.className = "active"; reached = true; }
+      else if (reached) li.className = "done";
+    }
+  }
+
+  function resetProgress(cls) {
+    for (const li of els.progress.children) li.className = cls || "";
+  }
+
+  function finish() {
+    state.busy = false;
+    els.tryon.textContent = "Try it on";
+    if (state.events) { state.events.close(); state.events = null; }
+    updateTryon();
+  }
+
+  function fail(code, message) {
+    for (const li of els.progress.children) if (li.className === "active") li.className = "failed";
+    showMessage(code, message);
+    finish();
+  }
+
+  function showResult(res) {
+    resetProgress("done");
+    els.before.src = state.photoUrl;
+    els.after.src = res.result_url;
+    els.after.dataset.id = res.id;
+    els.download.href = res.result_url + "?download=1";
+    els.download.setAttribute("download", `tryon-${res.id.slice(0, 12)}.jpg`);
+    const total = res.timings_ms && res.timings_ms.total;
+    els.meta.textContent = (total ? `${Math.round(total)} ms` : "") + ` · ${res.device} · ${res.transport}`;
+    els.compare.hidden = false;
+    els.resultActions.hidden = false;
+    els.placeholder.hidden = true;
+    document.body.dataset.result = "shown";
+    finish();
+    els.compare.scrollIntoView({ behavior: "smooth", block: "nearest" });
+  }
+
+  async function tryOn() {
+    if (!state.photo || !state.garment || state.busy) return;
+    state.busy = true;
+    els.tryon.textContent = "Working…";
+    updateTryon();
+    clearMessage();
+    resetProgress();
+    document.body.dataset.result = "pending";
+    const form = new FormData();
+    form.append("photo", state.photo, state.photo.name || "photo.jpg");
+    form.append("garment", state.garment);
+    let resp, body;
+    try {
+      resp = await fetch("/api/tryon?mode=async", { method: "POST", body: form });
+      body = await resp.json();
+    } catch (err) {
+      fail("network", null);
+      return;
+    }
+    if (!resp.ok) {
+      fail(body.error && body.error.code, body.error && body.error.message);
+      return;
+    }
+    follow(body);
+  }
+
+  function follow(job) {
+    const es = new EventSource(job.events_url);
+    state.events = es;
+    es.addEventListener("stage", (e) => setStage(JSON.parse(e.data).stage));
+    es.addEventListener("done", (e) => showResult(JSON.parse(e.data)));
+    es.addEventListener("failed", (e) => {
+      const err = JSON.parse(e.data).error || {};
+      fail(err.code, err.message);
+    });
+    es.onerror = () => {
+      // The stream broke before done/failed: ask once for the job's state.
+      if (!state.busy) return;
+      es.close();
+      fetch(job.status_url).then((r) => r.json()).then((st) => {
+        if (st.state === "done") showResult(st);
+        else if (st.error) fail(st.error.code, st.error.message);
+        else fail("network", null);
+      }).catch(() => fail("network", null));
+    };
+  }
+
+  els.snap.addEventListener("click", snap);
+  els.retake.addEventListener("click", retake);
+  els.upload.addEventListener("change", onUpload);
+  els.tryon.addEventListener("click", tryOn);
+  startCamera();
+  loadGarments();
+})();

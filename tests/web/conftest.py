@@ -1,0 +1,87 @@
+"""Fixtures of the web-layer tests: a config in a temp folder, encoded test photos, an app."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mirror.config import ROOT, validate
+from tests.web.doubles import InMemoryTestCatalog, TorsoTintTestPipeline
+
+OPERATOR_TOKEN = "test-operator-token-0123456789abcdef"
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def make_config_dict(tmp_path: Path, port: int = 18443, **over: Any) -> dict:
+    raw = json.loads((ROOT / "env_config.json").read_text())
+    token = tmp_path / "operator.token"
+    token.write_text(OPERATOR_TOKEN + "\n")
+    base = _merge(raw, {
+        "DEPLOYMENT": "LOCAL",
+        "node1": {"host": "127.0.0.1", "https_port": port, "cert_file": None, "key_file": None,
+                  "operator_token_file": str(token), "workers": 2},
+        "gvirtus": {"token_file": None},
+        "paths": {"var_dir": str(tmp_path / "var")},
+    })
+    return _merge(base, over)
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> Callable[..., Any]:
+    def make(**over: Any):  # type: ignore[no-untyped-def]
+        return validate(make_config_dict(tmp_path, **over), source="test-config")
+    return make
+
+
+def encode(img: np.ndarray, fmt: str, **kw: Any) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def astronaut_jpeg(astronaut: np.ndarray) -> bytes:
+    return encode(astronaut, "JPEG", quality=92)
+
+
+@pytest.fixture
+def catalog() -> InMemoryTestCatalog:
+    return InMemoryTestCatalog()
+
+
+@pytest.fixture
+def pipeline(catalog: InMemoryTestCatalog) -> TorsoTintTestPipeline:
+    return TorsoTintTestPipeline(catalog)
+
+
+@pytest.fixture
+def app_factory(make_config: Callable[..., Any], pipeline: TorsoTintTestPipeline,
+                catalog: InMemoryTestCatalog) -> Callable[..., Any]:
+    from node1.webapp import create_app, state_of
+
+    made = []
+
+    def make(cfg_over: dict | None = None, **kw: Any):  # type: ignore[no-untyped-def]
+        cfg = make_config(**(cfg_over or {}))
+        app = create_app(cfg, pipeline=kw.pop("pipeline", pipeline), catalog=kw.pop("catalog", catalog), **kw)
+        app.testing = True
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        state_of(app).jobs.shutdown()
