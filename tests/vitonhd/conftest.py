@@ -1,0 +1,58 @@
+"""Fixtures for the VITON-HD engine tests.
+
+The networks are big (ALIAS ~100 M parameters, ~25 s per 1024x768 forward on 2 CPU cores), so
+they are built once per session and the whole pipeline runs once; stage tests read its intermediates.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from tests.vitonhd.scene import astronaut_person, tshirt_garment
+from viton.engine import GarmentData, PersonData, TryOnOutput
+from viton.vitonhd import PipelineResult, VitonHDEngine, build_networks
+
+MANIFEST = Path(__file__).resolve().parents[1] / "data" / "vitonhd_state_dicts.json"
+
+
+@pytest.fixture(scope="session")
+def manifest() -> dict[str, Any]:
+    """The official checkpoints' keys/shapes/dtypes (copied from ../shared/reference into the repo)."""
+    return json.loads(MANIFEST.read_text())
+
+
+@pytest.fixture(scope="session")
+def nets() -> dict[str, nn.Module]:
+    """The three networks with random weights (official init), CPU, eval mode. Do not modify."""
+    torch.manual_seed(1234)
+    return build_networks()
+
+
+@pytest.fixture(scope="session")
+def person(astronaut: np.ndarray) -> PersonData:
+    return astronaut_person(astronaut)
+
+
+@pytest.fixture(scope="session")
+def garment() -> GarmentData:
+    from skimage import data
+
+    return tshirt_garment(np.ascontiguousarray(data.coffee()))
+
+
+@pytest.fixture(scope="session")
+def engine(nets: dict[str, nn.Module]) -> VitonHDEngine:
+    return VitonHDEngine(nets, "cpu", seed=7)
+
+
+@pytest.fixture(scope="session")
+def full_run(engine: VitonHDEngine, person: PersonData, garment: GarmentData) -> tuple[TryOnOutput, PipelineResult]:
+    """One whole try-on of the astronaut at 1024 x 768 with random weights on CPU."""
+    return engine.try_on_detailed(person, garment)
