@@ -1,20 +1,79 @@
-"""PLACEHOLDER entry point of gvirtus.backend: binds its port and reports ready (replaced by its issue)."""
+"""`python -m gvirtus.backend`: node 2's remote-device server.
+
+Reads env_config (node2.bind_host or node2.host, node2.gvirtus_port, gvirtus.*), owns one torch
+device (gvirtus.device: auto -> cuda:0 if available, else cpu), serves sessions over gRPC (TLS
+when gvirtus.secure), reports ready to the supervisor and stops on SIGTERM / SIGINT.
+
+    python -m gvirtus.backend [--session-timeout-s 10] [--port N]
+"""
 
 from __future__ import annotations
 
-import socket
+import argparse
+import logging
 
-from mirror import load_config, notify_ready, setup_logging
-from mirror.lifecycle import run_until_signal
+import torch
+
+from gvirtus.device import DeviceUnavailable, pick_device
+from gvirtus.errors import GvirtusError
+from gvirtus.protocol import MIB, REAPER_INTERVAL_S, SESSION_TIMEOUT_S
+from gvirtus.server import build_server
+from gvirtus.sessions import SessionStore
+from mirror import ConfigError, load_config, notify_ready, setup_logging
+from mirror.lifecycle import install_stop_handlers, run_until_signal
+
+STOP_GRACE_S = 2.0
+EXIT_CONFIG = 2
+EXIT_BIND = 1
 
 
-def main() -> int:
-    setup_logging("gvirtus.backend")
-    cfg = load_config()
-    host, port = cfg["node2"]["host"], cfg["node2"]["gvirtus_port"]
-    with socket.create_server((host, port)):
-        notify_ready("gvirtus.backend", listen=f"{host}:{port}")
-        run_until_signal()
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m gvirtus.backend", description=__doc__.splitlines()[0])
+    p.add_argument("--session-timeout-s", type=float, default=SESSION_TIMEOUT_S,
+                   help="free a session after this long without a call or heartbeat (default %(default)s)")
+    p.add_argument("--port", type=int, default=None, help="override node2.gvirtus_port")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    log = setup_logging("gvirtus.backend")
+    try:
+        cfg = load_config()
+        gv = cfg["gvirtus"]
+        device = pick_device(gv["device"])
+        token = cfg.secret("gvirtus", "token_file", "VM_GVIRTUS_TOKEN")
+        tls = None
+        if gv["secure"]:
+            tls = (cfg.path(gv["tls_key_file"]).read_bytes(), cfg.path(gv["tls_cert_file"]).read_bytes())
+    except (ConfigError, DeviceUnavailable, OSError) as exc:
+        log.error("cannot start: %s", exc)
+        return EXIT_CONFIG
+    if token is None:
+        log.warning("no gvirtus token configured (gvirtus.token_file / VM_GVIRTUS_TOKEN): any client is accepted")
+    bind = cfg["node2"].get("bind_host") or cfg["node2"]["host"]
+    port = args.port if args.port is not None else cfg["node2"]["gvirtus_port"]
+    max_bytes = int(gv["max_message_mb"]) * MIB
+    store = SessionStore(int(gv["session_quota_mb"]) * MIB, args.session_timeout_s)
+    try:
+        server, port = build_server(store, device, token=token, bind=bind, port=port, max_message_bytes=max_bytes,
+                                    tls=tls)
+    except GvirtusError as exc:
+        log.error("cannot start: %s", exc)
+        return EXIT_BIND
+    stop = install_stop_handlers()
+    server.start()
+    store.run_reaper(stop, REAPER_INTERVAL_S)
+    listen = f"[{bind}]:{port}" if ":" in bind else f"{bind}:{port}"
+    kind = "CUDA" if device.type == "cuda" else f"CPU, no CUDA device in use ({torch.get_num_threads()} threads)"
+    log.info("serving on %s (%s, device %s: %s), quota %d MB per session, max message %d MB, session timeout %.1f s",
+             listen, "TLS" if tls else "plaintext", device, kind, gv["session_quota_mb"], gv["max_message_mb"],
+             args.session_timeout_s)
+    notify_ready("gvirtus.backend", listen=listen, device=str(device))
+    run_until_signal(stop)
+    server.stop(grace=STOP_GRACE_S).wait()
+    store.close_all()
+    logging.getLogger("gvirtus.backend").info("stopped")
     return 0
 
 

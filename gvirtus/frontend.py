@@ -1,0 +1,348 @@
+"""The client API node 1 uses: a RemoteDevice (runtime layer) and RemoteModules (module layer).
+
+    dev = gvirtus.connect("127.0.0.1:8888", token=...)
+    h = dev.malloc(4096); dev.memcpy_htod(h, array); back = dev.memcpy_dtoh(h, np.float32, (1024,))
+    mod = dev.register_module(net, [example])      # identical content again: no upload
+    out = mod(image)                               # host torch tensors, in the module's output structure
+    dev.close()
+
+Every method raises `gvirtus.errors` types; a lost backend raises RemoteDeviceLost (never exits).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils import _pytree as pytree
+
+from gvirtus.client import Connection
+from gvirtus.errors import InvalidRequest
+from gvirtus.graph import CapturedGraph, Spec, as_tensor, capture
+from gvirtus.proto import gvirtus_pb2 as pb
+from gvirtus.protocol import CALL_TIMEOUT_S, COPY_CHUNK_BYTES, DEFAULT_MAX_MESSAGE_MB, dtype_name, from_wire, to_wire
+
+LAUNCH_HEADROOM_BYTES = 64 * 1024   # protobuf framing around inline launch inputs
+
+
+@dataclass(frozen=True)
+class DeviceBuffer:
+    """A handle to memory on the remote device, valid only in the session that made it.
+
+    `dtype`/`shape` are set for typed tensors (module outputs kept on the device) and
+    ("uint8", (nbytes,)) for raw `malloc` buffers.
+    """
+
+    id: int
+    nbytes: int
+    dtype: str
+    shape: tuple[int, ...]
+    session: str
+
+    @classmethod
+    def from_info(cls, info: pb.BufferInfo, session: str) -> DeviceBuffer:
+        return cls(info.id, info.nbytes, info.dtype, tuple(info.shape), session)
+
+
+class RemoteDevice:
+    """One session on a gvirtus backend. Thread-safe for concurrent calls."""
+
+    def __init__(self, target: str, token: str | None = None, *, secure: bool = False,
+                 root_cert: bytes | str | None = None, timeout_s: float = CALL_TIMEOUT_S,
+                 max_message_mb: int = DEFAULT_MAX_MESSAGE_MB, client_name: str = "") -> None:
+        if isinstance(root_cert, str):
+            with open(root_cert, "rb") as f:
+                root_cert = f.read()
+        self._target, self._token = target, token
+        self._options: dict[str, Any] = {"secure": secure, "root_cert": root_cert, "timeout_s": timeout_s,
+                                         "max_message_mb": max_message_mb, "client_name": client_name}
+        self._lock = threading.Lock()
+        self._conn = Connection(target, token, **self._options)
+        self._generation = itertools.count(1)
+        self.generation = next(self._generation)
+        self._modules: dict[str, RemoteModule] = {}
+        self._pipeline: Any = None
+
+    # session ------------------------------------------------------------------------
+    @property
+    def target(self) -> str:
+        return self._conn.target
+
+    @property
+    def session_id(self) -> str:
+        return self._conn.session_id
+
+    @property
+    def max_message_bytes(self) -> int:
+        return self._conn.max_message_bytes
+
+    @property
+    def closed(self) -> bool:
+        return self._conn.closed
+
+    def _call(self, method_name: str, request: Any, what: str, timeout_s: float | None = None) -> Any:
+        return self._conn.call(getattr(self._conn.stub, method_name), request, what, timeout_s)
+
+    def reconnect(self) -> RemoteDevice:
+        """Open a new session on a new channel (after RemoteDeviceLost). Old handles are gone;
+        registered modules re-register themselves on their next call."""
+        with self._lock:
+            self._close_pipeline()
+            self._conn.close()
+            self._conn = Connection(self._target, self._token, **self._options)
+            self.generation = next(self._generation)
+        return self
+
+    def close(self) -> None:
+        """Close the session: the backend frees every handle and module reference of it."""
+        with self._lock:
+            self._close_pipeline()
+            self._conn.close()
+
+    def _close_pipeline(self) -> None:
+        if self._pipeline is not None:
+            self._pipeline.close()
+            self._pipeline = None
+
+    def __enter__(self) -> RemoteDevice:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def ping(self) -> None:
+        """A null call: one round trip that does nothing (the latency floor)."""
+        self._conn.call(self._conn.stub.Ping, _EMPTY, "ping")
+
+    def properties(self) -> dict[str, Any]:
+        """name, device_type ("cpu"/"cuda"), device, total_memory / free_memory (bytes), capability,
+        torch_version, multiprocessors, session_bytes_in_use, session_quota_bytes."""
+        p = self._call("Properties", _EMPTY, "properties")
+        return {f.name: getattr(p, f.name) for f in p.DESCRIPTOR.fields}
+
+    def stats(self) -> dict[str, int]:
+        """Backend-wide counters: sessions, session_bytes, modules, module_bytes, device_allocated."""
+        s = self._call("Stats", _EMPTY, "stats")
+        return {f.name: int(getattr(s, f.name)) for f in s.DESCRIPTOR.fields}
+
+    # runtime --------------------------------------------------------------------------
+    def malloc(self, nbytes: int) -> DeviceBuffer:
+        """Allocate `nbytes` (uninitialised) on the device; counts against the session quota."""
+        if not isinstance(nbytes, int) or nbytes < 0:
+            raise InvalidRequest(f"malloc size must be a non-negative int, got {nbytes!r}")
+        info = self._call("Malloc", pb.MallocRequest(nbytes=nbytes), f"malloc({nbytes})")
+        return DeviceBuffer.from_info(info, self.session_id)
+
+    def free(self, handle: DeviceBuffer) -> None:
+        self._call("Free", pb.Handle(id=_hid(handle)), f"free({_hid(handle)})")
+
+    def memcpy_htod(self, handle: DeviceBuffer, data: np.ndarray | torch.Tensor, offset: int = 0) -> None:
+        """Copy a host array's bytes (C order) into the buffer at byte `offset`."""
+        buf = _host_bytes(data)
+        chunks = _chunks(_hid(handle), offset, buf)
+        self._call("MemcpyHtoD", chunks, f"memcpy_htod({_hid(handle)}, {buf.nbytes} bytes)")
+
+    def memcpy_dtoh(self, handle: DeviceBuffer, dtype: Any = None, shape: Sequence[int] | None = None,
+                    offset: int = 0) -> np.ndarray:
+        """Read prod(shape) elements of `dtype` from byte `offset`; default the handle's own dtype/shape.
+
+        Returns a new host np.ndarray (numpy has no bfloat16: read such data as uint16 or float32)."""
+        name = dtype_name(dtype) if dtype is not None else handle.dtype
+        if name == "bfloat16":
+            raise InvalidRequest("memcpy_dtoh cannot return bfloat16 (numpy has no such dtype); read it as "
+                                 "int16, or convert it on the device first")
+        dims = tuple(int(s) for s in (shape if shape is not None else handle.shape))
+        itemsize = torch.empty((), dtype=_torch_dtype(name)).element_size()
+        nbytes = math.prod(dims) * itemsize
+        out = bytearray(nbytes)
+        pos = 0
+        req = pb.ReadRequest(handle=_hid(handle), offset=offset, nbytes=nbytes)
+        for chunk in self._conn.stream(self._conn.stub.MemcpyDtoH, req, f"memcpy_dtoh({_hid(handle)})"):
+            out[pos:pos + len(chunk.data)] = chunk.data
+            pos += len(chunk.data)
+        if pos != nbytes:
+            raise InvalidRequest(f"memcpy_dtoh: the backend sent {pos} bytes, expected {nbytes}")
+        return np.frombuffer(out, dtype=np.dtype(name)).reshape(dims)
+
+    def memcpy_dtod(self, dst: DeviceBuffer, src: DeviceBuffer, nbytes: int = 0, dst_offset: int = 0,
+                    src_offset: int = 0) -> None:
+        """Copy `nbytes` (0: as many as fit) between two buffers of this session, on the device."""
+        self._call("MemcpyDtoD", pb.DtoDRequest(dst=_hid(dst), src=_hid(src), nbytes=nbytes, dst_offset=dst_offset,
+                                                src_offset=src_offset), "memcpy_dtod")
+
+    def memset(self, handle: DeviceBuffer, value: int, nbytes: int = 0, offset: int = 0) -> None:
+        """Set `nbytes` (0: to the end) bytes from `offset` to the byte `value`."""
+        self._call("Memset", pb.MemsetRequest(handle=_hid(handle), value=value, offset=offset, nbytes=nbytes),
+                   "memset")
+
+    def synchronize(self) -> None:
+        """Wait for all queued work; raises the first pending error of the transparent layer."""
+        if self._pipeline is not None:
+            self._pipeline.sync()
+        self._call("Synchronize", _EMPTY, "synchronize")
+
+    # modules --------------------------------------------------------------------------
+    def register_module(self, module: torch.nn.Module, example_inputs: Sequence[Any]) -> RemoteModule:
+        """Capture `module` at the example inputs' shapes and register it; identical content is not re-sent.
+
+        Args:
+            module: an nn.Module (eval mode for inference); its forward takes tensors only.
+            example_inputs: np.ndarray / torch.Tensor; every launch must use these shapes and dtypes.
+        """
+        cap = capture(module, example_inputs)
+        with self._lock:
+            known = self._modules.get(cap.content_hash)
+        if known is not None and known.generation == self.generation:
+            return known
+        rm = RemoteModule(self, cap)
+        rm.ensure_registered()
+        with self._lock:
+            self._modules[cap.content_hash] = rm
+        return rm
+
+    def _register(self, cap: CapturedGraph) -> tuple[int, bool]:
+        """(module id, uploaded?) for a captured graph: looked up by content hash first."""
+        found = self._call("LookupModule", pb.LookupRequest(content_hash=cap.content_hash), "lookup module")
+        if found.found:
+            return found.module_id, False
+        info = self._call("RegisterModule", _module_chunks(cap), f"register module {cap.content_hash[:19]}")
+        return info.module_id, True
+
+    # transparent ----------------------------------------------------------------------
+    def pipeline(self) -> Any:
+        """The transparent layer's op stream of this session (opened on first use)."""
+        from gvirtus.transparent import Pipeline
+
+        with self._lock:
+            if self._pipeline is None or self._pipeline.generation != self.generation:
+                self._pipeline = Pipeline(self._conn, self.generation)
+            return self._pipeline
+
+    def tensor(self, data: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Upload a host array as a RemoteTensor for the transparent layer."""
+        from gvirtus.transparent import upload
+
+        return upload(self, as_tensor(data, "tensor data"))
+
+    def to_remote(self, module: torch.nn.Module) -> torch.nn.Module:
+        """Move `module`'s parameters and buffers to this device (in place); unmodified forward code
+        then runs op by op on the backend. Returns the module."""
+        from gvirtus.transparent import module_to_remote
+
+        return module_to_remote(module, self)
+
+
+class RemoteModule:
+    """A module registered on the backend; call it like the module (inputs at the registered shapes)."""
+
+    def __init__(self, device: RemoteDevice, cap: CapturedGraph) -> None:
+        self.device = device
+        self.content_hash = cap.content_hash
+        self.input_specs: list[Spec] = cap.input_specs
+        self.output_specs: list[Spec] = cap.output_specs
+        self._out_spec = cap.out_spec
+        self._capture = cap              # kept to re-register after a reconnect
+        self.module_id = 0
+        self.generation = 0
+        self.uploaded = False            # whether the last registration sent the weights
+
+    def ensure_registered(self) -> None:
+        if self.generation != self.device.generation:
+            self.module_id, self.uploaded = self.device._register(self._capture)
+            self.generation = self.device.generation
+
+    def _inputs(self, inputs: Sequence[Any]) -> list[pb.LaunchInput]:
+        if len(inputs) != len(self.input_specs):
+            raise InvalidRequest(f"module takes {len(self.input_specs)} inputs, got {len(inputs)}")
+        out, total = [], 0
+        for k, (x, spec) in enumerate(zip(inputs, self.input_specs, strict=True)):
+            if isinstance(x, DeviceBuffer):
+                if x.session != self.device.session_id:
+                    raise InvalidRequest(f"input {k} is a handle of another session; handles live in one session")
+                out.append(pb.LaunchInput(handle=x.id))
+                continue
+            t = as_tensor(x, f"input {k}")
+            got = Spec(dtype_name(t.dtype), tuple(t.shape))
+            if got != spec:
+                raise InvalidRequest(f"input {k}: expected {spec.dtype} {list(spec.shape)}, got {got.dtype} "
+                                     f"{list(got.shape)}; register the module again for other shapes")
+            total += t.numel() * t.element_size()
+            out.append(pb.LaunchInput(host=to_wire(t)))
+        if total + LAUNCH_HEADROOM_BYTES > self.device.max_message_bytes:
+            raise InvalidRequest(f"inline inputs total {total} bytes, over the {self.device.max_message_bytes}-byte "
+                                 "message limit; upload them with memcpy_htod and pass handles")
+        return out
+
+    def __call__(self, *inputs: Any, keep_on_device: bool = False) -> Any:
+        """Launch on host arrays / tensors or DeviceBuffers.
+
+        Returns the module's output structure with host torch tensors, or DeviceBuffers when
+        `keep_on_device` (chain them into the next launch without a round trip of the data).
+        """
+        self.ensure_registered()
+        request = pb.LaunchRequest(module_id=self.module_id, inputs=self._inputs(inputs),
+                                   keep_on_device=keep_on_device)
+        reply = self.device._call("Launch", request, f"launch module {self.content_hash[:19]}")
+        sid = self.device.session_id
+        leaves = [DeviceBuffer.from_info(o.device, sid) if o.WhichOneof("dest") == "device" else from_wire(o.host)
+                  for o in reply.outputs]
+        return pytree.tree_unflatten(leaves, self._out_spec)
+
+    def unregister(self) -> None:
+        """Drop this session's reference; the backend frees the weights when no session uses them."""
+        if self.generation == self.device.generation and self.module_id:
+            self.device._call("UnregisterModule", pb.Handle(id=self.module_id), "unregister module")
+            self.generation = 0
+
+
+_EMPTY = pb.Empty()
+
+
+def _hid(handle: DeviceBuffer) -> int:
+    if not isinstance(handle, DeviceBuffer):
+        raise InvalidRequest(f"expected a DeviceBuffer handle, got {type(handle).__name__}")
+    return handle.id
+
+
+def _torch_dtype(name: str) -> torch.dtype:
+    from gvirtus.protocol import torch_dtype
+
+    return torch_dtype(name)
+
+
+def _host_bytes(data: np.ndarray | torch.Tensor) -> memoryview:
+    t = as_tensor(data, "memcpy_htod data").contiguous()
+    return t.reshape(-1).view(torch.uint8).numpy().data
+
+
+def _chunks(hid: int, offset: int, buf: memoryview) -> Iterator[pb.CopyChunk]:
+    yield pb.CopyChunk(handle=hid, offset=offset, data=bytes(buf[:COPY_CHUNK_BYTES]))
+    for a in range(COPY_CHUNK_BYTES, buf.nbytes, COPY_CHUNK_BYTES):
+        yield pb.CopyChunk(data=bytes(buf[a:a + COPY_CHUNK_BYTES]))
+
+
+def _module_chunks(cap: CapturedGraph) -> Iterator[pb.ModuleChunk]:
+    header = pb.ModuleHeader(content_hash=cap.content_hash, graph_json=cap.graph_json)
+    for w in cap.weights:
+        header.weights.add(dtype=dtype_name(w.dtype), shape=w.shape)
+    for s in cap.input_specs:
+        header.inputs.add(dtype=s.dtype, shape=s.shape)
+    yield pb.ModuleChunk(header=header)
+    pending = bytearray()
+    for w in cap.weights:
+        if not w.numel():
+            continue
+        view = w.contiguous().reshape(-1).view(torch.uint8).numpy().data
+        for a in range(0, view.nbytes, COPY_CHUNK_BYTES):
+            pending += view[a:a + COPY_CHUNK_BYTES]
+            if len(pending) >= COPY_CHUNK_BYTES:
+                yield pb.ModuleChunk(weight_data=bytes(pending))
+                pending = bytearray()
+    if pending:
+        yield pb.ModuleChunk(weight_data=bytes(pending))

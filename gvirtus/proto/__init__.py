@@ -1,0 +1,1 @@
+"""Generated gRPC code for gvirtus.proto (regenerate with `python -m gvirtus.proto.regen`)."""

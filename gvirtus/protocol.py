@@ -1,0 +1,110 @@
+"""Protocol constants and the tensor <-> wire conversions shared by frontend and backend.
+
+Tensors travel as (dtype name, shape, raw C-contiguous bytes). Only the dtypes in `DTYPES` are
+accepted; every buffer's length is checked against prod(shape) * itemsize before use.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from gvirtus.errors import InvalidRequest
+from gvirtus.proto import gvirtus_pb2 as pb
+
+PROTOCOL_VERSION = 1
+SESSION_METADATA_KEY = "gvirtus-session"
+ERROR_METADATA_KEY = "gvirtus-error"
+MIB = 1024 * 1024
+
+DEFAULT_PORT = 8888
+DEFAULT_MAX_MESSAGE_MB = 256
+COPY_CHUNK_BYTES = 4 * MIB          # memcpy and module-weight streams are cut into chunks of this size
+SESSION_TIMEOUT_S = 10.0            # a session silent this long is freed (overridable on the backend)
+HEARTBEATS_PER_TIMEOUT = 4          # the client heartbeats this many times per session timeout
+REAPER_INTERVAL_S = 0.5             # how often the backend looks for expired sessions
+CONNECT_TIMEOUT_S = 5.0             # waiting for the channel to become ready
+CALL_TIMEOUT_S = 60.0               # default deadline of a unary call (launches included)
+HEARTBEAT_TIMEOUT_S = 2.0           # deadline of one heartbeat call
+PIPELINE_MAX_BATCH = 512            # items coalesced into one pipeline message
+CLIENT_HANDLE_BASE = 1 << 62        # ids the transparent layer chooses itself start here
+SERVER_WORKERS = 16                 # gRPC worker threads on the backend
+
+DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
+    "float64": torch.float64, "int64": torch.int64, "int32": torch.int32, "int16": torch.int16,
+    "int8": torch.int8, "uint8": torch.uint8, "bool": torch.bool,
+}
+DTYPE_NAMES: dict[torch.dtype, str] = {v: k for k, v in DTYPES.items()}
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """The torch dtype for a wire dtype name; InvalidRequest names the allowed ones."""
+    try:
+        return DTYPES[name]
+    except KeyError:
+        raise InvalidRequest(f"dtype {name!r} is not allowed; use one of {sorted(DTYPES)}") from None
+
+
+def dtype_name(dtype: torch.dtype | np.dtype | str) -> str:
+    """The wire name of a torch / numpy dtype (or a name), checked against the allowlist."""
+    if isinstance(dtype, torch.dtype):
+        name = DTYPE_NAMES.get(dtype)
+        if name is None:
+            raise InvalidRequest(f"dtype {dtype} is not allowed; use one of {sorted(DTYPES)}")
+        return name
+    name = np.dtype(dtype).name if not isinstance(dtype, str) or dtype not in DTYPES else dtype
+    torch_dtype(name)
+    return name
+
+
+def check_shape(shape: Sequence[int]) -> tuple[int, ...]:
+    out = tuple(int(s) for s in shape)
+    if any(s < 0 for s in out):
+        raise InvalidRequest(f"shape {list(out)} has a negative dimension")
+    return out
+
+
+def nbytes_of(dtype: str, shape: Sequence[int]) -> int:
+    return math.prod(check_shape(shape)) * torch.empty((), dtype=torch_dtype(dtype)).element_size()
+
+
+def to_cpu_contiguous(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().to("cpu").contiguous()
+
+
+def tensor_bytes(t: torch.Tensor) -> bytes:
+    """Raw bytes of a CPU contiguous tensor (one copy; bfloat16/bool included)."""
+    t = to_cpu_contiguous(t)
+    if t.numel() == 0:
+        return b""
+    return t.view(-1).view(torch.uint8).numpy().tobytes()
+
+
+def to_wire(t: torch.Tensor | np.ndarray) -> pb.Tensor:
+    """A host tensor or array as a wire Tensor."""
+    if isinstance(t, np.ndarray):
+        arr = np.ascontiguousarray(t)
+        return pb.Tensor(dtype=dtype_name(arr.dtype), shape=arr.shape, data=arr.tobytes())
+    return pb.Tensor(dtype=dtype_name(t.dtype), shape=tuple(t.shape), data=tensor_bytes(t))
+
+
+def bytes_to_tensor(data: bytes | bytearray | memoryview, dtype: str, shape: Sequence[int]) -> torch.Tensor:
+    """A new CPU tensor holding `data` (copied: the result is writable and owns its memory)."""
+    dims = check_shape(shape)
+    expected = nbytes_of(dtype, dims)
+    if len(data) != expected:
+        raise InvalidRequest(f"tensor data has {len(data)} bytes but dtype {dtype} and shape {list(dims)} "
+                             f"need {expected}")
+    out = torch.empty(dims, dtype=torch_dtype(dtype))
+    if expected:
+        out.view(-1).view(torch.uint8).numpy()[:] = np.frombuffer(data, dtype=np.uint8)
+    return out
+
+
+def from_wire(msg: pb.Tensor) -> torch.Tensor:
+    """A wire Tensor as a CPU torch tensor (validated: dtype allowlist, byte count)."""
+    return bytes_to_tensor(msg.data, msg.dtype, msg.shape)

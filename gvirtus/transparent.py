@@ -1,0 +1,336 @@
+"""The transparent layer: a torch tensor subclass whose ops run on the backend, pipelined.
+
+    net = dev.to_remote(net)             # parameters and buffers uploaded, module edited in place
+    y = net(dev.tensor(x))               # every aten op is streamed to the backend, no reply awaited
+    out = y.cpu()                        # a synchronising call: waits, raises any pending error
+
+Shapes and dtypes come from running each op locally on the `meta` device, so the client never
+waits to learn a shape. Ops are queued and coalesced into batches on one gRPC stream; an error on
+the backend is reported at the next synchronising call (`.cpu()`, `.numpy()`, `.item()`,
+`dev.synchronize()`), as with CUDA. Tensors freed on the client are released on the backend.
+
+Convention: a RemoteTensor reports `device == meta` (its data lives remotely); plain CPU tensors
+mixed into an op are sent along as constants. Limits: ops that change a tensor's metadata in
+place (`resize_`, `transpose_`) are not mirrored locally; ops with data-dependent output shapes
+(`nonzero`, `masked_select`) block once to learn the shape.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import queue
+import threading
+import weakref
+from collections import deque
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import torch
+from torch.utils import _pytree as pytree
+
+from gvirtus import codec
+from gvirtus.allowlist import op_target
+from gvirtus.client import Connection, translate_rpc_error
+from gvirtus.errors import GvirtusError, InvalidRequest, RemoteDeviceLost, error_class
+from gvirtus.proto import gvirtus_pb2 as pb
+from gvirtus.protocol import CALL_TIMEOUT_S, CLIENT_HANDLE_BASE, PIPELINE_MAX_BATCH, from_wire, to_wire
+
+if TYPE_CHECKING:
+    from gvirtus.frontend import RemoteDevice
+
+PIPELINE_MAX_PENDING = 8192      # queued items before the producer blocks (backpressure)
+PIPELINE_CLOSE_TIMEOUT_S = 5.0
+aten = torch.ops.aten
+META = torch.device("meta")
+
+
+class Pipeline:
+    """One bidirectional stream: ops/uploads/releases go out in batches, sync replies come back."""
+
+    def __init__(self, conn: Connection, generation: int) -> None:
+        self.conn = conn
+        self.generation = generation
+        self.error: GvirtusError | None = None
+        self._q: queue.Queue[pb.PipelineItem | None] = queue.Queue(maxsize=PIPELINE_MAX_PENDING)
+        self._releases: deque[int] = deque()
+        self._ids = itertools.count(CLIENT_HANDLE_BASE)
+        self._seq = itertools.count(1)
+        self._waiters: dict[int, Future[pb.SyncReply]] = {}
+        self._lock = threading.Lock()
+        self._batch_bytes = max(conn.max_message_bytes // 2, 1)
+        self._closed = False
+        self._call = conn.stub.Pipeline(self._requests(), metadata=conn.metadata)
+        self._reader = threading.Thread(target=self._read, name="gvirtus-pipeline", daemon=True)
+        self._reader.start()
+
+    def _requests(self) -> Any:
+        carry: pb.PipelineItem | None = None
+        while True:
+            item = carry if carry is not None else self._q.get()
+            carry = None
+            if item is None:
+                return
+            batch = pb.PipelineBatch()
+            size = 0
+            while item is not None:
+                batch.items.append(item)
+                size += _payload(item)
+                if len(batch.items) >= PIPELINE_MAX_BATCH or size >= self._batch_bytes:
+                    break
+                try:
+                    item = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    carry = None
+                    self._drain_releases(batch)
+                    yield batch
+                    return
+                if size + _payload(item) >= self._batch_bytes:
+                    carry = item
+                    break
+            self._drain_releases(batch)
+            yield batch
+
+    def _drain_releases(self, batch: pb.PipelineBatch) -> None:
+        ids = []
+        while self._releases:
+            ids.append(self._releases.popleft())
+        if ids:
+            batch.items.add(release=pb.Release(ids=ids))
+
+    def _read(self) -> None:
+        err: GvirtusError
+        try:
+            for reply in self._call:
+                with self._lock:
+                    fut = self._waiters.pop(reply.seq, None)
+                if fut is not None:
+                    fut.set_result(reply)
+            err = RemoteDeviceLost("the transparent-layer stream was closed")
+        except grpc.RpcError as exc:
+            err = translate_rpc_error(exc, self.conn.target, "transparent op stream")
+        self.error = err
+        with self._lock:
+            waiters, self._waiters = self._waiters, {}
+        for fut in waiters.values():
+            fut.set_exception(err)
+
+    def new_id(self) -> int:
+        return next(self._ids)
+
+    def send(self, item: pb.PipelineItem) -> None:
+        if self.error is not None:
+            raise self.error
+        if self._closed:
+            raise RemoteDeviceLost("this RemoteDevice's transparent stream is closed")
+        self._q.put(item)
+
+    def release(self, hid: int) -> None:
+        """Called by finalizers (any thread, maybe inside GC): never blocks."""
+        if not self._closed and self.error is None:
+            self._releases.append(hid)
+
+    def sync(self, fetch: list[int] | None = None, describe: list[int] | None = None,
+             timeout_s: float = CALL_TIMEOUT_S) -> pb.SyncReply:
+        """Wait until every op sent so far ran; raise the first error since the last sync."""
+        seq = next(self._seq)
+        fut: Future[pb.SyncReply] = Future()
+        with self._lock:
+            self._waiters[seq] = fut
+        self.send(pb.PipelineItem(sync=pb.Sync(seq=seq, fetch=fetch or [], describe=describe or [])))
+        try:
+            reply = fut.result(timeout=timeout_s)
+        except FutureTimeout:
+            raise RemoteDeviceLost(f"no answer from the backend at {self.conn.target} within {timeout_s:.0f} s "
+                                   "to a synchronising call") from None
+        if reply.error_kind:
+            raise error_class(reply.error_kind)(f"{reply.error} (reported at this synchronising call; the op "
+                                                "ran earlier in the pipeline)")
+        return reply
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._q.put(None, timeout=PIPELINE_CLOSE_TIMEOUT_S)
+        except queue.Full:
+            self._call.cancel()
+        self._reader.join(PIPELINE_CLOSE_TIMEOUT_S)
+        if self._reader.is_alive():
+            self._call.cancel()
+
+
+def _payload(item: pb.PipelineItem) -> int:
+    kind = item.WhichOneof("item")
+    if kind == "upload":
+        return len(item.upload.tensor.data)
+    if kind == "op":
+        return len(item.op.args_json) + sum(len(c.data) for c in item.op.constants)
+    return 16
+
+
+class RemoteTensor(torch.Tensor):
+    """A tensor whose data lives on the backend. Shape/dtype/strides are real; device reads `meta`."""
+
+    _gv_meta: torch.Tensor
+    _gv_id: int
+    _gv_pipe: Pipeline
+
+    @staticmethod
+    def __new__(cls, meta: torch.Tensor, pipe: Pipeline, hid: int) -> RemoteTensor:
+        r = torch.Tensor._make_wrapper_subclass(cls, meta.size(), strides=meta.stride(),
+                                                storage_offset=meta.storage_offset(), dtype=meta.dtype,
+                                                device=META, requires_grad=False)
+        r._gv_meta = meta
+        r._gv_id = hid
+        r._gv_pipe = pipe
+        weakref.finalize(r, pipe.release, hid)
+        return r
+
+    __torch_function__ = torch._C._disabled_torch_function_impl  # type: ignore[assignment]
+
+    def __repr__(self, *, tensor_contents: Any = None) -> Any:  # type: ignore[override]
+        return f"RemoteTensor(shape={list(self.shape)}, dtype={self.dtype}, id={self._gv_id - CLIENT_HANDLE_BASE})"
+
+    def numpy(self, *, force: bool = False) -> Any:
+        return self.cpu().numpy()
+
+    def tolist(self) -> Any:
+        return self.cpu().tolist()
+
+    @classmethod
+    def __torch_dispatch__(cls, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:  # type: ignore[override]
+        return _dispatch(func, args, kwargs or {})
+
+
+def fetch(t: RemoteTensor) -> torch.Tensor:
+    """The tensor's data on the host (a synchronising call)."""
+    reply = t._gv_pipe.sync(fetch=[t._gv_id])
+    return from_wire(reply.fetched[0])
+
+
+def upload(dev: RemoteDevice, t: torch.Tensor) -> RemoteTensor:
+    """A host tensor sent to the backend (queued, not awaited) as a RemoteTensor."""
+    pipe = dev.pipeline()
+    wire = to_wire(t)
+    if len(wire.data) > dev.max_message_bytes // 2:
+        raise InvalidRequest(f"tensor of {len(wire.data)} bytes is over half the {dev.max_message_bytes}-byte "
+                             "message limit (gvirtus.max_message_mb); split it")
+    hid = pipe.new_id()
+    pipe.send(pb.PipelineItem(upload=pb.Upload(id=hid, tensor=wire)))
+    return RemoteTensor(torch.empty_strided(t.shape, t.contiguous().stride(), dtype=t.dtype, device=META), pipe, hid)
+
+
+def module_to_remote(module: torch.nn.Module, dev: RemoteDevice) -> torch.nn.Module:
+    """Replace every parameter and buffer of `module` by a RemoteTensor (in place, for inference)."""
+    for m in module.modules():
+        for name, p in list(m._parameters.items()):
+            if p is not None and not isinstance(p, RemoteTensor):
+                m._parameters[name] = upload(dev, p.detach())  # type: ignore[assignment]
+        for name, b in list(m._buffers.items()):
+            if b is not None and not isinstance(b, RemoteTensor):
+                m._buffers[name] = upload(dev, b)
+    return module
+
+
+def _pipe_of(flat: list[Any]) -> Pipeline:
+    pipe: Pipeline | None = None
+    for x in flat:
+        if isinstance(x, RemoteTensor):
+            if pipe is None:
+                pipe = x._gv_pipe
+            elif x._gv_pipe is not pipe:
+                raise InvalidRequest("an op mixes tensors of two remote sessions; move them to one device")
+    if pipe is None:
+        raise InvalidRequest("no remote tensor among the op's arguments")
+    return pipe
+
+
+def _dispatch(func: Any, args: Any, kwargs: dict[str, Any]) -> Any:
+    flat, spec = pytree.tree_flatten((args, kwargs))
+    pipe = _pipe_of(flat)
+    special = _host_side(func, args, kwargs)
+    if special is not _NOT_SPECIAL:
+        return special
+    meta_of: dict[int, RemoteTensor] = {}
+
+    def to_meta(x: Any) -> Any:
+        if isinstance(x, RemoteTensor):
+            meta_of[id(x._gv_meta)] = x
+            return x._gv_meta
+        if isinstance(x, torch.Tensor):
+            return x.to(META)
+        return x
+
+    margs, mkwargs = pytree.tree_unflatten([to_meta(x) for x in flat], spec)
+    if "device" in mkwargs:
+        mkwargs["device"] = META
+    consts: list[pb.Tensor] = []
+
+    def ref(x: Any) -> dict[str, int] | None:
+        if isinstance(x, RemoteTensor):
+            return {"r": x._gv_id}
+        if isinstance(x, torch.Tensor):
+            if x.device.type == "meta":
+                raise InvalidRequest(f"{func}: a plain meta tensor has no data to send; create tensors on the "
+                                     "cpu (they are uploaded) or with dev.tensor()")
+            consts.append(to_wire(x))
+            return {"c": len(consts) - 1}
+        return None
+
+    args_json = json.dumps(codec.encode_call(args, kwargs, ref), separators=(",", ":"))
+    target = op_target(func)
+    try:
+        meta_out = func(*margs, **mkwargs)
+    except (NotImplementedError, RuntimeError):
+        return _blocking_op(pipe, target, args_json, consts)
+    leaves, out_spec = pytree.tree_flatten(meta_out)
+    ids: list[int] = []
+    results: list[Any] = []
+    for leaf in leaves:
+        if isinstance(leaf, torch.Tensor):
+            alias = meta_of.get(id(leaf))
+            if alias is not None:         # in-place op: the result is the input itself
+                ids.append(0)
+                results.append(alias)
+            else:
+                hid = pipe.new_id()
+                ids.append(hid)
+                results.append(RemoteTensor(leaf, pipe, hid))
+        else:
+            results.append(leaf)
+    pipe.send(pb.PipelineItem(op=pb.Op(target=target, args_json=args_json, outputs=ids, constants=consts)))
+    return pytree.tree_unflatten(results, out_spec)
+
+
+def _blocking_op(pipe: Pipeline, target: str, args_json: str, consts: list[pb.Tensor]) -> RemoteTensor:
+    """An op whose output shape depends on data: run it, then ask the backend for the shape."""
+    hid = pipe.new_id()
+    pipe.send(pb.PipelineItem(op=pb.Op(target=target, args_json=args_json, outputs=[hid], constants=consts)))
+    spec = pipe.sync(describe=[hid]).described[0]
+    meta = torch.empty(tuple(spec.shape), dtype=getattr(torch, spec.dtype), device=META)
+    return RemoteTensor(meta, pipe, hid)
+
+
+_NOT_SPECIAL = object()
+
+
+def _host_side(func: Any, args: Any, kwargs: dict[str, Any]) -> Any:
+    """Ops that bring data to the host (synchronising); `_NOT_SPECIAL` for every other op."""
+    if func is aten._to_copy.default and isinstance(args[0], RemoteTensor):
+        device = kwargs.get("device")
+        if device is not None and torch.device(device).type == "cpu":
+            t = fetch(args[0])
+            return t.to(dtype=kwargs.get("dtype") or t.dtype)
+    if func is aten._local_scalar_dense.default:
+        return fetch(args[0]).item()
+    if func in (aten.copy_.default,) and not isinstance(args[0], RemoteTensor):
+        return args[0].copy_(fetch(args[1]))
+    if func in (aten.is_same_size.default,):
+        return tuple(args[0].shape) == tuple(args[1].shape)
+    return _NOT_SPECIAL
