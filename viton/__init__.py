@@ -1,1 +1,48 @@
-"""viton: try-on engines (`geometric`, `vitonhd`) and the long-running try-on service."""
+"""viton: try-on engines (`geometric`, `vitonhd`) and the long-running try-on service.
+
+Public face:
+    PersonData, GarmentData, TryOnOutput, Engine   the engine contract (viton/engine.py)
+    make_engine(name, device, checkpoint_dir)      build the engine named in viton.engine
+    GeometricEngine                                the weight-free default engine
+    errors: VitonError, InvalidInput, PoseIncomplete, UnknownEngine, EngineFailed
+The service is `python -m viton.service` (viton/service.py).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from viton.engine import Engine, GarmentData, PersonData, TryOnOutput
+from viton.errors import EngineFailed, InvalidInput, PoseIncomplete, UnknownEngine, VitonError
+from viton.geometric import GeometricEngine
+
+ENGINE_NAMES = ("geometric", "vitonhd")
+
+
+def make_engine(name: str, device: str = "auto", checkpoint_dir: str | Path | None = None) -> Engine:
+    """Build a try-on engine; load its weights once, here.
+
+    Args:
+        name: "geometric" (no weights) or "vitonhd" (VITON-HD checkpoints in `checkpoint_dir`).
+        device: "auto", "cpu", "cuda", "cuda:N" (the geometric engine always runs on the CPU).
+        checkpoint_dir: folder of seg_final.pth, gmm_final.pth, alias_final.pth (vitonhd only).
+    Raises:
+        UnknownEngine: for any other name.
+        viton.vitonhd's CheckpointError (propagated unchanged): missing or mismatched checkpoints.
+            There is no fallback to another engine: a service configured for vitonhd without
+            its weights must refuse to start and say why.
+    """
+    if name == "geometric":
+        return GeometricEngine(device=device)
+    if name == "vitonhd":
+        vitonhd = importlib.import_module("viton.vitonhd")  # heavy networks: only when asked for
+        engine: Engine = vitonhd.VitonHDEngine(checkpoint_dir=checkpoint_dir, device=device)
+        return engine
+    raise UnknownEngine(f"viton.engine = {name!r} is not an engine; choose one of {', '.join(ENGINE_NAMES)}")
+
+
+__all__ = [
+    "ENGINE_NAMES", "Engine", "EngineFailed", "GarmentData", "GeometricEngine", "InvalidInput",
+    "PersonData", "PoseIncomplete", "TryOnOutput", "UnknownEngine", "VitonError", "make_engine",
+]

@@ -130,7 +130,10 @@ class GeometricEngine:
         arms = regions.soften(masks["arms"], sigma)
         upper = regions.soften(masks["upper"], sigma)
         g_alpha = sampled[..., 3].astype(np.float32) * (1.0 / 255.0)
-        alpha = g_alpha * change * (1.0 - kept) * (1.0 - arms * (1.0 - sleeve))
+        background = regions.soften(masks["background"], sigma)
+        # arms in front of the garment's body, behind its sleeves; sleeves stay on the person
+        # (a flat-lay sleeve is wider than an arm: the excess would hang in the air)
+        alpha = g_alpha * change * (1.0 - kept) * (1.0 - arms * (1.0 - sleeve)) * (1.0 - sleeve * background)
         removed = upper * change * (1.0 - kept)
 
         g_rgb = sampled[..., :3].astype(np.float32) / np.maximum(g_alpha, 1.0 / 255.0)[..., None]

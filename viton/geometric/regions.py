@@ -19,7 +19,7 @@ UPPER_LABELS = (5, 6, 7)
 NECK_LABELS = (10, 11)  # torso skin / neck, scarf
 ARM_LABELS = (3, 14, 15)
 KEPT_LABELS = (1, 2, 4, 13, 8, 9, 12, 16, 17, 18, 19)
-BACKGROUND_MARGIN = 0.035  # x body scale: how far into the background the garment may reach
+BACKGROUND_MARGIN = 0.015  # x body scale: how far into the background the garment may reach
 
 
 def _lut(labels: tuple[int, ...]) -> np.ndarray:
@@ -38,7 +38,7 @@ def label_masks(parse: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def margin_px(scale: float) -> int:
-    return int(round(BACKGROUND_MARGIN * scale)) + 2
+    return int(round(BACKGROUND_MARGIN * scale)) + 1
 
 
 def changeable_region(parse: np.ndarray, scale: float) -> np.ndarray:
