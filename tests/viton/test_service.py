@@ -1,0 +1,163 @@
+"""The try-on service over real zmq sockets (ipc in a temp folder): try-on, ping/health while
+busy, typed errors for bad requests, and it keeps serving; the engine factory's errors."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zmq
+from viton_synth import drawn_person, make_garment
+
+from transport.frames import Frame, decode, encode
+from viton import UnknownEngine, make_engine
+from viton.geometric import GeometricEngine
+from viton.service import TryOnService
+
+REPLY_TIMEOUT_MS = 10_000
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[str]:
+    endpoint = f"ipc://{tmp_path}/viton.sock"
+    svc = TryOnService(GeometricEngine(), endpoint, max_bytes=64 * 1024 * 1024, context=zmq.Context())
+    stop = threading.Event()
+    thread = threading.Thread(target=svc.serve, args=(stop,), daemon=True)
+    thread.start()
+    assert svc.bound.wait(5)
+    yield endpoint
+    stop.set()
+    thread.join(5)
+    assert not thread.is_alive()
+    svc.ctx.term()
+
+
+@pytest.fixture
+def client(service: str) -> Iterator[zmq.Socket]:
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, REPLY_TIMEOUT_MS)
+    sock.connect(service)
+    yield sock
+    sock.close()
+    ctx.term()
+
+
+def tryon_frame(rid: str) -> Frame:
+    p, g = drawn_person(), make_garment("tshirt")
+    return Frame("tryon", rid, meta={"garment_kind": g.kind, "garment_id": "0" * 64}, tensors={
+        "person": p.image, "parse": p.parse, "keypoints": p.keypoints, "pose_render": p.pose_render,
+        "garment_image": g.image, "garment_mask": g.mask, "garment_landmarks": g.landmarks})
+
+
+def call(sock: zmq.Socket, frame: Frame) -> Frame:
+    sock.send_multipart(encode(frame), copy=False)
+    return decode(sock.recv_multipart())
+
+
+def test_tryon_result_matches_the_engine(client: zmq.Socket) -> None:
+    reply = call(client, tryon_frame("r1"))
+    assert reply.kind == "result" and reply.request_id == "r1"
+    assert reply.meta["engine"] == "geometric" and reply.meta["device"] == "cpu"
+    assert {"engine_total", "viton_ms", "queue_ms"} <= set(reply.meta["timings_ms"])
+    direct = GeometricEngine().try_on(drawn_person(), make_garment("tshirt"))
+    assert np.array_equal(reply.tensors["image"], direct.image)
+
+
+def test_ping_and_health(client: zmq.Socket) -> None:
+    pong = call(client, Frame("ping", "p1"))
+    assert pong.kind == "pong" and pong.request_id == "p1" and pong.meta["status"] == "ok"
+    health = call(client, Frame("health", "h1"))
+    assert health.kind == "health" and health.meta["engine"] == "geometric"
+
+
+def test_health_answers_while_tryons_are_queued(client: zmq.Socket) -> None:
+    for i in range(3):
+        client.send_multipart(encode(tryon_frame(f"t{i}")), copy=False)
+    client.send_multipart(encode(Frame("ping", "while-busy")), copy=False)
+    replies = [decode(client.recv_multipart()) for _ in range(4)]
+    ids = [r.request_id for r in replies]
+    assert ids.index("while-busy") < ids.index("t2"), f"ping waited behind the try-ons: {ids}"
+    assert sorted(r.kind for r in replies) == ["pong", "result", "result", "result"]
+
+
+@pytest.mark.parametrize(("mutate", "code", "text"), [
+    (lambda f: f.tensors.pop("parse"), "bad_input", "lacks tensor(s) parse"),
+    (lambda f: f.tensors.__setitem__("parse", np.zeros((7, 7), np.uint8)), "bad_input",
+     r"'parse' must be uint8 (512, 384); got uint8 (7, 7)"),
+    (lambda f: f.tensors.__setitem__("parse", np.full((512, 384), 33, np.uint8)), "bad_input", "label 33"),
+    (lambda f: f.tensors.__setitem__("keypoints", np.zeros((25, 3), np.float64)), "bad_input",
+     "'keypoints' must be float32"),
+    (lambda f: f.tensors.__setitem__("keypoints", np.zeros((25, 3), np.float32)), "no_pose", "RShoulder (2)"),
+])
+def test_bad_requests_get_typed_errors_and_service_keeps_serving(client: zmq.Socket, mutate, code: str,
+                                                                 text: str) -> None:
+    frame = tryon_frame("bad")
+    mutate(frame)
+    reply = call(client, frame)
+    assert reply.kind == "error" and reply.request_id == "bad"
+    assert reply.meta["code"] == code and text in reply.meta["message"]
+    assert call(client, tryon_frame("after")).kind == "result"
+
+
+def test_malformed_and_unknown_frames(client: zmq.Socket) -> None:
+    client.send_multipart([b"not json"])
+    reply = decode(client.recv_multipart())
+    assert reply.kind == "error" and reply.meta["code"] == "malformed_frame"
+    client.send_multipart([b'{"v":1,"kind":"tryon","id":"x","meta":{},"tensors":[{"name":"a","dtype":"uint8",'
+                           b'"shape":[4]}]}', b"abc"])
+    reply = decode(client.recv_multipart())
+    assert reply.meta["code"] == "malformed_frame" and reply.request_id == "x"
+    reply = call(client, Frame("dance", "d"))
+    assert reply.meta["code"] == "unknown_kind" and "'dance'" in reply.meta["message"]
+    assert call(client, Frame("ping", "still")).kind == "pong"
+
+
+def test_make_engine_errors() -> None:
+    with pytest.raises(UnknownEngine, match="'nope' is not an engine; choose one of geometric, vitonhd"):
+        make_engine("nope")
+    assert make_engine("geometric").name == "geometric"
+
+
+def _env(tmp_path: Path, engine: str) -> dict[str, str]:
+    import os
+    return {**os.environ, "VM__viton__endpoint": f"ipc://{tmp_path}/svc.sock", "VM__viton__engine": engine,
+            "VM__viton__checkpoint_dir": str(tmp_path / "no-checkpoints")}
+
+
+def test_service_process_serves_and_stops_on_sigterm(tmp_path: Path, repo_root: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-m", "viton.service"], cwd=repo_root, env=_env(tmp_path, "geometric"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        ctx = zmq.Context()
+        sock = ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.RCVTIMEO, 20_000)
+        sock.connect(f"ipc://{tmp_path}/svc.sock")
+        assert call(sock, Frame("ping", "1")).kind == "pong"
+        sock.close()
+        ctx.term()
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=10)
+        assert proc.returncode == 0, out
+        assert "ready" in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_service_refuses_to_start_without_vitonhd_weights(tmp_path: Path, repo_root: Path) -> None:
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-m", "viton.service"], cwd=repo_root, env=_env(tmp_path, "vitonhd"),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "cannot start the 'vitonhd' try-on engine" in done.stderr + done.stdout
