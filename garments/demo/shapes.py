@@ -119,7 +119,7 @@ def build_top(p: Proportions, cx: float = CANVAS_W / 2) -> Shape:
             top,
             _bulge(tip, cuff_out, 4.0),
             np.array([cuff_out, cuff_in]),
-            _bulge(cuff_in, armpit, -3.0 if p.sleeve == "short" else -6.0),
+            _bulge(cuff_in, armpit, -3.0 if p.sleeve == "short" else 2.0),
         )
         parts = {"armhole": _bulge(tip, armpit, 10.0, 24), "cuff": np.array([cuff_out, cuff_in])}
     side = _bulge(armpit, hem, -4.0)
