@@ -12,9 +12,10 @@ Readiness: gunicorn's when_ready hook (in the arbiter) waits until the worker ha
 (pipeline + catalog loaded; the worker reports through a pipe from post_worker_init) and then
 calls mirror.notify_ready("node1.web", listen=..., url=...). SIGTERM stops gracefully.
 
-Slow clients: every connection inherits SO_RCVTIMEO / SO_SNDTIMEO = CLIENT_IO_TIMEOUT_S from the
-listening socket, so a client that stops sending (slow-loris headers or body) or stops reading
-frees its thread after that long; idle connections wait in gthread's poller, not in a thread.
+Slow clients: every TLS connection's reads and writes time out after CLIENT_IO_TIMEOUT_S without
+progress (bounded_ssl_socket_class), so a client that stops sending (slow-loris headers or body)
+or stops reading frees its thread; idle connections wait in gthread's poller, not in a thread;
+header size and count are capped (LIMIT_REQUEST_*), the body by MAX_CONTENT_LENGTH.
 
 The pipeline comes from PIPELINE_FACTORY ("module:function", override with $VM_PIPELINE_FACTORY):
 a function taking the Config and returning (TryOnPipeline, GarmentCatalog).
@@ -25,9 +26,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import socket
 import ssl
-import struct
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -43,11 +42,12 @@ from node1.tls import ensure_certificate, server_ssl_context
 COMPONENT = "node1.web"
 PIPELINE_FACTORY_ENV = "VM_PIPELINE_FACTORY"
 PIPELINE_FACTORY = "node1.pipeline:build_for_web"
+IO_TIMEOUT_ENV = "VM_WEB_IO_TIMEOUT_S"
 
 HTTP_THREADS = 16              # concurrent HTTP requests (an open SSE stream holds one)
 WORKER_CONNECTIONS = 256       # open connections per worker, kept-alive ones included
 KEEPALIVE_S = 5                # idle keep-alive connections are closed after this
-CLIENT_IO_TIMEOUT_S = 10.0     # a socket read/write making no progress this long is abandoned
+CLIENT_IO_TIMEOUT_S = 10.0    # a socket read/write making no progress this long is abandoned
 WORKER_TIMEOUT_S = 30          # arbiter kills a worker whose main loop stalls this long
 GRACEFUL_TIMEOUT_S = 5         # on SIGTERM, in-flight requests get this long (supervisor waits 10 s)
 LIMIT_REQUEST_LINE = 4094      # bytes in "GET /path HTTP/1.1"
@@ -96,10 +96,52 @@ class WebServer(BaseApplication):
         return self._load_app()
 
 
-def _set_io_timeout(sock: socket.socket, seconds: float) -> None:
-    tv = struct.pack("ll", int(seconds), int((seconds % 1) * 1_000_000))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+def bounded_ssl_socket_class(io_timeout_s: float) -> type[ssl.SSLSocket]:
+    """An SSLSocket whose "blocking" mode always has a timeout.
+
+    gthread puts a connection in blocking mode (`setblocking(True)`, i.e. no timeout) before
+    the TLS handshake and before reading each request, so a client that sends half a request
+    and stalls (slow-loris) would hold a thread forever. This class turns "block forever" into
+    "block at most io_timeout_s per read/write"; the stalled read raises TimeoutError and gunicorn
+    closes the connection. (SO_RCVTIMEO does not work here: the ssl module retries on EAGAIN.)
+    After shutdown() it never blocks at all (see below).
+    """
+
+    class BoundedIOSSLSocket(ssl.SSLSocket):
+        _closing = False
+
+        def settimeout(self, value: float | None) -> None:
+            if self._closing:
+                value = 0.0
+            super().settimeout(io_timeout_s if value is None else value)
+
+        def setblocking(self, flag: bool) -> None:
+            self.settimeout(None if flag else 0.0)
+
+        def shutdown(self, how: int) -> None:
+            # gunicorn's graceful close (in the worker's MAIN thread) lingers up to 2 s reading
+            # until the peer closes; a stalled peer never does, so N of them would stall the main
+            # loop 2N s. Once shut down, only drain what is already buffered: never block.
+            self._closing = True
+            super().shutdown(how)
+
+    return BoundedIOSSLSocket
+
+
+class _QuietTimeouts(logging.Filter):
+    """gunicorn logs a traceback for every socket error; a client timing out is routine."""
+
+    def __init__(self, io_timeout_s: float) -> None:
+        super().__init__()
+        self.io_timeout_s = io_timeout_s
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, TimeoutError):
+            record.msg, record.args, record.exc_info, record.levelno, record.levelname = (
+                "closed a connection that made no progress for %.0f s (slow or stalled client)",
+                (self.io_timeout_s,), None, logging.INFO, "INFO")
+        return True
 
 
 def gunicorn_options(cfg: Config, cert: Path, key: Path, *, io_timeout_s: float = CLIENT_IO_TIMEOUT_S,
@@ -113,13 +155,12 @@ def gunicorn_options(cfg: Config, cert: Path, key: Path, *, io_timeout_s: float 
     def ssl_context(_conf: Any, _default_factory: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
         # gunicorn asks per connection; build once per process (also keeps session resumption).
         if "ctx" not in ctx_cache:
-            ctx_cache["ctx"] = server_ssl_context(cert, key)
+            ctx = server_ssl_context(cert, key)
+            ctx.sslsocket_class = bounded_ssl_socket_class(io_timeout_s)
+            ctx_cache["ctx"] = ctx
         return ctx_cache["ctx"]
 
-    def when_ready(arbiter: Any) -> None:
-        for listener in arbiter.LISTENERS:
-            _set_io_timeout(listener.sock, io_timeout_s)
-
+    def when_ready(_arbiter: Any) -> None:
         def wait_for_worker() -> None:
             try:
                 if os.read(ready_r, 1):
@@ -132,6 +173,7 @@ def gunicorn_options(cfg: Config, cert: Path, key: Path, *, io_timeout_s: float 
         threading.Thread(target=wait_for_worker, name="ready-wait", daemon=True).start()
 
     def post_worker_init(_worker: Any) -> None:
+        logging.getLogger("gunicorn.error").addFilter(_QuietTimeouts(io_timeout_s))
         try:
             os.write(ready_w, b"1")
         except OSError:
@@ -151,7 +193,7 @@ def gunicorn_options(cfg: Config, cert: Path, key: Path, *, io_timeout_s: float 
         "limit_request_fields": LIMIT_REQUEST_FIELDS, "limit_request_field_size": LIMIT_REQUEST_FIELD_SIZE,
         "certfile": str(cert), "keyfile": str(key), "ssl_context": ssl_context,
         "preload_app": False, "control_socket_disable": True, "accesslog": None, "errorlog": "-",
-        "loglevel": "info", "proc_name": COMPONENT, "forwarded_allow_ips": "",
+        "loglevel": os.environ.get("VM_WEB_GUNICORN_LOGLEVEL", "info"), "proc_name": COMPONENT, "forwarded_allow_ips": "",
         "when_ready": when_ready, "post_worker_init": post_worker_init, "worker_exit": worker_exit,
     }
 
@@ -171,7 +213,8 @@ def main() -> int:
     setup_logging(COMPONENT)
     try:
         cfg = load_config()
-        serve(cfg)
+        # $VM_WEB_IO_TIMEOUT_S: tests shorten the slow-client timeout (default CLIENT_IO_TIMEOUT_S).
+        serve(cfg, io_timeout_s=float(os.environ.get(IO_TIMEOUT_ENV) or CLIENT_IO_TIMEOUT_S))
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
