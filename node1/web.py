@@ -193,7 +193,8 @@ def gunicorn_options(cfg: Config, cert: Path, key: Path, *, io_timeout_s: float 
         "limit_request_fields": LIMIT_REQUEST_FIELDS, "limit_request_field_size": LIMIT_REQUEST_FIELD_SIZE,
         "certfile": str(cert), "keyfile": str(key), "ssl_context": ssl_context,
         "preload_app": False, "control_socket_disable": True, "accesslog": None, "errorlog": "-",
-        "loglevel": os.environ.get("VM_WEB_GUNICORN_LOGLEVEL", "info"), "proc_name": COMPONENT, "forwarded_allow_ips": "",
+        "loglevel": os.environ.get("VM_LOG_LEVEL", "info").lower(), "proc_name": COMPONENT,
+        "forwarded_allow_ips": "",
         "when_ready": when_ready, "post_worker_init": post_worker_init, "worker_exit": worker_exit,
     }
 
