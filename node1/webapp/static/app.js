@@ -73,7 +73,6 @@
     els.empty.dataset.code = code;
     els.video.hidden = true;
     els.snap.disabled = true;
-    showMessage(code, null, "warn");
   }
 
   function snap() {
