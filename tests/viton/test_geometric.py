@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 from kornia.geometry.transform import warp_points_tps
-
 from viton_synth import drawn_person, make_garment
+
 from viton import GeometricEngine, InvalidInput, PersonData, PoseIncomplete
 from viton.geometric import changeable_region
 from viton.geometric.body import body_frame

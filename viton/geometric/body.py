@@ -27,9 +27,9 @@ NOSE_NECK = 0.65          # nose -> neck; lets a side view (shoulders overlap) k
 SEAM_OUT = 0.07           # shoulder seam tip: this far outward of the shoulder keypoint
 SEAM_UP = 0.05            # ... and this far up
 ARMPIT_DOWN = 0.42        # armpit: below the shoulder keypoint
-ARMPIT_IN = 0.05          # ... and inward
+ARMPIT_IN = 0.0           # ... and inward
 HEM_BELOW_HIP = 0.12      # hem line below the hip keypoints, in torso lengths
-HEM_HALF_WIDTH = 0.56     # hem corners from the torso axis
+HEM_HALF_WIDTH = 0.62     # hem corners from the torso axis
 
 
 @dataclass(frozen=True)

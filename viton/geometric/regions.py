@@ -6,8 +6,8 @@
                      behind its sleeves
     kept             1 hat, 2 hair, 4 sunglasses, 13 face, 8/9/12/16..19 lower body:
                      never changed (hair lies over the collar, the garment tucks under the waist)
-    background       0: may change only within a margin around the upper body (the garment's
-                     silhouette may be wider than the old clothes')
+    background       0: may change only within an anti-aliasing margin (a few pixels) around
+                     the upper body
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ UPPER_LABELS = (5, 6, 7)
 NECK_LABELS = (10, 11)  # torso skin / neck, scarf
 ARM_LABELS = (3, 14, 15)
 KEPT_LABELS = (1, 2, 4, 13, 8, 9, 12, 16, 17, 18, 19)
-BACKGROUND_MARGIN = 0.015  # x body scale: how far into the background the garment may reach
+BACKGROUND_MARGIN = 0.004  # x body scale (+1 px): the anti-aliased edge's reach into the background
 
 
 def _lut(labels: tuple[int, ...]) -> np.ndarray:
@@ -28,7 +28,8 @@ def _lut(labels: tuple[int, ...]) -> np.ndarray:
     return lut
 
 
-_UPPER, _NECK, _ARMS, _KEPT = (_lut(x) for x in (UPPER_LABELS, NECK_LABELS, ARM_LABELS, KEPT_LABELS))
+_UPPER, _NECK, _ARMS, _KEPT, _BODY = (_lut(x) for x in (UPPER_LABELS, NECK_LABELS, ARM_LABELS, KEPT_LABELS,
+                                                       UPPER_LABELS + NECK_LABELS + ARM_LABELS))
 
 
 def label_masks(parse: np.ndarray) -> dict[str, np.ndarray]:
@@ -47,11 +48,16 @@ def changeable_region(parse: np.ndarray, scale: float) -> np.ndarray:
     Upper clothing, neck skin and arms, plus background within `margin_px(scale)` of them.
     Everything else (face, hair, lower body, far background) must come out unchanged.
     """
-    m = label_masks(parse)
-    body = m["upper"] | m["neck"] | m["arms"]
+    body = _BODY[parse]
     r = margin_px(scale)
-    grown = cv2.dilate(body, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
-    return body | (grown & m["background"])
+    box = bounding_box(body, pad=r + 1)
+    if box is None:
+        return body
+    x0, y0, x1, y1 = box
+    sub = body[y0:y1, x0:x1]
+    grown = cv2.dilate(sub, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    body[y0:y1, x0:x1] = sub | (grown & (parse[y0:y1, x0:x1] == 0))
+    return body
 
 
 def bounding_box(mask: np.ndarray, pad: int) -> tuple[int, int, int, int] | None:

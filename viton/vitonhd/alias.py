@@ -155,8 +155,9 @@ class ALIASGenerator(nn.Module):
                 generator: torch.Generator | None = None) -> torch.Tensor:
         h, w = x.shape[-2:]
         step = 1 << self.num_upsamplings
-        if h % step or w % step:
-            raise ValueError(f"ALIAS input height and width must be multiples of {step}, got {h} x {w}")
+        if h % step or w % step or h * w < 2 * step * step:
+            raise ValueError(f"ALIAS input height and width must be multiples of {step} with at least two latent "
+                             f"cells (instance norm needs > 1 pixel), got {h} x {w}")
         if generator is None:
             generator = torch.Generator(device=x.device).manual_seed(DEFAULT_NOISE_SEED)
         sh, sw = h // step, w // step

@@ -1,0 +1,74 @@
+"""Geometric try-on engine speed at 512x384 and 1024x768 (constructed person + drawn t-shirt).
+
+    .venv/bin/python bench/viton_bench.py [--repeat N] [--json]
+
+Baseline in the same run: a plain full-image copy + one cv2.remap of the frame (the floor any
+warp-and-composite engine pays). Target (issue 7): geometric_1024_ms <= 60 on this 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "viton")]
+
+from viton_synth import drawn_person, make_garment  # noqa: E402
+
+from viton import GeometricEngine  # noqa: E402
+
+SIZES = {"512": (512, 384), "1024": (1024, 768)}
+
+
+def _median_ms(fn, repeat: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1000.0)
+    return statistics.median(times)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    cv2.setNumThreads(2)
+    engine = GeometricEngine()
+    garment = make_garment("tshirt")
+    results: dict[str, float] = {}
+    rows = []
+    for key, (h, w) in SIZES.items():
+        person = drawn_person(h, w)
+        ms = _median_ms(lambda p=person: engine.try_on(p, garment), args.repeat)
+        mx, my = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        base = _median_ms(lambda p=person, x=mx, y=my: cv2.remap(p.image.copy(), x, y, cv2.INTER_LINEAR),
+                          args.repeat)
+        stages = engine.try_on(person, garment).timings_ms
+        results[f"geometric_{key}_ms"] = round(ms, 2)
+        rows.append((f"{h}x{w}", ms, base, stages))
+    if args.json:
+        print(json.dumps(results))
+        return 0
+    print(f"{'size':>9} | {'geometric ms':>12} | {'copy+remap ms':>13} | {'ratio':>6} | stages (last run)")
+    for size, ms, base, st in rows:
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in st.items() if k != "total")
+        print(f"{size:>9} | {ms:12.2f} | {base:13.2f} | {ms / base:6.1f} | {stages}")
+    print(f"target: geometric_1024_ms <= 60 -> {'met' if results['geometric_1024_ms'] <= 60 else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,41 @@
+"""`python -m node1.cli tryon`: the in-process path needs node 1 preprocessing and a garment
+source (node1.preprocess, garments catalog/preparation) and skips until they exist."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from node1.cli import main
+
+
+def test_remote_path_says_it_is_not_there_yet(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["tryon", "--photo", "p.png", "--garment", "g", "--out", str(tmp_path / "o.png")])
+    assert code == 1
+    assert "Use --in-process" in capsys.readouterr().err
+
+
+def test_unreadable_photo_is_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "p.png"
+    bad.write_bytes(b"not an image")
+    code = main(["tryon", "--photo", str(bad), "--garment", "g", "--out", str(tmp_path / "o.png"), "--in-process"])
+    assert code == 2
+    assert "cannot read image" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(importlib.util.find_spec("node1.preprocess") is None,
+                    reason="needs node 1 preprocessing (node1.preprocess), not in the tree yet")
+def test_in_process_tryon_of_the_astronaut(tmp_path: Path, astronaut: np.ndarray) -> None:
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray(astronaut).save(photo)
+    garment = tmp_path / "garment.png"
+    from viton_synth import make_garment
+    Image.fromarray(make_garment().image).save(garment)
+    out = tmp_path / "out.png"
+    assert main(["tryon", "--photo", str(photo), "--garment", str(garment), "--out", str(out), "--in-process"]) == 0
+    result = np.asarray(Image.open(out))
+    assert result.shape == astronaut.shape and not np.array_equal(result, astronaut)

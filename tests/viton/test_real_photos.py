@@ -1,0 +1,77 @@
+"""Acceptance checks on real photos (astronaut, camera and their mirror images) with every demo
+garment: unchanged pixels outside the changeable region, coverage >= 85% of the upper clothes,
+spill <= 5% outside the person, no NaN, deterministic.
+
+Person data come from node 1's real preprocessing (`node1.preprocess.preprocess`); garments
+from the demo catalog (`garments.demo`). Both were being built concurrently: each test skips,
+saying which is missing, until they are in the tree. `test_hand_labelled_astronaut` runs now on
+a hand-labelled astronaut (keypoints read off the photo, colour-threshold parse).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+from test_geometric import check_invariants
+from viton_synth import astronaut_person, make_garment
+
+from viton import GarmentData, GeometricEngine, PersonData
+
+HAVE_PREPROCESS = importlib.util.find_spec("node1.preprocess") is not None
+HAVE_DEMO = importlib.util.find_spec("garments.demo") is not None
+
+
+def demo_garments() -> list[GarmentData]:
+    from garments.demo import DEMO_DESIGNS, render_garment
+
+    out = []
+    for design in DEMO_DESIGNS:
+        r = render_garment(design)
+        out.append(GarmentData(image=r.image, mask=r.mask, landmarks=np.asarray(r.landmarks, np.float32),
+                               kind=design.kind))
+    return out
+
+
+def preprocessed(photo: np.ndarray) -> PersonData:
+    from node1.tryon_cli import _person
+
+    return _person(np.ascontiguousarray(photo))
+
+
+@pytest.mark.skipif(not HAVE_PREPROCESS, reason="needs node 1 preprocessing (node1.preprocess), not in the tree yet")
+@pytest.mark.skipif(not HAVE_DEMO, reason="needs the demo catalog (garments.demo), not in the tree yet")
+@pytest.mark.parametrize("photo_name", ["astronaut", "camera_rgb"])
+@pytest.mark.parametrize("flip", [False, True])
+def test_real_photo_acceptance(photo_name: str, flip: bool, request: pytest.FixtureRequest) -> None:
+    photo = request.getfixturevalue(photo_name)
+    photo = np.ascontiguousarray(photo[:, ::-1]) if flip else photo
+    person = preprocessed(photo)
+    engine = GeometricEngine()
+    for garment in demo_garments():
+        a = engine.try_on(person, garment)
+        b = engine.try_on(person, garment)
+        assert np.array_equal(a.image, b.image), "not deterministic"
+        coverage, spill = check_invariants(person, a.image, a.garment_alpha)
+        assert coverage >= 0.85, f"{photo_name} flip={flip} {garment.kind}: coverage {coverage:.1%}"
+        assert spill <= 0.05, f"{photo_name} flip={flip} {garment.kind}: spill {spill:.1%}"
+
+
+@pytest.mark.parametrize("kind", ["tshirt", "longsleeve", "tank"])
+def test_hand_labelled_astronaut(astronaut: np.ndarray, kind: str) -> None:
+    person = astronaut_person(astronaut)
+    r = GeometricEngine().try_on(person, make_garment(kind))
+    coverage, spill = check_invariants(person, r.image, r.garment_alpha)
+    assert spill <= 0.05, f"{kind}: spill {spill:.1%}"
+    # measured on the torso (between the shoulder keypoints, below them): the astronaut's suit
+    # has sleeves to the wrist and is bulky; a t-shirt or tank cannot and should not cover those
+    kp = person.keypoints
+    torso = np.zeros_like(person.parse, dtype=bool)
+    torso[int(kp[2, 1]):, int(kp[2, 0]):int(kp[5, 0])] = True
+    upper = (person.parse == 5) & torso
+    cov = float(((r.garment_alpha > 0.5) & upper).sum() / upper.sum())
+    # 0.80 here, not the acceptance 0.85: the threshold parse has holes and ragged edges (the
+    # acceptance figure is checked on real preprocessing in test_real_photo_acceptance)
+    assert cov >= 0.80, f"{kind}: the garment covers {cov:.1%} of the suit's torso"
+    assert not np.isnan(r.image.astype(np.float32)).any()
