@@ -1,20 +1,89 @@
-"""PLACEHOLDER entry point of node2.gateway: binds its port and reports ready (replaced by its issue)."""
+"""Entry point `python -m node2.gateway`: node 2's tensor gateway (RDMA / TCP in, VITON out).
+
+Listens on node2.gateway_port (TCP, pyzmq ROUTER) and, when a device exists, on
+transport.rdma.rdma_port (RDMA); serves GET /health and /metrics on node2.health_port; forwards
+try-ons to the VITON service at `transport.viton_endpoint(cfg)`. Stops cleanly on SIGTERM.
+"""
 
 from __future__ import annotations
 
-import socket
+import logging
+from dataclasses import dataclass
+from typing import Any
 
 from mirror import load_config, notify_ready, setup_logging
-from mirror.lifecycle import run_until_signal
+from mirror.lifecycle import install_stop_handlers, run_until_signal
+from node2.health import HealthServer
+from node2.metrics import GatewayMetrics
+from node2.service import MAX_PENDING_PER_CHANNEL, Gateway
+from transport import ServerChannel, TcpClient, listen, viton_endpoint
+from transport.auto import max_message_bytes
+
+log = logging.getLogger("node2.gateway")
+
+
+@dataclass
+class RunningGateway:
+    """Everything `start` opened, closed in reverse by `close`."""
+
+    gateway: Gateway
+    servers: list[ServerChannel]
+    health: HealthServer
+    viton: TcpClient
+    listen: str = ""
+
+    def close(self) -> None:
+        for s in self.servers:
+            s.close()
+        self.health.close()
+        self.viton.close()
+
+
+def start(c: Any) -> RunningGateway:
+    """Open the VITON client, the gateway's channels and the health server (all or nothing).
+
+    Args:
+        c: a `mirror.Config`.
+    """
+    n2 = c["node2"]
+    bind = n2.get("bind_host") or n2["host"]
+    # No heartbeat deadline towards VITON: a single-threaded service may not answer pings while
+    # it runs a try-on; disconnects and the per-request timeout still end every request.
+    viton = TcpClient(viton_endpoint(c), max_message_bytes=max_message_bytes(c), heartbeat_timeout_s=None,
+                      max_in_flight=4 * MAX_PENDING_PER_CHANNEL)
+    metrics = GatewayMetrics()
+    gateway = Gateway(viton, request_timeout_s=float(c["limits"]["request_timeout_s"]),
+                      metrics=metrics)
+    servers: list[ServerChannel] = []
+    try:
+        servers = listen(c, gateway.handle, observer=metrics, max_outstanding=MAX_PENDING_PER_CHANNEL)
+        gateway.channels = [s.info for s in servers]
+        health = HealthServer(bind, int(n2["health_port"]), gateway.health, metrics.registry)
+    except BaseException:
+        for s in servers:
+            s.close()
+        viton.close()
+        raise
+    health.start()
+    return RunningGateway(gateway, servers, health, viton, listen=f"{bind}:{n2['gateway_port']}")
 
 
 def main() -> int:
     setup_logging("node2.gateway")
+    stop = install_stop_handlers()
     cfg = load_config()
-    host, port = cfg["node2"]["host"], cfg["node2"]["gateway_port"]
-    with socket.create_server((host, port)):
-        notify_ready("node2.gateway", listen=f"{host}:{port}")
-        run_until_signal()
+    running = start(cfg)
+    try:
+        transports = [f"{s.info.backend} {s.info.endpoint}" for s in running.servers]
+        for s in running.servers:
+            log.info("listening: %s %s (%s)", s.info.backend, s.info.endpoint, s.info.reason)
+        log.info("forwarding try-ons to VITON at %s; health on http://%s", running.viton.info.endpoint,
+                 running.health.address)
+        notify_ready("node2.gateway", listen=running.listen, transport=transports,
+                     health=running.health.address, viton=running.viton.info.endpoint)
+        run_until_signal(stop)
+    finally:
+        running.close()
     return 0
 
 

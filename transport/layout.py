@@ -9,7 +9,7 @@ registered buffer, no intermediate bytes object):
 
 The message is cut into chunks that fit the fixed receive slots the peer posted:
 
-    u32 CHUNK_MAGIC  u16 flags  u16 reserved  u32 message_seq  u64 offset  u64 total_len  (CHUNK_HEADER, 32 bytes)
+    u32 CHUNK_MAGIC  u16 flags  u16 reserved  u64 message_seq  u64 offset  u64 total_len  (CHUNK_HEADER, 32 bytes)
     payload: message bytes [offset, offset + slot_bytes - 32)
 
 Every chunk consumes one receive slot of the peer; credits come back out of band (the receiver
@@ -33,7 +33,7 @@ from transport.frames import MAX_HEADER_BYTES, Buffer, Frame, decode, decode_hea
 MESSAGE_MAGIC = 0x564D4631  # "VMF1"
 CHUNK_MAGIC = 0x564D4331    # "VMC1"
 MESSAGE_PREFIX = struct.Struct("<IIQ")
-CHUNK_HEADER = struct.Struct("<IHHIQQ")
+CHUNK_HEADER = struct.Struct("<IHHQQQ")
 ALIGN_BYTES = 64
 FLAG_FIRST = 1
 FLAG_LAST = 2
@@ -70,7 +70,7 @@ def pack_into(frame: Frame, buf: memoryview) -> int:
     """
     parts = encode(frame)
     header = view(parts[0])
-    tensors = [view(np.ascontiguousarray(p)).cast("B") for p in parts[1:]]
+    tensors = [view(np.ascontiguousarray(p).reshape(-1).view(np.uint8)) for p in parts[1:]]
     *offsets, total = _layout(header.nbytes, [t.nbytes for t in tensors])
     if total > buf.nbytes:
         raise FrameTooLarge(f"frame {frame.request_id!r} needs {total} bytes; the buffer holds {buf.nbytes}")
@@ -133,7 +133,7 @@ def iter_chunks(total: int, slot_bytes: int) -> Iterator[tuple[int, int, int]]:
 
 
 def write_chunk_header(slot: memoryview, flags: int, seq: int, offset: int, total: int) -> None:
-    CHUNK_HEADER.pack_into(slot, 0, CHUNK_MAGIC, flags, 0, seq & 0xFFFFFFFF, offset, total)
+    CHUNK_HEADER.pack_into(slot, 0, CHUNK_MAGIC, flags, 0, seq, offset, total)
 
 
 class Reassembler:

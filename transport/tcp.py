@@ -164,7 +164,13 @@ class TcpClient(ClientChannel):
         if self._curve is not None:
             curve_mod.apply_client(sock, self._curve)
         monitor = sock.get_monitor_socket(MONITOR_EVENTS)
-        sock.connect(self.info.endpoint)
+        try:
+            sock.connect(self.info.endpoint)
+        except zmq.ZMQError:
+            sock.disable_monitor()
+            monitor.close(linger=0)
+            sock.close(linger=0)
+            raise
         self.connected = False
         return sock, monitor
 
@@ -420,7 +426,7 @@ class TcpServer(ServerChannel):
     def _on_message(self, parts: list[Any]) -> None:
         ident = parts[0].bytes
         body = parts[1:]
-        self._obs.on_bytes("in", _nbytes(body))
+        self._obs.on_bytes("in", _nbytes(body[1:]))
         try:
             frame = decode(body, self._max_bytes)
         except FrameError as exc:

@@ -1,0 +1,38 @@
+"""The gateway's Prometheus metrics (its own registry) and the channel observer feeding them."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from transport import ChannelObserver
+
+
+class GatewayMetrics(ChannelObserver):
+    """Counters named as the issue asks; one instance per gateway."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.bytes = Counter("transport_bytes_total", "Tensor payload bytes through the gateway's channels",
+                             ["direction"], registry=self.registry)
+        self.malformed = Counter("transport_malformed_frames_total", "Received frames that failed the checks",
+                                 ["code"], registry=self.registry)
+        self.dropped = Counter("transport_dropped_replies_total", "Replies that could not be delivered",
+                               ["reason"], registry=self.registry)
+        self.requests = Counter("gateway_requests_total", "Requests handled by the gateway, by kind and outcome",
+                                ["kind", "outcome"], registry=self.registry)
+        self.latency = Histogram("gateway_tryon_seconds", "Try-on time seen by the gateway (VITON included)",
+                                 registry=self.registry,
+                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+        self.in_flight = Gauge("gateway_viton_in_flight", "Try-ons forwarded to VITON and not yet answered",
+                               registry=self.registry)
+        self.cache_items = Gauge("gateway_garment_cache_items", "Garments held in the cache",
+                                 registry=self.registry)
+
+    def on_bytes(self, direction: str, nbytes: int) -> None:
+        self.bytes.labels(direction=direction).inc(nbytes)
+
+    def on_malformed(self, code: str) -> None:
+        self.malformed.labels(code=code).inc()
+
+    def on_dropped_reply(self, reason: str) -> None:
+        self.dropped.labels(reason=reason).inc()
