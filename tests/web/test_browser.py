@@ -24,8 +24,9 @@ CHROMEDRIVER = shutil.which("chromedriver")
 WAIT_S = 30
 FAKE_CAMERA_FRAMES = 10
 
-pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
-                                reason="needs Debian's chromium and chromium-driver (apt install chromium chromium-driver)")
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER),
+    reason="needs Debian's chromium and chromium-driver (apt install chromium chromium-driver)")
 
 
 def write_y4m(path: Path, rgb: np.ndarray, frames: int = FAKE_CAMERA_FRAMES) -> None:
