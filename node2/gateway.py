@@ -47,9 +47,9 @@ def start(c: Any) -> RunningGateway:
     """
     n2 = c["node2"]
     bind = n2.get("bind_host") or n2["host"]
-    # No heartbeat deadline towards VITON: a single-threaded service may not answer pings while
-    # it runs a try-on; disconnects and the per-request timeout still end every request.
-    viton = TcpClient(viton_endpoint(c), max_message_bytes=max_message_bytes(c), heartbeat_timeout_s=None,
+    # The VITON service answers pings from its socket thread even while a try-on runs (the
+    # protocol in docs/transport.md), so a dead service is noticed within HEARTBEAT_TIMEOUT_S.
+    viton = TcpClient(viton_endpoint(c), max_message_bytes=max_message_bytes(c),
                       max_in_flight=4 * MAX_PENDING_PER_CHANNEL)
     metrics = GatewayMetrics()
     gateway = Gateway(viton, request_timeout_s=float(c["limits"]["request_timeout_s"]),

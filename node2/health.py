@@ -10,6 +10,8 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+SHUTDOWN_POLL_S = 0.05  # how often serve_forever checks for shutdown()
+
 
 class HealthServer:
     """`health()` returns a JSON-able dict with a "status" key ("ok" -> 200, else 503)."""
@@ -44,7 +46,8 @@ class HealthServer:
         self.httpd = ThreadingHTTPServer((host, port), _Handler)
         self.httpd.daemon_threads = True
         self.address = f"{host}:{self.httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="health-http", daemon=True)
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": SHUTDOWN_POLL_S},
+                                        name="health-http", daemon=True)
 
     def _health(self) -> dict[str, Any]:
         try:

@@ -47,3 +47,17 @@ def echo_server(observer: CountingObserver) -> Iterator[TcpServer]:
     server.start()
     yield server
     server.close()
+
+
+def make_config(overrides: dict | None = None, deployment: str = "LOCAL"):  # type: ignore[no-untyped-def]
+    """A validated mirror.Config from the repo's env_config.json with `overrides` merged in."""
+    import copy
+    import json
+
+    from mirror.config import DEFAULT_CONFIG_PATH, _merge, validate
+
+    raw = json.loads(DEFAULT_CONFIG_PATH.read_text())
+    raw["DEPLOYMENT"] = deployment
+    raw["node1"]["operator_token_file"] = None
+    raw["gvirtus"]["token_file"] = None
+    return validate(_merge(copy.deepcopy(raw), overrides or {}), "test config")

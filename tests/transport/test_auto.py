@@ -1,0 +1,113 @@
+"""Backend choice and the RDMA fallback, as it runs here (no RDMA device on this machine)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from tests.transport.conftest import make_config
+from transport import RdmaUnavailable, TcpClient, TcpServer, connect, listen
+from transport.frames import Frame
+from transport.rdma import probe
+
+
+def _rdma_reason() -> str | None:
+    try:
+        probe()
+    except RdmaUnavailable as exc:
+        return str(exc)
+    return None
+
+
+NO_RDMA = _rdma_reason()
+needs_no_rdma = pytest.mark.skipif(NO_RDMA is None, reason="an RDMA device is present: fallback not exercised")
+
+
+@needs_no_rdma
+def test_probe_says_why() -> None:
+    assert NO_RDMA is not None and "RDMA" in NO_RDMA
+    print(f"RDMA probe on this machine: {NO_RDMA}")
+
+
+@needs_no_rdma
+def test_auto_falls_back_to_tcp_and_logs_why(free_port: int, caplog: pytest.LogCaptureFixture) -> None:
+    cfg = make_config({"node2": {"gateway_port": free_port}, "transport": {"mode": "auto"}})
+    server = TcpServer(f"tcp://127.0.0.1:{free_port}", lambda f, r: r(Frame("ok", f.request_id)))
+    server.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="transport.auto"):
+            channel = connect(cfg)
+        try:
+            assert isinstance(channel, TcpClient)
+            assert channel.info.backend == "tcp" and "RDMA unavailable, fell back to TCP" in channel.info.reason
+            assert any("using TCP to tcp://127.0.0.1:%d because" % free_port in r.getMessage()
+                       and "RDMA" in r.getMessage() for r in caplog.records)
+            assert channel.request(Frame("q", "1", tensors={"a": np.ones(3)}), 5.0).kind == "ok"
+        finally:
+            channel.close()
+    finally:
+        server.close()
+
+
+@needs_no_rdma
+def test_mode_rdma_fails_clearly() -> None:
+    cfg = make_config({"transport": {"mode": "rdma"}})
+    with pytest.raises(RdmaUnavailable, match="transport.mode = rdma but RDMA cannot be used.*auto or tcp"):
+        connect(cfg)
+    with pytest.raises(RdmaUnavailable, match="transport.mode = rdma"):
+        listen(cfg, lambda f, r: None)
+
+
+def test_mode_tcp_never_touches_rdma(free_port: int) -> None:
+    cfg = make_config({"node2": {"gateway_port": free_port}, "transport": {"mode": "tcp"}})
+    channel = connect(cfg)
+    try:
+        assert isinstance(channel, TcpClient) and channel.info.reason == "transport.mode = tcp"
+    finally:
+        channel.close()
+
+
+@needs_no_rdma
+def test_listen_auto_serves_tcp_only(free_port: int, caplog: pytest.LogCaptureFixture) -> None:
+    cfg = make_config({"node2": {"gateway_port": free_port}, "transport": {"mode": "auto"}})
+    with caplog.at_level(logging.WARNING, logger="transport.auto"):
+        servers = listen(cfg, lambda f, r: r(Frame("ok", f.request_id)))
+    try:
+        assert [s.info.backend for s in servers] == ["tcp"]
+        assert "RDMA unavailable, TCP only" in servers[0].info.reason
+        assert any("not listening for RDMA" in r.getMessage() for r in caplog.records)
+    finally:
+        for s in servers:
+            s.close()
+
+
+def test_missing_pyverbs_is_a_fallback_not_a_crash(free_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With pyverbs not importable at all, auto still connects over TCP."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pyverbs", None)  # makes `import pyverbs...` raise ImportError
+    with pytest.raises(RdmaUnavailable, match="pyverbs is not importable"):
+        probe()
+    cfg = make_config({"node2": {"gateway_port": free_port}, "transport": {"mode": "auto"}})
+    channel = connect(cfg)
+    try:
+        assert "pyverbs is not importable" in channel.info.reason
+    finally:
+        channel.close()
+
+
+@pytest.mark.skipif(NO_RDMA is not None, reason=f"needs an RDMA device: {NO_RDMA}")
+def test_rdma_loopback_roundtrip(free_port: int) -> None:  # pragma: no cover - needs hardware
+    from transport.rdma import RdmaClient, RdmaServer
+
+    server = RdmaServer("127.0.0.1", free_port, lambda f, r: r(Frame("echo", f.request_id, tensors=f.tensors)))
+    server.start()
+    try:
+        with RdmaClient("127.0.0.1", free_port) as c:
+            for n in (10, 5 << 20):
+                a = np.arange(n, dtype=np.uint8)
+                np.testing.assert_array_equal(c.request(Frame("q", str(n), tensors={"a": a}), 10).tensors["a"], a)
+    finally:
+        server.close()
