@@ -26,7 +26,14 @@ from gvirtus.client import Connection
 from gvirtus.errors import InvalidRequest
 from gvirtus.graph import CapturedGraph, Spec, as_tensor, capture
 from gvirtus.proto import gvirtus_pb2 as pb
-from gvirtus.protocol import CALL_TIMEOUT_S, COPY_CHUNK_BYTES, DEFAULT_MAX_MESSAGE_MB, dtype_name, from_wire, to_wire
+from gvirtus.protocol import (
+    CALL_TIMEOUT_S,
+    DEFAULT_MAX_MESSAGE_MB,
+    chunk_bytes,
+    dtype_name,
+    from_wire,
+    to_wire,
+)
 
 LAUNCH_HEADROOM_BYTES = 64 * 1024   # protobuf framing around inline launch inputs
 
@@ -145,7 +152,7 @@ class RemoteDevice:
     def memcpy_htod(self, handle: DeviceBuffer, data: np.ndarray | torch.Tensor, offset: int = 0) -> None:
         """Copy a host array's bytes (C order) into the buffer at byte `offset`."""
         buf = _host_bytes(data)
-        chunks = _chunks(_hid(handle), offset, buf)
+        chunks = _chunks(_hid(handle), offset, buf, chunk_bytes(self.max_message_bytes))
         self._call("MemcpyHtoD", chunks, f"memcpy_htod({_hid(handle)}, {buf.nbytes} bytes)")
 
     def memcpy_dtoh(self, handle: DeviceBuffer, dtype: Any = None, shape: Sequence[int] | None = None,
@@ -211,7 +218,8 @@ class RemoteDevice:
         found = self._call("LookupModule", pb.LookupRequest(content_hash=cap.content_hash), "lookup module")
         if found.found:
             return found.module_id, False
-        info = self._call("RegisterModule", _module_chunks(cap), f"register module {cap.content_hash[:19]}")
+        chunks = _module_chunks(cap, chunk_bytes(self.max_message_bytes))
+        info = self._call("RegisterModule", chunks, f"register module {cap.content_hash[:19]}")
         return info.module_id, True
 
     # transparent ----------------------------------------------------------------------
@@ -321,13 +329,13 @@ def _host_bytes(data: np.ndarray | torch.Tensor) -> memoryview:
     return t.reshape(-1).view(torch.uint8).numpy().data
 
 
-def _chunks(hid: int, offset: int, buf: memoryview) -> Iterator[pb.CopyChunk]:
-    yield pb.CopyChunk(handle=hid, offset=offset, data=bytes(buf[:COPY_CHUNK_BYTES]))
-    for a in range(COPY_CHUNK_BYTES, buf.nbytes, COPY_CHUNK_BYTES):
-        yield pb.CopyChunk(data=bytes(buf[a:a + COPY_CHUNK_BYTES]))
+def _chunks(hid: int, offset: int, buf: memoryview, size: int) -> Iterator[pb.CopyChunk]:
+    yield pb.CopyChunk(handle=hid, offset=offset, data=bytes(buf[:size]))
+    for a in range(size, buf.nbytes, size):
+        yield pb.CopyChunk(data=bytes(buf[a:a + size]))
 
 
-def _module_chunks(cap: CapturedGraph) -> Iterator[pb.ModuleChunk]:
+def _module_chunks(cap: CapturedGraph, size: int) -> Iterator[pb.ModuleChunk]:
     header = pb.ModuleHeader(content_hash=cap.content_hash, graph_json=cap.graph_json)
     for w in cap.weights:
         header.weights.add(dtype=dtype_name(w.dtype), shape=w.shape)
@@ -339,9 +347,12 @@ def _module_chunks(cap: CapturedGraph) -> Iterator[pb.ModuleChunk]:
         if not w.numel():
             continue
         view = w.contiguous().reshape(-1).view(torch.uint8).numpy().data
-        for a in range(0, view.nbytes, COPY_CHUNK_BYTES):
-            pending += view[a:a + COPY_CHUNK_BYTES]
-            if len(pending) >= COPY_CHUNK_BYTES:
+        pos = 0
+        while pos < view.nbytes:
+            take = min(size - len(pending), view.nbytes - pos)
+            pending += view[pos:pos + take]
+            pos += take
+            if len(pending) >= size:
                 yield pb.ModuleChunk(weight_data=bytes(pending))
                 pending = bytearray()
     if pending:

@@ -23,6 +23,7 @@ MIB = 1024 * 1024
 DEFAULT_PORT = 8888
 DEFAULT_MAX_MESSAGE_MB = 256
 COPY_CHUNK_BYTES = 4 * MIB          # memcpy and module-weight streams are cut into chunks of this size
+CHUNK_HEADROOM_BYTES = 1024         # protobuf framing around a chunk (chunks stay under the message limit)
 SESSION_TIMEOUT_S = 10.0            # a session silent this long is freed (overridable on the backend)
 HEARTBEATS_PER_TIMEOUT = 4          # the client heartbeats this many times per session timeout
 REAPER_INTERVAL_S = 0.5             # how often the backend looks for expired sessions
@@ -39,6 +40,11 @@ DTYPES: dict[str, torch.dtype] = {
     "int8": torch.int8, "uint8": torch.uint8, "bool": torch.bool,
 }
 DTYPE_NAMES: dict[torch.dtype, str] = {v: k for k, v in DTYPES.items()}
+
+
+def chunk_bytes(max_message_bytes: int) -> int:
+    """Chunk size for streamed copies: COPY_CHUNK_BYTES, or less under a small message limit."""
+    return max(1, min(COPY_CHUNK_BYTES, max_message_bytes - CHUNK_HEADROOM_BYTES))
 
 
 def torch_dtype(name: str) -> torch.dtype:

@@ -41,13 +41,13 @@ from gvirtus.proto import gvirtus_pb2 as pb
 from gvirtus.proto import gvirtus_pb2_grpc as pb_grpc
 from gvirtus.protocol import (
     CLIENT_HANDLE_BASE,
-    COPY_CHUNK_BYTES,
     ERROR_METADATA_KEY,
     HEARTBEATS_PER_TIMEOUT,
     PROTOCOL_VERSION,
     SERVER_WORKERS,
     SESSION_METADATA_KEY,
     bytes_to_tensor,
+    chunk_bytes,
     from_wire,
     nbytes_of,
     to_wire,
@@ -222,8 +222,9 @@ class Servicer(pb_grpc.GvirtusServicer):
         nbytes = request.nbytes or max(src.numel() - request.offset, 0)
         check_range(request.offset, nbytes, src.numel(), f"memcpy_dtoh from handle {request.handle}")
         host = src[request.offset:request.offset + nbytes].cpu().numpy()
-        for a in range(0, nbytes, COPY_CHUNK_BYTES):
-            yield pb.DataChunk(data=host[a:a + COPY_CHUNK_BYTES].tobytes())
+        size = chunk_bytes(self.max_message_bytes)
+        for a in range(0, nbytes, size):
+            yield pb.DataChunk(data=host[a:a + size].tobytes())
 
     @unary
     def MemcpyDtoD(self, request: pb.DtoDRequest, context: grpc.ServicerContext) -> pb.Empty:  # noqa: N802

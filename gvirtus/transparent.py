@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import queue
 import threading
 import weakref
 from collections import deque
@@ -54,7 +53,11 @@ class Pipeline:
         self.conn = conn
         self.generation = generation
         self.error: GvirtusError | None = None
-        self._q: queue.Queue[pb.PipelineItem | None] = queue.Queue(maxsize=PIPELINE_MAX_PENDING)
+        # A deque plus an event the sender waits on only when it has run dry: producers pay one
+        # append per op, not a lock round trip (queue.Queue costs ~8 us per put).
+        self._items: deque[pb.PipelineItem | None] = deque()
+        self._wake = threading.Event()
+        self._space = threading.Condition()
         self._releases: deque[int] = deque()
         self._ids = itertools.count(CLIENT_HANDLE_BASE)
         self._seq = itertools.count(1)
@@ -67,33 +70,33 @@ class Pipeline:
         self._reader.start()
 
     def _requests(self) -> Any:
-        carry: pb.PipelineItem | None = None
+        items = self._items
         while True:
-            item = carry if carry is not None else self._q.get()
-            carry = None
-            if item is None:
-                return
+            if not items:
+                self._wake.clear()
+                if not items:
+                    self._wake.wait()
             batch = pb.PipelineBatch()
             size = 0
-            while item is not None:
-                batch.items.append(item)
-                size += _payload(item)
-                if len(batch.items) >= PIPELINE_MAX_BATCH or size >= self._batch_bytes:
-                    break
-                try:
-                    item = self._q.get_nowait()
-                except queue.Empty:
-                    break
+            while items and len(batch.items) < PIPELINE_MAX_BATCH:
+                item = items[0]
                 if item is None:
-                    carry = None
                     self._drain_releases(batch)
-                    yield batch
+                    if batch.items:
+                        yield batch
                     return
-                if size + _payload(item) >= self._batch_bytes:
-                    carry = item
+                cost = _payload(item)
+                if batch.items and size + cost > self._batch_bytes:
                     break
+                items.popleft()
+                batch.items.append(item)
+                size += cost
+            if len(items) < PIPELINE_MAX_PENDING // 2:
+                with self._space:
+                    self._space.notify_all()
             self._drain_releases(batch)
-            yield batch
+            if batch.items:
+                yield batch
 
     def _drain_releases(self, batch: pb.PipelineBatch) -> None:
         ids = []
@@ -127,7 +130,16 @@ class Pipeline:
             raise self.error
         if self._closed:
             raise RemoteDeviceLost("this RemoteDevice's transparent stream is closed")
-        self._q.put(item)
+        self._push(item)
+
+    def _push(self, item: pb.PipelineItem | None) -> None:
+        if len(self._items) >= PIPELINE_MAX_PENDING:     # backpressure: wait for the sender to drain
+            with self._space:
+                self._space.wait_for(lambda: len(self._items) < PIPELINE_MAX_PENDING or self.error is not None,
+                                     timeout=CALL_TIMEOUT_S)
+        self._items.append(item)
+        if not self._wake.is_set():
+            self._wake.set()
 
     def release(self, hid: int) -> None:
         """Called by finalizers (any thread, maybe inside GC): never blocks."""
@@ -156,10 +168,8 @@ class Pipeline:
         if self._closed:
             return
         self._closed = True
-        try:
-            self._q.put(None, timeout=PIPELINE_CLOSE_TIMEOUT_S)
-        except queue.Full:
-            self._call.cancel()
+        self._items.append(None)
+        self._wake.set()
         self._reader.join(PIPELINE_CLOSE_TIMEOUT_S)
         if self._reader.is_alive():
             self._call.cancel()
@@ -238,38 +248,89 @@ def module_to_remote(module: torch.nn.Module, dev: RemoteDevice) -> torch.nn.Mod
     return module
 
 
-def _pipe_of(flat: list[Any]) -> Pipeline:
+def _pipe_of(remotes: list[RemoteTensor]) -> Pipeline:
     pipe: Pipeline | None = None
-    for x in flat:
-        if isinstance(x, RemoteTensor):
-            if pipe is None:
-                pipe = x._gv_pipe
-            elif x._gv_pipe is not pipe:
-                raise InvalidRequest("an op mixes tensors of two remote sessions; move them to one device")
+    for x in remotes:
+        if pipe is None:
+            pipe = x._gv_pipe
+        elif x._gv_pipe is not pipe:
+            raise InvalidRequest("an op mixes tensors of two remote sessions; move them to one device")
     if pipe is None:
         raise InvalidRequest("no remote tensor among the op's arguments")
     return pipe
 
 
-def _dispatch(func: Any, args: Any, kwargs: dict[str, Any]) -> Any:
-    flat, spec = pytree.tree_flatten((args, kwargs))
-    pipe = _pipe_of(flat)
-    special = _host_side(func, args, kwargs)
-    if special is not _NOT_SPECIAL:
-        return special
-    meta_of: dict[int, RemoteTensor] = {}
+class _UnhashableError(Exception):
+    pass
+
+
+def _signature(value: Any, remotes: list[RemoteTensor]) -> Any:
+    """A hashable description of an op argument (tensors by metadata); collects RemoteTensors."""
+    if isinstance(value, RemoteTensor):
+        remotes.append(value)
+        m = value._gv_meta
+        return ("R", m.dtype, tuple(m.shape), m.stride())
+    if isinstance(value, torch.Tensor):
+        return ("T", value.dtype, tuple(value.shape), value.stride(), value.device.type)
+    if isinstance(value, list | tuple):
+        return tuple(_signature(v, remotes) for v in value)
+    if value is None or isinstance(value, bool | int | float | str | torch.dtype | torch.device | torch.layout
+                                   | torch.memory_format):
+        return value
+    raise _UnhashableError
+
+
+# (op, argument signature) -> how to build the outputs: the meta result, computed once.
+_META_CACHE: dict[Any, tuple[pytree.TreeSpec, list[Any]]] = {}
+META_CACHE_MAX = 4096
+
+
+def _meta_outputs(func: Any, args: Any, kwargs: dict[str, Any], remotes: list[RemoteTensor],
+                  key: Any) -> tuple[pytree.TreeSpec, list[Any]]:
+    """(output structure, leaf recipes): ("alias", k) = remote input k itself, ("new", shape, stride,
+    dtype) = a new tensor, ("val", v) = a plain value. Runs the op on meta tensors when not cached."""
+    if key is not None:
+        hit = _META_CACHE.get(key)
+        if hit is not None:
+            return hit
+    position = {id(r._gv_meta): k for k, r in enumerate(remotes)}
 
     def to_meta(x: Any) -> Any:
         if isinstance(x, RemoteTensor):
-            meta_of[id(x._gv_meta)] = x
             return x._gv_meta
         if isinstance(x, torch.Tensor):
             return x.to(META)
         return x
 
-    margs, mkwargs = pytree.tree_unflatten([to_meta(x) for x in flat], spec)
+    margs, mkwargs = pytree.tree_map(to_meta, (args, kwargs))
     if "device" in mkwargs:
         mkwargs["device"] = META
+    meta_out = func(*margs, **mkwargs)
+    leaves, out_spec = pytree.tree_flatten(meta_out)
+    recipes: list[Any] = []
+    for leaf in leaves:
+        if isinstance(leaf, torch.Tensor):
+            k = position.get(id(leaf))
+            recipes.append(("alias", k) if k is not None else ("new", tuple(leaf.shape), leaf.stride(), leaf.dtype))
+        else:
+            recipes.append(("val", leaf))
+    result = (out_spec, recipes)
+    if key is not None and len(_META_CACHE) < META_CACHE_MAX:
+        _META_CACHE[key] = result
+    return result
+
+
+def _dispatch(func: Any, args: Any, kwargs: dict[str, Any]) -> Any:
+    remotes: list[RemoteTensor] = []
+    try:
+        key: Any = (func, _signature(args, remotes), tuple((k, _signature(v, remotes)) for k, v in kwargs.items()))
+    except _UnhashableError:
+        key = None
+        remotes = [x for x in pytree.tree_leaves((args, kwargs)) if isinstance(x, RemoteTensor)]
+    pipe = _pipe_of(remotes)
+    special = _host_side(func, args, kwargs)
+    if special is not _NOT_SPECIAL:
+        return special
     consts: list[pb.Tensor] = []
 
     def ref(x: Any) -> dict[str, int] | None:
@@ -286,24 +347,22 @@ def _dispatch(func: Any, args: Any, kwargs: dict[str, Any]) -> Any:
     args_json = json.dumps(codec.encode_call(args, kwargs, ref), separators=(",", ":"))
     target = op_target(func)
     try:
-        meta_out = func(*margs, **mkwargs)
-    except (NotImplementedError, RuntimeError):
+        out_spec, recipes = _meta_outputs(func, args, kwargs, remotes, key)
+    except NotImplementedError:     # no meta kernel: the output shape depends on the data
         return _blocking_op(pipe, target, args_json, consts)
-    leaves, out_spec = pytree.tree_flatten(meta_out)
     ids: list[int] = []
     results: list[Any] = []
-    for leaf in leaves:
-        if isinstance(leaf, torch.Tensor):
-            alias = meta_of.get(id(leaf))
-            if alias is not None:         # in-place op: the result is the input itself
-                ids.append(0)
-                results.append(alias)
-            else:
-                hid = pipe.new_id()
-                ids.append(hid)
-                results.append(RemoteTensor(leaf, pipe, hid))
+    for recipe in recipes:
+        if recipe[0] == "alias":          # in-place op: the result is the input itself
+            ids.append(0)
+            results.append(remotes[recipe[1]])
+        elif recipe[0] == "new":
+            hid = pipe.new_id()
+            ids.append(hid)
+            meta = torch.empty_strided(recipe[1], recipe[2], dtype=recipe[3], device=META)
+            results.append(RemoteTensor(meta, pipe, hid))
         else:
-            results.append(leaf)
+            results.append(recipe[1])
     pipe.send(pb.PipelineItem(op=pb.Op(target=target, args_json=args_json, outputs=ids, constants=consts)))
     return pytree.tree_unflatten(results, out_spec)
 

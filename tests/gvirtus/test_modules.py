@@ -1,0 +1,138 @@
+"""Module layer: registered graphs run on the backend give the local results, chained on device."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import gvirtus
+from gvirtus.testing import BackendProcess
+from tests.gvirtus.conftest import make_convnet
+
+ATOL = 1e-5
+
+
+class VisionBlock(nn.Module):
+    """The op mix of the ported TFLite pose/segmentation models: (1, 3, 64, 64) -> several maps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, stride=2)
+        self.dw = nn.Conv2d(16, 16, 3, padding=1, groups=16)
+        self.pw = nn.Conv2d(16, 32, 1)
+        self.up = nn.ConvTranspose2d(32, 8, 2, stride=2)
+        self.prelu = nn.PReLU(32)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        y = self.stem(F.pad(x, (0, 1, 0, 1)))                     # TF SAME, asymmetric
+        y = F.hardswish(self.dw(y)) + y
+        y = self.prelu(self.pw(y))
+        pooled = F.avg_pool2d(y, 2)
+        n, c, h, w = pooled.shape                                  # depth-to-space, TF channel order
+        d2s = pooled.reshape(n, 2, 2, c // 4, h, w).permute(0, 3, 4, 1, 5, 2).reshape(n, c // 4, h * 2, w * 2)
+        big = F.interpolate(y, scale_factor=2, mode="bilinear", align_corners=False)
+        theta = torch.tensor([[[0.9, 0.1, 0.05], [-0.1, 0.9, 0.0]]]).expand(n, 2, 3)
+        grid = F.affine_grid(theta, [n, 8, 16, 16], align_corners=False)
+        sampled = F.grid_sample(d2s, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        seg = torch.sigmoid(self.up(y)).mean(dim=1, keepdim=True)
+        cat = torch.cat([sampled, sampled.flip(-1)], dim=1).clamp(-3, 3)
+        return big, seg, cat, torch.softmax(cat.flatten(2), dim=-1).max(dim=-1).values
+
+
+def test_convnet_remote_equals_local(dev: gvirtus.RemoteDevice) -> None:
+    net = make_convnet()
+    x = torch.randn(2, 3, 64, 64)
+    mod = dev.register_module(net, [x])
+    for seed in range(3):
+        xi = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            expected = net(xi)
+        out = mod(xi.numpy())       # numpy in, torch out
+        assert isinstance(out, torch.Tensor) and out.shape == (2, 8, 32, 32)
+        torch.testing.assert_close(out, expected, atol=ATOL, rtol=1e-5)
+
+
+def test_vision_ops_remote_equals_local(dev: gvirtus.RemoteDevice) -> None:
+    torch.manual_seed(3)
+    net = VisionBlock().eval()
+    x = torch.randn(1, 3, 64, 64)
+    mod = dev.register_module(net, [x])
+    with torch.no_grad():
+        expected = net(x)
+    out = mod(x)
+    assert isinstance(out, tuple) and len(out) == 4
+    for got, want in zip(out, expected, strict=True):
+        torch.testing.assert_close(got, want, atol=ATOL, rtol=1e-5)
+
+
+def test_chained_launches_on_device(dev: gvirtus.RemoteDevice) -> None:
+    torch.manual_seed(1)
+    a = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU()).eval()
+    b = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.Sigmoid()).eval()
+    c = nn.Sequential(nn.Conv2d(8, 2, 1), nn.Flatten(), nn.Linear(2 * 32 * 32, 5)).eval()
+    x = torch.randn(1, 3, 32, 32)
+    ra = dev.register_module(a, [x])
+    rb = dev.register_module(b, [a(x)])
+    rc = dev.register_module(c, [b(a(x))])
+    h_in = dev.malloc(x.numel() * 4)                  # input uploaded once to a raw buffer
+    dev.memcpy_htod(h_in, x.numpy())
+    h1 = ra(h_in, keep_on_device=True)
+    h2 = rb(h1, keep_on_device=True)
+    h3 = rb(h2, keep_on_device=True)                  # the same module twice in the chain
+    assert isinstance(h3, gvirtus.DeviceBuffer) and h3.dtype == "float32" and h3.shape == (1, 8, 32, 32)
+    out = rc(h3)
+    with torch.no_grad():
+        expected = c(b(b(a(x))))
+    torch.testing.assert_close(out, expected, atol=ATOL, rtol=1e-5)
+    np.testing.assert_allclose(dev.memcpy_dtoh(h1), a(x).detach().numpy(), atol=ATOL)
+    for h in (h_in, h1, h2, h3):
+        dev.free(h)
+
+
+def test_identical_content_is_not_uploaded_again(backend: BackendProcess) -> None:
+    net = make_convnet(seed=5)
+    x = torch.randn(1, 3, 32, 32)
+    d1 = gvirtus.connect(backend.target, token=backend.token)
+    d2 = gvirtus.connect(backend.target, token=backend.token)
+    try:
+        m1 = d1.register_module(net, [x])
+        assert m1.uploaded
+        before = d1.stats()
+        assert d1.register_module(net, [x]) is m1                      # same session: same object
+        m2 = d2.register_module(make_convnet(seed=5), [x])             # same content, other session
+        assert not m2.uploaded and m2.content_hash == m1.content_hash
+        assert d1.stats()["modules"] == before["modules"]
+        m3 = d2.register_module(make_convnet(seed=6), [x])             # different weights: uploaded
+        assert m3.uploaded and m3.content_hash != m1.content_hash
+        torch.testing.assert_close(m2(x), m1(x))
+    finally:
+        d1.close()
+        d2.close()
+
+
+def test_launch_input_checks(dev: gvirtus.RemoteDevice) -> None:
+    net = make_convnet()
+    mod = dev.register_module(net, [torch.zeros(1, 3, 16, 16)])
+    with pytest.raises(gvirtus.InvalidRequest, match=r"expected float32 \[1, 3, 16, 16\], got float32 \[1, 3, 8, 8\]"):
+        mod(torch.zeros(1, 3, 8, 8))
+    with pytest.raises(gvirtus.InvalidRequest, match="float64"):
+        mod(np.zeros((1, 3, 16, 16)))
+    with pytest.raises(gvirtus.InvalidRequest, match="takes 1 inputs, got 2"):
+        mod(torch.zeros(1, 3, 16, 16), torch.zeros(1))
+    small = dev.malloc(10)
+    with pytest.raises(gvirtus.InvalidRequest, match="launch input 0"):
+        mod(small)
+    assert mod(torch.zeros(1, 3, 16, 16)).shape == (1, 8, 8, 8)
+
+
+def test_other_sessions_module_id_is_invalid(backend: BackendProcess, dev: gvirtus.RemoteDevice) -> None:
+    mod = dev.register_module(make_convnet(seed=9), [torch.zeros(1, 3, 8, 8)])
+    other = gvirtus.connect(backend.target, token=backend.token)
+    try:
+        with pytest.raises(gvirtus.InvalidHandle, match="not registered in this session"):
+            other._call("Launch", gvirtus.frontend.pb.LaunchRequest(module_id=mod.module_id), "launch")
+    finally:
+        other.close()

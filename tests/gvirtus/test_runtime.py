@@ -1,0 +1,102 @@
+"""Runtime layer against a real backend: properties, malloc/free, copies, memset, isolation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gvirtus
+from gvirtus.testing import BackendProcess
+
+
+def test_properties_describe_the_cpu_backend(dev: gvirtus.RemoteDevice) -> None:
+    p = dev.properties()
+    assert p["device_type"] == "cpu" and p["device"] == "cpu"
+    assert p["total_memory"] > 0 and 0 < p["free_memory"] <= p["total_memory"]
+    assert p["name"] and p["torch_version"].startswith("2.")
+    assert p["session_quota_bytes"] == 64 * 1024 * 1024
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.int64, np.uint8, np.bool_])
+def test_htod_dtoh_roundtrip(dev: gvirtus.RemoteDevice, dtype: type) -> None:
+    rng = np.random.default_rng(0)
+    a = (rng.standard_normal((7, 33)) * 50).astype(dtype)
+    h = dev.malloc(a.nbytes)
+    dev.memcpy_htod(h, a)
+    np.testing.assert_array_equal(dev.memcpy_dtoh(h, dtype, a.shape), a)
+    dev.free(h)
+
+
+def test_large_copy_is_chunked_and_exact(dev: gvirtus.RemoteDevice) -> None:
+    a = np.random.default_rng(1).standard_normal(3 * 1024 * 1024 // 4 + 123).astype(np.float32)
+    big = np.concatenate([a, a, a])   # ~9 MB: three 4 MB chunks
+    h = dev.malloc(big.nbytes)
+    dev.memcpy_htod(h, big)
+    np.testing.assert_array_equal(dev.memcpy_dtoh(h, np.float32, big.shape), big)
+    dev.free(h)
+
+
+def test_offsets_dtod_memset_synchronize(dev: gvirtus.RemoteDevice) -> None:
+    src, dst = dev.malloc(64), dev.malloc(64)
+    dev.memset(dst, 0)
+    dev.memcpy_htod(src, np.arange(64, dtype=np.uint8))
+    dev.memcpy_dtod(dst, src, nbytes=16, dst_offset=8, src_offset=32)
+    dev.memset(dst, 0xAB, nbytes=4, offset=60)
+    dev.synchronize()
+    expected = np.zeros(64, np.uint8)
+    expected[8:24] = np.arange(32, 48)
+    expected[60:] = 0xAB
+    np.testing.assert_array_equal(dev.memcpy_dtoh(dst, np.uint8, (64,)), expected)
+    np.testing.assert_array_equal(dev.memcpy_dtoh(src, np.uint8, (8,), offset=56), np.arange(56, 64))
+
+
+def test_out_of_range_and_bad_values_are_typed_errors(dev: gvirtus.RemoteDevice) -> None:
+    h = dev.malloc(16)
+    with pytest.raises(gvirtus.InvalidRequest, match=r"outside the buffer of 16 bytes"):
+        dev.memcpy_htod(h, np.zeros(5, np.float32))
+    with pytest.raises(gvirtus.InvalidRequest, match="outside the buffer"):
+        dev.memcpy_dtoh(h, np.float32, (4,), offset=4)
+    with pytest.raises(gvirtus.InvalidRequest, match="not a byte"):
+        dev.memset(h, 300)
+    with pytest.raises(gvirtus.InvalidRequest, match="complex64"):
+        dev.memcpy_dtoh(h, np.complex64, (1,))
+    with pytest.raises(gvirtus.InvalidRequest, match="non-negative int"):
+        dev.malloc(-1)
+    dev.ping()   # the session is still fine
+
+
+def test_freed_handle_is_invalid(dev: gvirtus.RemoteDevice) -> None:
+    h = dev.malloc(8)
+    dev.free(h)
+    with pytest.raises(gvirtus.InvalidHandle, match=f"handle {h.id} is not owned by this session"):
+        dev.memcpy_dtoh(h, np.uint8, (8,))
+    with pytest.raises(gvirtus.InvalidHandle):
+        dev.free(h)
+
+
+def test_sessions_are_isolated(backend: BackendProcess) -> None:
+    a = gvirtus.connect(backend.target, token=backend.token)
+    b = gvirtus.connect(backend.target, token=backend.token)
+    try:
+        ha = a.malloc(32)
+        a.memcpy_htod(ha, np.full(32, 7, np.uint8))
+        hb = b.malloc(32)
+        assert ha.id == hb.id     # ids are per session: the same number names different memory
+        b.memset(hb, 1)
+        np.testing.assert_array_equal(a.memcpy_dtoh(ha, np.uint8, (32,)), np.full(32, 7, np.uint8))
+        b.free(hb)
+        with pytest.raises(gvirtus.InvalidHandle):     # b cannot read or free a's buffer
+            b.memcpy_dtoh(ha, np.uint8, (32,))
+        with pytest.raises(gvirtus.InvalidHandle):
+            b.free(ha)
+        np.testing.assert_array_equal(a.memcpy_dtoh(ha, np.uint8, (32,)), np.full(32, 7, np.uint8))
+    finally:
+        a.close()
+        b.close()
+
+
+def test_closed_device_raises_typed_error(backend: BackendProcess) -> None:
+    d = gvirtus.connect(backend.target, token=backend.token)
+    d.close()
+    with pytest.raises(gvirtus.RemoteDeviceLost, match="closed"):
+        d.malloc(8)
