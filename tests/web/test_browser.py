@@ -121,7 +121,8 @@ def test_snap_pick_try_on_with_fake_webcam(server: Server, astronaut: np.ndarray
             assert driver.title == "Virtual Mirror"
             snap = driver.find_element(By.ID, "snap")
             _wait(driver, lambda d: snap.is_enabled(), "the camera preview")
-            size = driver.execute_script("const v = document.getElementById('camera'); return [v.videoWidth, v.videoHeight]")
+            size = driver.execute_script(
+                "const v = document.getElementById('camera'); return [v.videoWidth, v.videoHeight]")
             assert size == [512, 512]
             # The fake camera really shows the photo: 8x8 block luminance of the preview ~ the astronaut's.
             blocks = driver.execute_script("""
