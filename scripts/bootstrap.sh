@@ -3,7 +3,7 @@
 #   scripts/bootstrap.sh [--dev]
 # 1. apt packages (only when root and apt-get exists; failures are warnings, never fatal)
 # 2. .venv/ with the pinned Python dependencies (skipped while the pins are unchanged)
-# 3. model files (fetched once, sha256-verified every time)
+# 3. model files (fetched once, sha256-verified every time), the demo garment catalog
 # 4. secrets/ (gvirtus and operator tokens, generated once, mode 600)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -59,6 +59,9 @@ fi
 
 # --- 3. models ------------------------------------------------------------
 .venv/bin/python scripts/fetch_models.py
+
+# --- 3b. demo garment catalog (generated, seeded; paths.catalog_dir/demo) ---------------
+.venv/bin/python scripts/prepare_catalog.py
 
 # --- 4. secrets -----------------------------------------------------------
 mkdir -p secrets && chmod 700 secrets

@@ -35,7 +35,6 @@ def make_config(tmp_path: Path, **overrides: dict) -> Path:
     cfg["gvirtus"]["token_file"] = str(tmp_path / "gvirtus.token")
     cfg["node1"]["operator_token_file"] = str(tmp_path / "operator.token")
     cfg["paths"]["var_dir"] = str(tmp_path / "var")
-    cfg["paths"]["catalog_dir"] = str(tmp_path / "var" / "catalog")
     for section, values in overrides.items():
         if isinstance(values, dict) and isinstance(cfg.get(section), dict):
             cfg[section].update(values)
