@@ -42,7 +42,7 @@ def test_auto_falls_back_to_tcp_and_logs_why(free_port: int, caplog: pytest.LogC
         try:
             assert isinstance(channel, TcpClient)
             assert channel.info.backend == "tcp" and "RDMA unavailable, fell back to TCP" in channel.info.reason
-            assert any("using TCP to tcp://127.0.0.1:%d because" % free_port in r.getMessage()
+            assert any(f"using TCP to tcp://127.0.0.1:{free_port} because" in r.getMessage()
                        and "RDMA" in r.getMessage() for r in caplog.records)
             assert channel.request(Frame("q", "1", tensors={"a": np.ones(3)}), 5.0).kind == "ok"
         finally:
