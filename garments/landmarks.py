@@ -30,6 +30,7 @@ SHOULDER_OUT = 1.08          # shoulder tip x = centre + 1.08 x (armpit x - cent
 HOOD_RISE = 0.25             # collar top this far (x body width) above the shoulders means a hood
 HOOD_STEEP = 1.2             # |dy/dx| of the top profile that marks the hood's side
 SLEEVE_MIN_FRAC = 0.01       # sleeve pixels below this fraction of the garment: sleeveless
+CUFF_FAR = 0.7               # sleeve-end corners are sought beyond this fraction of the sleeve's reach
 LONG_SLEEVE = 0.55           # sleeve length / (hem - shoulder) above this: long sleeve
 
 
@@ -156,8 +157,11 @@ def find_landmarks(mask: np.ndarray) -> LandmarkResult:
             return tip.copy()
         sy, sx = np.nonzero(sleeve)
         pts = np.stack([sx, sy], axis=1).astype(np.float64)
-        # The sleeve end's two corners: the one furthest from the shoulder tip (under side) and the one
-        # furthest from the armpit (top side); the cuff is the middle of the opening between them.
+        # The sleeve end's two corners, among the pixels far from the sleeve root: the one furthest from the
+        # shoulder tip (under side) and the one furthest from the armpit (top side); the cuff is between them.
+        root = (tip + armpit) / 2
+        d_root = np.sum((pts - root) ** 2, axis=1)
+        pts = pts[d_root >= CUFF_FAR**2 * d_root.max()]
         far_from_tip = pts[int(np.argmax(np.sum((pts - tip) ** 2, axis=1)))]
         far_from_armpit = pts[int(np.argmax(np.sum((pts - armpit) ** 2, axis=1)))]
         return (far_from_tip + far_from_armpit) / 2

@@ -20,9 +20,9 @@ import numpy as np
 
 from garments.errors import InvalidGarmentImage, NoGarmentFound
 
-WORK_SIDE = 512              # px, longest side GrabCut works at
+WORK_SIDE = 384              # px, longest side GrabCut works at
 BORDER_FRAC = 0.025          # band along the border that models the backdrop
-GRABCUT_ITERS = 4
+GRABCUT_ITERS = 2
 SHADOW_DARKEN_WEIGHT = 0.06  # weight of a darkening (shadow-like) lightness change vs a chroma change
 SHADOW_FREE_DARKEN = 0.30    # fraction of the backdrop's L a shadow may remove before it counts in full
 NOISE_FLOOR = 0.35           # Lab units: the least noise assumed for the backdrop
@@ -72,37 +72,58 @@ def _border_band(h: int, w: int) -> np.ndarray:
     return band
 
 
-def _backdrop_model(lab: np.ndarray, band: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Quadratic fit of each Lab channel over the border band: model (H, W, 3) and noise sigma (3,)."""
+def _backdrop_model(lab: np.ndarray, band: np.ndarray) -> np.ndarray:
+    """Quadratic fit of each Lab channel over the border band (outliers such as a garment touching the
+    border refitted away): (H, W, 3) float32 model of the bare backdrop."""
     h, w = band.shape
+    by, bx = np.nonzero(band)
+    by, bx = by[::3], bx[::3]          # a third of the band is plenty for 6 coefficients
+
+    def basis(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        xn, yn = x / w - 0.5, y / h - 0.5
+        return np.stack([np.ones_like(xn), xn, yn, xn * xn, yn * yn, xn * yn], axis=-1)
+
+    a = basis(bx.astype(np.float32), by.astype(np.float32))
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    xn, yn = xx / w - 0.5, yy / h - 0.5
-    basis = np.stack([np.ones_like(xn), xn, yn, xn * xn, yn * yn, xn * yn], axis=-1)
-    a = basis[band]
+    full = basis(xx, yy)
     model = np.empty_like(lab)
-    sigma = np.empty(3, np.float32)
     for c in range(3):
-        v = lab[..., c][band]
+        v = lab[by, bx, c]
         coef, *_ = np.linalg.lstsq(a, v, rcond=None)
         resid = v - a @ coef
-        keep = np.abs(resid - np.median(resid)) < 3 * (1.4826 * np.median(np.abs(resid - np.median(resid))) + 1)
-        coef, *_ = np.linalg.lstsq(a[keep], v[keep], rcond=None)   # refit without outliers (a garment at the edge)
-        r = v[keep] - a[keep] @ coef
-        sigma[c] = max(NOISE_FLOOR, 1.4826 * float(np.median(np.abs(r - np.median(r)))))
-        model[..., c] = basis @ coef.astype(np.float32)
-    return model, sigma
+        mad = 1.4826 * np.median(np.abs(resid - np.median(resid)))
+        keep = np.abs(resid - np.median(resid)) < 3 * mad + 1
+        coef, *_ = np.linalg.lstsq(a[keep], v[keep], rcond=None)
+        model[..., c] = full @ coef.astype(np.float32)
+    return model
 
 
-def backdrop_difference(image: np.ndarray) -> np.ndarray:
+def _noise_sigma(lab: np.ndarray, model: np.ndarray, band: np.ndarray) -> np.ndarray:
+    """Robust per-channel noise of the backdrop around its model: (3,) float32, at least NOISE_FLOOR."""
+    r = (lab - model)[band]
+    med = np.median(r, axis=0)
+    mad = 1.4826 * np.median(np.abs(r - med), axis=0)
+    return np.maximum(mad, NOISE_FLOOR).astype(np.float32)
+
+
+def _to_lab(image: np.ndarray) -> np.ndarray:
+    # float Lab (L 0..100): 8-bit Lab quantises a/b to whole units, too coarse for white-on-off-white
+    return cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+
+
+def backdrop_difference(image: np.ndarray, model: np.ndarray | None = None) -> np.ndarray:
     """(H, W, 3) uint8 RGB -> (H, W, 3) float32 shadow-suppressed difference to the backdrop model.
 
     Channels: lightness change (darkening mostly forgiven up to SHADOW_FREE_DARKEN), a and b change, each in
-    units of the backdrop's own noise.
+    units of the backdrop's own noise. `model` (any size, resized) reuses a backdrop model fitted before.
     """
-    # float Lab (L 0..100): 8-bit Lab quantises a/b to whole units, too coarse for white-on-off-white
-    lab = cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+    lab = _to_lab(image)
     band = _border_band(*image.shape[:2])
-    model, sigma = _backdrop_model(lab, band)
+    if model is None:
+        model = _backdrop_model(lab, band)
+    elif model.shape != lab.shape:
+        model = cv2.resize(model, (lab.shape[1], lab.shape[0]), interpolation=cv2.INTER_LINEAR)
+    sigma = _noise_sigma(lab, model, band)
     d = lab - model
     dl = d[..., 0]
     free = SHADOW_FREE_DARKEN * model[..., 0]
@@ -184,7 +205,9 @@ def cloth_mask(image: np.ndarray) -> np.ndarray:
     small = image
     if scale < 1:
         small = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
-    diff = backdrop_difference(cv2.GaussianBlur(small, (3, 3), 0))
+    blurred = cv2.GaussianBlur(small, (3, 3), 0)
+    model = _backdrop_model(_to_lab(blurred), _border_band(*blurred.shape[:2]))
+    diff = backdrop_difference(blurred, model)
     score = foreground_score(diff)
     coarse = keep_largest_component(_bridge(_grabcut(feature_image(diff), score, scale), scale))
     if not coarse.any():
@@ -192,7 +215,7 @@ def cloth_mask(image: np.ndarray) -> np.ndarray:
     soft = cv2.resize(coarse.astype(np.float32) / 255.0, (w, h), interpolation=cv2.INTER_LINEAR)
     if scale < 1:
         soft = cv2.GaussianBlur(soft, (0, 0), 0.5 / scale)
-    fine = _refine_edges(backdrop_difference(image), soft)
+    fine = _refine_edges(backdrop_difference(image, model), soft)
     fine = cv2.morphologyEx(fine, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     out = keep_largest_component(_bridge(fine, 1.0))
     if out.sum() < 0.002 * 255 * h * w:
