@@ -1,0 +1,171 @@
+"""Catalog: demo garments, drop folder validation (good and bad files), the prepared cache, ids, thumbnails."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from garments import (
+    DropLimits,
+    GarmentFileRejected,
+    GarmentNotFound,
+    decode_garment_file,
+    load_catalog,
+    prepare_garment,
+)
+from garments.demo import DEMO_DESIGNS, render_garment, write_demo_catalog
+from garments.prepare import PREPARE_CALLS
+from garments.types import content_id
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims width x height (the pixel data is absent): a decompression-bomb probe."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
+
+
+def encode(rgb: np.ndarray, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def catalog_dir(tmp_path: Path, demo_dir: Path) -> Path:
+    out = tmp_path / "catalog"
+    shutil.copytree(demo_dir, out / "demo")
+    return out
+
+
+@pytest.fixture
+def drop_dir(tmp_path: Path, demo_items) -> Path:
+    d = tmp_path / "drop"
+    d.mkdir()
+    by_slug = {it["slug"]: it for it in demo_items}
+    small = lambda it: np.asarray(Image.fromarray(it["rgb"]).resize((384, 512), Image.Resampling.LANCZOS))  # noqa: E731
+    (d / "red_tee.jpg").write_bytes(encode(small(by_slug["tshirt-red"]), "JPEG", quality=92))
+    (d / "tank.webp").write_bytes(encode(small(by_slug["tank-olive"]), "WEBP", quality=90))
+    hoodie = by_slug["hoodie-grey"]
+    rgba = np.dstack([hoodie["rgb"], hoodie["truth"]])                      # a cut-out PNG: alpha is the mask
+    (d / "hoodie-cutout.png").write_bytes(encode(rgba, "PNG"))
+    jpeg = encode(small(by_slug["tshirt-black"]), "JPEG", quality=92)
+    (d / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 3])
+    (d / "notes.txt").write_text("not a garment photo\n")
+    (d / "fake.png").write_text("hello, I am text with a .png name")
+    (d / "empty.jpg").write_bytes(b"")
+    (d / "huge.png").write_bytes(png_claiming(100_000, 100_000))
+    (d / "big.png").write_bytes(png_claiming(5000, 5000))
+    (d / "anim.gif").write_bytes(encode(small(by_slug["tshirt-red"]), "GIF"))
+    (d / "backdrop_only.png").write_bytes(encode(np.full((512, 384, 3), (236, 233, 226), np.uint8), "PNG"))
+    (d / "module.py").write_text("# the default drop folder is the package folder: source files are skipped\n")
+    (d / ".hidden.jpg").write_bytes(b"")
+    return d
+
+
+EXPECTED_REJECTIONS = {
+    "truncated.jpg": "truncated or corrupt",
+    "notes.txt": "not an image",
+    "fake.png": "not an image",
+    "empty.jpg": "empty file (0 bytes)",
+    "huge.png": "decompression bomb",
+    "big.png": "5000x5000 px",
+    "anim.gif": "unsupported image format GIF",
+    "backdrop_only.png": "no usable garment",
+}
+
+
+def test_drop_folder_good_files_prepared_bad_files_rejected_with_reasons(catalog_dir, drop_dir) -> None:
+    cat = load_catalog(catalog_dir, drop_dir)
+    drops = {e.file: e.garment for e in cat.entries if e.source == "drop"}
+    assert set(drops) == {"red_tee.jpg", "tank.webp", "hoodie-cutout.png"}
+    assert sum(e.source == "demo" for e in cat.entries) == len(DEMO_DESIGNS)
+    reasons = {r.file: r.reason for r in cat.rejected}
+    assert set(reasons) == set(EXPECTED_REJECTIONS), reasons
+    for name, text in EXPECTED_REJECTIONS.items():
+        assert text in reasons[name], (name, reasons[name])
+    assert drops["tank.webp"].kind == "tank" and drops["hoodie-cutout.png"].kind == "hoodie"
+    assert drops["red_tee.jpg"].name == "Red tee"
+    for g in drops.values():   # fitted to VITON-HD's cloth size, mask and landmarks in place
+        assert g.image.shape == (1024, 768, 3) and g.mask.shape == (1024, 768) and g.landmarks.shape == (9, 2)
+        assert g.id == content_id(g.image, g.mask)
+
+
+def test_second_load_reads_the_cache_and_computes_nothing(catalog_dir, drop_dir) -> None:
+    first = load_catalog(catalog_dir, drop_dir)
+    assert first.stats["prepared"] == 3 and first.stats["cached"] == 0
+    calls = PREPARE_CALLS["count"]
+    second = load_catalog(catalog_dir, drop_dir)
+    assert PREPARE_CALLS["count"] == calls, "a cached garment was prepared again"
+    assert second.stats["prepared"] == 0 and second.stats["cached"] == 3
+    assert [g.id for g in second.garments] == [g.id for g in first.garments]
+    for a, b in zip(first.garments, second.garments, strict=True):
+        np.testing.assert_array_equal(a.landmarks, b.landmarks)
+    assert {r.file: r.reason for r in second.rejected} == {r.file: r.reason for r in first.rejected}
+    cached = sorted((catalog_dir / "prepared").iterdir())
+    assert sum((p / "garment.json").is_file() for p in cached) == 3
+
+
+def test_lookup_thumbnails_and_listing(catalog_dir) -> None:
+    cat = load_catalog(catalog_dir)
+    g = cat.garments[0]
+    assert cat.get(g.id) is g and g.id in cat and len(cat) == len(DEMO_DESIGNS)
+    with pytest.raises(GarmentNotFound, match="no garment with id 'nope'"):
+        cat.get("nope")
+    with pytest.raises(KeyError):
+        cat.get("nope")
+    jpg = cat.thumbnail(g.id)
+    assert jpg[:3] == b"\xff\xd8\xff"
+    assert max(Image.open(io.BytesIO(jpg)).size) == 192
+    png = cat.thumbnail(g.id, size=96, fmt="PNG")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and max(Image.open(io.BytesIO(png)).size) == 96
+    listing = cat.listing()
+    assert {x["kind"] for x in listing} >= {"tshirt", "longsleeve", "tank", "shirt", "hoodie"}
+    assert all(x["source"] == "demo" for x in listing)
+
+
+def test_ids_are_stable_and_content_derived(demo_dir: Path, demo_items) -> None:
+    d = DEMO_DESIGNS[2]
+    again = render_garment(d)   # the generator is deterministic: same pixels, same id
+    item = next(it for it in demo_items if it["slug"] == d.slug)
+    assert content_id(again.image, again.mask) == item["id"]
+    g1 = prepare_garment(item["rgb"], "a")
+    g2 = prepare_garment(item["rgb"].copy(), "b")
+    assert g1.id == g2.id == content_id(g1.image, g1.mask)
+
+
+def test_missing_or_damaged_demo_catalog_is_regenerated(tmp_path: Path, demo_dir: Path) -> None:
+    root = tmp_path / "catalog"
+    shutil.copytree(demo_dir, root / "demo")
+    (root / "demo" / f"{DEMO_DESIGNS[0].slug}.png").write_bytes(b"garbage")
+    cat = load_catalog(root)
+    assert len(cat) == len(DEMO_DESIGNS) and not cat.rejected
+
+
+def test_demo_writer_is_idempotent(tmp_path: Path, demo_dir: Path) -> None:
+    root = tmp_path / "demo"
+    shutil.copytree(demo_dir, root)
+    before = {p.name: p.stat().st_mtime_ns for p in root.iterdir()}
+    write_demo_catalog(root)
+    assert {p.name: p.stat().st_mtime_ns for p in root.iterdir()} == before
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert len(manifest["garments"]) >= 8
+
+
+def test_decode_limits_are_the_callers() -> None:
+    rgb = np.zeros((100, 80, 3), np.uint8)
+    with pytest.raises(GarmentFileRejected, match="both sides must be >= 128"):
+        decode_garment_file(encode(rgb, "PNG"), "x.png", DropLimits(min_side=128))
+    with pytest.raises(GarmentFileRejected, match="the limit is 10 bytes"):
+        decode_garment_file(encode(rgb, "PNG"), "x.png", DropLimits(max_bytes=10))
+    image, mask = decode_garment_file(encode(rgb, "PNG"), "x.png")
+    assert image.shape == (100, 80, 3) and mask is None
