@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -25,7 +27,7 @@ def small_alias_inputs(seed: int = 0) -> tuple[torch.Tensor, ...]:
 
 
 @pytest.fixture(scope="module")
-def noisy_alias(nets: dict[str, nn.Module]) -> nn.Module:
+def noisy_alias(nets: dict[str, nn.Module]) -> Iterator[nn.Module]:
     """The session ALIAS with non-zero noise scales (restored afterwards): noise then changes the output."""
     alias = nets["alias"]
     saved = {k: v.detach().clone() for k, v in alias.named_parameters() if k.endswith("noise_scale")}

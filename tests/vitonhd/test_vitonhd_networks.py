@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from viton.vitonhd import NETWORK_NAMES, state_dict_signature
+from viton.vitonhd import GMM, NETWORK_NAMES, state_dict_signature
 from viton.vitonhd.gmm import TpsGrid, feature_correlation
 
 
@@ -59,7 +59,7 @@ def test_seg_forward_shape(nets: dict[str, nn.Module]) -> None:
 
 @pytest.mark.parametrize("batch", [1, 2])
 def test_gmm_forward_shapes(nets: dict[str, nn.Module], batch: int) -> None:
-    gmm = nets["gmm"]
+    gmm = cast(GMM, nets["gmm"])
     a, b = torch.randn(batch, 7, 256, 192), torch.randn(batch, 3, 256, 192)
     with torch.inference_mode():
         feat_a = F.normalize(gmm.extractionA(a), dim=1)
@@ -127,7 +127,7 @@ def test_tps_grid_matches_direct_formula() -> None:
 
 
 def test_tps_zero_theta_spans_the_inner_ninety_percent(nets: dict[str, nn.Module]) -> None:
-    grid = nets["gmm"].tps(torch.zeros(1, 50))
+    grid = cast(GMM, nets["gmm"]).tps(torch.zeros(1, 50))
     assert grid.shape == (1, 1024, 768, 2)
     torch.testing.assert_close(grid[0, 0, 0], torch.tensor([-0.9, -0.9]), atol=1e-5, rtol=0)
     torch.testing.assert_close(grid[0, -1, -1], torch.tensor([0.9, 0.9]), atol=1e-5, rtol=0)
