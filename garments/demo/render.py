@@ -97,7 +97,7 @@ def _neck(d: Design, s: Shape, size: tuple[int, int], colour: np.ndarray, shade:
             a, b = smooth, np.roll(smooth, -1, axis=0)
             smooth = np.concatenate([0.75 * a + 0.25 * b, 0.25 * a + 0.75 * b], axis=1).reshape(-1, 2)
         opening = paint.fill_alpha(smooth, size)
-        shade *= 1.0 - 0.55 * opening * (0.7 + 0.3 * np.clip(np.mgrid[0:size[1], 0:size[0]][0] / 220.0, 0, 1))
+        shade *= 1.0 - 0.45 * opening * (0.6 + 0.4 * np.clip(np.mgrid[0:size[1], 0:size[0]][0] / 220.0, 0, 1))
         shade -= 0.25 * paint.stroke(size, [smooth], 2, closed=True)
         edge = paint.stroke(size, [smooth], 16, closed=True) * (1 - opening)
         shade *= 1.0 - 0.08 * edge
@@ -121,6 +121,11 @@ def _neck(d: Design, s: Shape, size: tuple[int, int], colour: np.ndarray, shade:
     neck_poly = np.concatenate([front, mirror_part(front[::-1], cx)[1:]])
     top = np.array([[cx + p.neck_hw, p.top_y - 4], [cx, p.top_y + p.neck_dip - 4], [cx - p.neck_hw, p.top_y - 4]])
     inside = paint.fill_alpha(np.concatenate([neck_poly, top]), size)
+    if d.kind == "shirt":   # the collar stand wraps the neck: only a light shadow inside it
+        shade *= 1.0 - 0.14 * inside
+        shade -= 0.2 * paint.stroke(size, [neck_poly], 2)
+        _shirt_front(s, size, colour, shade)
+        return
     shade *= 1.0 - 0.32 * inside                     # the inside back of the garment, in shadow
     rib_w = 14 if d.kind != "tank" else 10
     binding = paint.stroke(size, [paint.offset_line(neck_poly, -rib_w / 2)], rib_w)
@@ -128,16 +133,14 @@ def _neck(d: Design, s: Shape, size: tuple[int, int], colour: np.ndarray, shade:
     shade *= 1.0 - binding * (0.03 + 0.06 * ribs[None, :])
     shade -= 0.3 * paint.stroke(size, [neck_poly], 2)
     shade -= 0.18 * paint.stroke(size, [paint.offset_line(neck_poly, -rib_w)], 1)
-    if d.kind == "shirt":
-        _shirt_front(s, size, colour, shade)
 
 
 def _shirt_front(s: Shape, size: tuple[int, int], colour: np.ndarray, shade: np.ndarray) -> None:
     cx, p = s.cx, s.props
     y0 = p.top_y + p.front_neck
     for side in (-1, 1):  # collar points lying over the neckline
-        pts = np.array([[cx + side * (p.neck_hw + 6), p.top_y - 6], [cx + side * 6, y0 + 8],
-                        [cx + side * 58, y0 + 40], [cx + side * (p.neck_hw + 28), p.top_y + 40]], np.float64)
+        pts = np.array([[cx + side * (p.neck_hw + 4), p.top_y - 4], [cx + side * 4, y0 + 14],
+                        [cx + side * 62, y0 + 62], [cx + side * (p.neck_hw + 34), p.top_y + 46]], np.float64)
         leaf = paint.fill_alpha(pts, size)
         shade *= 1.0 + 0.05 * leaf                  # the collar leaf sits proud of the body and catches light
         shade -= 0.35 * paint.stroke(size, [pts[1:]], 2)
