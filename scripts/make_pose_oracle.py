@@ -7,8 +7,9 @@ Run this in a separate, throw-away venv:
     /tmp/mpvenv/bin/python scripts/make_pose_oracle.py --out tests/data/pose_oracle.json
 
 It records, for skimage's astronaut and camera (grey copied to RGB) and a horizontally flipped copy of
-each: mediapipe's 33 pose landmarks in pixels (x, y), z, visibility; the segmentation mask averaged
-to 32x32; and the short-range face detections (box and 6 keypoints in pixels, score).
+each: mediapipe's 33 pose landmarks in pixels (x, y), z, visibility; the pose segmentation mask and
+the selfie-segmentation (general model) mask, each averaged to 32x32; and the short-range face
+detections (box and 6 keypoints in pixels, score).
 Settings are those node1.pose reproduces: static_image_mode=True, model_complexity=1,
 enable_segmentation=True, min_detection_confidence=0.5, min_tracking_confidence=0.5.
 """
@@ -46,10 +47,22 @@ def pose_record(img: np.ndarray) -> dict[str, Any]:
     if res.pose_landmarks is None:
         return {"landmarks": None, "mask32": None}
     lms = [[lm.x * w, lm.y * h, lm.z, lm.visibility] for lm in res.pose_landmarks.landmark]
-    mask = np.asarray(res.segmentation_mask, dtype=np.float64)
+    return {"landmarks": lms, "mask32": grid_mean(np.asarray(res.segmentation_mask, dtype=np.float64))}
+
+
+def grid_mean(mask: np.ndarray) -> list[list[float]]:
+    h, w = mask.shape
     gh, gw = h // MASK_GRID, w // MASK_GRID
-    mask32 = mask[: gh * MASK_GRID, : gw * MASK_GRID].reshape(MASK_GRID, gh, MASK_GRID, gw).mean(axis=(1, 3))
-    return {"landmarks": lms, "mask32": np.round(mask32, 4).tolist()}
+    small = mask[: gh * MASK_GRID, : gw * MASK_GRID].reshape(MASK_GRID, gh, MASK_GRID, gw).mean(axis=(1, 3))
+    return np.round(small, 4).tolist()
+
+
+def selfie_record(img: np.ndarray) -> list[list[float]]:
+    import mediapipe as mp
+
+    with mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
+        res = seg.process(img)
+    return grid_mean(np.asarray(res.segmentation_mask, dtype=np.float64))
 
 
 def face_record(img: np.ndarray) -> list[dict[str, Any]]:
@@ -77,6 +90,7 @@ def main() -> int:
     for name, img in images().items():
         rec = pose_record(img)
         rec["faces"] = face_record(img)
+        rec["selfie_mask32"] = selfie_record(img)
         rec["shape"] = list(img.shape)
         out["images"][name] = rec
         n = 0 if rec["landmarks"] is None else len(rec["landmarks"])

@@ -67,8 +67,12 @@ class _Builder:
     def buffer(self, arr: np.ndarray | torch.Tensor, hint: str) -> fx.Node:
         name = f"{hint}_{self.n_buf}"
         self.n_buf += 1
-        t = torch.as_tensor(np.ascontiguousarray(arr)) if isinstance(arr, np.ndarray) else arr
-        self.root.register_buffer(name, t.contiguous())
+        t = torch.as_tensor(arr) if isinstance(arr, np.ndarray) else arr
+        # canonical strides even for size-1 dims (numpy keeps odd ones; torch then picks channels_last for
+        # a (O, I, 1, 1) weight, and a graph traced with it no longer replays with plainly-strided weights)
+        canonical = torch.empty(t.shape, dtype=t.dtype)
+        canonical.copy_(t)
+        self.root.register_buffer(name, canonical)
         return self.g.get_attr(name)
 
     def const(self, idx: int) -> np.ndarray:

@@ -1,0 +1,132 @@
+"""Device choice for node 1: the remote (gvirtus) device first, local CPU when it fails.
+
+A circuit breaker keeps a dead backend from costing every request a timeout: after
+``FAILURES_TO_OPEN`` consecutive failures the remote is not tried for ``OPEN_FOR_S`` seconds; then one
+trial call decides (success closes it, failure opens it again). Every state switch is logged, and
+every result says which device served it (``PoseResult.served_by``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from node1.pose.errors import DeviceUnavailable, PoseError
+
+log = logging.getLogger("node1.pose.device")
+
+FAILURES_TO_OPEN = 3
+OPEN_FOR_S = 30.0
+
+T = TypeVar("T")
+
+
+class CircuitBreaker:
+    """closed (try the remote) -> open after N consecutive failures (skip it) -> half-open after T s (one trial)."""
+
+    CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+
+    def __init__(self, failures_to_open: int = FAILURES_TO_OPEN, open_for_s: float = OPEN_FOR_S,
+                 clock: Callable[[], float] = time.monotonic, name: str = "remote") -> None:
+        if failures_to_open < 1 or open_for_s < 0:
+            raise ValueError(f"need failures_to_open >= 1 and open_for_s >= 0, got {failures_to_open}, {open_for_s}")
+        self.failures_to_open = failures_to_open
+        self.open_for_s = open_for_s
+        self.clock = clock
+        self.name = name
+        self.state = self.CLOSED
+        self.failures = 0
+        self.opened_at = 0.0
+        self._lock = threading.Lock()
+
+    def _switch(self, state: str, why: str) -> None:
+        if state != self.state:
+            log.warning("circuit %s: %s -> %s (%s)", self.name, self.state, state, why)
+            self.state = state
+
+    def allow(self) -> bool:
+        """Whether to try the remote now (moves open -> half-open once the wait is over)."""
+        with self._lock:
+            if self.state == self.OPEN and self.clock() - self.opened_at >= self.open_for_s:
+                self._switch(self.HALF_OPEN, f"{self.open_for_s:g} s passed, trying once")
+            return self.state != self.OPEN
+
+    def record_success(self) -> None:
+        with self._lock:
+            self.failures = 0
+            self._switch(self.CLOSED, "call succeeded")
+
+    def record_failure(self, error: BaseException | None = None) -> None:
+        with self._lock:
+            self.failures += 1
+            if self.state == self.HALF_OPEN or self.failures >= self.failures_to_open:
+                self.opened_at = self.clock()
+                self._switch(self.OPEN, f"{self.failures} failure(s), last: {error!r}; "
+                                        f"not trying for {self.open_for_s:g} s")
+
+
+class FallbackDevice:
+    """Run pipeline calls on the remote device when the breaker allows, else (or on failure) locally.
+
+    Args:
+        connect_remote: returns a connected gvirtus ``RemoteDevice`` (called lazily, again after a failure).
+        local: the local torch device used as fallback.
+        breaker: the circuit breaker (default: FAILURES_TO_OPEN / OPEN_FOR_S).
+
+    ``run(fn, image)`` calls ``fn(image, device=...)`` (e.g. ``estimate_pose``) and returns its result;
+    errors about the photo itself (PoseError: no person, bad image) are not device failures and pass through.
+    """
+
+    def __init__(self, connect_remote: Callable[[], Any] | None, local: str = "cpu",
+                 breaker: CircuitBreaker | None = None) -> None:
+        self.connect_remote = connect_remote
+        self.local = local
+        self.breaker = breaker or CircuitBreaker()
+        self._remote: Any = None
+        self._lock = threading.Lock()
+        self.last_served_by = ""
+
+    def _remote_device(self) -> Any:
+        with self._lock:
+            if self._remote is None and self.connect_remote is not None:
+                self._remote = self.connect_remote()
+            return self._remote
+
+    def _drop_remote(self) -> None:
+        with self._lock:
+            dev, self._remote = self._remote, None
+        if dev is not None:
+            try:
+                dev.close()
+            except Exception:  # noqa: BLE001 - closing a broken session is best effort
+                log.debug("closing the remote device failed", exc_info=True)
+
+    def run(self, fn: Callable[..., T], image: Any) -> T:
+        if self.connect_remote is not None and self.breaker.allow():
+            try:
+                out = fn(image, device=self._remote_device())
+            except PoseError:
+                self.breaker.record_success()  # the device worked; the photo was the problem
+                raise
+            except Exception as exc:  # noqa: BLE001 - any device/transport failure means: fall back
+                self.breaker.record_failure(exc)
+                self._drop_remote()
+                log.warning("remote device failed (%s: %s); serving on local %s", type(exc).__name__, exc, self.local)
+            else:
+                self.breaker.record_success()
+                self.last_served_by = "remote"
+                return out
+        try:
+            out = fn(image, device=self.local)
+        except PoseError:
+            raise
+        except Exception as exc:
+            raise DeviceUnavailable(f"the local fallback device {self.local!r} failed too: {exc}") from exc
+        self.last_served_by = self.local
+        return out
+
+    def close(self) -> None:
+        self._drop_remote()

@@ -1,0 +1,185 @@
+"""The device-side work as small nn.Modules ("stages"), run locally or registered once with gvirtus.
+
+The split keeps weights apart from image-size-dependent work: model stages have fixed input shapes,
+so gvirtus registers (and uploads) their weights once; the weight-free stages (letterbox, crop, mask
+warp) are re-registered per image size at almost no cost. Intermediate tensors stay on the device.
+
+Conventions: ``image: (1, 3, H, W) float32 RGB in [0, 255]``; ``roi: (4,) float32 [cx, cy, side, theta]``
+(pixel-index coords, pixels, radians); sampling exactly as mediapipe's CPU ImageToTensor (geometry.sample_u8).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from node1.pose.geometry import crop_coords, sample_u8, ssd_anchors
+
+POSE_DETECTOR_SIZE = 224
+POSE_LANDMARK_SIZE = 256
+POSE_STRIDES = [8, 16, 32, 32, 32]
+FACE_DETECTOR_SIZE = 128
+FACE_STRIDES = [8, 16, 16, 16]
+SELFIE_SIZE = 256
+HEATMAP_KERNEL = 9  # what mp.solutions.pose effectively uses (facts sheet, surprise 1)
+REFINE_MIN_CONFIDENCE = 0.5
+TOP_K = 64  # detector candidates sent back to the host for NMS
+SCORE_CLIP = 100.0
+
+
+class PrepareImage(nn.Module):
+    """(H, W, 3) uint8 RGB -> (1, 3, H, W) float32 RGB in [0, 255], contiguous."""
+
+    def forward(self, image_u8: torch.Tensor) -> torch.Tensor:
+        return image_u8.permute(2, 0, 1).unsqueeze(0).float().contiguous()
+
+
+class FullImageInput(nn.Module):
+    """mediapipe's whole-image model input: centred letterbox square (``keep_aspect``) or stretched image,
+    BORDER_ZERO, rounded to uint8, scaled to ``[lo, hi]``. image -> (1, 3, N, N) float32."""
+
+    def __init__(self, size: int, lo: float, hi: float, keep_aspect: bool = True) -> None:
+        super().__init__()
+        self.size, self.lo, self.hi, self.keep_aspect = size, lo, hi, keep_aspect
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        _, _, h, w = image.shape
+        sx, sy = (float(max(w, h)),) * 2 if self.keep_aspect else (float(w), float(h))
+        px, py = crop_coords(w / 2, h / 2, sx, sy, 0.0, self.size, image.device)
+        return sample_u8(image, px, py, "zeros") * ((self.hi - self.lo) / 255.0) + self.lo
+
+
+class SsdDetector(nn.Module):
+    """SSD detector + box decoding + top-k (pose detector 224 px / 2254 anchors, face detector 128 px / 896).
+
+    forward(x: (1, 3, N, N) float32 in [-1, 1]) -> (K, 1 + 4 + 2P) float32 rows
+    [score, xc, yc, w, h, kx0, ky0, ...] sorted by score, normalised to the letterboxed square;
+    score = sigmoid(clip(logit, +-100)).
+    """
+
+    def __init__(self, model: nn.Module, input_size: int, strides: list[int], top_k: int = TOP_K) -> None:
+        super().__init__()
+        self.model = model
+        self.input_size = input_size
+        self.top_k = top_k
+        self.anchors: torch.Tensor
+        self.register_buffer("anchors", torch.from_numpy(ssd_anchors(input_size, strides)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raw, logits = self.model(x)[:2]
+        raw = raw[0] / self.input_size
+        n_kp = (raw.shape[1] - 4) // 2
+        offsets = torch.cat([self.anchors, torch.zeros_like(self.anchors), self.anchors.repeat(1, n_kp)], dim=1)
+        decoded = raw + offsets
+        scores = torch.sigmoid(logits[0, :, 0].clamp(-SCORE_CLIP, SCORE_CLIP))
+        top = torch.topk(scores, min(self.top_k, scores.shape[0]))
+        return torch.cat([top.values[:, None], decoded[top.indices]], dim=1)
+
+
+class PoseCrop(nn.Module):
+    """(image, roi) -> (1, 3, 256, 256) float32 in [0, 1]: the rotated ROI, BORDER_REPLICATE, uint8-rounded."""
+
+    def forward(self, image: torch.Tensor, roi: torch.Tensor) -> torch.Tensor:
+        r = roi.double()
+        px, py = crop_coords(r[0], r[1], r[2], r[2], r[3], POSE_LANDMARK_SIZE, image.device)
+        return sample_u8(image, px, py, "replicate") / 255.0
+
+
+class PoseLandmarks(nn.Module):
+    """Landmark model + heatmap refinement (kernel 9) + projection to image pixels.
+
+    forward(crop, roi) ->
+        landmarks: (39, 5) float32 [x px, y px, z (mediapipe's normalised z), visibility, presence]
+        world: (33, 3) float32 metres, rotated by theta (mediapipe's world landmarks)
+        presence: (1,) float32 pose presence in [0, 1]
+        seg: (1, 1, 256, 256) float32 person probability in the crop
+    """
+
+    def __init__(self, model: nn.Module, kernel: int = HEATMAP_KERNEL) -> None:
+        super().__init__()
+        self.model = model
+        self.offsets: torch.Tensor
+        self.register_buffer("offsets", torch.arange(-(kernel // 2), kernel // 2 + 1, dtype=torch.long))
+
+    def refine(self, xn: torch.Tensor, yn: torch.Tensor, heatmap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """mediapipe's RefineLandmarksFromHeatmap: xn, yn (L,) normalised crop coords; heatmap (L, 64, 64) logits."""
+        n, hh, hw = heatmap.shape
+        col = torch.trunc(xn * hw).long()  # C++ (int) cast
+        row = torch.trunc(yn * hh).long()
+        inside = (col >= 0) & (col < hw) & (row >= 0) & (row < hh)
+        cols = col[:, None] + self.offsets
+        rows = row[:, None] + self.offsets
+        valid = ((rows >= 0) & (rows < hh))[:, :, None] & ((cols >= 0) & (cols < hw))[:, None, :]
+        idx = torch.arange(n, device=heatmap.device)[:, None, None]
+        conf = torch.sigmoid(heatmap[idx, rows.clamp(0, hh - 1)[:, :, None], cols.clamp(0, hw - 1)[:, None, :]])
+        conf = conf * valid.float()
+        total = conf.sum(dim=(1, 2))
+        peak = conf.amax(dim=(1, 2))
+        wx = (conf * cols[:, None, :].float()).sum(dim=(1, 2))
+        wy = (conf * rows[:, :, None].float()).sum(dim=(1, 2))
+        ok = inside & (peak >= REFINE_MIN_CONFIDENCE) & (total > 0)
+        safe = torch.where(total > 0, total, torch.ones_like(total))
+        return torch.where(ok, wx / safe / hw, xn), torch.where(ok, wy / safe / hh, yn)
+
+    def forward(self, crop: torch.Tensor, roi: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        n = POSE_LANDMARK_SIZE
+        raw, presence, seg, heat, world = self.model(crop)
+        cx, cy, side, theta = roi[0], roi[1], roi[2], roi[3]
+        c, s = torch.cos(theta), torch.sin(theta)
+        lm = raw[0].reshape(-1, 5)
+        xn, yn = self.refine(lm[:, 0] / n, lm[:, 1] / n, heat[0])
+        dx, dy = xn - 0.5, yn - 0.5
+        x_px = cx + (c * dx - s * dy) * side
+        y_px = cy + (s * dx + c * dy) * side
+        z = lm[:, 2] / n * side  # divided by the image width on the host (mediapipe: z_n * roi width_n)
+        landmarks = torch.stack([x_px, y_px, z, torch.sigmoid(lm[:, 3]), torch.sigmoid(lm[:, 4])], dim=1)
+        wl = world[0].reshape(-1, 3)[:33]
+        world_rot = torch.stack([c * wl[:, 0] - s * wl[:, 1], s * wl[:, 0] + c * wl[:, 1], wl[:, 2]], dim=1)
+        return landmarks, world_rot, presence[0], torch.sigmoid(seg)
+
+
+class PoseMask(nn.Module):
+    """Crop probability -> image mask: image pixel P samples m = 256 R(-theta)(P - C) / side + 128
+    (bilinear, BORDER_ZERO, no half-pixel offsets, as mediapipe's WarpAffine).
+
+    forward(image, seg, roi, *passthrough) -> (*passthrough copies, mask (H, W) uint8, 255 = person).
+    The image is only read for its size; the pass-through lets a remote caller get every small result
+    of stage 2 in this one reply.
+    """
+
+    def forward(self, image: torch.Tensor, seg: torch.Tensor, roi: torch.Tensor,
+                *passthrough: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        _, _, h, w = image.shape
+        cx, cy, side, theta = roi[0], roi[1], roi[2], roi[3]
+        c, s = torch.cos(theta), torch.sin(theta)
+        n = seg.shape[-1]
+        dx = torch.arange(w, device=seg.device, dtype=torch.float32)[None, :] - cx
+        dy = torch.arange(h, device=seg.device, dtype=torch.float32)[:, None] - cy
+        k = n / side
+        mx = (c * dx + s * dy) * k + n / 2
+        my = (c * dy - s * dx) * k + n / 2
+        grid = torch.stack([(2 * mx + 1) / n - 1, (2 * my + 1) / n - 1], dim=-1)[None]
+        out = F.grid_sample(seg, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        mask = torch.floor(out[0, 0] * 255.0 + 0.5).to(torch.uint8)
+        return (*(t.clone() for t in passthrough), mask)
+
+
+class SelfieModel(nn.Module):
+    """mediapipe selfie segmentation (general 256x256): x (1, 3, 256, 256) in [0, 1] -> (1, 1, 256, 256) in [0, 1]."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)[0]
+
+
+class ResizeMask(nn.Module):
+    """(image, prob (1, 1, n, n)) -> (H, W) uint8: half-pixel bilinear resize to the image size (cv::resize)."""
+
+    def forward(self, image: torch.Tensor, prob: torch.Tensor) -> torch.Tensor:
+        _, _, h, w = image.shape
+        up = F.interpolate(prob, size=(h, w), mode="bilinear", align_corners=False)
+        return torch.floor(up[0, 0].clamp(0, 1) * 255.0 + 0.5).to(torch.uint8)
