@@ -23,6 +23,7 @@ from garments.errors import InvalidGarmentImage, NoGarmentFound
 WORK_SIDE = 384              # px, longest side GrabCut works at
 BORDER_FRAC = 0.025          # band along the border that models the backdrop
 GRABCUT_ITERS = 2
+GRABCUT_SEED = 12345
 SHADOW_DARKEN_WEIGHT = 0.06  # weight of a darkening (shadow-like) lightness change vs a chroma change
 SHADOW_FREE_DARKEN = 0.30    # fraction of the backdrop's L a shadow may remove before it counts in full
 NOISE_FLOOR = 0.35           # Lab units: the least noise assumed for the backdrop
@@ -164,6 +165,7 @@ def _grabcut(small: np.ndarray, score: np.ndarray, scale: float) -> np.ndarray:
         raise NoGarmentFound("no pixel differs from the backdrop: photograph the garment on a plain contrasting "
                              "background (or supply a PNG with transparency)")
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(GRABCUT_SEED)   # GrabCut seeds its colour models with k-means on OpenCV's RNG: repeatable masks
     try:
         cv2.grabCut(small, gc, None, bgd, fgd, GRABCUT_ITERS, cv2.GC_INIT_WITH_MASK)  # type: ignore[call-overload]
     except cv2.error:   # degenerate colour model (e.g. no probable background): fall back to the score
