@@ -33,7 +33,8 @@ from transport.errors import (
     TransportError,
 )
 from transport.frames import Frame, decode, encode, error_frame
-from transport.tcp import TcpClient, TcpServer
+from transport.tcp import TcpClient
+from transport.tcp_server import TcpServer
 
 
 def __getattr__(name: str) -> Any:

@@ -19,7 +19,8 @@ from transport import curve as curve_mod
 from transport.base import ChannelObserver, ClientChannel, Handler, ServerChannel
 from transport.endpoints import gateway_bind_endpoint, gateway_endpoint
 from transport.errors import RdmaUnavailable
-from transport.tcp import TcpClient, TcpServer
+from transport.tcp import TcpClient
+from transport.tcp_server import TcpServer
 
 MB = 1024 * 1024
 

@@ -9,7 +9,7 @@ import pytest
 
 from transport.base import ChannelObserver
 from transport.frames import Frame
-from transport.tcp import TcpServer
+from transport.tcp_server import TcpServer
 
 
 class CountingObserver(ChannelObserver):

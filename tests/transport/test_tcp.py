@@ -23,7 +23,8 @@ from transport.errors import (
     TransportError,
 )
 from transport.frames import Frame, encode
-from transport.tcp import TcpClient, TcpServer
+from transport.tcp import TcpClient
+from transport.tcp_server import TcpServer
 
 
 def test_roundtrip_zero_copy_views(echo_server: TcpServer, observer: CountingObserver) -> None:

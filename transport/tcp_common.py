@@ -1,0 +1,27 @@
+"""Constants and helpers shared by the TCP channel's client (tcp.py) and server (tcp_server.py)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from transport.frames import view
+
+DEFAULT_HWM = 32                  # messages queued per socket direction before pushing back
+RECONNECT_IVL_MS = 100            # zmq reconnect backoff: first retry ...
+RECONNECT_IVL_MAX_MS = 1000       # ... doubling up to this cap
+LOOP_TICK_S = 0.1                 # longest poll of an I/O thread; bounds how late deadlines are noticed
+CALLER_POLL_MAX_S = 0.05          # request(): longest wait on the socket fd before re-checking
+REPLY_RETRY_MS = 1                # server: retry interval for replies held back by a full peer queue
+RECV_BATCH = 64                   # server: messages read per turn before sending replies again
+
+
+def nbytes(parts: list[Any]) -> int:
+    return sum(view(p).nbytes for p in parts)
+
+
+def drain_eventfd(fd: int) -> None:
+    try:
+        os.eventfd_read(fd)
+    except BlockingIOError:
+        pass

@@ -1,0 +1,212 @@
+"""TCP channel, server side: a zmq ROUTER serving `transport.tcp` clients (see tcp.py for the wire)."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import threading
+from typing import Any
+
+import zmq
+import zmq.auth.thread
+
+from transport import curve as curve_mod
+from transport.base import (
+    HEARTBEAT_KIND,
+    HEARTBEAT_REPLY_KIND,
+    ChannelInfo,
+    ChannelObserver,
+    Handler,
+    ServerChannel,
+    error_code,
+)
+from transport.errors import FrameError, TransportError
+from transport.frames import DEFAULT_MAX_BYTES, MAX_HEADER_BYTES, Frame, decode, decode_header, encode, error_frame
+from transport.tcp_common import DEFAULT_HWM, LOOP_TICK_S, RECV_BATCH, REPLY_RETRY_MS, drain_eventfd, nbytes
+
+DEFAULT_MAX_OUTSTANDING = 256     # requests handed to the handler and not yet answered
+
+log = logging.getLogger("transport.tcp")
+
+
+class TcpServer(ServerChannel):
+    """ROUTER side: `handler(frame, reply)` runs on the I/O thread and must not block;
+    `reply` may be called later from any thread. Answers `ping` and malformed frames itself."""
+
+    def __init__(self, endpoint: str, handler: Handler, *, max_message_bytes: int = DEFAULT_MAX_BYTES,
+                 curve: curve_mod.CurveKeys | None = None, observer: ChannelObserver | None = None,
+                 hwm: int = DEFAULT_HWM, max_outstanding: int = DEFAULT_MAX_OUTSTANDING) -> None:
+        self.info = ChannelInfo("tcp", endpoint)
+        self._handler = handler
+        self._max_bytes = max_message_bytes
+        self._curve = curve
+        self._obs = observer or ChannelObserver()
+        self._hwm = hwm
+        self._max_outstanding = max_outstanding
+        self._outstanding = 0
+        self._count_lock = threading.Lock()
+        self._replies: collections.deque[tuple[bytes, Frame]] = collections.deque()
+        self._wake_fd = -1
+        self._closed = threading.Event()
+        self._io_ident = -1
+        self._thread: threading.Thread | None = None
+        self._auth: zmq.auth.thread.ThreadAuthenticator | None = None
+        self._poller: zmq.Poller | None = None
+        self._poll_reading = False
+
+    def start(self) -> str:
+        self._ctx = zmq.Context(io_threads=1)
+        sock = self._ctx.socket(zmq.ROUTER)
+        sock.linger = 0
+        sock.sndhwm = self._hwm
+        sock.rcvhwm = self._hwm
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        sock.setsockopt(zmq.MAXMSGSIZE, self._max_bytes + MAX_HEADER_BYTES)
+        if self._curve is not None:
+            self._auth = zmq.auth.thread.ThreadAuthenticator(self._ctx, log=logging.getLogger("transport.auth"))
+            self._auth.start()
+            self._auth.configure_curve(domain="*", location=str(self._curve.authorized_dir))
+            curve_mod.apply_server(sock, self._curve)
+        try:
+            sock.bind(self.info.endpoint)
+        except zmq.ZMQError as exc:
+            sock.close(linger=0)
+            self._stop_ctx()
+            raise TransportError(f"cannot listen on {self.info.endpoint}: {exc.strerror}; stop the process "
+                                 "holding it or change the port in env_config.json") from exc
+        self._sock = sock
+        self.info.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._thread = threading.Thread(target=self._run, name=f"tcp-server {self.info.endpoint}", daemon=True)
+        self._thread.start()
+        return self.info.endpoint
+
+    def close(self) -> None:
+        if self._thread is None or self._closed.is_set():
+            return
+        self._closed.set()
+        os.eventfd_write(self._wake_fd, 1)
+        self._thread.join(timeout=5.0)
+
+    def _stop_ctx(self) -> None:
+        if self._auth is not None:
+            self._auth.stop()
+        self._ctx.term()
+
+    # -- I/O thread --------------------------------------------------------------------------
+    def _run(self) -> None:
+        self._io_ident = threading.get_ident()
+        try:
+            while not self._closed.is_set():
+                self._turn()
+        except Exception:
+            log.exception("tcp server I/O thread on %s crashed", self.info.endpoint)
+        finally:
+            for _ in self._replies:
+                self._obs.on_dropped_reply("server_closed")
+            self._sock.close(linger=0)
+            self._stop_ctx()
+            os.close(self._wake_fd)
+
+    def _turn(self) -> None:
+        reading = self._outstanding < self._max_outstanding
+        if self._poller is None or self._poll_reading != reading:
+            self._poller = zmq.Poller()
+            if reading:
+                self._poller.register(self._sock, zmq.POLLIN)
+            self._poller.register(self._wake_fd, zmq.POLLIN)
+            self._poll_reading = reading
+        ready = dict(self._poller.poll(REPLY_RETRY_MS if self._replies else int(LOOP_TICK_S * 1000)))
+        if self._wake_fd in ready:
+            drain_eventfd(self._wake_fd)
+        self._flush_replies()
+        if self._sock in ready:
+            for _ in range(RECV_BATCH):
+                if self._outstanding >= self._max_outstanding:
+                    break
+                try:
+                    parts = self._sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    break
+                self._on_message(parts)
+            self._flush_replies()
+
+    def _on_message(self, parts: list[Any]) -> None:
+        ident = parts[0].bytes
+        body = parts[1:]
+        self._obs.on_bytes("in", nbytes(body[1:]))
+        try:
+            frame = decode(body, self._max_bytes)
+        except FrameError as exc:
+            code = error_code(exc)
+            self._obs.on_malformed(code)
+            rid = ""
+            try:
+                rid = decode_header(body[0])["id"] if body else ""
+            except FrameError:
+                pass
+            log.warning("malformed frame %r rejected (%s): %s", rid, code, exc)
+            self._send(ident, error_frame(rid, code, str(exc)))
+            return
+        if frame.kind == HEARTBEAT_KIND:
+            self._send(ident, Frame(kind=HEARTBEAT_REPLY_KIND, request_id=frame.request_id))  # lost if full: fine
+            return
+        with self._count_lock:
+            self._outstanding += 1
+        reply = _Reply(self, ident, frame.request_id)
+        try:
+            self._handler(frame, reply)
+        except Exception as exc:
+            log.exception("handler failed on %s %r", frame.kind, frame.request_id)
+            if not reply.done:
+                reply(error_frame(frame.request_id, "internal", f"{type(exc).__name__}: {exc}"))
+
+    def _deliver(self, ident: bytes, frame: Frame) -> None:
+        with self._count_lock:
+            self._outstanding -= 1
+        if threading.get_ident() == self._io_ident and not self._replies:
+            if not self._send(ident, frame):
+                self._replies.append((ident, frame))
+        else:
+            self._replies.append((ident, frame))
+            os.eventfd_write(self._wake_fd, 1)
+
+    def _flush_replies(self) -> None:
+        while self._replies:
+            ident, frame = self._replies.popleft()
+            if not self._send(ident, frame):
+                self._replies.appendleft((ident, frame))  # peer's queue full: retry next turn
+                return
+
+    def _send(self, ident: bytes, frame: Frame) -> bool:
+        """Send one reply; False only when the peer's queue is full (try again later)."""
+        parts: list[Any] = encode(frame)
+        try:
+            self._sock.send_multipart([ident, *parts], flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return False
+        except zmq.ZMQError as exc:  # EHOSTUNREACH: the peer left; it has failed the request itself
+            self._obs.on_dropped_reply("peer_gone")
+            log.warning("reply %r dropped: peer gone (%s)", frame.request_id, exc.strerror)
+            return True
+        self._obs.on_bytes("out", nbytes(parts[1:]))
+        return True
+
+
+class _Reply:
+    """The one-shot reply function handed to a server handler."""
+
+    __slots__ = ("_server", "_ident", "request_id", "done")
+
+    def __init__(self, server: TcpServer, ident: bytes, request_id: str) -> None:
+        self._server = server
+        self._ident = ident
+        self.request_id = request_id
+        self.done = False
+
+    def __call__(self, frame: Frame) -> None:
+        if self.done:
+            raise TransportError(f"request {self.request_id!r} was already answered")
+        self.done = True
+        self._server._deliver(self._ident, frame)
