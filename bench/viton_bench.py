@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/viton_bench.py [--repeat N] [--json]
 
+Median (the --json keys geometric_512_ms / geometric_1024_ms) and minimum of --repeat runs: the
+box is shared, and the minimum is the figure with the least interference from other work.
 Baseline in the same run: a plain full-image copy + one cv2.remap of the frame (the floor any
 warp-and-composite engine pays). Target (issue 7): geometric_1024_ms <= 60 on this 2-core CPU.
 """
@@ -29,14 +31,14 @@ from viton import GeometricEngine  # noqa: E402
 SIZES = {"512": (512, 384), "1024": (1024, 768)}
 
 
-def _median_ms(fn, repeat: int) -> float:
+def _times_ms(fn, repeat: int) -> list[float]:
     fn()
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1000.0)
-    return statistics.median(times)
+    return times
 
 
 def main() -> int:
@@ -52,20 +54,22 @@ def main() -> int:
     rows = []
     for key, (h, w) in SIZES.items():
         person = drawn_person(h, w)
-        ms = _median_ms(lambda p=person: engine.try_on(p, garment), args.repeat)
+        times = _times_ms(lambda p=person: engine.try_on(p, garment), args.repeat)
+        ms = statistics.median(times)
         mx, my = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-        base = _median_ms(lambda p=person, x=mx, y=my: cv2.remap(p.image.copy(), x, y, cv2.INTER_LINEAR),
-                          args.repeat)
-        stages = engine.try_on(person, garment).timings_ms
+        base = statistics.median(_times_ms(
+            lambda p=person, x=mx, y=my: cv2.remap(p.image.copy(), x, y, cv2.INTER_LINEAR), args.repeat))
+        stage_ms = engine.try_on(person, garment).timings_ms
         results[f"geometric_{key}_ms"] = round(ms, 2)
-        rows.append((f"{h}x{w}", ms, base, stages))
+        results[f"geometric_{key}_min_ms"] = round(min(times), 2)
+        rows.append((f"{h}x{w}", ms, min(times), base, stage_ms))
     if args.json:
         print(json.dumps(results))
         return 0
-    print(f"{'size':>9} | {'geometric ms':>12} | {'copy+remap ms':>13} | {'ratio':>6} | stages (last run)")
-    for size, ms, base, st in rows:
+    print(f"{'size':>9} | {'median ms':>9} | {'min ms':>7} | {'copy+remap ms':>13} | {'ratio':>6} | stages (last run)")
+    for size, ms, best, base, st in rows:
         stages = ", ".join(f"{k} {v:.1f}" for k, v in st.items() if k != "total")
-        print(f"{size:>9} | {ms:12.2f} | {base:13.2f} | {ms / base:6.1f} | {stages}")
+        print(f"{size:>9} | {ms:9.2f} | {best:7.2f} | {base:13.2f} | {ms / base:6.1f} | {stages}")
     print(f"target: geometric_1024_ms <= 60 -> {'met' if results['geometric_1024_ms'] <= 60 else 'NOT met'}")
     return 0
 

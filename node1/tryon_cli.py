@@ -2,7 +2,7 @@
 
 --in-process: decode the photo, run node 1 preprocessing (`node1.preprocess.preprocess`) and the
 configured VITON engine here, in one process, no servers. G is a catalog garment id (folder
-`paths.catalog_dir`, `garments` public API) or a garment image path (prepared on the fly by
+`paths.catalog_dir`, `garments.load_catalog`) or a garment image path (prepared on the fly by
 `garments.prepare_garment`). Without --in-process the try-on goes through a running deployment's
 web API (node 1 -> node 2); that client is not part of this module yet (exit 1, with the message).
 Exit codes: 0 ok, 1 failure, 2 bad input (unreadable photo, no person, unknown garment).
@@ -11,7 +11,6 @@ Exit codes: 0 ok, 1 failure, 2 bad input (unreadable photo, no person, unknown g
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,55 +38,40 @@ def _load_rgb(path: str) -> np.ndarray:
 
 
 def _garment(spec: str, cfg: Any) -> Any:
-    """GarmentData from a catalog id or an image path."""
+    """GarmentData from a catalog id or an image path (`garments` public API)."""
+    import garments
     from viton import GarmentData
 
-    garments = importlib.import_module("garments")
-    if Path(spec).is_file():
-        prepare = getattr(garments, "prepare_garment", None)
-        if prepare is None:
-            raise TryOnCliError("garment preparation (garments.prepare_garment) is not available yet")
-        g = prepare(_load_rgb(spec))
-    else:
-        load = getattr(garments, "load_catalog", None)
-        if load is None:
-            raise TryOnCliError("the garment catalog loader (garments.load_catalog) is not available yet")
-        catalog = load(cfg.path(cfg["paths"]["catalog_dir"]))
-        g = catalog.get(spec) if hasattr(catalog, "get") else None
-        if g is None:
-            raise TryOnCliError(f"no garment {spec!r} in the catalog and no such file", EXIT_BAD_INPUT)
+    try:
+        if Path(spec).is_file():
+            g = garments.prepare_garment(_load_rgb(spec), Path(spec).stem)
+        else:
+            catalog = garments.load_catalog(cfg.path(cfg["paths"]["catalog_dir"]),
+                                            cfg.path(cfg["paths"]["garment_drop_dir"]))
+            g = catalog.get(spec)
+    except garments.GarmentNotFound as exc:
+        raise TryOnCliError(f"--garment {spec!r} is neither a file nor a catalog garment id ({exc})",
+                            EXIT_BAD_INPUT) from exc
+    except garments.GarmentError as exc:
+        raise TryOnCliError(f"unusable garment {spec!r}: {exc}", EXIT_BAD_INPUT) from exc
     return GarmentData(image=g.image, mask=g.mask, landmarks=np.asarray(g.landmarks, np.float32), kind=g.kind)
 
 
-def _first(obj: Any, *names: str) -> Any:
-    for n in names:
-        v = obj.get(n) if isinstance(obj, dict) else getattr(obj, n, None)
-        if v is not None:
-            return v
-    return None
-
-
 def _person(photo: np.ndarray) -> Any:
-    """PersonData from node 1 preprocessing run locally."""
+    """PersonData from node 1 preprocessing (`node1.preprocess.preprocess`) run here on the CPU."""
+    from node1.pose.errors import InvalidImage, NoPersonDetected
+    from node1.preprocess import preprocess
     from viton import PersonData
 
     try:
-        pre = importlib.import_module("node1.preprocess")
-    except ModuleNotFoundError as exc:
-        raise TryOnCliError(f"node 1 preprocessing (node1.preprocess) is not available: {exc}") from exc
-    try:
-        res = pre.preprocess(photo, device="local")
-    except Exception as exc:
-        code = EXIT_BAD_INPUT if "person" in type(exc).__name__.lower() else EXIT_FAIL
-        raise TryOnCliError(f"preprocessing failed: {type(exc).__name__}: {exc}", code) from exc
-    kp = _first(res, "keypoints", "body25")
-    if kp is None and _first(res, "pose") is not None:
-        kp = _first(res.pose if not isinstance(res, dict) else res["pose"], "body25", "keypoints")
-    mask = _first(res, "person_mask", "mask")
-    return PersonData(image=photo, parse=np.asarray(_first(res, "parse", "parse_map"), np.uint8),
-                      keypoints=np.asarray(kp, np.float32).reshape(25, 3),
-                      pose_render=np.asarray(_first(res, "pose_render", "rendered_pose", "render"), np.uint8),
-                      person_mask=None if mask is None else np.asarray(mask, np.float32))
+        pre = preprocess(photo, device="cpu")
+    except (NoPersonDetected, InvalidImage) as exc:  # the user's input
+        raise TryOnCliError(f"preprocessing refused the photo: {exc}", EXIT_BAD_INPUT) from exc
+    except Exception as exc:  # anything else in preprocessing: a failure, not bad input
+        raise TryOnCliError(f"preprocessing failed: {type(exc).__name__}: {exc}") from exc
+    return PersonData(image=np.ascontiguousarray(pre.image), parse=pre.parse,
+                      keypoints=np.asarray(pre.body25, np.float32), pose_render=pre.pose_image,
+                      person_mask=np.asarray(pre.person_mask, np.float32))
 
 
 def run_in_process(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ extrapolated from body proportions, so a photo cut at the waist still gets hips.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -132,3 +132,45 @@ def body_frame(keypoints: np.ndarray) -> BodyFrame:
         hem_l=hem_mid + across * HEM_HALF_WIDTH * scale,
         elbow_r=er, elbow_l=el, wrist_r=wr, wrist_l=wl,
     )
+
+
+CLOTH_SAMPLE_STRIDE = 4     # px: subsample of the parse map for the clothes' extent
+TORSO_BAND = 0.5            # x scale: |offset across| that counts as torso when finding the hem
+HEM_BAND = 0.3              # x scale: rows above the clothes' bottom used to measure the hem width
+MAX_HEM_HALF_WIDTH = 0.85   # x scale
+HEM_OVERLAP = 0.03          # x scale: the hem goes this far past the old clothes' bottom
+
+
+def fit_hem_to_clothes(body: BodyFrame, upper: np.ndarray) -> BodyFrame:
+    """Lower and widen the hem to the old upper clothes when they reach further (coats, bulky
+    suits): the new garment then covers what the old one did. Never raises or narrows the hem.
+
+    Args:
+        body: anchors from `body_frame`.
+        upper: (H, W) uint8 {0, 1}, the person's upper clothing (CIHP 5, 6, 7).
+    """
+    s = CLOTH_SAMPLE_STRIDE
+    ys, xs = np.nonzero(upper[::s, ::s])
+    if ys.size < 16:
+        return body
+    mid = (body.shoulder_r + body.shoulder_l) / 2
+    px = np.stack([xs * s, ys * s], axis=1).astype(np.float64) - mid
+    t = px @ body.down
+    u = px @ body.across
+    band = np.abs(u) <= TORSO_BAND * body.scale
+    if not band.any():
+        return body
+    bottom = float(np.percentile(t[band], 99)) + HEM_OVERLAP * body.scale
+    hem_mid = (body.hem_r + body.hem_l) / 2
+    hem_t = float(np.dot(hem_mid - mid, body.down))
+    if bottom > hem_t:
+        hem_mid = hem_mid + body.down * (bottom - hem_t)
+        hem_t = bottom
+    rows = (t >= hem_t - HEM_BAND * body.scale) & (t <= hem_t)
+    half_r = float(np.dot(hem_mid - body.hem_r, body.across))
+    half_l = float(np.dot(body.hem_l - hem_mid, body.across))
+    if rows.sum() >= 8:
+        cap = MAX_HEM_HALF_WIDTH * body.scale
+        half_r = min(max(half_r, -float(np.percentile(u[rows], 2))), cap)
+        half_l = min(max(half_l, float(np.percentile(u[rows], 98))), cap)
+    return replace(body, hem_r=hem_mid - body.across * half_r, hem_l=hem_mid + body.across * half_l)

@@ -21,7 +21,7 @@ import numpy as np
 from viton.checks import check_garment, check_person
 from viton.engine import GarmentData, PersonData, TryOnOutput
 from viton.geometric import regions, warp
-from viton.geometric.body import body_frame
+from viton.geometric.body import body_frame, fit_hem_to_clothes
 
 SHADE_STRENGTH = 0.85         # how much of the old clothes' luminance detail reaches the garment
 SHADE_RANGE = (0.65, 1.25)    # clip of the luminance ratio (keeps prints on the old clothes faint)
@@ -105,6 +105,7 @@ class GeometricEngine:
         image, parse = person.image, person.parse
         H, W = parse.shape
         body = body_frame(person.keypoints)
+        body = fit_hem_to_clothes(body, regions.label_masks(parse)["upper"])
         region = regions.changeable_region(parse, body.scale)
         box = regions.bounding_box(region, pad=2)
         timings["anchors"] = _ms(t0)
@@ -131,30 +132,39 @@ class GeometricEngine:
         kept = regions.soften(masks["kept"], sigma)
         arms = regions.soften(masks["arms"], sigma)
         upper = regions.soften(masks["upper"], sigma)
-        g_alpha = sampled[..., 3].astype(np.float32) * (1.0 / 255.0)
         background = regions.soften(masks["background"], sigma)
         # arms in front of the garment's body, behind its sleeves; the garment stays on the
         # person's silhouette (a flat-lay garment is wider than a body seen from the front) with
         # an anti-aliased edge that reaches a pixel or two into the background
-        alpha = g_alpha * change * (1.0 - kept) * (1.0 - arms * (1.0 - sleeve)) * (1.0 - background)
-        removed = upper * change * (1.0 - kept)
+        layer = change * (1.0 - kept)
+        removed = upper * layer
+        layer *= 1.0 - arms * (1.0 - sleeve)
+        layer *= 1.0 - background
+        g_alpha = sampled[..., 3].astype(np.float32) * (1.0 / 255.0)
+        alpha = g_alpha * layer
 
-        g_rgb = sampled[..., :3].astype(np.float32) / np.maximum(g_alpha, 1.0 / 255.0)[..., None]
+        # out = photo (1 - removed)(1 - alpha) + skin removed (1 - alpha) + garment alpha, with the
+        # garment premultiplied by its own alpha (sampled) and modulated by the photo's light
         ratio = _luminance_ratio(crop, masks["upper"], blur_sigma=max(1.0, 0.015 * body.scale))
-        base = crop.astype(np.float32)
+        keep_photo = 1.0 - alpha
+        out_crop = crop.astype(np.float32)
         if ratio is not None:
-            shade = 1.0 + SHADE_STRENGTH * (ratio - 1.0) * upper
-            g_rgb *= shade[..., None]
-            skin = _skin_tone(image, parse)[None, None, :] * (1.0 + SKIN_SHADE_STRENGTH * (ratio - 1.0))[..., None]
-            base += removed[..., None] * (skin - base)
-        out_crop = base + alpha[..., None] * (g_rgb - base)
+            garment_gain = layer * (1.0 + SHADE_STRENGTH * (ratio - 1.0) * upper)
+            skin_w = removed * keep_photo * (1.0 + SKIN_SHADE_STRENGTH * (ratio - 1.0))
+            keep_photo *= 1.0 - removed
+        else:
+            garment_gain, skin_w = layer, None
+        out_crop *= keep_photo[..., None]
+        if skin_w is not None:
+            out_crop += skin_w[..., None] * _skin_tone(image, parse)
+        out_crop += sampled[..., :3] * garment_gain[..., None]
         out = image.copy()
         # outside the changeable region alpha = removed = 0, so out_crop holds the photo's
         # integers exactly and rounds back to them: those pixels stay bit for bit (tested)
-        out[y0:y1, x0:x1] = np.clip(out_crop + 0.5, 0, 255).astype(np.uint8)
+        out[y0:y1, x0:x1] = cv2.convertScaleAbs(out_crop)  # round + saturate to uint8
 
         warped = np.zeros_like(image)
-        warped[y0:y1, x0:x1] = np.clip(g_rgb * g_alpha[..., None] + 0.5, 0, 255).astype(np.uint8)
+        warped[y0:y1, x0:x1] = sampled[..., :3]  # the warped garment over black (premultiplied)
         alpha_full = np.zeros((H, W), dtype=np.float32)
         alpha_full[y0:y1, x0:x1] = alpha
         timings["composite"] = _ms(t0)
