@@ -207,6 +207,13 @@ class RemoteTensor(torch.Tensor):
     def __repr__(self, *, tensor_contents: Any = None) -> Any:  # type: ignore[override]
         return f"RemoteTensor(shape={list(self.shape)}, dtype={self.dtype}, id={self._gv_id - CLIENT_HANDLE_BASE})"
 
+    def __setitem__(self, index: Any, value: Any) -> None:
+        # torch would turn a Python number into a tensor on our (meta) device, which has no data;
+        # a CPU scalar tensor travels with the op instead.
+        if isinstance(value, bool | int | float):
+            value = torch.tensor(value, dtype=self.dtype)
+        super().__setitem__(index, value)
+
     def numpy(self, *, force: bool = False) -> Any:
         return self.cpu().numpy()
 

@@ -75,10 +75,10 @@ def test_heartbeats_keep_an_idle_session_and_missed_ones_free_it(fault_backend: 
     try:
         h = dev.malloc(1024)
         dev.memcpy_htod(h, np.arange(256, dtype=np.float32))
-        time.sleep(2 * SESSION_TIMEOUT_S)                    # idle, but the heartbeat thread runs
+        time.sleep(1.6 * SESSION_TIMEOUT_S)                  # idle, but the heartbeat thread runs
         np.testing.assert_array_equal(dev.memcpy_dtoh(h, np.float32, (256,)), np.arange(256, dtype=np.float32))
         dev._conn._stop.set()                                # heartbeats stop (a hung client)
-        time.sleep(2 * SESSION_TIMEOUT_S)
+        time.sleep(1.6 * SESSION_TIMEOUT_S + 0.5)
         with pytest.raises(gvirtus.SessionLost, match="no such session"):
             dev.memcpy_dtoh(h, np.float32, (256,))
         assert isinstance(gvirtus.SessionLost("x"), gvirtus.RemoteDeviceLost)
@@ -108,3 +108,16 @@ def test_backend_restart_gives_typed_error_then_reconnect_works(fault_backend: B
         assert mod.uploaded
     finally:
         dev.close()
+
+
+def test_sigterm_stops_cleanly_and_frees_sessions(fault_backend: BackendProcess) -> None:
+    """Runs last in this file: it stops the module's backend."""
+    d = gvirtus.connect(fault_backend.target, token=fault_backend.token)
+    d.malloc(1024)
+    assert fault_backend.proc is not None
+    fault_backend.proc.send_signal(signal.SIGTERM)
+    assert fault_backend.proc.wait(10) == 0
+    assert "stopped" in fault_backend.log_tail() and "backend stopping" in fault_backend.log_tail()
+    with pytest.raises(gvirtus.RemoteDeviceLost):       # the client gets a typed error, no exit
+        d.malloc(8)
+    d.close()

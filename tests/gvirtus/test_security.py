@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -119,26 +119,35 @@ def test_quota_exceeded_is_typed_and_backend_stays_healthy(dev: gvirtus.RemoteDe
     assert dev.properties()["session_bytes_in_use"] >= quota // 2
 
 
-def test_max_message_size_is_enforced() -> None:
-    with BackendProcess(max_message_mb=1, session_timeout_s=5.0) as b:
-        d = gvirtus.connect(b.target, token=b.token, max_message_mb=8)
-        try:
-            mod = d.register_module(torch.nn.Identity(), [torch.zeros(1, 3, 512, 512)])   # 3 MB input
-            with pytest.raises(gvirtus.InvalidRequest, match=r"over the 1048576-byte message limit"):
-                mod(torch.zeros(1, 3, 512, 512))
-            h = d.malloc(3 * 512 * 512 * 4)                     # copies are chunked: 3 MB still fits
-            d.memcpy_htod(h, np.ones((3, 512, 512), np.float32))
-            # A raw oversized message is refused by gRPC on the backend, which keeps serving.
-            with grpc.insecure_channel(b.target, options=[("grpc.max_send_message_length", 8 << 20)]) as ch:
-                stub = pb_grpc.GvirtusStub(ch)
-                with pytest.raises(grpc.RpcError) as err:
-                    stub.LookupModule(pb.LookupRequest(content_hash="x" * (2 << 20)),
-                                      metadata=((SESSION_METADATA_KEY, d.session_id),), timeout=10)
-                assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-            out = d.memcpy_dtoh(h, np.float32, (3, 512, 512))   # responses are chunked too
-            assert out.shape == (3, 512, 512) and float(out.min()) == 1.0
-        finally:
-            d.close()
+@pytest.fixture(scope="module")
+def tls_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[BackendProcess, str]]:
+    """A TLS backend with a 1 MB message limit (one process for both properties keeps the tests fast)."""
+    cert, key = _self_signed(tmp_path_factory.mktemp("tls"))
+    with BackendProcess(tls_cert_file=cert, tls_key_file=key, max_message_mb=1, session_timeout_s=5.0) as b:
+        yield b, cert
+
+
+def test_max_message_size_is_enforced(tls_backend: tuple[BackendProcess, str]) -> None:
+    b, cert = tls_backend
+    d = gvirtus.connect(b.target, token=b.token, max_message_mb=8, secure=True, root_cert=cert)
+    try:
+        mod = d.register_module(torch.nn.Identity(), [torch.zeros(1, 3, 512, 512)])   # 3 MB input
+        with pytest.raises(gvirtus.InvalidRequest, match=r"over the 1048576-byte message limit"):
+            mod(torch.zeros(1, 3, 512, 512))
+        h = d.malloc(3 * 512 * 512 * 4)                     # copies are chunked: 3 MB still fits
+        d.memcpy_htod(h, np.ones((3, 512, 512), np.float32))
+        # A raw oversized message is refused by gRPC on the backend, which keeps serving.
+        creds = grpc.ssl_channel_credentials(Path(cert).read_bytes())
+        with grpc.secure_channel(b.target, creds, options=[("grpc.max_send_message_length", 8 << 20)]) as ch:
+            stub = pb_grpc.GvirtusStub(ch)
+            with pytest.raises(grpc.RpcError) as err:
+                stub.LookupModule(pb.LookupRequest(content_hash="x" * (2 << 20)),
+                                  metadata=((SESSION_METADATA_KEY, d.session_id),), timeout=10)
+            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        out = d.memcpy_dtoh(h, np.float32, (3, 512, 512))   # responses are chunked too
+        assert out.shape == (3, 512, 512) and float(out.min()) == 1.0
+    finally:
+        d.close()
 
 
 def _self_signed(tmp: Path) -> tuple[str, str]:
@@ -165,15 +174,14 @@ def _self_signed(tmp: Path) -> tuple[str, str]:
     return str(cert_path), str(key_path)
 
 
-def test_tls_channel(tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
-    with BackendProcess(tls_cert_file=cert, tls_key_file=key, session_timeout_s=5.0) as b:
-        d = gvirtus.connect(b.target, token=b.token, secure=True, root_cert=cert)
-        try:
-            h = d.malloc(16)
-            d.memcpy_htod(h, np.arange(4, dtype=np.float32))
-            np.testing.assert_array_equal(d.memcpy_dtoh(h, np.float32, (4,)), np.arange(4, dtype=np.float32))
-        finally:
-            d.close()
-        with pytest.raises(gvirtus.RemoteDeviceLost):         # a plaintext client cannot talk to it
-            gvirtus.connect(b.target, token=b.token, timeout_s=2.0)
+def test_tls_channel(tls_backend: tuple[BackendProcess, str]) -> None:
+    b, cert = tls_backend
+    d = gvirtus.connect(b.target, token=b.token, secure=True, root_cert=cert)
+    try:
+        h = d.malloc(16)
+        d.memcpy_htod(h, np.arange(4, dtype=np.float32))
+        np.testing.assert_array_equal(d.memcpy_dtoh(h, np.float32, (4,)), np.arange(4, dtype=np.float32))
+    finally:
+        d.close()
+    with pytest.raises(gvirtus.RemoteDeviceLost):         # a plaintext client cannot talk to it
+        gvirtus.connect(b.target, token=b.token, timeout_s=2.0)

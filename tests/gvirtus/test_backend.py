@@ -1,0 +1,62 @@
+"""`python -m gvirtus.backend` as a process: config, readiness, refusals, clean stop; CUDA if present."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import gvirtus
+from gvirtus.device import DeviceUnavailable, pick_device
+from gvirtus.testing import BackendProcess
+from tests.gvirtus.conftest import ROOT_DIR, make_convnet
+
+
+def _run_backend(config: Path, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, VM_CONFIG=str(config), PYTHONPATH=str(ROOT_DIR), OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "gvirtus.backend"], env=env, capture_output=True, text=True,
+                          timeout=timeout_s, cwd=str(ROOT_DIR))
+
+
+def test_ready_line_logs_and_sigterm(backend: BackendProcess) -> None:
+    assert backend.ready_info["component"] == "gvirtus.backend"
+    assert backend.ready_info["listen"] == backend.target and backend.ready_info["device"] == "cpu"
+    log = backend.log_tail()
+    assert f"serving on {backend.target}" in log and "device cpu: CPU, no CUDA device in use" in log
+
+
+def test_port_in_use_is_reported(backend: BackendProcess, tmp_path: Path) -> None:
+    cfg = json.loads(backend.config_path.read_text())     # the shared backend's port: taken
+    busy = tmp_path / "busy.json"
+    busy.write_text(json.dumps(cfg))
+    result = _run_backend(busy)
+    assert result.returncode == 1 and f"cannot listen on {backend.target}" in result.stderr
+
+
+def test_missing_cuda_is_a_clear_config_error() -> None:
+    if torch.cuda.is_available():
+        assert pick_device("auto").type == "cuda"
+        return
+    assert pick_device("auto") == torch.device("cpu")
+    with pytest.raises(DeviceUnavailable, match=r"gvirtus.device = 'cuda:0' but this torch .* sees no CUDA device"):
+        pick_device("cuda:0")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device; this machine has none")
+def test_cuda_backend_matches_local() -> None:
+    with BackendProcess(device="cuda:0", session_timeout_s=5.0) as b:
+        d = gvirtus.connect(b.target, token=b.token)
+        try:
+            assert d.properties()["device_type"] == "cuda"
+            net = make_convnet()
+            x = torch.randn(1, 3, 64, 64)
+            with torch.no_grad():
+                expected = net(x)
+            torch.testing.assert_close(d.register_module(net, [x])(x), expected, atol=1e-4, rtol=1e-4)
+        finally:
+            d.close()
