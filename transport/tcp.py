@@ -5,11 +5,13 @@ Wire: the DEALER sends `encode(frame)` parts (`copy=False`); the ROUTER receives
 
 Client threads share the DEALER under one lock and send/read themselves (see TcpClient); the
 server's socket belongs to its I/O thread, and replies from other threads reach it through a
-deque plus an eventfd its poller watches, so they go out without a polling delay. Liveness: the client sends a `ping` when idle for
-HEARTBEAT_INTERVAL_S; a request with nothing heard from the peer for HEARTBEAT_TIMEOUT_S fails
-with PeerUnavailable, and a dropped connection (peer restarted) fails the requests in flight at
-once; zmq reconnects with capped backoff. Bounded: SNDHWM/RCVHWM, `max_in_flight` per client,
-`max_outstanding` per server (it stops reading when its handler is that far behind).
+deque plus an eventfd its poller watches, so they go out without a polling delay.
+
+Liveness: the client sends a `ping` when idle for HEARTBEAT_INTERVAL_S; a request with
+nothing heard from the peer for HEARTBEAT_TIMEOUT_S fails with PeerUnavailable, and a dropped
+connection (peer restarted) fails the requests in flight at once; zmq reconnects with capped
+backoff. Bounded: SNDHWM/RCVHWM, `max_in_flight` per client, `max_outstanding` per server (it
+stops reading when its handler is that far behind).
 """
 
 from __future__ import annotations

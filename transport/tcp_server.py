@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import select
 import threading
 from typing import Any
 
@@ -52,8 +53,7 @@ class TcpServer(ServerChannel):
         self._io_ident = -1
         self._thread: threading.Thread | None = None
         self._auth: zmq.auth.thread.ThreadAuthenticator | None = None
-        self._poller: zmq.Poller | None = None
-        self._poll_reading = False
+        self._pollobj: select.poll | None = None
 
     def start(self) -> str:
         self._ctx = zmq.Context(io_threads=1)
@@ -110,27 +110,27 @@ class TcpServer(ServerChannel):
             os.close(self._wake_fd)
 
     def _turn(self) -> None:
-        reading = self._outstanding < self._max_outstanding
-        if self._poller is None or self._poll_reading != reading:
-            self._poller = zmq.Poller()
-            if reading:
-                self._poller.register(self._sock, zmq.POLLIN)
-            self._poller.register(self._wake_fd, zmq.POLLIN)
-            self._poll_reading = reading
-        ready = dict(self._poller.poll(REPLY_RETRY_MS if self._replies else int(LOOP_TICK_S * 1000)))
-        if self._wake_fd in ready:
-            drain_eventfd(self._wake_fd)
-        self._flush_replies()
-        if self._sock in ready:
-            for _ in range(RECV_BATCH):
-                if self._outstanding >= self._max_outstanding:
-                    break
+        # Wait on zmq's notification fd (readable = "check the socket"), then work until the
+        # socket is drained, so the fd is armed again for the next message (no lost wake-up).
+        if self._pollobj is None:
+            self._pollobj = select.poll()
+            self._pollobj.register(self._sock.FD, select.POLLIN)
+            self._pollobj.register(self._wake_fd, select.POLLIN)
+        self._pollobj.poll(REPLY_RETRY_MS if self._replies else int(LOOP_TICK_S * 1000))
+        drain_eventfd(self._wake_fd)
+        while True:
+            self._flush_replies()
+            got = 0
+            while got < RECV_BATCH and self._outstanding < self._max_outstanding:
                 try:
                     parts = self._sock.recv_multipart(zmq.NOBLOCK, copy=False)
                 except zmq.Again:
                     break
                 self._on_message(parts)
-            self._flush_replies()
+                got += 1
+            if got < RECV_BATCH:
+                self._flush_replies()
+                return
 
     def _on_message(self, parts: list[Any]) -> None:
         ident = parts[0].bytes
