@@ -312,8 +312,9 @@ class GarmentCatalog(Protocol):
         """(encoded image bytes, MIME type) of a small preview. Raises UnknownGarment."""
         ...
 
-    def add(self, image: np.ndarray, name: str) -> GarmentInfo:
-        """Prepare and store a garment photo: (H, W, 3) uint8 RGB. Raises BadGarment."""
+    def add(self, data: bytes, name: str) -> GarmentInfo:
+        """Prepare and store an operator's garment photo: the uploaded JPEG/PNG/WebP bytes (already
+        checked by node1.imageio; PNG/WebP alpha may carry the cloth mask). Raises BadGarment."""
         ...
 
 

@@ -221,7 +221,7 @@ def add_garment() -> tuple[Response, int]:
     _require_multipart()
     name = _text_field("name", "the garment's display name")[:120]
     data = _read_file_field("image", state)
-    image = decode_upload(data, state.upload_max_bytes, state.image_max_side)
-    info = state.catalog.add(image, name)
+    decode_upload(data, state.upload_max_bytes, state.image_max_side)   # typed errors for bad files
+    info = state.catalog.add(data, name)
     body = {"id": info.id, "name": info.name, "thumbnail_url": f"/api/garments/{info.id}/thumbnail"}
     return _no_store(jsonify(body)), 201

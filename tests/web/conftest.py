@@ -35,7 +35,8 @@ def make_config_dict(tmp_path: Path, port: int = 18443, **over: Any) -> dict:
         "node1": {"host": "127.0.0.1", "https_port": port, "cert_file": None, "key_file": None,
                   "operator_token_file": str(token), "workers": 2},
         "gvirtus": {"token_file": None},
-        "paths": {"var_dir": str(tmp_path / "var")},
+        "paths": {"var_dir": str(tmp_path / "var"), "catalog_dir": str(tmp_path / "catalog"),
+                  "garment_drop_dir": str(tmp_path / "drop")},
     })
     return _merge(base, over)
 
@@ -51,6 +52,16 @@ def encode(img: np.ndarray, fmt: str, **kw: Any) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(img).save(buf, format=fmt, **kw)
     return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def demo_catalog_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A catalog_dir holding the garments package's demo catalog (rendered once per session, ~10 s)."""
+    from garments.demo.catalog import write_demo_catalog
+
+    root = tmp_path_factory.mktemp("catalog")
+    write_demo_catalog(root / "demo")
+    return root
 
 
 @pytest.fixture(scope="session")

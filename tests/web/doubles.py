@@ -7,7 +7,8 @@ so tests can check "torso changed, face did not". The end-to-end tests with the 
 are the integrator's (issue 9, tests a/b with start_application.sh).
 
 `build_for_tests(cfg)` is a pipeline factory for `VM_PIPELINE_FACTORY=tests.web.doubles:build_for_tests`;
-it reads VM_TEST_PIPELINE_DELAY_S (seconds per stage) so the page's progress can be watched.
+it reads VM_TEST_PIPELINE_DELAY_S (seconds per stage) so the page's progress can be watched, and
+VM_TEST_CATALOG=demo to serve the real garment catalog (node1.garment_catalog) instead of the test one.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from mirror import Config
+from node1.imageio import decode_upload
 from node1.pipeline_api import (
     STAGES,
     BadGarment,
@@ -93,23 +95,33 @@ class InMemoryTestCatalog:
                 raise UnknownGarment(f"no garment {garment_id!r}")
             return self._items[garment_id][2], "image/png"
 
-    def add(self, image: np.ndarray, name: str) -> GarmentInfo:
+    def add(self, data: bytes, name: str) -> GarmentInfo:
+        image = decode_upload(data, 10 * 1024 * 1024, 4096)
         if image.std() < 1.0:
             raise BadGarment("the garment image is a flat colour; photograph the garment on a plain background")
         colour = tuple(int(c) for c in image.reshape(-1, 3).mean(axis=0))
         return self._put(f"test-{len(self._items)}", name, colour)  # type: ignore[arg-type]
 
 
+def garment_colour(catalog: object, garment_id: str) -> tuple[int, int, int]:
+    """The garment's colour: from the test catalog, or the mean cloth colour of a real catalog garment."""
+    if isinstance(catalog, InMemoryTestCatalog):
+        return catalog.colour(garment_id)
+    g = catalog.garment(garment_id)  # type: ignore[attr-defined]
+    r, gr, b = g.image[g.mask >= 128].reshape(-1, 3).mean(axis=0)
+    return int(r), int(gr), int(b)
+
+
 class TorsoTintTestPipeline:
     """TEST DOUBLE pipeline (web layer only): tints the torso box with the garment colour.
 
     Args:
-        catalog: where garment colours come from.
+        catalog: where garment colours come from (InMemoryTestCatalog or node1.garment_catalog.WebCatalog).
         delay_s: sleep per stage (to watch progress).
         fail_with: raise this error instead of producing a result.
     """
 
-    def __init__(self, catalog: InMemoryTestCatalog, delay_s: float = 0.0,
+    def __init__(self, catalog: object, delay_s: float = 0.0,
                  fail_with: BaseException | None = None) -> None:
         self.catalog = catalog
         self.delay_s = delay_s
@@ -129,7 +141,7 @@ class TorsoTintTestPipeline:
             timings[stage] = (time.perf_counter() - t0) * 1000.0
         out = photo.copy()
         rows, cols = torso_box(*photo.shape[:2])
-        colour = np.array(self.catalog.colour(garment_id), np.float32)
+        colour = np.array(garment_colour(self.catalog, garment_id), np.float32)
         out[rows, cols] = (TINT_ALPHA * colour + (1 - TINT_ALPHA) * out[rows, cols]).astype(np.uint8)
         return PipelineResult(image=out, timings_ms=timings, device="cpu (web test double)",
                               transport="none (web test double)", gvirtus_calls=3, transport_bytes=1000)
@@ -140,7 +152,14 @@ class TorsoTintTestPipeline:
                               self.fail_with.code != "node2_unavailable")
 
 
-def build_for_tests(cfg: Config) -> tuple[TorsoTintTestPipeline, InMemoryTestCatalog]:
-    catalog = InMemoryTestCatalog()
+def build_for_tests(cfg: Config) -> tuple[TorsoTintTestPipeline, object]:
+    """VM_TEST_CATALOG=demo: the real catalog (node1.garment_catalog over paths.catalog_dir), else the test one."""
+    catalog: object
+    if os.environ.get("VM_TEST_CATALOG") == "demo":
+        from node1.garment_catalog import open_catalog
+
+        catalog = open_catalog(cfg, generate_demo=False)
+    else:
+        catalog = InMemoryTestCatalog()
     delay = float(os.environ.get("VM_TEST_PIPELINE_DELAY_S", "0") or 0)
     return TorsoTintTestPipeline(catalog, delay_s=delay), catalog

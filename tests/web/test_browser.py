@@ -1,6 +1,7 @@
 """A real browser on the shopper's page: headless Chromium (Debian's chromium + chromedriver via
 Selenium) with a fake webcam playing a real photo (skimage astronaut, as .y4m), against the real
-server (`python -m node1.web`, gunicorn over TLS) with the web-layer TEST DOUBLE pipeline.
+server (`python -m node1.web`, gunicorn over TLS) with the real garment catalog (demo garments) and
+the web-layer TEST DOUBLE pipeline.
 
 Screenshots go to test-artifacts/ (git-ignored): web_desktop.png, web_phone.png, web_camera_denied.png.
 """
@@ -51,9 +52,11 @@ def write_y4m(path: Path, rgb: np.ndarray, frames: int = FAKE_CAMERA_FRAMES) -> 
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    # 0.15 s per stage so the progress steps are really streamed while the page watches.
-    srv = start_server(tmp_path_factory.mktemp("web-browser"), env_extra={"VM_TEST_PIPELINE_DELAY_S": "0.15"})
+def server(tmp_path_factory: pytest.TempPathFactory, demo_catalog_dir: Path) -> Iterator[Server]:
+    # The real garment catalog (demo garments); 0.15 s per stage so progress is really streamed.
+    srv = start_server(tmp_path_factory.mktemp("web-browser"),
+                       env_extra={"VM_TEST_PIPELINE_DELAY_S": "0.15", "VM_TEST_CATALOG": "demo"},
+                       paths={"catalog_dir": str(demo_catalog_dir)})
     yield srv
     srv.stop()
 
@@ -89,9 +92,10 @@ def _try_on_and_wait(driver) -> None:  # type: ignore[no-untyped-def]
 
     _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, ".garment"), "the garment catalog")
     garments = driver.find_elements(By.CSS_SELECTOR, ".garment")
-    assert len(garments) == 3
-    assert all(d for d in driver.execute_script(
-        "return [...document.querySelectorAll('.garment img')].map(i => i.complete && i.naturalWidth)"))
+    assert len(garments) == 10
+    _wait(driver, lambda d: all(d.execute_script(
+        "return [...document.querySelectorAll('.garment img')].map(i => i.complete && i.naturalWidth > 0)")),
+        "every garment thumbnail to load")
     garments[1].click()
     assert garments[1].get_attribute("aria-checked") == "true"
     driver.find_element(By.ID, "tryon").click()

@@ -150,7 +150,6 @@
       const img = document.createElement("img");
       img.src = g.thumbnail_url;
       img.alt = "";
-      img.loading = "lazy";
       const name = document.createElement("span");
       name.textContent = g.name;
       btn.append(img, name);
