@@ -30,6 +30,7 @@ SHOULDER_OUT = 1.08          # shoulder tip x = centre + 1.08 x (armpit x - cent
 HOOD_RISE = 0.25             # collar top this far (x body width) above the shoulders means a hood
 HOOD_STEEP = 1.2             # |dy/dx| of the top profile that marks the hood's side
 SLEEVE_MIN_FRAC = 0.01       # sleeve pixels below this fraction of the garment: sleeveless
+SLOT_SPAN = 0.15             # rows below the armpit (x garment height) used to extend a hanging sleeve's slot
 CUFF_FAR = 0.7               # sleeve-end corners are sought beyond this fraction of the sleeve's reach
 LONG_SLEEVE = 0.55           # sleeve length / (hem - shoulder) above this: long sleeve
 
@@ -62,6 +63,34 @@ def _armpit_row(edge: np.ndarray, has: np.ndarray, coef: np.ndarray, start: int,
     while y > top and has[y - 1] and abs(edge[y - 1] - np.polyval(coef, y - 1)) <= tol:
         y -= 1
     return y
+
+
+def _slot_apex(m: np.ndarray, edge: np.ndarray, ya: int, span: int, sign: int) -> tuple[float, float]:
+    """A sleeve hanging beside the body leaves a slot that narrows toward the armpit and closes before it
+    (shadow, anti-aliasing), so the first row with a gap lies below the armpit: extend the sleeve's inner edge
+    up to the body side instead. Returns the armpit (x, y); (edge[ya], ya) when there is no hanging sleeve."""
+    keep = (float(edge[ya]), float(ya))
+    h, w = m.shape
+    rows = np.arange(ya, min(ya + span, h))
+    block = m[rows]
+    cols = np.arange(w)[None, :]
+    if sign < 0:   # image left: the sleeve's inner edge is the right-most cloth left of the torso run
+        cond = block & (cols < (edge[rows] - 1)[:, None])
+        inner = np.where(cond, cols, -1).max(axis=1).astype(np.float64)
+        ok = (inner >= 0) & (edge[rows] - inner >= 2)
+    else:
+        cond = block & (cols > (edge[rows] + 1)[:, None])
+        inner = np.where(cond, cols, w).min(axis=1).astype(np.float64)
+        ok = (inner < w) & (inner - edge[rows] >= 2)
+    if ok.sum() < 8:
+        return keep
+    a = np.polyfit(rows[ok].astype(np.float64), inner[ok], 1)
+    side = np.polyfit(rows[ok].astype(np.float64), edge[rows][ok], 1)   # the body side right beside the slot
+    denom = a[0] - side[0]
+    if abs(denom) < 1e-3:
+        return keep
+    y_star = float((side[1] - a[1]) / denom)
+    return (float(np.polyval(side, y_star)), y_star) if ya - span <= y_star <= ya else keep
 
 
 def find_landmarks(mask: np.ndarray) -> LandmarkResult:
@@ -102,6 +131,9 @@ def find_landmarks(mask: np.ndarray) -> LandmarkResult:
     ya_r = _armpit_row(tr, has, cr, int(body[0]), top=y0, tol=tol)
     armpit_l = np.array([tl[ya_l], ya_l], np.float64)   # image left = wearer's right
     armpit_r = np.array([tr[ya_r], ya_r], np.float64)
+    span = int(SLOT_SPAN * height)
+    armpit_l[:] = _slot_apex(m, tl, ya_l, span, -1)
+    armpit_r[:] = _slot_apex(m, tr, ya_r, span, 1)
 
     def hem_corner(edge: np.ndarray, ya: int, sign: float) -> np.ndarray:
         yy = np.arange(ya, y_hem + 1)
@@ -144,8 +176,8 @@ def find_landmarks(mask: np.ndarray) -> LandmarkResult:
     if hood:
         levels = []
         for tip, sign in ((sh_l, -1.0), (sh_r, 1.0)):
-            span = np.arange(int(tip[0]), xc, -int(sign))   # from the shoulder tip toward the centre
-            prof = top[span]
+            inward = np.arange(int(tip[0]), xc, -int(sign))   # from the shoulder tip toward the centre
+            prof = top[inward]
             rise = (prof[:-6] - prof[6:]) / 6.0           # how fast the top climbs moving inward
             steep = np.flatnonzero(rise > HOOD_STEEP)
             levels.append(prof[steep[0]] if steep.size else centre_top)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import io
+
+import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from garments import LANDMARK_NAMES, LandmarkError, cloth_mask, find_landmarks
 
@@ -36,9 +40,7 @@ def test_landmarks_from_the_computed_mask_agree(demo_items) -> None:
     for it in (i for i in demo_items if i["slug"] in ("tshirt-white", "hoodie-grey", "tank-olive")):
         found = find_landmarks(cloth_mask(it["rgb"]))
         err = np.hypot(*(found.points - truth_points(it)).T)
-        # the armpit of a hanging sleeve sits at the closed end of a narrow shadowed slot: the least sharp point
-        tol = np.array([0.09 if n.startswith("armpit") else 0.06 for n in LANDMARK_NAMES]) * body_width(it)
-        assert (err <= tol).all(), (it["slug"], err.round(1))
+        assert (err <= 0.06 * body_width(it)).all(), (it["slug"], err.round(1))
 
 
 def test_wearer_sides_are_mirrored_in_the_image(demo_items) -> None:
@@ -70,3 +72,21 @@ def test_tiny_or_empty_masks_are_refused() -> None:
         find_landmarks(np.zeros((100, 100), np.uint8))
     with pytest.raises(LandmarkError, match=r"must be \(H, W\)"):
         find_landmarks(np.zeros((10, 10, 3), np.uint8))
+
+
+def test_tilted_jpeg_photos_still_give_usable_masks_and_landmarks(demo_items, iou) -> None:
+    """A product photo is rarely perfect: tilt 3 degrees, shrink, shift and save as JPEG (quality 90)."""
+    tilt = cv2.getRotationMatrix2D((384, 512), 3, 0.85)
+    tilt[:, 2] += (40, 30)
+    for it in (i for i in demo_items if i["slug"] in ("tshirt-white", "longsleeve-cream")):
+        img = cv2.warpAffine(it["rgb"], tilt, (768, 1024), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        truth = cv2.warpAffine(it["truth"], tilt, (768, 1024), flags=cv2.INTER_LINEAR)
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="JPEG", quality=90)
+        photo = np.asarray(Image.open(buf).convert("RGB"))
+        m = cloth_mask(photo)
+        assert iou(m, truth) >= 0.97, it["slug"]
+        got, ref = find_landmarks(m), find_landmarks(truth)
+        assert got.kind == ref.kind == EXPECTED_KIND[it["kind"]]
+        err = np.hypot(*(got.points - ref.points).T)
+        assert err.max() <= 0.1 * body_width(it), (it["slug"], err.round(1))
