@@ -197,7 +197,11 @@ class Catalog:
                 log.warning("no valid demo catalog at %s (run python -m garments.demo --out %s)", demo, demo)
                 return
             log.warning("demo catalog at %s missing or damaged: generating it now", demo)
-            write_demo_catalog(demo, force=True)
+            try:
+                write_demo_catalog(demo, force=True)
+            except OSError as exc:
+                log.error("cannot write the demo catalog to %s (%s): continuing without demo garments", demo, exc)
+                return
         manifest = json.loads((demo / MANIFEST_NAME).read_text())
         for item, design in zip(manifest["garments"], DEMO_DESIGNS, strict=True):
             try:

@@ -169,3 +169,16 @@ def test_decode_limits_are_the_callers() -> None:
         decode_garment_file(encode(rgb, "PNG"), "x.png", DropLimits(max_bytes=10))
     image, mask = decode_garment_file(encode(rgb, "PNG"), "x.png")
     assert image.shape == (100, 80, 3) and mask is None
+
+
+def test_demo_cli_keeps_a_valid_catalog(tmp_path: Path, demo_dir: Path, repo_root: Path) -> None:
+    import subprocess
+    import sys
+
+    root = tmp_path / "demo"
+    shutil.copytree(demo_dir, root)
+    out = subprocess.run([sys.executable, "-m", "garments.demo", "--out", str(root)], cwd=repo_root,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert f"{len(DEMO_DESIGNS)} garments in {root}" in out.stdout
+    assert "present and valid: nothing to do" in out.stderr
