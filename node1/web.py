@@ -28,12 +28,14 @@ import logging
 import os
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger as GunicornLogger
 
 from mirror import Config, ConfigError, load_config, notify_ready, setup_logging
 from node1.pipeline_api import GarmentCatalog, TryOnPipeline
@@ -49,6 +51,8 @@ WORKER_CONNECTIONS = 256       # open connections per worker, kept-alive ones in
 KEEPALIVE_S = 5                # idle keep-alive connections are closed after this
 CLIENT_IO_TIMEOUT_S = 10.0    # a socket read/write making no progress this long is abandoned
 WORKER_TIMEOUT_S = 30          # arbiter kills a worker whose main loop stalls this long
+BOOT_TIMEOUT_S = 170           # building the app (models, catalog) may take this long (supervisor: 180 s)
+BOOT_HEARTBEAT_S = 1.0
 GRACEFUL_TIMEOUT_S = 5         # on SIGTERM, in-flight requests get this long (supervisor waits 10 s)
 LIMIT_REQUEST_LINE = 4094      # bytes in "GET /path HTTP/1.1"
 LIMIT_REQUEST_FIELDS = 50      # header count
@@ -144,6 +148,17 @@ class _QuietTimeouts(logging.Filter):
         return True
 
 
+class MirrorLogger(GunicornLogger):
+    """gunicorn's own messages in the project's one log format: its handlers removed, records go to root."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for lg in (self.error_log, self.access_log):
+            for handler in list(lg.handlers):
+                lg.removeHandler(handler)
+            lg.propagate = True
+
+
 def gunicorn_options(cfg: Config, cert: Path, key: Path, *, io_timeout_s: float = CLIENT_IO_TIMEOUT_S,
                      on_ready: Callable[[], None] | None = None) -> dict[str, Any]:
     """Every gunicorn setting node 1 uses, with its hooks."""
@@ -172,7 +187,19 @@ def gunicorn_options(cfg: Config, cert: Path, key: Path, *, io_timeout_s: float 
 
         threading.Thread(target=wait_for_worker, name="ready-wait", daemon=True).start()
 
+    booted = threading.Event()
+
+    def post_fork(_arbiter: Any, worker: Any) -> None:
+        # The arbiter kills a worker silent for WORKER_TIMEOUT_S; loading models may take longer.
+        def heartbeat() -> None:
+            deadline = time.monotonic() + BOOT_TIMEOUT_S
+            while not booted.wait(BOOT_HEARTBEAT_S) and time.monotonic() < deadline:
+                worker.notify()
+
+        threading.Thread(target=heartbeat, name="boot-heartbeat", daemon=True).start()
+
     def post_worker_init(_worker: Any) -> None:
+        booted.set()
         logging.getLogger("gunicorn.error").addFilter(_QuietTimeouts(io_timeout_s))
         try:
             os.write(ready_w, b"1")
@@ -195,7 +222,9 @@ def gunicorn_options(cfg: Config, cert: Path, key: Path, *, io_timeout_s: float 
         "preload_app": False, "control_socket_disable": True, "accesslog": None, "errorlog": "-",
         "loglevel": os.environ.get("VM_LOG_LEVEL", "info").lower(), "proc_name": COMPONENT,
         "forwarded_allow_ips": "",
-        "when_ready": when_ready, "post_worker_init": post_worker_init, "worker_exit": worker_exit,
+        "logger_class": MirrorLogger,
+        "when_ready": when_ready, "post_fork": post_fork, "post_worker_init": post_worker_init,
+        "worker_exit": worker_exit,
     }
 
 
