@@ -175,27 +175,32 @@ def _pattern(d: Design, s: Shape, size: tuple[int, int], folds: np.ndarray) -> n
         on = np.clip(0.5 + 4.0 * (wave - 0.25), 0, 1)[..., None]   # ~1 px anti-aliased stripe edges
         base = base * (1 - on) + accent * on
     elif d.pattern == "print":
+        # Drawn premultiplied: the same shapes go into a colour layer and a coverage layer, so anti-aliased
+        # edges blend with the fabric instead of with black.
         art = np.zeros((h, w, 3), np.uint8)
+        cover = np.zeros((h, w), np.uint8)
         cx, y = int(s.cx), 470
         sun = (245, 170, 40)
-        cv2.circle(art, (cx * 16, (y - 40) * 16), 62 * 16, sun, -1, cv2.LINE_AA, 4)
-        for k in range(12):
-            a = 2 * np.pi * k / 12
-            p0 = (cx + 78 * np.cos(a), y - 40 + 78 * np.sin(a))
-            p1 = (cx + 100 * np.cos(a), y - 40 + 100 * np.sin(a))
-            cv2.line(art, (int(p0[0] * 16), int(p0[1] * 16)), (int(p1[0] * 16), int(p1[1] * 16)), sun, 8,
-                     cv2.LINE_AA, 4)
+        sun_c = (cx * 16, (y - 40) * 16)
         hills = np.array([[cx - 120, y + 60], [cx - 60, y - 10], [cx - 10, y + 35], [cx + 45, y - 30],
                           [cx + 120, y + 60]], np.float64)
-        cv2.fillPoly(art, [paint._fx(hills)], tuple(int(c) for c in d.accent), cv2.LINE_AA, paint.AA_SHIFT)
-        for i, bw in enumerate((210, 150)):
-            yb = y + 95 + 28 * i
-            cv2.rectangle(art, (cx - bw // 2, yb), (cx + bw // 2, yb + 14), (250, 246, 236), -1, cv2.LINE_AA)
-        cover = (art.max(axis=2) > 0).astype(np.uint8) * 255
-        cover = cv2.GaussianBlur(cover, (3, 3), 0).astype(np.float32)[..., None] / 255.0
-        ink = art.astype(np.float32) / 255.0
+        for layer, sun_col, hill_col, bar_col in ((art, sun, tuple(int(c) for c in d.accent), (250, 246, 236)),
+                                                  (cover, 255, 255, 255)):
+            cv2.circle(layer, sun_c, 62 * 16, sun_col, -1, cv2.LINE_AA, 4)
+            for k in range(12):
+                ang = 2 * np.pi * k / 12
+                p0 = (int((cx + 78 * np.cos(ang)) * 16), int((y - 40 + 78 * np.sin(ang)) * 16))
+                p1 = (int((cx + 100 * np.cos(ang)) * 16), int((y - 40 + 100 * np.sin(ang)) * 16))
+                cv2.line(layer, p0, p1, sun_col, 8, cv2.LINE_AA, 4)
+            cv2.fillPoly(layer, [paint._fx(hills)], hill_col, cv2.LINE_AA, paint.AA_SHIFT)
+            for i, bw in enumerate((210, 150)):
+                yb = y + 95 + 28 * i
+                cv2.rectangle(layer, ((cx - bw // 2) * 16, yb * 16), ((cx + bw // 2) * 16, (yb + 14) * 16), bar_col,
+                              -1, cv2.LINE_AA, 4)
+        alpha = cover.astype(np.float32)[..., None] / 255.0
+        ink = art.astype(np.float32) / 255.0              # premultiplied by alpha already
         worn = 0.9 + 0.1 * paint.fabric_texture(size, np.random.default_rng(d.seed + 99), "fleece")[..., None]
-        base = base * (1 - cover * 0.95) + ink * worn * cover * 0.95
+        base = (base * (1 - alpha * 0.95) + ink * worn * 0.95).astype(np.float32)
     return base
 
 
