@@ -1,0 +1,61 @@
+"""The same numbers locally and through gvirtus (a real backend process on loopback).
+
+Same graph, same ops. The test backend runs 1 torch thread, so the local reference runs with 1 thread
+too: then the numbers are bit-identical. (With a different thread count, CPU convolutions may sum in
+another order; the ~1e-6 differences then move landmarks by up to ~0.05 px on sensitive photos.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+
+gvirtus = pytest.importorskip("gvirtus")
+testing = pytest.importorskip("gvirtus.testing")
+
+from node1.pose import FallbackDevice, detect_faces, estimate_pose, segment_person  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def remote():
+    with testing.BackendProcess(torch_threads=1) as backend:
+        dev = gvirtus.connect(backend.target, token=backend.token)
+        yield dev
+        dev.close()
+
+
+def test_pose_through_gvirtus_equals_local(remote, oracle_images: dict) -> None:
+    for name in ("astronaut", "camera_flipped"):
+        image = oracle_images[name]
+        local = estimate_pose(image, "cpu")
+        far = estimate_pose(image, remote)
+        assert far.served_by.startswith("gvirtus:") and local.served_by == "cpu"
+        np.testing.assert_array_equal(far.landmarks, local.landmarks)
+        np.testing.assert_array_equal(far.body25, local.body25)
+        np.testing.assert_array_equal(far.world_landmarks, local.world_landmarks)
+        np.testing.assert_array_equal(far.mask, local.mask)
+    assert remote.stats()["session_bytes"] == 0  # intermediates kept on the device were freed
+
+
+def test_faces_and_selfie_through_gvirtus_equal_local(remote, astronaut: np.ndarray) -> None:
+    far, near = detect_faces(astronaut, remote), detect_faces(astronaut, "cpu")
+    assert len(far) == len(near) == 1
+    np.testing.assert_array_equal(far[0].keypoints, near[0].keypoints)
+    np.testing.assert_array_equal(segment_person(astronaut, remote), segment_person(astronaut, "cpu"))
+
+
+def test_fallback_device_prefers_the_remote(remote, astronaut: np.ndarray) -> None:
+    chooser = FallbackDevice(lambda: remote, local="cpu")
+    assert chooser.run(estimate_pose, astronaut).served_by.startswith("gvirtus:")
+    assert chooser.last_served_by == "remote"
