@@ -31,6 +31,7 @@ SURE_BG, PROB_FG, SURE_FG = 3.0, 6.0, 14.0   # score thresholds (in backdrop noi
 REFINE_BAND_PX = 4           # full-res band around the upsampled boundary that is re-classified
 MIN_SIDE = 32
 FEATURE_SCALE = 25.0         # noise units mapped to ~0.76 of the feature range by tanh
+MIN_GARMENT_FRAC = 0.03      # a garment smaller than this fraction of the photo is refused
 BRIDGE_PX = 41               # full-res px: vertical gaps this tall inside the garment (light stripes) are bridged
 
 
@@ -220,6 +221,12 @@ def cloth_mask(image: np.ndarray) -> np.ndarray:
     fine = _refine_edges(backdrop_difference(image, model), soft)
     fine = cv2.morphologyEx(fine, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     out = keep_largest_component(_bridge(fine, 1.0))
-    if out.sum() < 0.002 * 255 * h * w:
-        raise NoGarmentFound(f"the garment region covers only {out.mean() / 2.55:.2f}% of the photo")
+    frac = float((out > 0).mean())
+    if frac < MIN_GARMENT_FRAC:
+        # A real garment photo fills a good part of the frame; a speck means the garment was not told apart
+        # from its backdrop (e.g. a white tee on white paper reads as a shadow): refuse rather than guess.
+        raise NoGarmentFound(
+            f"the garment region found covers only {100 * frac:.1f}% of the photo (expected >= "
+            f"{100 * MIN_GARMENT_FRAC:.0f}%): the garment is too close to its backdrop in colour; photograph it "
+            "on a contrasting plain background, or supply a PNG/WebP whose alpha channel is the cloth mask")
     return out

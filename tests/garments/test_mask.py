@@ -87,3 +87,14 @@ def test_masks_are_repeatable(demo_items) -> None:
     it = next(i for i in demo_items if i["slug"] == "tshirt-breton")
     a, b = cloth_mask(it["rgb"]), cloth_mask(it["rgb"].copy())
     np.testing.assert_array_equal(a, b)
+
+
+def test_a_garment_lost_in_its_backdrop_is_refused_not_guessed() -> None:
+    # a white tee on near-white paper: slightly darker and of the same neutral chroma as the paper, i.e.
+    # exactly what a shadow looks like -- the mask must refuse with advice instead of returning a speck
+    import dataclasses
+
+    base = next(d for d in DEMO_DESIGNS if d.slug == "tshirt-white")
+    r = render_garment(dataclasses.replace(base, backdrop=(252, 252, 252), shadow=0.3, seed=base.seed + 7))
+    with pytest.raises(NoGarmentFound, match="contrasting plain background"):
+        cloth_mask(r.image)
