@@ -1,0 +1,245 @@
+"""ParsingModule: CIHP-20 labels from the photo, the person mask, the pose and the face detector.
+
+One torch module, no per-pixel Python and no branches on tensor values, so it runs on any torch
+device and is registered as a single module on a gvirtus device (make_fx capture at fixed shapes).
+
+Method (all on a working grid whose long side is about WORK_LONG_SIDE px; labels are brought back
+to the photo's resolution with nearest upsampling and cut by the full-resolution person mask):
+1. Face: the short-range face detector on a head crop placed by the pose's face landmarks gives an
+   ellipse (box, roll); without a detection a pose-only ellipse is used when the face is clearly
+   visible, else the head gets no face label (a back view is all hair).
+2. Skin colour model: per-channel mean/std of chroma (r, g) and brightness inside the face's inner
+   ellipse; pixels within SKIN_SIGMAS of it (majority-filtered 3x3) are skin. Without a face a
+   broad default skin tone is used.
+3. Body parts: every pixel goes to the nearest part in normalised distance (distance / part
+   radius, radii in units of the body scale): head ellipse, torso (shoulder-hip polygon + neck),
+   each arm (shoulder-elbow-wrist capsules + hand), each leg (hip-knee-ankle + foot). Mask pixels
+   farther than MAX_PART_SCORE radii from every part (a held camera, a tripod) stay background.
+4. Labels by part and colour (CIHP semantics): head -> face (ellipse core, or skin in the outer
+   ellipse) else hair; torso -> torso-skin if skin else upper-clothes; arm -> left/right-arm if skin,
+   glove on a non-skin hand, else upper-clothes (a sleeve); leg -> left/right-leg if skin, shoe on a
+   non-skin foot, upper-clothes just below the hips where the colour matches the top (a long top or
+   coat), else pants.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from node1.parsing import labels as L
+from node1.parsing.face import detect_face, face_anchors, face_from_pose
+from node1.parsing.geometry import ellipse_radius, pixel_grid, polygon_distance, segment_distance
+
+WORK_LONG_SIDE = 256            # px: long side of the working grid
+MASK_THRESHOLD = 0.5            # person mask level that counts as the person
+CHROMA_DARK_OFFSET = 60.0      # RGB-sum counts added to the chromaticity denominator
+SKIN_SIGMAS = 2.5               # a pixel is skin within this many (floored) std of the face's colour
+SKIN_STD_FLOOR = (0.018, 0.012, 0.12)      # r, g chroma and brightness: the narrowest skin model
+DEFAULT_SKIN = ((0.44, 0.31, 0.55), (0.05, 0.03, 0.3))   # mean/std when there is no face to learn from
+GARMENT_SIGMAS = 3.0            # below-hip pixels this close to the top's colour belong to it
+GARMENT_STD_FLOOR = (0.02, 0.02, 0.10)
+GARMENT_BELOW_HIP = 0.5        # x torso length: how far below the hips a top may reach
+# radii in units of the body scale (max of shoulder width, 0.6 x torso length, 2.2 x face width)
+UPPER_ARM_R, FOREARM_R, HAND_R = 0.17, 0.14, 0.13
+THIGH_R, SHIN_R, FOOT_R = 0.22, 0.16, 0.11
+NECK_R, TORSO_EDGE_R = 0.16, 0.12
+MAX_PART_SCORE = 3.0            # mask pixels beyond this many part radii from every part stay unlabelled
+ARM_OVER_TORSO = 0.6            # inside the torso polygon an arm wins within this fraction of its radius
+HAND_FOOT_VISIBILITY = 0.5     # mean landmark visibility for a hand / foot to get glove / shoe labels
+HAND_EXTENSION = 1.3            # hand segment: wrist -> wrist + this x (mean of pinky, index, thumb - wrist)
+FACE_CORE, FACE_OUTER = 0.85, 1.3   # face ellipse scales: always face / face where skin-coloured
+
+# part codes of the `parts` output
+HEAD, TORSO, LEFT_ARM_PART, RIGHT_ARM_PART, LEFT_LEG_PART, RIGHT_LEG_PART = 1, 2, 3, 4, 5, 6
+# BlazePose ids
+L_SH, R_SH, L_EL, R_EL, L_WR, R_WR = 11, 12, 13, 14, 15, 16
+L_PINKY, R_PINKY, L_INDEX, R_INDEX, L_THUMB, R_THUMB = 17, 18, 19, 20, 21, 22
+L_HIP, R_HIP, L_KNEE, R_KNEE, L_ANKLE, R_ANKLE, L_HEEL, R_HEEL, L_FOOT, R_FOOT = range(23, 33)
+
+
+def work_stride(height: int, width: int) -> int:
+    """Integer cell size (photo px) of the working grid for a photo of this size."""
+    return max(1, round(max(height, width) / WORK_LONG_SIDE))
+
+
+def _colour_features(img: torch.Tensor) -> torch.Tensor:
+    """(3, h, w) float RGB [0, 255] -> (3, h, w): r and g chromaticity, brightness in [0, 1].
+
+    The chromaticity denominator has an offset so the noisy colour of near-black pixels shrinks to 0
+    (a dark garment must not look like skin because its few counts happen to be reddish).
+    """
+    total = img.sum(dim=0, keepdim=True)
+    chroma = img[:2] / (total + CHROMA_DARK_OFFSET)
+    return torch.cat([chroma, total / 765.0], dim=0)
+
+
+def _weighted_stats(feat: torch.Tensor, weight: torch.Tensor, floor: tuple[float, ...],
+                    default: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and floored std of (C, h, w) features under (h, w) weights.
+
+    With (almost) no weight the `default` (mean, std) is returned (or the floors around 0.5).
+    """
+    n = weight.sum()
+    mean = (feat * weight).sum(dim=(1, 2)) / n.clamp_min(1.0)
+    var = (((feat - mean[:, None, None]) ** 2) * weight).sum(dim=(1, 2)) / n.clamp_min(1.0)
+    floor_t = torch.tensor(floor, dtype=feat.dtype, device=feat.device)
+    std = torch.maximum(torch.sqrt(var), floor_t)
+    d_mean, d_std = default if default is not None else ((0.5,) * len(floor), floor)
+    enough = n >= 16.0
+    mean = torch.where(enough, mean, torch.tensor(d_mean, dtype=feat.dtype, device=feat.device))
+    std = torch.where(enough, std, torch.tensor(d_std, dtype=feat.dtype, device=feat.device))
+    return mean, std
+
+
+def _within(feat: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, sigmas: float) -> torch.Tensor:
+    """(h, w) bool: every channel lies within `sigmas` std of its mean."""
+    z = ((feat - mean[:, None, None]) / std[:, None, None]).abs().amax(dim=0)
+    return z < sigmas
+
+
+def _open(mask: torch.Tensor) -> torch.Tensor:
+    """3x3 morphological opening of an (h, w) bool map: drops specks narrower than 3 cells."""
+    m = mask.float()[None, None]
+    eroded = -F.max_pool2d(-m, 3, stride=1, padding=1)
+    return F.max_pool2d(eroded, 3, stride=1, padding=1)[0, 0] > 0.5
+
+
+def _majority(mask: torch.Tensor) -> torch.Tensor:
+    """3x3 majority filter of an (h, w) bool map (removes speckle of per-pixel colour tests)."""
+    m = F.avg_pool2d(mask.float()[None, None], 3, stride=1, padding=1, count_include_pad=False)
+    return m[0, 0] > 0.5
+
+
+class ParsingModule(torch.nn.Module):
+    """CIHP-20 parsing of one photo (see the module docstring for the method).
+
+    forward(image, mask, landmarks):
+        image: (1, 3, H, W) RGB, uint8 or float32 with values in [0, 255] (node1.pose's prepared image).
+        mask: (1, 1, H, W) person mask, uint8 in [0, 255] (node1.pose's mask) or float32 in [0, 1].
+        landmarks: (1, 33, 4) float32 BlazePose landmarks as node1.pose returns them: x, y in photo
+            pixels (pixel-index coordinates), z (unused), visibility in [0, 1].
+    returns (parse, parts, face):
+        parse: (1, H, W) uint8 CIHP labels, 0 outside the person mask.
+        parts: (1, h, w) uint8 body part of each working-grid cell (0 none, 1 head, 2 torso, 3/4 the
+            subject's left/right arm, 5/6 left/right leg), h, w = ceil(H / s), ceil(W / s),
+            s = work_stride(H, W).
+        face: (1, 6) float32: valid (0/1), centre x, y, width, height (px), roll (rad).
+    """
+
+    anchors: torch.Tensor
+
+    def __init__(self, face_detector: torch.nn.Module | None = None) -> None:
+        super().__init__()
+        if face_detector is None:
+            from node1.tflite import load_model
+
+            face_detector = load_model("face_detection_short_range.tflite", layout="nchw")
+        self.face_detector = face_detector
+        self.register_buffer("anchors", face_anchors(), persistent=False)
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor, landmarks: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        H, W = int(image.shape[2]), int(image.shape[3])
+        s = work_stride(H, W)
+        h, w = -(-H // s), -(-W // s)
+        dev = image.device
+        lm = landmarks[0]
+        mask_scale = 255.0 if mask.dtype == torch.uint8 else 1.0
+        img = F.interpolate(image, size=(h, w), mode="nearest")[0].float()
+        person = F.interpolate(mask, size=(h, w), mode="nearest")[0, 0].float() >= MASK_THRESHOLD * mask_scale
+        gx, gy = pixel_grid(h, w, float(s), dev)
+        feat = _colour_features(img)
+
+        # 1. face
+        det = detect_face(image[0], lm, self.face_detector, self.anchors)
+        guess = face_from_pose(lm)
+        use_det = det["valid"]
+        f_centre = torch.where(use_det, det["centre"], guess["centre"])
+        f_size = torch.where(use_det, det["size"], guess["size"])
+        f_angle = torch.where(use_det, det["angle"], guess["angle"])
+        face_ok = use_det | guess["valid"]
+        down = torch.stack([-torch.sin(f_angle), torch.cos(f_angle)])      # the face's "down" direction
+        face_rho = ellipse_radius(gx, gy, f_centre - 0.05 * f_size[1] * down,
+                                  torch.stack([0.5 * f_size[0], 0.58 * f_size[1]]), f_angle)
+
+        # 2. skin colour, learnt on the inner face
+        cheeks = ellipse_radius(gx, gy, f_centre + 0.1 * f_size[1] * down,
+                                torch.stack([0.3 * f_size[0], 0.25 * f_size[1]]), f_angle) < 1.0
+        skin_w = (cheeks & person & face_ok).float()
+        s_mean, s_std = _weighted_stats(feat, skin_w, SKIN_STD_FLOOR, DEFAULT_SKIN)
+        skin = _open(_majority(_within(feat, s_mean, s_std, SKIN_SIGMAS)))
+
+        # 3. body parts by normalised distance
+        sh_l, sh_r, hip_l, hip_r = lm[L_SH, :2], lm[R_SH, :2], lm[L_HIP, :2], lm[R_HIP, :2]
+        mid_sh, mid_hip = 0.5 * (sh_l + sh_r), 0.5 * (hip_l + hip_r)
+        torso_len = torch.linalg.vector_norm(mid_sh - mid_hip)
+        body = torch.maximum(torch.maximum(torch.linalg.vector_norm(sh_l - sh_r), 0.6 * torso_len),
+                             2.2 * f_size[0]).clamp_min(8.0)
+        chin = f_centre + 0.5 * f_size[1] * down
+        head_rho = ellipse_radius(gx, gy, f_centre - 0.2 * f_size[1] * down,
+                                  torch.stack([0.85 * f_size[0], 0.85 * f_size[1]]), f_angle)
+        poly = torch.stack([sh_l, sh_r, hip_r, hip_l])
+        torso_in = polygon_distance(gx, gy, poly)
+        neck = segment_distance(gx, gy, chin[None], mid_sh[None])[0]
+        torso_score = torch.minimum(torch.where(torso_in > 0, torso_in / (TORSO_EDGE_R * body),
+                                                torch.full_like(torso_in, ARM_OVER_TORSO)),
+                                    neck / (NECK_R * body))
+
+        def tip(wrist: int, a: int, b: int, c: int) -> torch.Tensor:
+            return lm[wrist, :2] + HAND_EXTENSION * ((lm[a, :2] + lm[b, :2] + lm[c, :2]) / 3.0 - lm[wrist, :2])
+
+        seg_a = torch.stack([lm[L_SH, :2], lm[L_EL, :2], lm[L_WR, :2], lm[R_SH, :2], lm[R_EL, :2], lm[R_WR, :2],
+                             lm[L_HIP, :2], lm[L_KNEE, :2], lm[L_HEEL, :2], lm[R_HIP, :2], lm[R_KNEE, :2],
+                             lm[R_HEEL, :2]])
+        seg_b = torch.stack([lm[L_EL, :2], lm[L_WR, :2], tip(L_WR, L_PINKY, L_INDEX, L_THUMB), lm[R_EL, :2],
+                             lm[R_WR, :2], tip(R_WR, R_PINKY, R_INDEX, R_THUMB), lm[L_KNEE, :2], lm[L_ANKLE, :2],
+                             lm[L_FOOT, :2], lm[R_KNEE, :2], lm[R_ANKLE, :2], lm[R_FOOT, :2]])
+        radii = torch.tensor([UPPER_ARM_R, FOREARM_R, HAND_R] * 2 + [THIGH_R, SHIN_R, FOOT_R] * 2,
+                             dtype=torch.float32, device=dev)
+        limbs = segment_distance(gx, gy, seg_a, seg_b) / (radii[:, None, None] * body)   # (12, h, w)
+        scores = torch.cat([head_rho[None], torso_score[None], limbs], dim=0)              # (14, h, w)
+        best, nearest = torch.min(scores, dim=0)
+        attached = best <= MAX_PART_SCORE          # farther from every part: something held or leaned on
+        # channel -> part code: head, torso, L arm x3, R arm x3, L leg x3, R leg x3
+        part_of = torch.tensor([HEAD, TORSO] + [LEFT_ARM_PART] * 3 + [RIGHT_ARM_PART] * 3
+                               + [LEFT_LEG_PART] * 3 + [RIGHT_LEG_PART] * 3, dtype=torch.uint8, device=dev)
+        parts = torch.where(attached, part_of[nearest], torch.zeros_like(part_of[nearest]))
+        # gloves and shoes only where the hand / foot itself is visible (not extrapolated or hidden)
+        vis = lm[:, 3]
+        hand = (((nearest == 4) & (vis[[L_PINKY, L_INDEX, L_THUMB]].mean() >= HAND_FOOT_VISIBILITY))
+                | ((nearest == 7) & (vis[[R_PINKY, R_INDEX, R_THUMB]].mean() >= HAND_FOOT_VISIBILITY)))
+        foot = (((nearest == 10) & (vis[[L_HEEL, L_FOOT]].mean() >= HAND_FOOT_VISIBILITY))
+                | ((nearest == 13) & (vis[[R_HEEL, R_FOOT]].mean() >= HAND_FOOT_VISIBILITY)))
+
+        # 4. labels
+        garment_w = ((torso_in <= 0) & person & ~skin).float()
+        g_mean, g_std = _weighted_stats(feat, garment_w, GARMENT_STD_FLOOR)
+        like_top = _majority(_within(feat, g_mean, g_std, GARMENT_SIGMAS))
+        hip_dir = (mid_hip - mid_sh) / torso_len.clamp_min(1.0)
+        below_hip = (gx - mid_hip[0]) * hip_dir[0] + (gy - mid_hip[1]) * hip_dir[1]
+        top_extends = like_top & (below_hip < GARMENT_BELOW_HIP * torso_len)
+
+        def lab(v: int) -> torch.Tensor:
+            return torch.full((h, w), v, dtype=torch.uint8, device=dev)
+
+        upper = lab(L.UPPER_CLOTHES)
+        arm_l = torch.where(skin, lab(L.LEFT_ARM), torch.where(hand, lab(L.GLOVE), upper))
+        arm_r = torch.where(skin, lab(L.RIGHT_ARM), torch.where(hand, lab(L.GLOVE), upper))
+        torso = torch.where(skin, lab(L.TORSO_SKIN), upper)
+        leg_cloth = torch.where(top_extends, upper, lab(L.PANTS))
+        leg_l = torch.where(skin, lab(L.LEFT_LEG), torch.where(foot, lab(L.LEFT_SHOE), leg_cloth))
+        leg_r = torch.where(skin, lab(L.RIGHT_LEG), torch.where(foot, lab(L.RIGHT_SHOE), leg_cloth))
+        below_chin = (gx - chin[0]) * down[0] + (gy - chin[1]) * down[1] > 0
+        head = torch.where(skin & face_ok & (face_rho < FACE_OUTER), lab(L.FACE), lab(L.HAIR))
+        head = torch.where(below_chin, torso, head)          # under the chin the head ellipse meets the collar
+        by_part = torch.stack([lab(L.BACKGROUND), head, torso, arm_l, arm_r, leg_l, leg_r])   # (7, h, w)
+        label = torch.gather(by_part, 0, parts.long()[None])[0]
+        label = torch.where(face_ok & (face_rho < FACE_CORE), lab(L.FACE), label)
+
+        full = F.interpolate(label[None, None], size=(H, W), mode="nearest")[0]
+        inside = mask[0] >= MASK_THRESHOLD * mask_scale
+        parse = torch.where(inside, full, torch.zeros_like(full))
+        face = torch.stack([face_ok.float(), f_centre[0], f_centre[1], f_size[0], f_size[1], f_angle])[None]
+        return parse, torch.where(person, parts, torch.zeros_like(parts))[None], face
