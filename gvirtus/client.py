@@ -28,6 +28,7 @@ from gvirtus.protocol import (
     MIB,
     PROTOCOL_VERSION,
     SESSION_METADATA_KEY,
+    channel_options,
 )
 
 log = logging.getLogger("gvirtus.frontend")
@@ -69,8 +70,7 @@ class Connection:
         self.target = target
         self.timeout_s = timeout_s
         self.max_message_bytes = max_message_mb * MIB
-        options = [("grpc.max_send_message_length", self.max_message_bytes),
-                   ("grpc.max_receive_message_length", self.max_message_bytes),
+        options = [*channel_options(self.max_message_bytes),
                    ("grpc.initial_reconnect_backoff_ms", RECONNECT_BACKOFF_INITIAL_MS),
                    ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MAX_MS),
                    ("grpc.enable_retries", 0)]

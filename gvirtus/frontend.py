@@ -23,7 +23,7 @@ import torch
 from torch.utils import _pytree as pytree
 
 from gvirtus.client import Connection
-from gvirtus.errors import InvalidRequest
+from gvirtus.errors import InvalidRequest, RemoteDeviceLost
 from gvirtus.graph import CapturedGraph, Spec, as_tensor, capture
 from gvirtus.proto import gvirtus_pb2 as pb
 from gvirtus.protocol import (
@@ -124,8 +124,12 @@ class RemoteDevice:
         self.close()
 
     def ping(self) -> None:
-        """A null call: one round trip that does nothing (the latency floor)."""
+        """A null call: one unary round trip through the backend that does nothing (the latency floor)."""
         self._conn.call(self._conn.stub.Ping, _EMPTY, "ping")
+
+    def ping_stream(self) -> None:
+        """A null call on the session's op stream (opened on first use): an empty synchronising call."""
+        self.pipeline().sync()
 
     def properties(self) -> dict[str, Any]:
         """name, device_type ("cpu"/"cuda"), device, total_memory / free_memory (bytes), capability,
@@ -152,8 +156,12 @@ class RemoteDevice:
     def memcpy_htod(self, handle: DeviceBuffer, data: np.ndarray | torch.Tensor, offset: int = 0) -> None:
         """Copy a host array's bytes (C order) into the buffer at byte `offset`."""
         buf = _host_bytes(data)
-        chunks = _chunks(_hid(handle), offset, buf, chunk_bytes(self.max_message_bytes))
-        self._call("MemcpyHtoD", chunks, f"memcpy_htod({_hid(handle)}, {buf.nbytes} bytes)")
+        size = chunk_bytes(self.max_message_bytes)
+        what = f"memcpy_htod({_hid(handle)}, {buf.nbytes} bytes)"
+        if buf.nbytes <= size:
+            self._call("Write", pb.CopyChunk(handle=_hid(handle), offset=offset, data=bytes(buf)), what)
+        else:
+            self._call("MemcpyHtoD", _chunks(_hid(handle), offset, buf, size), what)
 
     def memcpy_dtoh(self, handle: DeviceBuffer, dtype: Any = None, shape: Sequence[int] | None = None,
                     offset: int = 0) -> np.ndarray:
@@ -167,12 +175,17 @@ class RemoteDevice:
         dims = tuple(int(s) for s in (shape if shape is not None else handle.shape))
         itemsize = torch.empty((), dtype=_torch_dtype(name)).element_size()
         nbytes = math.prod(dims) * itemsize
+        req = pb.ReadRequest(handle=_hid(handle), offset=offset, nbytes=nbytes)
+        what = f"memcpy_dtoh({_hid(handle)}, {nbytes} bytes)"
         out = bytearray(nbytes)
         pos = 0
-        req = pb.ReadRequest(handle=_hid(handle), offset=offset, nbytes=nbytes)
-        for chunk in self._conn.stream(self._conn.stub.MemcpyDtoH, req, f"memcpy_dtoh({_hid(handle)})"):
-            out[pos:pos + len(chunk.data)] = chunk.data
-            pos += len(chunk.data)
+        if nbytes <= chunk_bytes(self.max_message_bytes):
+            out[:] = self._call("Read", req, what).data
+            pos = len(out)
+        else:
+            for chunk in self._conn.stream(self._conn.stub.MemcpyDtoH, req, what):
+                out[pos:pos + len(chunk.data)] = chunk.data
+                pos += len(chunk.data)
         if pos != nbytes:
             raise InvalidRequest(f"memcpy_dtoh: the backend sent {pos} bytes, expected {nbytes}")
         return np.frombuffer(out, dtype=np.dtype(name)).reshape(dims)
@@ -190,9 +203,10 @@ class RemoteDevice:
 
     def synchronize(self) -> None:
         """Wait for all queued work; raises the first pending error of the transparent layer."""
-        if self._pipeline is not None:
-            self._pipeline.sync()
-        self._call("Synchronize", _EMPTY, "synchronize")
+        if self._pipeline is not None and self._pipeline.generation == self.generation:
+            self._pipeline.sync()          # the backend synchronises its device as part of a stream sync
+        else:
+            self._call("Synchronize", _EMPTY, "synchronize")
 
     # modules --------------------------------------------------------------------------
     def register_module(self, module: torch.nn.Module, example_inputs: Sequence[Any]) -> RemoteModule:
@@ -206,6 +220,7 @@ class RemoteDevice:
         with self._lock:
             known = self._modules.get(cap.content_hash)
         if known is not None and known.generation == self.generation:
+            known.uploaded = False       # this registration sent nothing
             return known
         rm = RemoteModule(self, cap)
         rm.ensure_registered()
@@ -227,6 +242,8 @@ class RemoteDevice:
         """The transparent layer's op stream of this session (opened on first use)."""
         from gvirtus.transparent import Pipeline
 
+        if self._conn.closed:
+            raise RemoteDeviceLost("this RemoteDevice is closed; open a new one with gvirtus.connect")
         with self._lock:
             if self._pipeline is None or self._pipeline.generation != self.generation:
                 self._pipeline = Pipeline(self._conn, self.generation)

@@ -22,7 +22,7 @@ MIB = 1024 * 1024
 
 DEFAULT_PORT = 8888
 DEFAULT_MAX_MESSAGE_MB = 256
-COPY_CHUNK_BYTES = 4 * MIB          # memcpy and module-weight streams are cut into chunks of this size
+COPY_CHUNK_BYTES = 1 * MIB          # memcpy and module-weight streams are cut into chunks of this size
 CHUNK_HEADROOM_BYTES = 1024         # protobuf framing around a chunk (chunks stay under the message limit)
 SESSION_TIMEOUT_S = 10.0            # a session silent this long is freed (overridable on the backend)
 HEARTBEATS_PER_TIMEOUT = 4          # the client heartbeats this many times per session timeout
@@ -33,6 +33,17 @@ HEARTBEAT_TIMEOUT_S = 2.0           # deadline of one heartbeat call
 PIPELINE_MAX_BATCH = 512            # items coalesced into one pipeline message
 CLIENT_HANDLE_BASE = 1 << 62        # ids the transparent layer chooses itself start here
 SERVER_WORKERS = 16                 # gRPC worker threads on the backend
+HTTP2_MAX_FRAME_BYTES = (1 << 24) - 1   # largest HTTP/2 frame: big copies go in few frames (default 16 KB)
+HTTP2_STREAM_WINDOW_BYTES = 16 * MIB    # initial per-call flow-control window (default 64 KB: a 1 MB copy
+                                        # would wait for several window updates)
+
+
+def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
+    """gRPC options shared by client and backend: message limits and large HTTP/2 frames."""
+    return [("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.http2.max_frame_size", HTTP2_MAX_FRAME_BYTES),
+            ("grpc.http2.lookahead_bytes", HTTP2_STREAM_WINDOW_BYTES)]
 
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,

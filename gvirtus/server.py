@@ -47,6 +47,7 @@ from gvirtus.protocol import (
     SERVER_WORKERS,
     SESSION_METADATA_KEY,
     bytes_to_tensor,
+    channel_options,
     chunk_bytes,
     from_wire,
     nbytes_of,
@@ -214,6 +215,20 @@ class Servicer(pb_grpc.GvirtusServicer):
                 dst[pos:pos + n].copy_(torch.from_numpy(np.frombuffer(chunk.data, dtype=np.uint8)))
             pos += n
         return pb.Empty()
+
+    @unary
+    def Write(self, request: pb.CopyChunk, context: grpc.ServicerContext) -> pb.Empty:  # noqa: N802
+        return self.MemcpyHtoD.__wrapped__(self, iter((request,)), context)  # type: ignore[attr-defined]
+
+    @unary
+    def Read(self, request: pb.ReadRequest, context: grpc.ServicerContext) -> pb.DataChunk:  # noqa: N802
+        s = self._session(context)
+        src = byte_view(s.get(request.handle), f"handle {request.handle}")
+        nbytes = request.nbytes or max(src.numel() - request.offset, 0)
+        check_range(request.offset, nbytes, src.numel(), f"memcpy_dtoh from handle {request.handle}")
+        if nbytes > chunk_bytes(self.max_message_bytes):
+            raise InvalidRequest(f"Read of {nbytes} bytes exceeds one message; use MemcpyDtoH (streamed)")
+        return pb.DataChunk(data=src[request.offset:request.offset + nbytes].cpu().numpy().tobytes())
 
     @streaming
     def MemcpyDtoH(self, request: pb.ReadRequest, context: grpc.ServicerContext) -> Iterator[pb.DataChunk]:  # noqa: N802
@@ -433,9 +448,7 @@ def build_server(store: SessionStore, device: torch.device, *, token: str | None
     Raises:
         RemoteDeviceLost: the address cannot be bound.
     """
-    options = [("grpc.max_send_message_length", max_message_bytes),
-               ("grpc.max_receive_message_length", max_message_bytes),
-               ("grpc.so_reuseport", 0)]
+    options = [*channel_options(max_message_bytes), ("grpc.so_reuseport", 0)]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=SERVER_WORKERS, thread_name_prefix="gvirtus"),
                          options=options)
     pb_grpc.add_GvirtusServicer_to_server(Servicer(store, device, token, max_message_bytes), server)

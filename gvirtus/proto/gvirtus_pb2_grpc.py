@@ -84,6 +84,16 @@ class GvirtusStub:
                 request_serializer=gvirtus_dot_proto_dot_gvirtus__pb2.ReadRequest.SerializeToString,
                 response_deserializer=gvirtus_dot_proto_dot_gvirtus__pb2.DataChunk.FromString,
                 _registered_method=True)
+        self.Write = channel.unary_unary(
+                '/gvirtus.v1.Gvirtus/Write',
+                request_serializer=gvirtus_dot_proto_dot_gvirtus__pb2.CopyChunk.SerializeToString,
+                response_deserializer=gvirtus_dot_proto_dot_gvirtus__pb2.Empty.FromString,
+                _registered_method=True)
+        self.Read = channel.unary_unary(
+                '/gvirtus.v1.Gvirtus/Read',
+                request_serializer=gvirtus_dot_proto_dot_gvirtus__pb2.ReadRequest.SerializeToString,
+                response_deserializer=gvirtus_dot_proto_dot_gvirtus__pb2.DataChunk.FromString,
+                _registered_method=True)
         self.MemcpyDtoD = channel.unary_unary(
                 '/gvirtus.v1.Gvirtus/MemcpyDtoD',
                 request_serializer=gvirtus_dot_proto_dot_gvirtus__pb2.DtoDRequest.SerializeToString,
@@ -189,6 +199,19 @@ class GvirtusServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Write(self, request, context):
+        """Copies that fit in one message: one unary call (a client stream costs an extra thread per call).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Read(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def MemcpyDtoD(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -287,6 +310,16 @@ def add_GvirtusServicer_to_server(servicer, server):
             ),
             'MemcpyDtoH': grpc.unary_stream_rpc_method_handler(
                     servicer.MemcpyDtoH,
+                    request_deserializer=gvirtus_dot_proto_dot_gvirtus__pb2.ReadRequest.FromString,
+                    response_serializer=gvirtus_dot_proto_dot_gvirtus__pb2.DataChunk.SerializeToString,
+            ),
+            'Write': grpc.unary_unary_rpc_method_handler(
+                    servicer.Write,
+                    request_deserializer=gvirtus_dot_proto_dot_gvirtus__pb2.CopyChunk.FromString,
+                    response_serializer=gvirtus_dot_proto_dot_gvirtus__pb2.Empty.SerializeToString,
+            ),
+            'Read': grpc.unary_unary_rpc_method_handler(
+                    servicer.Read,
                     request_deserializer=gvirtus_dot_proto_dot_gvirtus__pb2.ReadRequest.FromString,
                     response_serializer=gvirtus_dot_proto_dot_gvirtus__pb2.DataChunk.SerializeToString,
             ),
@@ -599,6 +632,60 @@ class Gvirtus:
             request,
             target,
             '/gvirtus.v1.Gvirtus/MemcpyDtoH',
+            gvirtus_dot_proto_dot_gvirtus__pb2.ReadRequest.SerializeToString,
+            gvirtus_dot_proto_dot_gvirtus__pb2.DataChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Write(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gvirtus.v1.Gvirtus/Write',
+            gvirtus_dot_proto_dot_gvirtus__pb2.CopyChunk.SerializeToString,
+            gvirtus_dot_proto_dot_gvirtus__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Read(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gvirtus.v1.Gvirtus/Read',
             gvirtus_dot_proto_dot_gvirtus__pb2.ReadRequest.SerializeToString,
             gvirtus_dot_proto_dot_gvirtus__pb2.DataChunk.FromString,
             options,

@@ -1,0 +1,264 @@
+"""gvirtus benchmark: a real backend on loopback, every number next to a baseline from the same run.
+
+    .venv/bin/python bench/gvirtus_bench.py [--quick] [--json] [--target HOST:PORT --token T]
+
+Measures: null call round trip (p50/p99, on the session stream and as a unary call); small ops per
+second in the transparent layer, pipelined vs one blocking round trip per op; host<->device copy
+bandwidth at 64 KB, 1 MB, 16 MB next to a raw TCP socket moving the same bytes between two
+processes; launch of a registered 256x256 conv net vs the same module run in-process.
+Without --target it starts `python -m gvirtus.backend` (CPU, 1 torch thread) on a free port.
+`--json` prints one JSON object with the issue's keys (plus a few more).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import gvirtus  # noqa: E402
+from gvirtus.testing import BackendProcess  # noqa: E402
+
+SIZES = {"64KB": 64 * 1024, "1MB": 1 << 20, "16MB": 16 << 20}
+SOCKET_CHUNK = 1 << 20
+
+SINK = textwrap.dedent("""
+    import socket, sys
+    srv = socket.create_server(("127.0.0.1", 0)); print(srv.getsockname()[1], flush=True)
+    conn, _ = srv.accept(); conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    buf = bytearray(1 << 20); view = memoryview(buf)
+    while True:
+        head = conn.recv(9)
+        if not head: break
+        op, n = head[:1], int.from_bytes(head[1:], "little")
+        if op == b"W":                       # client writes n bytes; ack with one byte
+            got = 0
+            while got < n:
+                k = conn.recv_into(view[:min(len(buf), n - got)]); got += k
+            conn.sendall(b"k")
+        else:                                # client reads n bytes
+            payload = bytes(n); conn.sendall(payload)
+""")
+
+
+def pct(samples: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(samples), q))
+
+
+def timed(fn: Callable[[], Any], n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+class RawSocket:
+    """A plain TCP connection to a sink process: the throughput floor of one loopback stream."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", SINK], stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        port = int(self.proc.stdout.readline())
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def write(self, data: memoryview) -> None:
+        self.sock.sendall(b"W" + data.nbytes.to_bytes(8, "little"))
+        for a in range(0, data.nbytes, SOCKET_CHUNK):
+            self.sock.sendall(data[a:a + SOCKET_CHUNK])
+        self.sock.recv(1)
+
+    def read(self, n: int) -> bytearray:
+        self.sock.sendall(b"R" + n.to_bytes(8, "little"))
+        out = bytearray(n)
+        view = memoryview(out)
+        got = 0
+        while got < n:
+            got += self.sock.recv_into(view[got:], n - got)
+        return out
+
+    def close(self) -> None:
+        self.sock.close()
+        self.proc.wait(5)
+
+
+def bench_null_call(dev: gvirtus.RemoteDevice, n: int) -> dict[str, float]:
+    for _ in range(n // 10):
+        dev.ping()
+        dev.ping_stream()
+    unary = timed(dev.ping, n)
+    stream = timed(dev.ping_stream, n)
+    return {"null_call_p50_us": pct(unary, 50) * 1e6, "null_call_p99_us": pct(unary, 99) * 1e6,
+            "null_call_stream_p50_us": pct(stream, 50) * 1e6, "null_call_stream_p99_us": pct(stream, 99) * 1e6}
+
+
+def bench_small_ops(dev: gvirtus.RemoteDevice, n_pipe: int, n_block: int) -> dict[str, float]:
+    a = dev.tensor(torch.zeros(4))
+    for _ in range(200):
+        a = a + 1
+    a.cpu()
+    t0 = time.perf_counter()
+    for _ in range(n_pipe):
+        a = a + 1
+    a.cpu()                                   # the last op's result: every op done
+    pipelined = n_pipe / (time.perf_counter() - t0)
+    pipe = dev.pipeline()
+    t0 = time.perf_counter()
+    for _ in range(n_block):
+        a = a + 1
+        pipe.sync()                           # one blocking round trip per op (GVirtuS's model)
+    blocking = n_block / (time.perf_counter() - t0)
+    return {"pipelined_ops_per_s": pipelined, "blocking_ops_per_s": blocking}
+
+
+def bench_copies(dev: gvirtus.RemoteDevice, raw: RawSocket, reps: int) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for label, n in SIZES.items():
+        host = np.random.default_rng(0).integers(0, 255, n, dtype=np.uint8)
+        h = dev.malloc(n)
+        dev.memcpy_htod(h, host)
+        dev.memcpy_dtoh(h, np.uint8, (n,))
+        view = memoryview(host.data)
+        raw.write(view)
+        raw.read(n)
+        k = max(3, reps if n >= 1 << 20 else reps * 4)
+        htod = statistics.median(timed(functools.partial(dev.memcpy_htod, h, host), k))
+        dtoh = statistics.median(timed(functools.partial(dev.memcpy_dtoh, h, np.uint8, (n,)), k))
+        sw = statistics.median(timed(functools.partial(raw.write, view), k))
+        sr = statistics.median(timed(functools.partial(raw.read, n), k))
+        out[f"htod_{label}_gbps"] = n / htod / 1e9
+        out[f"dtoh_{label}_gbps"] = n / dtoh / 1e9
+        out[f"copy_{label}_gbps"] = 2 * n / (htod + dtoh) / 1e9
+        out[f"socket_{label}_gbps"] = 2 * n / (sw + sr) / 1e9
+        dev.free(h)
+    out["copy_16mb_gbps"] = out.pop("copy_16MB_gbps")
+    out["socket_gbps"] = out["socket_16MB_gbps"]
+    return out
+
+
+class SmallConvNet(nn.Module):
+    """(1, 3, 256, 256) float32 -> (1, 3, 256, 256): three 3x3 convs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1),
+                                  nn.ReLU(), nn.Conv2d(16, 3, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.body(x))
+
+
+def bench_module(dev: gvirtus.RemoteDevice, reps: int, copy_gbps: float) -> dict[str, float]:
+    torch.manual_seed(0)
+    net = SmallConvNet().eval()
+    x = torch.rand(1, 3, 256, 256)
+    mod = dev.register_module(net, [x])
+    with torch.no_grad():
+        expected = net(x)
+        torch.testing.assert_close(mod(x), expected, atol=1e-5, rtol=1e-5)
+        local = statistics.median(timed(lambda: net(x), reps))
+    remote = statistics.median(timed(lambda: mod(x), reps))
+    t0 = time.perf_counter()
+    again = dev.register_module(net, [x])
+    reregister = time.perf_counter() - t0
+    transfer_s = 2 * x.numel() * 4 / (copy_gbps * 1e9)   # input up + output down at the measured copy rate
+    overhead = (remote - local) * 1e3
+    return {"module_local_ms": local * 1e3, "module_remote_ms": remote * 1e3, "module_launch_overhead_ms": overhead,
+            "module_transfer_ms": transfer_s * 1e3, "module_overhead_minus_transfer_ms": overhead - transfer_s * 1e3,
+            "module_reregister_ms": reregister * 1e3, "module_reregister_uploaded": float(again.uploaded)}
+
+
+def table(r: dict[str, Any]) -> str:
+    rows = [
+        ("null call p50", f"{r['null_call_p50_us']:.0f} us", "target <= 150 us",
+         f"GVirtuS 58 us (C++, 25 GbE); on the op stream {r['null_call_stream_p50_us']:.0f} us"),
+        ("null call p99", f"{r['null_call_p99_us']:.0f} us", "target <= 1000 us",
+         f"GVirtuS 1300 us; on the op stream {r['null_call_stream_p99_us']:.0f} us"),
+        ("small ops, pipelined", f"{r['pipelined_ops_per_s']:,.0f} /s", "target >= 20,000 /s",
+         f"{r['pipelined_ops_per_s'] / r['blocking_ops_per_s']:.1f}x the blocking rate"),
+        ("small ops, blocking", f"{r['blocking_ops_per_s']:,.0f} /s", "baseline", "one round trip per op"),
+    ]
+    for label in SIZES:
+        key = "copy_16mb_gbps" if label == "16MB" else f"copy_{label}_gbps"
+        rows.append((f"copy {label} (h2d+d2h)", f"{r[key]:.2f} GB/s",
+                     "target >= 50% of socket" if label == "16MB" else "",
+                     f"raw socket {r[f'socket_{label}_gbps']:.2f} GB/s -> {r[key] / r[f'socket_{label}_gbps']:.0%}"))
+    rows += [
+        ("module launch 256x256", f"{r['module_remote_ms']:.2f} ms", f"local {r['module_local_ms']:.2f} ms",
+         f"ratio {r['module_remote_ms'] / r['module_local_ms']:.2f}x"),
+        ("  launch overhead", f"{r['module_launch_overhead_ms']:.2f} ms",
+         f"target <= 2 ms + transfer ({r['module_transfer_ms']:.2f} ms)",
+         f"minus transfer: {r['module_overhead_minus_transfer_ms']:.2f} ms"),
+        ("  register same content", f"{r['module_reregister_ms']:.1f} ms",
+         "no upload" if not r["module_reregister_uploaded"] else "UPLOADED", "trace + hash + lookup"),
+    ]
+    w = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = [f"gvirtus benchmark - backend {r['backend']} on {r['machine']}"]
+    lines += ["  ".join(c.ljust(w[i]) for i, c in enumerate(row)) for row in rows]
+    return "\n".join(lines)
+
+
+def run(dev: gvirtus.RemoteDevice, quick: bool) -> dict[str, Any]:
+    raw = RawSocket()
+    try:
+        n = 500 if quick else 3000
+        r: dict[str, Any] = {}
+        r.update(bench_null_call(dev, n))
+        r.update(bench_small_ops(dev, 5000 if quick else 20000, 500 if quick else 2000))
+        r.update(bench_copies(dev, raw, 5 if quick else 15))
+        r.update(bench_module(dev, 10 if quick else 30, r["copy_16mb_gbps"]))
+    finally:
+        raw.close()
+    props = dev.properties()
+    r["backend"] = f"{props['device']} ({props['name']})"
+    r["machine"] = f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}"
+    return r
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--target", help="an already running backend (default: start one on loopback)")
+    ap.add_argument("--token", default=os.environ.get("VM_GVIRTUS_TOKEN"))
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    if args.target:
+        dev = gvirtus.connect(args.target, token=args.token)
+        result = run(dev, args.quick)
+        dev.close()
+    else:
+        with BackendProcess(quota_mb=2048, torch_threads=1) as backend:
+            dev = gvirtus.connect(backend.target, token=backend.token)
+            result = run(dev, args.quick)
+            dev.close()
+    if args.json:
+        print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in result.items()}))
+    else:
+        print(table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
