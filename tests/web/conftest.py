@@ -56,11 +56,18 @@ def encode(img: np.ndarray, fmt: str, **kw: Any) -> bytes:
 
 @pytest.fixture(scope="session")
 def demo_catalog_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A catalog_dir holding the garments package's demo catalog (rendered once per session, ~10 s)."""
-    from garments.demo.catalog import write_demo_catalog
+    """A catalog_dir holding the garments package's demo catalog: a copy of the installed one
+    (paths.catalog_dir/demo) when valid, else rendered once per session (~10 s)."""
+    import shutil
+
+    from garments.demo.catalog import demo_catalog_valid, write_demo_catalog
 
     root = tmp_path_factory.mktemp("catalog")
-    write_demo_catalog(root / "demo")
+    installed = ROOT / json.loads((ROOT / "env_config.json").read_text())["paths"]["catalog_dir"] / "demo"
+    if demo_catalog_valid(installed):
+        shutil.copytree(installed, root / "demo")
+    else:
+        write_demo_catalog(root / "demo")
     return root
 
 
