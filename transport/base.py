@@ -142,7 +142,7 @@ class InFlight:
         self.max_in_flight = max_in_flight
 
     def add(self, request_id: str, deadline: float, now: float, wait_s: float) -> Future[Frame]:
-        if not self._slots.acquire(timeout=max(wait_s, 0.0)):
+        if not self._slots.acquire(blocking=False) and not self._slots.acquire(timeout=max(wait_s, 0.0)):
             raise RequestTimeout(f"{self.max_in_flight} requests already in flight and none finished "
                                  f"within {wait_s:.1f}s: the peer is slower than the offered load")
         fut: Future[Frame] = Future()

@@ -62,6 +62,26 @@ from transport.tcp_common import (
     nbytes,
 )
 
+_local = threading.local()
+
+
+class _EventFd:
+    """One eventfd per thread that calls request(), closed with the thread's locals."""
+
+    def __init__(self) -> None:
+        self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+
+    def __del__(self) -> None:
+        os.close(self.fd)
+
+
+def _thread_eventfd() -> int:
+    efd = getattr(_local, "efd", None)
+    if efd is None:
+        efd = _local.efd = _EventFd()
+    return efd.fd
+
+
 MONITOR_EVENTS = (zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
                   | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
                   | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
@@ -100,6 +120,7 @@ class TcpClient(ClientChannel):
         self._inflight = InFlight(max_in_flight)
         self._outbox: collections.deque[tuple[str, list[Any]]] = collections.deque()
         self._lock = threading.Lock()
+        self._callers = 0  # threads inside request(), reading the socket themselves
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._closed = threading.Event()
         self._hb_ids = itertools.count()
@@ -143,6 +164,22 @@ class TcpClient(ClientChannel):
     def request(self, frame: Frame, timeout_s: float) -> Frame:
         fut = self.submit(frame, timeout_s)
         deadline = time.monotonic() + timeout_s + RESULT_GRACE_S
+        # Wait on the socket's fd AND on this thread's eventfd, which the future's callback
+        # signals: another thread (the I/O thread) may read our reply and disarm the socket fd.
+        done_fd = _thread_eventfd()
+        fut.add_done_callback(lambda _f: os.eventfd_write(done_fd, 1))
+        with self._lock:
+            self._callers += 1  # the I/O thread leaves the socket fd to us meanwhile
+        try:
+            return self._wait(frame, fut, done_fd, deadline, timeout_s)
+        finally:
+            with self._lock:
+                self._callers -= 1
+                last = self._callers == 0
+            if last and len(self._inflight):  # others still wait: the I/O thread reads for them again
+                os.eventfd_write(self._wake_fd, 1)
+
+    def _wait(self, frame: Frame, fut: Future[Frame], done_fd: int, deadline: float, timeout_s: float) -> Frame:
         poller = select.poll()
         polled_fd = -1
         while not fut.done():
@@ -159,8 +196,10 @@ class TcpClient(ClientChannel):
             if fd != polled_fd:
                 poller = select.poll()
                 poller.register(fd, select.POLLIN)
+                poller.register(done_fd, select.POLLIN)
                 polled_fd = fd
             poller.poll(max(1, int(min(left, CALLER_POLL_MAX_S) * 1000)))
+        drain_eventfd(done_fd)
         try:
             return fut.result(timeout=RESULT_GRACE_S)
         except TimeoutError as exc:
@@ -226,12 +265,15 @@ class TcpClient(ClientChannel):
                     self._heartbeat(now)
                     self._drain(now)
                     self._expire(now)
-                    fds = (self._sock.FD, self._monitor.FD)
+                    # While a request() caller waits on the socket fd, it reads for everyone;
+                    # two threads woken by one reply would only fight over the lock.
+                    fds = (self._sock.FD if not self._callers else -1, self._monitor.FD)
                     wait_ms = self._poll_timeout_ms(now)
                 if fds != polled:
                     poller = select.poll()
                     for fd in (*fds, self._wake_fd):
-                        poller.register(fd, select.POLLIN)
+                        if fd >= 0:
+                            poller.register(fd, select.POLLIN)
                     polled = fds
                 if any(fd == self._wake_fd for fd, _ in poller.poll(wait_ms)):
                     drain_eventfd(self._wake_fd)

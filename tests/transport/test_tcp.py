@@ -251,3 +251,18 @@ def test_curve_encrypts_and_authenticates(tmp_path: Path) -> None:
                 c.request(Frame("q", "y"), 5.0)
     finally:
         server.close()
+
+
+def test_async_submits_and_blocking_requests_mixed(echo_server: TcpServer) -> None:
+    """Futures from submit() complete while other threads sit in request() (who reads the socket
+    changes hands between callers and the I/O thread); none is lost or stuck."""
+    with TcpClient(echo_server.info.endpoint) as c, ThreadPoolExecutor(4) as pool:
+        futs = [c.submit(Frame("q", f"a{i}", tensors={"v": np.array([i])}), 10.0) for i in range(50)]
+
+        def blocking(i: int) -> int:
+            return int(c.request(Frame("q", f"b{i}", tensors={"v": np.array([i])}), 10.0).tensors["v"][0])
+
+        assert sorted(pool.map(blocking, range(100))) == list(range(100))
+        later = [c.submit(Frame("q", f"c{i}"), 10.0) for i in range(20)]  # no caller reading now
+        assert [int(f.result(timeout=10).tensors["v"][0]) for f in futs] == list(range(50))
+        assert all(f.result(timeout=10).request_id == f"c{i}" for i, f in enumerate(later))
