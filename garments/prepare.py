@@ -27,26 +27,42 @@ STORE_VERSION = 1                  # layout of garment.json; bump to invalidate 
 PREPARE_CALLS = {"count": 0}
 
 
-def fit_canvas(image: np.ndarray, size: tuple[int, int] = CANVAS_SIZE, fill: tuple[int, ...] | None = None
-               ) -> np.ndarray:
-    """Scale image to fit inside size (W, H) keeping its aspect ratio, centred on a canvas filled with `fill`
-    (default: the median colour of the image border, i.e. the backdrop). Works for (H, W, 3) and (H, W)."""
+def _scale_into(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize keeping the aspect ratio so the image just fits inside size (W, H)."""
+    w, h = size
+    ih, iw = image.shape[:2]
+    s = min(w / iw, h / ih)
+    nw, nh = max(1, round(iw * s)), max(1, round(ih * s))
+    if (nw, nh) == (iw, ih):
+        return image
+    if image.ndim == 2:
+        return np.where(cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR) >= 128, 255, 0).astype(np.uint8)
+    return cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
+
+
+def _border_colour(image: np.ndarray) -> tuple[int, ...]:
+    border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]], axis=0)
+    return tuple(int(v) for v in np.median(border, axis=0).reshape(-1))
+
+
+def _pad_to(image: np.ndarray, size: tuple[int, int], fill: tuple[int, ...]) -> np.ndarray:
     w, h = size
     ih, iw = image.shape[:2]
     if (iw, ih) == (w, h):
         return image
-    s = min(w / iw, h / ih)
-    nw, nh = max(1, round(iw * s)), max(1, round(ih * s))
-    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC
-    scaled = cv2.resize(image, (nw, nh), interpolation=interp if image.ndim == 3 else cv2.INTER_LINEAR)
-    if fill is None:
-        border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]], axis=0)
-        fill = tuple(int(v) for v in np.median(border, axis=0).reshape(-1))
     canvas = np.empty((h, w) + image.shape[2:], image.dtype)
     canvas[:] = np.asarray(fill, image.dtype).reshape((1, 1) + image.shape[2:]) if image.ndim == 3 else fill[0]
-    x0, y0 = (w - nw) // 2, (h - nh) // 2
-    canvas[y0 : y0 + nh, x0 : x0 + nw] = scaled
+    x0, y0 = (w - iw) // 2, (h - ih) // 2
+    canvas[y0 : y0 + ih, x0 : x0 + iw] = image
     return canvas
+
+
+def fit_canvas(image: np.ndarray, size: tuple[int, int] = CANVAS_SIZE, fill: tuple[int, ...] | None = None
+               ) -> np.ndarray:
+    """Scale image to fit inside size (W, H) keeping its aspect ratio, centred on a canvas filled with `fill`
+    (default: the median colour of the image border, i.e. the backdrop). Works for (H, W, 3) and (H, W)."""
+    scaled = _scale_into(image, size)
+    return _pad_to(scaled, size, fill if fill is not None else _border_colour(scaled))
 
 
 def prepare_garment(image: np.ndarray, name: str, *, kind: str | None = None, mask: np.ndarray | None = None,
@@ -67,15 +83,17 @@ def prepare_garment(image: np.ndarray, name: str, *, kind: str | None = None, ma
     check_rgb(image)
     if mask is not None and (mask.shape != image.shape[:2] or mask.dtype != np.uint8):
         raise InvalidGarmentImage(f"mask must be {image.shape[:2]} uint8, got {mask.shape} {mask.dtype}")
-    if canvas is not None:
-        if mask is not None:
-            mask = fit_canvas(mask, canvas, fill=(0,))
-        image = fit_canvas(image, canvas)
+    if canvas is not None:   # scale now, pad after the mask: the mask reads the photo's own border
+        image = _scale_into(image, canvas)
+        mask = _scale_into(mask, canvas) if mask is not None else None
     PREPARE_CALLS["count"] += 1
     if mask is None:
         mask = cloth_mask(image)
     else:
         mask = fill_holes(keep_largest_component(np.where(mask >= 128, 255, 0).astype(np.uint8)))
+    if canvas is not None:
+        image = _pad_to(image, canvas, _border_colour(image))
+        mask = _pad_to(mask, canvas, (0,))
     found = find_landmarks(mask)
     image = np.ascontiguousarray(image)
     return Garment(id=content_id(image, mask), name=name, image=image, mask=mask, landmarks=found.points,

@@ -182,3 +182,21 @@ def test_demo_cli_keeps_a_valid_catalog(tmp_path: Path, demo_dir: Path, repo_roo
     assert out.returncode == 0, out.stderr
     assert f"{len(DEMO_DESIGNS)} garments in {root}" in out.stdout
     assert "present and valid: nothing to do" in out.stderr
+
+
+def test_prepare_fits_any_photo_to_the_vitonhd_canvas(demo_items, iou) -> None:
+    """A landscape, noisy photo: masked at its own scale, then padded onto 768x1024 with its backdrop colour."""
+    import cv2
+
+    it = next(i for i in demo_items if i["slug"] == "tshirt-red")
+    square = cv2.copyMakeBorder(it["rgb"], 0, 0, 128, 128, cv2.BORDER_REPLICATE)[62:962]   # 1024 wide, 900 high
+    truth = cv2.copyMakeBorder(it["truth"], 0, 0, 128, 128, cv2.BORDER_CONSTANT, value=0)[62:962]
+    noise = np.random.default_rng(0).normal(0, 2.5, square.shape)
+    photo = np.clip(square + noise, 0, 255).astype(np.uint8)
+    g = prepare_garment(photo, "square")
+    assert g.image.shape == (1024, 768, 3) and g.kind == "tshirt"
+    expected = np.zeros((1024, 768), np.uint8)     # scale 0.75 -> 768 x 675, centred: rows 174..848
+    expected[174:849] = cv2.resize(truth, (768, 675), interpolation=cv2.INTER_AREA)
+    assert iou(g.mask, expected) >= 0.97
+    assert (g.mask[:174] == 0).all() and (g.mask[849:] == 0).all()
+    assert np.abs(g.image[:100].astype(int) - photo[:5].reshape(-1, 3).mean(axis=0)).max() < 12  # backdrop fill
