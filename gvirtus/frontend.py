@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils import _pytree as pytree
 
 from gvirtus.client import Connection
 from gvirtus.errors import InvalidRequest, RemoteDeviceLost
@@ -271,7 +270,6 @@ class RemoteModule:
         self.content_hash = cap.content_hash
         self.input_specs: list[Spec] = cap.input_specs
         self.output_specs: list[Spec] = cap.output_specs
-        self._out_spec = cap.out_spec
         self._capture = cap              # kept to re-register after a reconnect
         self.module_id = 0
         self.generation = 0
@@ -317,7 +315,7 @@ class RemoteModule:
         sid = self.device.session_id
         leaves = [DeviceBuffer.from_info(o.device, sid) if o.WhichOneof("dest") == "device" else from_wire(o.host)
                   for o in reply.outputs]
-        return pytree.tree_unflatten(leaves, self._out_spec)
+        return self._capture.assemble(leaves)
 
     def unregister(self) -> None:
         """Drop this session's reference; the backend frees the weights when no session uses them."""

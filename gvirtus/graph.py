@@ -59,6 +59,14 @@ class CapturedGraph:
     output_specs: list[Spec]
     out_spec: pytree.TreeSpec
     content_hash: str = field(default="")
+    output_consts: dict[int, Any] = field(default_factory=dict)   # non-tensor output leaves, by position
+    num_outputs: int = 0
+
+    def assemble(self, tensors: Sequence[Any]) -> Any:
+        """The module's output structure from the graph's tensor outputs (constants re-inserted)."""
+        it = iter(tensors)
+        leaves = [self.output_consts[k] if k in self.output_consts else next(it) for k in range(self.num_outputs)]
+        return pytree.tree_unflatten(leaves, self.out_spec)
 
     @property
     def weight_bytes(self) -> int:
@@ -108,6 +116,8 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[Any]) -> CapturedG
         refs[node] = {"w": k} if k < len(weights) else {"i": k - len(weights)}
     nodes: list[dict[str, Any]] = []
     outputs: list[Any] = []
+    leaves: list[Any] = []
+    output_consts: dict[int, Any] = {}
 
     def ref(value: Any) -> dict[str, int] | None:
         return refs[value] if isinstance(value, torch.fx.Node) else None
@@ -126,14 +136,17 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[Any]) -> CapturedG
             nodes.append({"op": target, "args": args, "kwargs": kwargs})
             refs[node] = {"n": len(nodes) - 1}
         elif node.op == "output":
-            outputs = codec.encode(list(node.args[0]), ref)
+            leaves = list(node.args[0])
+            output_consts = {k: v for k, v in enumerate(leaves) if not isinstance(v, torch.fx.Node)}
+            outputs = [refs[v] for v in leaves if isinstance(v, torch.fx.Node)]
         elif node.op != "placeholder":
             raise OpNotAllowed(f"graph node {node.format_node()} ({node.op}) cannot be sent to the backend")
     graph = {"format": GRAPH_FORMAT, "version": GRAPH_VERSION, "num_weights": len(weights),
              "num_inputs": len(inputs), "nodes": nodes, "outputs": outputs}
     graph_json = json.dumps(graph, separators=(",", ":"))
     out_specs = [Spec.of(t) for t in real_out if isinstance(t, torch.Tensor)]
-    cap = CapturedGraph(graph_json, weights, [Spec.of(t) for t in inputs], out_specs, holder["spec"])
+    cap = CapturedGraph(graph_json, weights, [Spec.of(t) for t in inputs], out_specs, holder["spec"],
+                        output_consts=output_consts, num_outputs=len(leaves))
     cap.content_hash = content_hash(graph_json, weights)
     return cap
 

@@ -136,3 +136,21 @@ def test_other_sessions_module_id_is_invalid(backend: BackendProcess, dev: gvirt
             other._call("Launch", gvirtus.frontend.pb.LaunchRequest(module_id=mod.module_id), "launch")
     finally:
         other.close()
+
+
+class Structured(nn.Module):
+    """Outputs a dict with tensors, a tuple, and plain Python values (kept on the client)."""
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, object]:
+        return {"sum": x + y, "none": None, "n": x.shape[0], "pair": (x.mean(), torch.cat([x, y]))}
+
+
+def test_structured_outputs_and_several_inputs(dev: gvirtus.RemoteDevice) -> None:
+    x, y = torch.randn(2, 3), torch.randn(2, 3)
+    mod = dev.register_module(Structured(), [x, y])
+    out = mod(x, y)
+    want = Structured()(x, y)
+    assert out["none"] is None and out["n"] == 2
+    torch.testing.assert_close(out["sum"], want["sum"])
+    torch.testing.assert_close(out["pair"][0], want["pair"][0])
+    torch.testing.assert_close(out["pair"][1], want["pair"][1])
