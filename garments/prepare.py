@@ -21,7 +21,7 @@ CANVAS_SIZE = (768, 1024)          # (W, H) of prepared garments, VITON-HD's clo
 THUMBNAIL_PX = 192                 # longest side of a catalog thumbnail
 THUMBNAIL_MARGIN = 0.04            # margin around the garment's box, as a fraction of its larger side
 JPEG_QUALITY = 85
-STORE_VERSION = 1                  # layout of garment.json; bump to invalidate prepared caches
+STORE_VERSION = 2                  # layout of garment.json; bump to invalidate prepared caches
 
 # Counts real preparations (mask + landmarks computed); tests use it to prove caches are hit.
 PREPARE_CALLS = {"count": 0}
