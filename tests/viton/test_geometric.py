@@ -11,7 +11,6 @@ from viton_synth import drawn_person, make_garment
 
 from viton import GeometricEngine, InvalidInput, PersonData, PoseIncomplete
 from viton.geometric import changeable_region
-from viton.geometric.body import body_frame
 from viton.geometric.regions import KEPT_LABELS, UPPER_LABELS
 from viton.geometric.warp import fit_tps
 
@@ -40,8 +39,7 @@ def check_invariants(person: PersonData, out: np.ndarray, alpha: np.ndarray) -> 
     """Assert the acceptance invariants; return (coverage, spill)."""
     assert out.shape == person.image.shape and out.dtype == np.uint8
     assert np.isfinite(alpha).all() and alpha.min() >= 0 and alpha.max() <= 1
-    scale = body_frame(person.keypoints).scale
-    region = changeable_region(person.parse, scale).astype(bool)
+    region = changeable_region(person.parse).astype(bool)
     kept = np.isin(person.parse, KEPT_LABELS)
     assert not (region & kept).any()
     assert np.array_equal(out[~region], person.image[~region]), "pixels outside the changeable region changed"

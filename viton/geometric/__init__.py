@@ -3,7 +3,7 @@
 Public face:
     GeometricEngine(device)           implements viton.engine.Engine
     body_frame(keypoints) -> BodyFrame the body anchors garments are warped to
-    changeable_region(parse, scale)   the pixels a try-on may change (everything else is kept)
+    changeable_region(parse)          the pixels a try-on may change (everything else is kept)
 """
 
 from __future__ import annotations

@@ -21,16 +21,18 @@ import numpy as np
 from viton.checks import check_garment, check_person
 from viton.engine import GarmentData, PersonData, TryOnOutput
 from viton.geometric import regions, warp
-from viton.geometric.body import body_frame, fit_hem_to_clothes
+from viton.geometric.body import BodyFrame, body_frame, fit_hem_to_clothes
 
 SHADE_STRENGTH = 0.85         # how much of the old clothes' luminance detail reaches the garment
 SHADE_RANGE = (0.65, 1.25)    # clip of the luminance ratio (keeps prints on the old clothes faint)
 SKIN_SHADE_STRENGTH = 0.6
 DEFAULT_SKIN_RGB = (205.0, 160.0, 135.0)
 MAX_GARMENT_OVERSAMPLING = 1.5  # garment px per output px kept before downscaling (anti-aliasing)
-EDGE_SIGMA = 0.0012           # x image long side: Gaussian sigma of the anti-aliased label edges
-MIN_EDGE_SIGMA_PX = 0.7
 SKIN_LABELS = (10, 13, 14, 15)
+ARM_ZONE_WIDTH = 0.26        # x body scale: old clothes this close to an arm become skin, not fabric
+FABRIC_FILL_CELL_PX = 8      # px: resolution of the fabric fill
+FABRIC_FILL_SIGMAS = (0, 1, 2, 4, 8, 16)  # cells
+FABRIC_MIN_SUPPORT = 0.2     # garment coverage that makes a level's colour trustworthy
 SKIN_SAMPLE_STRIDE = 4        # px: subsample for the skin colour median
 
 
@@ -81,6 +83,44 @@ def _luminance_ratio(image: np.ndarray, cloth: np.ndarray, blur_sigma: float) ->
     return np.clip(smooth / max(mean, 1.0), *SHADE_RANGE).astype(np.float32)
 
 
+def arm_zone(body: BodyFrame, box: tuple[int, int, int, int]) -> np.ndarray:
+    """(h, w) uint8 {0, 1} in the box: thick strokes along both arms (shoulder, elbow, wrist)."""
+    x0, y0, x1, y1 = box
+    zone = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
+    width = max(int(round(ARM_ZONE_WIDTH * body.scale)), 1)
+    off = np.array([x0, y0])
+    for chain in ((body.shoulder_r, body.elbow_r, body.wrist_r), (body.shoulder_l, body.elbow_l, body.wrist_l)):
+        pts = [tuple(int(round(v)) for v in (p - off)) for p in chain]
+        for a, b in zip(pts[:-1], pts[1:], strict=True):
+            cv2.line(zone, a, b, 1, thickness=width, lineType=cv2.LINE_8)
+    return zone
+
+
+def fabric_fill(sampled: np.ndarray, cell: int) -> np.ndarray:
+    """(h, w, 3) float32: the warped garment's colours diffused over the whole box.
+
+    Push-pull at 1/cell resolution: the finest of a few Gaussian levels where the garment has
+    support gives the colour (premultiplied colour / alpha), upsampled bilinearly.
+    Args:
+        sampled: (h, w, 4) uint8 premultiplied RGBA, the warped garment.
+    """
+    h, w = sampled.shape[:2]
+    small = cv2.resize(sampled, (max(w // cell, 1), max(h // cell, 1)), interpolation=cv2.INTER_AREA)
+    small = small.astype(np.float32)
+    fill = np.zeros(small.shape[:2] + (3,), np.float32)
+    done = np.zeros(small.shape[:2], bool)
+    for sigma in FABRIC_FILL_SIGMAS:
+        blurred = small if sigma == 0 else cv2.GaussianBlur(small, (0, 0), sigmaX=sigma, sigmaY=sigma)
+        a = blurred[..., 3]
+        ok = (a > FABRIC_MIN_SUPPORT * 255.0) & ~done
+        fill[ok] = blurred[ok, :3] / a[ok, None] * 255.0
+        done |= ok
+    if not done.all():  # no garment anywhere near: its mean colour
+        total = max(float(small[..., 3].sum()), 1e-6)
+        fill[~done] = small[..., :3].reshape(-1, 3).sum(0) / total * 255.0
+    return cv2.resize(fill, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
 class GeometricEngine:
     """Dresses a person in a garment by landmark TPS warping; needs no weights.
 
@@ -106,7 +146,7 @@ class GeometricEngine:
         H, W = parse.shape
         body = body_frame(person.keypoints)
         body = fit_hem_to_clothes(body, regions.label_masks(parse)["upper"])
-        region = regions.changeable_region(parse, body.scale)
+        region = regions.changeable_region(parse)
         box = regions.bounding_box(region, pad=2)
         timings["anchors"] = _ms(t0)
         if box is None:  # nothing to dress: no upper body in the parse map
@@ -128,7 +168,7 @@ class GeometricEngine:
         crop = image[y0:y1, x0:x1]
         masks = regions.label_masks(parse[y0:y1, x0:x1])
         change = region[y0:y1, x0:x1].astype(np.float32)
-        sigma = max(MIN_EDGE_SIGMA_PX, EDGE_SIGMA * max(H, W))
+        sigma = regions.edge_sigma(parse.shape)
         kept = regions.soften(masks["kept"], sigma)
         arms = regions.soften(masks["arms"], sigma)
         upper = regions.soften(masks["upper"], sigma)
@@ -143,21 +183,26 @@ class GeometricEngine:
         g_alpha = sampled[..., 3].astype(np.float32) * (1.0 / 255.0)
         alpha = g_alpha * layer
 
-        # out = photo (1 - removed)(1 - alpha) + skin removed (1 - alpha) + garment alpha, with the
-        # garment premultiplied by its own alpha (sampled) and modulated by the photo's light
+        # Old clothes the garment does not reach: along the arms they become skin (the new
+        # sleeve ends there); elsewhere (coat tails, a bulky back) the garment's fabric carries on
+        # (its colours diffused outward, `fabric_fill`), so the old garment never shows.
+        near_arm = regions.soften(arm_zone(body, box), sigma * 4)
+        extend = removed * (1.0 - near_arm)
+        skin_removed = removed - extend
         ratio = _luminance_ratio(crop, masks["upper"], blur_sigma=max(1.0, 0.015 * body.scale))
+        shade = np.ones_like(layer) if ratio is None else 1.0 + SHADE_STRENGTH * (ratio - 1.0) * upper
+        skin_shade = np.ones_like(layer) if ratio is None else 1.0 + SKIN_SHADE_STRENGTH * (ratio - 1.0)
         keep_photo = 1.0 - alpha
+        skin_w = skin_removed * keep_photo * skin_shade
+        fabric_w = extend * keep_photo * shade
+        keep_photo *= 1.0 - removed
         out_crop = crop.astype(np.float32)
-        if ratio is not None:
-            garment_gain = layer * (1.0 + SHADE_STRENGTH * (ratio - 1.0) * upper)
-            skin_w = removed * keep_photo * (1.0 + SKIN_SHADE_STRENGTH * (ratio - 1.0))
-            keep_photo *= 1.0 - removed
-        else:
-            garment_gain, skin_w = layer, None
         out_crop *= keep_photo[..., None]
-        if skin_w is not None:
-            out_crop += skin_w[..., None] * _skin_tone(image, parse)
-        out_crop += sampled[..., :3] * garment_gain[..., None]
+        out_crop += skin_w[..., None] * _skin_tone(image, parse)
+        out_crop += fabric_fill(sampled, FABRIC_FILL_CELL_PX) * fabric_w[..., None]
+        out_crop += sampled[..., :3] * (layer * shade)[..., None]  # the garment, premultiplied
+        alpha += extend * (1.0 - alpha)
+        np.clip(alpha, 0.0, 1.0, out=alpha)  # float round-off of the products above
         out = image.copy()
         # outside the changeable region alpha = removed = 0, so out_crop holds the photo's
         # integers exactly and rounds back to them: those pixels stay bit for bit (tested)

@@ -19,7 +19,9 @@ UPPER_LABELS = (5, 6, 7)
 NECK_LABELS = (10, 11)  # torso skin / neck, scarf
 ARM_LABELS = (3, 14, 15)
 KEPT_LABELS = (1, 2, 4, 13, 8, 9, 12, 16, 17, 18, 19)
-BACKGROUND_MARGIN = 0.004  # x body scale (+1 px): the anti-aliased edge's reach into the background
+EDGE_SIGMA = 0.0025        # x image long side: Gaussian sigma of the anti-aliased label edges (parse
+                           # maps come from low-resolution segmentations: their stairs need rounding)
+MIN_EDGE_SIGMA_PX = 0.7
 
 
 def _lut(labels: tuple[int, ...]) -> np.ndarray:
@@ -38,18 +40,24 @@ def label_masks(parse: np.ndarray) -> dict[str, np.ndarray]:
             "background": (parse == 0).astype(np.uint8)}
 
 
-def margin_px(scale: float) -> int:
-    return int(round(BACKGROUND_MARGIN * scale)) + 1
+def edge_sigma(shape: tuple[int, ...]) -> float:
+    """Gaussian sigma (px) of the soft label edges for an image of this (H, W, ...) shape."""
+    return max(MIN_EDGE_SIGMA_PX, EDGE_SIGMA * max(shape[0], shape[1]))
 
 
-def changeable_region(parse: np.ndarray, scale: float) -> np.ndarray:
+def margin_px(shape: tuple[int, ...]) -> int:
+    """How far (px) the garment's anti-aliased edge may reach into the background."""
+    return int(np.ceil(2.0 * edge_sigma(shape))) + 1
+
+
+def changeable_region(parse: np.ndarray) -> np.ndarray:
     """(H, W) uint8 {0, 1}: the pixels a try-on may change.
 
-    Upper clothing, neck skin and arms, plus background within `margin_px(scale)` of them.
+    Upper clothing, neck skin and arms, plus background within `margin_px(parse.shape)` of them.
     Everything else (face, hair, lower body, far background) must come out unchanged.
     """
     body = _BODY[parse]
-    r = margin_px(scale)
+    r = margin_px(parse.shape)
     box = bounding_box(body, pad=r + 1)
     if box is None:
         return body

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +21,7 @@ from viton.vitonhd.options import VitonHDOptions
 from viton.vitonhd.pipeline import PipelineResult, run_pipeline
 
 DEFAULT_SEED = 0
+log = logging.getLogger("viton.vitonhd")
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -49,8 +51,9 @@ class VitonHDEngine:
     """VITON-HD try-on: segmentation, GMM warp and ALIAS synthesis at 1024 x 768.
 
     Args:
-        networks: {'seg', 'gmm', 'alias'} from build_networks() or load_networks().
-        device: 'auto', 'cpu', 'cuda' or 'cuda:N'; the networks are moved there.
+        networks: {'seg', 'gmm', 'alias'} from build_networks() or load_networks(); they are moved to
+            ``device`` in place (nn.Module.to) and put in eval mode.
+        device: 'auto', 'cpu', 'cuda' or 'cuda:N'.
         seed: seeds the per-call generator of the segmentation and ALIAS noise, so the same input
             always gives the same output (on the same device).
         options: must match how the networks were built (defaults = the published checkpoints).
@@ -79,8 +82,9 @@ class VitonHDEngine:
         with torch.inference_mode():
             inputs = make_inputs(person, garment, self.options).to(self.torch_device)
             t1 = time.perf_counter()
-            generator = torch.Generator(device=self.torch_device).manual_seed(self.seed)
-            result = run_pipeline(self.networks, inputs, self.options, generator)
+            if inputs.notes:
+                log.info("vitonhd adapter filled keypoints: %s", "; ".join(inputs.notes))
+            result = run_pipeline(self.networks, inputs, self.options, self.seed)
             t2 = time.perf_counter()
             frame = inputs.frame
             image = _to_uint8_image(frame.restore(result.output))

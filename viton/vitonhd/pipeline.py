@@ -1,7 +1,7 @@
 """The three-stage VITON-HD inference glue: segmentation -> GMM warp -> ALIAS synthesis.
 
 Every tensor is batch-first on one device; the random draws (segmentation noise, ALIAS noise)
-come from one ``torch.Generator`` on that device, so a seeded run is reproducible.
+come from seeded ``torch.Generator`` objects on that device, so a run is reproducible.
 """
 
 from __future__ import annotations
@@ -136,19 +136,24 @@ def synthesize(alias: nn.Module, inputs: VitonHDInputs, parse: torch.Tensor, war
 
 
 def run_pipeline(nets: dict[str, nn.Module], inputs: VitonHDInputs, options: VitonHDOptions,
-                 generator: torch.Generator) -> PipelineResult:
-    """All three stages on ``inputs`` (already on the networks' device); call under torch.inference_mode()."""
+                 seed: int) -> PipelineResult:
+    """All three stages on ``inputs`` (already on the networks' device); call under torch.inference_mode().
+
+    The segmentation noise and the ALIAS noise each get their own generator on the device, seeded with
+    ``seed``: on CPU the ALIAS noise then equals the official code's after ``torch.manual_seed(seed)``.
+    """
     device = inputs.cloth.device
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    seg_input, seg_output, parse13, parse = segment(nets["seg"], inputs, options, generator)
+    seg_input, seg_output, parse13, parse = segment(nets["seg"], inputs, options,
+                                                    torch.Generator(device=device).manual_seed(seed))
     _sync(device)
     t1 = time.perf_counter()
     input_a, input_b, theta, grid, warped_cloth, warped_mask = warp_cloth(nets["gmm"], inputs, parse, options)
     _sync(device)
     t2 = time.perf_counter()
     misalign, parse_div, alias_input, output = synthesize(nets["alias"], inputs, parse, warped_cloth, warped_mask,
-                                                          generator=generator)
+                                                          generator=torch.Generator(device=device).manual_seed(seed))
     _sync(device)
     t3 = time.perf_counter()
     timings.update(seg=(t1 - t0) * 1e3, gmm=(t2 - t1) * 1e3, alias=(t3 - t2) * 1e3)
