@@ -64,7 +64,8 @@ def start_server(tmp_path: Path, env_extra: dict[str, str] | None = None, **cfg_
     cfg_path.write_text(json.dumps(cfg))
     r, w = os.pipe()
     env = dict(os.environ, VM_CONFIG=str(cfg_path), VM_PIPELINE_FACTORY=TEST_FACTORY, VM_NOTIFY_FD=str(w),
-               PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", **(env_extra or {}))
+               PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+    env.update(env_extra or {})
     log_path = tmp_path / "web.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "node1.web"], cwd=ROOT, env=env, pass_fds=(w,),

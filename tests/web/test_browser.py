@@ -22,7 +22,7 @@ from tests.web.server import Server, start_server
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
-WAIT_S = 30
+WAIT_S = 90          # the real pipeline on a busy 2-core machine can take tens of seconds
 FAKE_CAMERA_FRAMES = 10
 
 pytestmark = pytest.mark.skipif(
@@ -181,3 +181,32 @@ def test_camera_denied_message_then_upload_works(server: Server, astronaut_jpeg:
             _try_on_and_wait(driver)
         finally:
             driver.quit()
+
+
+@pytest.mark.slow
+def test_real_local_pipeline_in_the_browser(tmp_path: Path, demo_catalog_dir: Path, astronaut: np.ndarray):
+    """Opt-in (--run-slow): the page with REAL components in process (node1.local_pipeline)."""
+    from selenium.webdriver.common.by import By
+
+    pytest.importorskip("node1.preprocess", reason="node1.preprocess is not available")
+    srv = start_server(tmp_path, env_extra={"VM_PIPELINE_FACTORY": "node1.local_pipeline:build_local"},
+                       paths={"catalog_dir": str(demo_catalog_dir)})
+    ARTIFACTS.mkdir(exist_ok=True)
+    try:
+        y4m = tmp_path / "astronaut.y4m"
+        write_y4m(y4m, astronaut)
+        driver = make_driver(y4m, tmp_path / "profile", 1280, 1000)
+        try:
+            driver.get(srv.base + "/")
+            snap = driver.find_element(By.ID, "snap")
+            _wait(driver, lambda d: snap.is_enabled(), "the camera preview")
+            snap.click()
+            _wait(driver, lambda d: d.find_element(By.ID, "photo-preview").is_displayed(), "the snapped photo")
+            _try_on_and_wait(driver)
+            driver.set_window_size(1280, 1560)
+            driver.execute_script("window.scrollTo(0, 0)")
+            driver.save_screenshot(str(ARTIFACTS / "web_desktop_local_pipeline.png"))
+        finally:
+            driver.quit()
+    finally:
+        srv.stop()

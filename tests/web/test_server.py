@@ -138,6 +138,25 @@ def test_slow_loris_clients_are_cut_off_and_others_served(server: Server):
     assert server.proc.poll() is None
 
 
+def test_a_stalled_upload_body_is_cut_off(server: Server, astronaut_jpeg: bytes):
+    body, ctype = multipart({"garment": GARMENT}, {"photo": ("p.jpg", astronaut_jpeg)})
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+        with client_context().wrap_socket(raw) as tls:
+            tls.sendall(f"POST /api/tryon HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\n"
+                        f"Content-Length: {len(body)}\r\n\r\n".encode() + body[: len(body) // 2])
+            t0 = time.monotonic()
+            tls.settimeout(IO_TIMEOUT_S + 5)
+            try:
+                while tls.recv(65536):
+                    pass
+            except (ssl.SSLError, OSError):
+                pass
+            cut_after = time.monotonic() - t0
+    assert cut_after < IO_TIMEOUT_S + 3
+    status, _, _ = request(server, "GET", "/health")
+    assert status == 200
+
+
 def test_configured_certificate_and_clean_sigterm(tmp_path):
     cert, key = tmp_path / "mine.crt", tmp_path / "mine.key"
     write_self_signed(cert, key, "127.0.0.1", days=30)
