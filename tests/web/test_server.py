@@ -157,6 +157,21 @@ def test_a_stalled_upload_body_is_cut_off(server: Server, astronaut_jpeg: bytes)
     assert status == 200
 
 
+def test_web_client_verifies_the_self_signed_certificate(server: Server, astronaut_jpeg: bytes):
+    from node1.web_client import ApiError, ApiUnreachable, WebClient
+
+    client = WebClient(server.base, cafile=str(server.var_dir / "tls" / "node1.crt"))
+    assert client.health()["status"] == "ok"
+    garment = client.garments()[0]["id"]
+    res = client.tryon(astronaut_jpeg, garment)
+    assert client.result(res["result_url"])[:2] == b"\xff\xd8"
+    with pytest.raises(ApiError) as err:
+        client.tryon(astronaut_jpeg, "no-such-garment")
+    assert (err.value.status, err.value.code) == (422, "unknown_garment")
+    with pytest.raises(ApiUnreachable, match="CERTIFICATE_VERIFY_FAILED"):
+        WebClient(server.base).health()          # system CAs do not know the self-signed certificate
+
+
 def test_configured_certificate_and_clean_sigterm(tmp_path):
     cert, key = tmp_path / "mine.crt", tmp_path / "mine.key"
     write_self_signed(cert, key, "127.0.0.1", days=30)
