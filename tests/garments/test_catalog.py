@@ -47,28 +47,39 @@ def catalog_dir(tmp_path: Path, demo_dir: Path) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def drop_files(demo_items) -> dict[str, bytes]:
+    """The drop folder's files (encoded once per session): 3 good photos, 8 bad files, 2 to be ignored."""
+    by_slug = {it["slug"]: it for it in demo_items}
+
+    def small(slug: str) -> np.ndarray:
+        return np.asarray(Image.fromarray(by_slug[slug]["rgb"]).resize((384, 512), Image.Resampling.LANCZOS))
+
+    hoodie = by_slug["hoodie-grey"]
+    jpeg = encode(small("tshirt-black"), "JPEG", quality=92)
+    return {
+        "red_tee.jpg": encode(small("tshirt-red"), "JPEG", quality=92),
+        "tank.webp": encode(small("tank-olive"), "WEBP", quality=90),
+        "hoodie-cutout.png": encode(np.dstack([hoodie["rgb"], hoodie["truth"]]), "PNG"),  # alpha = the mask
+        "truncated.jpg": jpeg[: len(jpeg) // 3],
+        "notes.txt": b"not a garment photo\n",
+        "fake.png": b"hello, I am text with a .png name",
+        "empty.jpg": b"",
+        "huge.png": png_claiming(100_000, 100_000),
+        "big.png": png_claiming(5000, 5000),
+        "anim.gif": encode(small("tshirt-red"), "GIF"),
+        "backdrop_only.png": encode(np.full((512, 384, 3), (236, 233, 226), np.uint8), "PNG"),
+        "module.py": b"# the default drop folder is the package folder: source files are skipped\n",
+        ".hidden.jpg": b"",
+    }
+
+
 @pytest.fixture
-def drop_dir(tmp_path: Path, demo_items) -> Path:
+def drop_dir(tmp_path: Path, drop_files: dict[str, bytes]) -> Path:
     d = tmp_path / "drop"
     d.mkdir()
-    by_slug = {it["slug"]: it for it in demo_items}
-    small = lambda it: np.asarray(Image.fromarray(it["rgb"]).resize((384, 512), Image.Resampling.LANCZOS))  # noqa: E731
-    (d / "red_tee.jpg").write_bytes(encode(small(by_slug["tshirt-red"]), "JPEG", quality=92))
-    (d / "tank.webp").write_bytes(encode(small(by_slug["tank-olive"]), "WEBP", quality=90))
-    hoodie = by_slug["hoodie-grey"]
-    rgba = np.dstack([hoodie["rgb"], hoodie["truth"]])                      # a cut-out PNG: alpha is the mask
-    (d / "hoodie-cutout.png").write_bytes(encode(rgba, "PNG"))
-    jpeg = encode(small(by_slug["tshirt-black"]), "JPEG", quality=92)
-    (d / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 3])
-    (d / "notes.txt").write_text("not a garment photo\n")
-    (d / "fake.png").write_text("hello, I am text with a .png name")
-    (d / "empty.jpg").write_bytes(b"")
-    (d / "huge.png").write_bytes(png_claiming(100_000, 100_000))
-    (d / "big.png").write_bytes(png_claiming(5000, 5000))
-    (d / "anim.gif").write_bytes(encode(small(by_slug["tshirt-red"]), "GIF"))
-    (d / "backdrop_only.png").write_bytes(encode(np.full((512, 384, 3), (236, 233, 226), np.uint8), "PNG"))
-    (d / "module.py").write_text("# the default drop folder is the package folder: source files are skipped\n")
-    (d / ".hidden.jpg").write_bytes(b"")
+    for name, data in drop_files.items():
+        (d / name).write_bytes(data)
     return d
 
 
