@@ -235,9 +235,10 @@ class RepostCounter:
     def reposted(self, n: int = 1) -> None:
         self.count += n
 
-    def should_publish(self, idle: bool) -> bool:
-        """Publish every window/4 reposts, or whenever the receive queue went idle."""
-        return self.count - self._told >= self._batch or (idle and self.count != self._told)
+    def should_publish(self, at_message_end: bool) -> bool:
+        """Publish every window/4 reposts, and at the end of every message (so a peer that sends
+        little and then waits for a reply is never left short of credits)."""
+        return self.count - self._told >= self._batch or (at_message_end and self.count != self._told)
 
     def published(self) -> int:
         self._told = self.count

@@ -166,7 +166,7 @@ def test_credit_protocol_simulation_never_overruns() -> None:
             assert in_slots.pop(0) == delivered
             delivered += 1
             receiver.reposted()
-            if receiver.should_publish(idle=not in_slots):
+            if receiver.should_publish(at_message_end=not in_slots):
                 published[0] = receiver.published()
     assert sent == delivered == 1000
 
