@@ -31,6 +31,7 @@ SURE_BG, PROB_FG, SURE_FG = 3.0, 6.0, 14.0   # score thresholds (in backdrop noi
 REFINE_BAND_PX = 4           # full-res band around the upsampled boundary that is re-classified
 MIN_SIDE = 32
 FEATURE_SCALE = 25.0         # noise units mapped to ~0.76 of the feature range by tanh
+TEXTURE_SIGMA_PX = 1.2      # full-res scale of the fabric texture used when colour alone fails
 MIN_GARMENT_FRAC = 0.03      # a garment smaller than this fraction of the photo is refused
 BRIDGE_PX = 41               # full-res px: vertical gaps this tall inside the garment (light stripes) are bridged
 
@@ -139,6 +140,19 @@ def foreground_score(diff: np.ndarray) -> np.ndarray:
     return np.sqrt(np.sum(diff * diff, axis=-1))
 
 
+def texture_score(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Local fine-texture energy of the lightness, in units of the backdrop's own (from the border band),
+    at size (W, H): (H, W) float32 >= 0. Woven/knit fabric has texture that smooth paper does not."""
+    light = cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)[..., 0]
+    high = light - cv2.GaussianBlur(light, (0, 0), TEXTURE_SIGMA_PX)
+    energy = np.sqrt(cv2.GaussianBlur(high * high, (0, 0), 3 * TEXTURE_SIGMA_PX))
+    energy = cv2.resize(energy, size, interpolation=cv2.INTER_AREA)
+    band = _border_band(size[1], size[0])
+    med = float(np.median(energy[band]))
+    spread = 1.4826 * float(np.median(np.abs(energy[band] - med))) + 0.05 * med + 1e-3
+    return np.clip((energy - med) / spread, 0, None).astype(np.float32)
+
+
 def feature_image(diff: np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8 BGR-like image GrabCut models: the difference compressed with tanh around 128, so faint
     differences (light garment, off-white backdrop) are amplified and shadows look like the backdrop."""
@@ -213,6 +227,12 @@ def cloth_mask(image: np.ndarray) -> np.ndarray:
     diff = backdrop_difference(blurred, model)
     score = foreground_score(diff)
     coarse = keep_largest_component(_bridge(_grabcut(feature_image(diff), score, scale), scale))
+    if (coarse > 0).mean() < MIN_GARMENT_FRAC:
+        # Colour alone lost the garment (a white tee on white paper reads as a shadow): add fabric texture,
+        # which smooth paper lacks. Only as a fallback: texture also rings around every edge, which costs
+        # a pixel or two of boundary on garments that colour already separates.
+        score = np.hypot(score, texture_score(image, score.shape[::-1]))
+        coarse = keep_largest_component(_bridge(_grabcut(feature_image(diff), score, scale), scale))
     if not coarse.any():
         raise NoGarmentFound("no garment region found in the photo")
     soft = cv2.resize(coarse.astype(np.float32) / 255.0, (w, h), interpolation=cv2.INTER_LINEAR)
