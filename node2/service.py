@@ -62,7 +62,7 @@ class Gateway:
         elif kind == "garment":
             reply(self._count(frame, self._garment(frame)))
         elif kind == "health":
-            reply(self._count(frame, Frame("health", frame.request_id, meta=self.health())))
+            self._health_async(frame, reply)
         else:
             reply(self._count(frame, error_frame(frame.request_id, "unknown_kind",
                                                  f"kind {kind!r} is not served here; use tryon, garment or health")))
@@ -145,18 +145,42 @@ class Gateway:
         return error_frame(request_id, code, f"VITON service: {exc}")
 
     # -- health ------------------------------------------------------------------------------
-    def viton_status(self) -> dict[str, Any]:
+    def _health_async(self, frame: Frame, reply: Reply) -> None:
+        """Answer a `health` frame without blocking the channel thread on the VITON ping."""
         t0 = time.perf_counter()
         try:
-            answer = self.viton.request(Frame("ping", f"health:{new_request_id()}"), VITON_PING_TIMEOUT_S)
+            fut = self.viton.submit(Frame("ping", f"health:{new_request_id()}"), VITON_PING_TIMEOUT_S)
         except TransportError as exc:
+            reply(self._count(frame, Frame("health", frame.request_id, meta=self._health_dict(
+                {"endpoint": self.viton.info.endpoint, "reachable": False, "error": str(exc)}))))
+            return
+        fut.add_done_callback(lambda f: reply(self._count(frame, Frame(
+            "health", frame.request_id, meta=self._health_dict(self._ping_status(f, t0))))))
+
+    def _ping_status(self, fut: Future[Frame], t0: float) -> dict[str, Any]:
+        exc = fut.exception()
+        if exc is not None:
             return {"endpoint": self.viton.info.endpoint, "reachable": False, "error": str(exc)}
+        answer = fut.result()
         return {"endpoint": self.viton.info.endpoint, "reachable": answer.kind == "pong",
                 "answer": answer.kind, "rtt_ms": round((time.perf_counter() - t0) * 1000.0, 3),
                 **({"meta": answer.meta} if answer.meta else {})}
 
+    def viton_status(self) -> dict[str, Any]:
+        """Ping the VITON service (blocks up to VITON_PING_TIMEOUT_S: for the HTTP thread only)."""
+        t0 = time.perf_counter()
+        fut: Future[Frame] = Future()
+        try:
+            fut.set_result(self.viton.request(Frame("ping", f"health:{new_request_id()}"), VITON_PING_TIMEOUT_S))
+        except TransportError as exc:
+            fut.set_exception(exc)
+        return self._ping_status(fut, t0)
+
     def health(self) -> dict[str, Any]:
-        viton = self.viton_status()
+        """The /health document (blocking; see `_health_async` for the frame version)."""
+        return self._health_dict(self.viton_status())
+
+    def _health_dict(self, viton: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
             in_flight = self._in_flight
         return {

@@ -122,3 +122,17 @@ def test_health_endpoint(gateway_config, gateway) -> None:  # type: ignore[no-un
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(f"http://{gateway.health.address}/nope", timeout=5)
     assert e.value.code == 404
+
+
+def test_health_frame_does_not_block_the_channel(gateway_config, gateway, viton: TinyViton) -> None:  # type: ignore[no-untyped-def]
+    """With VITON gone, a `health` frame waits for its ping timeout, but other requests do not wait behind it."""
+    import time
+
+    viton.close()
+    with _client(gateway_config) as client:
+        health = client.channel.submit(Frame("health", "h1"), 5)
+        t0 = time.monotonic()
+        assert client.put_garment(make_garment(), 5).kind == "garment_stored"
+        assert time.monotonic() - t0 < 0.4
+        h = health.result(timeout=5)
+    assert h.meta["status"] == "degraded" and h.meta["viton"]["reachable"] is False
