@@ -119,7 +119,8 @@ class TcpClient(ClientChannel):
         self._hwm = hwm
         self._inflight = InFlight(max_in_flight)
         self._outbox: collections.deque[tuple[str, list[Any]]] = collections.deque()
-        self._lock = threading.Lock()
+        # Re-entrant: futures are resolved with the lock held, and a done-callback may submit again.
+        self._lock = threading.RLock()
         self._callers = 0  # threads inside request(), reading the socket themselves
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._closed = threading.Event()

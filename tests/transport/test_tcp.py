@@ -266,3 +266,16 @@ def test_async_submits_and_blocking_requests_mixed(echo_server: TcpServer) -> No
         later = [c.submit(Frame("q", f"c{i}"), 10.0) for i in range(20)]  # no caller reading now
         assert [int(f.result(timeout=10).tensors["v"][0]) for f in futs] == list(range(50))
         assert all(f.result(timeout=10).request_id == f"c{i}" for i, f in enumerate(later))
+
+
+def test_done_callback_may_use_the_channel(echo_server: TcpServer) -> None:
+    """Futures are resolved inside the channel; a callback that submits again must not deadlock."""
+    chained: list = []
+    with TcpClient(echo_server.info.endpoint) as c:
+        first = c.submit(Frame("q", "first"), 5.0)
+        first.add_done_callback(lambda f: chained.append(c.submit(Frame("q", "second"), 5.0)))
+        assert first.result(timeout=5).request_id == "first"
+        deadline = time.monotonic() + 5
+        while not chained and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert chained[0].result(timeout=5).request_id == "second"
