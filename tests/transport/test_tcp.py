@@ -279,3 +279,17 @@ def test_done_callback_may_use_the_channel(echo_server: TcpServer) -> None:
         while not chained and time.monotonic() < deadline:
             time.sleep(0.01)
         assert chained[0].result(timeout=5).request_id == "second"
+
+
+@pytest.mark.parametrize("endpoint", ["bogus://x", "tcp://127.0.0.1:notaport", "tcp://no.such.host.invalid:5"])
+def test_zmq_errors_never_leak(endpoint: str) -> None:
+    """Bad endpoints surface as TransportError (the package's tree), never as zmq.ZMQError."""
+    with pytest.raises(TransportError):
+        TcpServer(endpoint, echo).start()
+    try:
+        client = TcpClient(endpoint, heartbeat_timeout_s=0.5)
+    except TransportError:
+        return  # refused at connect time
+    with client:  # zmq accepted the address lazily: the failure must still be typed
+        with pytest.raises(TransportError):
+            client.request(Frame("q", "x"), 2.0)
