@@ -53,7 +53,7 @@ DEFAULTS: dict[str, Any] = {
     "limits": {"upload_max_mb": 10, "image_max_side": 4096, "request_timeout_s": 30,
                "result_ttl_s": 600, "rate_limit_per_min": 120},
     "paths": {"models_dir": "models", "catalog_dir": "var/catalog",
-              "garment_drop_dir": "garments", "var_dir": "var"},
+              "garment_drop_dir": "garment_photos", "var_dir": "var"},
 }
 
 
