@@ -8,9 +8,11 @@ The server side runs in its own process (as node 2 does), on loopback. Measured 
   (`transport.TcpClient` -> `transport.TcpServer`, PIPELINE requests in flight, each answered
   by a tensor-less ack), and over a plain TCP socket (length-prefixed messages, `sendall` /
   `recv_into` into a preallocated buffer, one ack byte per message, same pipelining);
-* round trip of a 4 KB tensor (echoed back) over the channel and over the plain socket.
+* round trip of a 4 KB tensor (echoed back) over the channel and over the plain socket, and
+  (for reference) plain pyzmq DEALER -> ROUTER echo without frame checks or threads.
 
 `--json` prints one object: tcp_8mb_gbps, socket_8mb_gbps, rtt_4kb_p50_us, rtt_4kb_p99_us (+ the rest).
+Channel and baselines alternate in rounds so they share the (shared, noisy) machine's load.
 Targets (issue 6): 8 MB >= 70% of the raw socket; 4 KB round trip p50 <= 100 us.
 """
 
@@ -25,16 +27,18 @@ import subprocess
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
+import zmq
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from transport import Frame, TcpClient, TcpServer  # noqa: E402
+from transport import ClientChannel, Frame, TcpClient, TcpServer  # noqa: E402
 
 SIZES = {"64kb": 64 * 1024, "1mb": 1 << 20, "8mb": 8 << 20}
 PIPELINE = 4                 # messages in flight during throughput runs
@@ -48,7 +52,7 @@ SERVER_START_TIMEOUT_S = 20.0
 def serve(kind: str, port: int) -> None:
     """Run one benchmark server until stdin closes."""
     if kind == "channel":
-        def handler(frame: Frame, reply) -> None:  # type: ignore[no-untyped-def]
+        def handler(frame: Frame, reply: Callable[[Frame], None]) -> None:
             if frame.kind == "echo":
                 reply(Frame("echo", frame.request_id, tensors=dict(frame.tensors)))
             else:
@@ -60,12 +64,24 @@ def serve(kind: str, port: int) -> None:
         sys.stdin.read()
         server.close()
         return
+    if kind == "zmq":
+        ctx = zmq.Context()
+        router = ctx.socket(zmq.ROUTER)
+        router.bind(f"tcp://127.0.0.1:{port}")
+        print("READY", flush=True)
+        while True:  # echo, the plain pyzmq pattern (killed by the parent)
+            router.send_multipart(router.recv_multipart(copy=False), copy=False)
     lsock = socket.create_server(("127.0.0.1", port))
     print("READY", flush=True)
-    conn, _ = lsock.accept()
-    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     buf = bytearray(16 << 20)
-    view = memoryview(buf)
+    while True:
+        conn, _ = lsock.accept()
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        _serve_socket(conn, memoryview(buf))
+        conn.close()
+
+
+def _serve_socket(conn: socket.socket, view: memoryview) -> None:
     while True:
         head = _recv_exact(conn, view[:LEN.size])
         if head is None:
@@ -103,7 +119,7 @@ def _start_server(kind: str) -> tuple[subprocess.Popen[str], int]:
 
 
 # -- measurements --------------------------------------------------------------------------------
-def channel_throughput(client: TcpClient, nbytes: int, seconds: float) -> float:
+def channel_throughput(client: ClientChannel, nbytes: int, seconds: float) -> float:
     """Gbit/s of tensor payload, PIPELINE requests in flight."""
     tensor = np.random.default_rng(0).integers(0, 255, nbytes, dtype=np.uint8)
     pending: deque[Future[Frame]] = deque()
@@ -113,12 +129,12 @@ def channel_throughput(client: TcpClient, nbytes: int, seconds: float) -> float:
         while len(pending) < PIPELINE:
             pending.append(client.submit(Frame("sink", f"s{sent}", tensors={"t": tensor}), 30.0))
             sent += 1
-        pending.popleft().result()
+        client.wait(pending.popleft(), 30.0)
         done += 1
         if time.perf_counter() - t0 >= seconds and done >= 8:
             break
     while pending:
-        pending.popleft().result()
+        client.wait(pending.popleft(), 30.0)
         done += 1
     return done * nbytes * 8 / (time.perf_counter() - t0) / 1e9
 
@@ -133,7 +149,7 @@ def socket_throughput(port: int, nbytes: int, seconds: float) -> float:
         while True:
             while in_flight < PIPELINE:
                 s.sendall(head)
-                s.sendall(payload)  # the array itself: no copy into a bytes object
+                s.sendall(payload.data)  # the array's own memory: no copy into a bytes object
                 in_flight += 1
                 sent += 1
             s.recv(1)  # acks are single bytes; at most PIPELINE outstanding
@@ -147,7 +163,7 @@ def socket_throughput(port: int, nbytes: int, seconds: float) -> float:
         return sent * nbytes * 8 / (time.perf_counter() - t0) / 1e9
 
 
-def channel_rtt(client: TcpClient, n: int) -> np.ndarray:
+def channel_rtt(client: ClientChannel, n: int) -> np.ndarray:
     tensor = np.zeros(RTT_BYTES, np.uint8)
     out = np.empty(n)
     for i in range(RTT_WARMUP + n):
@@ -174,33 +190,55 @@ def socket_rtt(port: int, n: int) -> np.ndarray:
     return out * 1e6
 
 
-def run(seconds: float, rtt_n: int) -> dict[str, float]:
-    res: dict[str, float] = {}
-    chan_proc, chan_port = _start_server("channel")
+def zmq_rtt(port: int, n: int) -> np.ndarray:
+    """Plain pyzmq DEALER -> ROUTER echo of a header + 4 KB (no frame checks, no threads)."""
+    ctx = zmq.Context()
+    d = ctx.socket(zmq.DEALER)
+    d.linger = 0
+    d.connect(f"tcp://127.0.0.1:{port}")
+    payload = np.zeros(RTT_BYTES, np.uint8)
+    out = np.empty(n)
+    for i in range(RTT_WARMUP + n):
+        t = time.perf_counter()
+        d.send_multipart([b'{"v":1}', payload.data], copy=False)
+        d.recv_multipart(copy=False)
+        if i >= RTT_WARMUP:
+            out[i - RTT_WARMUP] = time.perf_counter() - t
+    d.close()
+    ctx.term()
+    return out * 1e6
+
+
+def run(seconds: float, rtt_n: int, rounds: int) -> dict[str, float]:
+    """Channel and baselines alternate in `rounds` rounds so they share the machine's noise;
+    throughputs are the median over rounds, round-trip percentiles pool every sample."""
+    servers = {kind: _start_server(kind) for kind in ("channel", "socket", "zmq")}
+    tput: dict[str, list[float]] = {}
+    rtts: dict[str, list[np.ndarray]] = {"channel": [], "socket": [], "zmq": []}
     try:
-        with TcpClient(f"tcp://127.0.0.1:{chan_port}", max_message_bytes=64 << 20) as client:
-            for name, nbytes in SIZES.items():
-                res[f"tcp_{name}_gbps"] = channel_throughput(client, nbytes, seconds)
-            rtt = channel_rtt(client, rtt_n)
-        res["rtt_4kb_p50_us"] = float(np.percentile(rtt, 50))
-        res["rtt_4kb_p99_us"] = float(np.percentile(rtt, 99))
+        with TcpClient(f"tcp://127.0.0.1:{servers['channel'][1]}", max_message_bytes=64 << 20) as client:
+            for _ in range(rounds):
+                for name, nbytes in SIZES.items():
+                    tput.setdefault(f"tcp_{name}_gbps", []).append(
+                        channel_throughput(client, nbytes, seconds / rounds))
+                    tput.setdefault(f"socket_{name}_gbps", []).append(
+                        socket_throughput(servers["socket"][1], nbytes, seconds / rounds))
+                rtts["channel"].append(channel_rtt(client, rtt_n // rounds))
+                rtts["socket"].append(socket_rtt(servers["socket"][1], rtt_n // rounds))
+                rtts["zmq"].append(zmq_rtt(servers["zmq"][1], rtt_n // rounds))
     finally:
-        chan_proc.communicate("", timeout=10)
-    for name, nbytes in SIZES.items():
-        proc, port = _start_server("socket")
-        try:
-            res[f"socket_{name}_gbps"] = socket_throughput(port, nbytes, seconds)
-        finally:
-            proc.communicate("", timeout=10)
-    proc, port = _start_server("socket")
-    try:
-        srtt = socket_rtt(port, rtt_n)
-    finally:
-        proc.communicate("", timeout=10)
-    res["socket_rtt_4kb_p50_us"] = float(np.percentile(srtt, 50))
-    res["socket_rtt_4kb_p99_us"] = float(np.percentile(srtt, 99))
+        for proc, _ in servers.values():
+            proc.kill()
+            proc.wait()
+    res = {k: float(np.median(v)) for k, v in tput.items()}
+    for kind, prefix in (("channel", ""), ("socket", "socket_"), ("zmq", "zmq_")):
+        samples = np.concatenate(rtts[kind])
+        res[f"{prefix}rtt_4kb_p50_us"] = float(np.percentile(samples, 50))
+        res[f"{prefix}rtt_4kb_p99_us"] = float(np.percentile(samples, 99))
     for name in SIZES:
         res[f"ratio_{name}"] = res[f"tcp_{name}_gbps"] / res[f"socket_{name}_gbps"]
+    res["load_avg_1min"] = os.getloadavg()[0]
+    res["cpus"] = float(os.cpu_count() or 0)
     return res
 
 
@@ -211,7 +249,9 @@ def table(res: dict[str, float]) -> str:
                      f"{res[f'socket_{name}_gbps']:>12.2f}{res[f'ratio_{name}']:>8.2f}")
     for q in ("p50", "p99"):
         c, s = res[f"rtt_4kb_{q}_us"], res[f"socket_rtt_4kb_{q}_us"]
-        lines.append(f"{'4 KB round trip ' + q + ' us':<26}{c:>12.1f}{s:>12.1f}{c / s:>8.2f}")
+        lines.append(f"{'4 KB round trip ' + q + ' us':<26}{c:>12.1f}{s:>12.1f}{c / s:>8.2f}"
+                     f"   (plain pyzmq echo: {res[f'zmq_rtt_4kb_{q}_us']:.1f})")
+    lines.append(f"machine: {res['cpus']:.0f} CPUs, 1-min load average {res['load_avg_1min']:.1f} at the end")
     lines.append(f"targets: 8 MB ratio >= 0.70 -> {'met' if res['ratio_8mb'] >= 0.7 else 'NOT met'}; "
                  f"4 KB p50 <= 100 us -> {'met' if res['rtt_4kb_p50_us'] <= 100 else 'NOT met'}")
     return "\n".join(lines)
@@ -222,12 +262,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--seconds", type=float, default=1.5, help="seconds per throughput point")
     p.add_argument("--rtt-samples", type=int, default=3000)
+    p.add_argument("--rounds", type=int, default=3, help="alternating channel/baseline rounds")
     p.add_argument("--serve", nargs=2, metavar=("KIND", "PORT"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.serve:
         serve(args.serve[0], int(args.serve[1]))
         return 0
-    res = run(args.seconds, args.rtt_samples)
+    res = run(args.seconds, args.rtt_samples, args.rounds)
     print(json.dumps(res) if args.json else table(res))
     return 0
 

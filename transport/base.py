@@ -88,12 +88,14 @@ class ClientChannel(abc.ABC):
 
     def request(self, frame: Frame, timeout_s: float) -> Frame:
         """Send `frame` and block for its reply (a Frame of any kind, `error` included)."""
-        fut = self.submit(frame, timeout_s)
+        return self.wait(self.submit(frame, timeout_s), timeout_s)
+
+    def wait(self, fut: Future[Frame], timeout_s: float) -> Frame:
+        """Block for a submitted request's reply (backends may read it on the calling thread)."""
         try:
             return fut.result(timeout=timeout_s + RESULT_GRACE_S)
         except TimeoutError as exc:  # the I/O thread should have expired it; belt and braces
-            raise RequestTimeout(f"no reply to {frame.kind!r} request {frame.request_id!r} "
-                                 f"within {timeout_s:.1f}s from {self.info.endpoint}") from exc
+            raise RequestTimeout(f"no reply within {timeout_s:.1f}s from {self.info.endpoint}") from exc
 
     @abc.abstractmethod
     def close(self) -> None:

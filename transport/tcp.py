@@ -58,6 +58,7 @@ from transport.tcp_common import (
     LOOP_TICK_S,
     RECONNECT_IVL_MAX_MS,
     RECONNECT_IVL_MS,
+    ZERO_COPY_MIN_BYTES,
     drain_eventfd,
     nbytes,
 )
@@ -163,7 +164,10 @@ class TcpClient(ClientChannel):
         return fut
 
     def request(self, frame: Frame, timeout_s: float) -> Frame:
-        fut = self.submit(frame, timeout_s)
+        return self.wait(self.submit(frame, timeout_s), timeout_s)
+
+    def wait(self, fut: Future[Frame], timeout_s: float) -> Frame:
+        """The reply of a submitted request, read by this thread itself (no hand-off)."""
         deadline = time.monotonic() + timeout_s + RESULT_GRACE_S
         # Wait on the socket's fd AND on this thread's eventfd, which the future's callback
         # signals: another thread (the I/O thread) may read our reply and disarm the socket fd.
@@ -172,40 +176,39 @@ class TcpClient(ClientChannel):
         with self._lock:
             self._callers += 1  # the I/O thread leaves the socket fd to us meanwhile
         try:
-            return self._wait(frame, fut, done_fd, deadline, timeout_s)
+            self._wait(fut, done_fd, deadline)
         finally:
             with self._lock:
                 self._callers -= 1
                 last = self._callers == 0
             if last and len(self._inflight):  # others still wait: the I/O thread reads for them again
                 os.eventfd_write(self._wake_fd, 1)
+            drain_eventfd(done_fd)
+        try:
+            return fut.result(timeout=RESULT_GRACE_S)
+        except TimeoutError as exc:
+            raise RequestTimeout(f"no reply within {timeout_s:.1f}s from {self.info.endpoint}") from exc
 
-    def _wait(self, frame: Frame, fut: Future[Frame], done_fd: int, deadline: float, timeout_s: float) -> Frame:
+    def _wait(self, fut: Future[Frame], done_fd: int, deadline: float) -> None:
         poller = select.poll()
         polled_fd = -1
         while not fut.done():
             left = deadline - time.monotonic()
             if left <= 0 or self._closed.is_set():
-                break
+                return
             with self._lock:
                 if self._closed.is_set():
-                    break
+                    return
                 self._drain(time.monotonic())
                 fd = self._sock.FD
             if fut.done():
-                break
+                return
             if fd != polled_fd:
                 poller = select.poll()
                 poller.register(fd, select.POLLIN)
                 poller.register(done_fd, select.POLLIN)
                 polled_fd = fd
             poller.poll(max(1, int(min(left, CALLER_POLL_MAX_S) * 1000)))
-        drain_eventfd(done_fd)
-        try:
-            return fut.result(timeout=RESULT_GRACE_S)
-        except TimeoutError as exc:
-            raise RequestTimeout(f"no reply to {frame.kind!r} request {frame.request_id!r} "
-                                 f"within {timeout_s:.1f}s from {self.info.endpoint}") from exc
 
     def close(self) -> None:
         if self._closed.is_set():
@@ -225,6 +228,7 @@ class TcpClient(ClientChannel):
         sock.linger = 0
         sock.sndhwm = self._hwm
         sock.rcvhwm = self._hwm
+        sock.copy_threshold = ZERO_COPY_MIN_BYTES
         sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
         sock.setsockopt(zmq.MAXMSGSIZE, self._max_bytes + MAX_HEADER_BYTES)

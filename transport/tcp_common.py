@@ -13,6 +13,10 @@ RECONNECT_IVL_MAX_MS = 1000       # ... doubling up to this cap
 LOOP_TICK_S = 0.1                 # longest poll of an I/O thread; bounds how late deadlines are noticed
 CALLER_POLL_MAX_S = 0.05          # request(): longest wait on the socket fd before re-checking
 REPLY_RETRY_MS = 1                # server: retry interval for replies held back by a full peer queue
+# pyzmq sends a buffer zero-copy only from this size up; below it copies. Zero-copy costs a
+# wake-up of pyzmq's garbage-collector thread per message (to release the buffer), which is
+# dearer than copying up to a few hundred KiB.
+ZERO_COPY_MIN_BYTES = 512 * 1024
 RECV_BATCH = 64                   # server: messages read per turn before sending replies again
 
 

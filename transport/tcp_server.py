@@ -24,7 +24,15 @@ from transport.base import (
 )
 from transport.errors import FrameError, TransportError
 from transport.frames import DEFAULT_MAX_BYTES, MAX_HEADER_BYTES, Frame, decode, decode_header, encode, error_frame
-from transport.tcp_common import DEFAULT_HWM, LOOP_TICK_S, RECV_BATCH, REPLY_RETRY_MS, drain_eventfd, nbytes
+from transport.tcp_common import (
+    DEFAULT_HWM,
+    LOOP_TICK_S,
+    RECV_BATCH,
+    REPLY_RETRY_MS,
+    ZERO_COPY_MIN_BYTES,
+    drain_eventfd,
+    nbytes,
+)
 
 DEFAULT_MAX_OUTSTANDING = 256     # requests handed to the handler and not yet answered
 
@@ -62,6 +70,7 @@ class TcpServer(ServerChannel):
         sock.sndhwm = self._hwm
         sock.rcvhwm = self._hwm
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        sock.copy_threshold = ZERO_COPY_MIN_BYTES
         sock.setsockopt(zmq.MAXMSGSIZE, self._max_bytes + MAX_HEADER_BYTES)
         if self._curve is not None:
             self._auth = zmq.auth.thread.ThreadAuthenticator(self._ctx, log=logging.getLogger("transport.auth"))
