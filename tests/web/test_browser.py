@@ -190,7 +190,7 @@ def test_real_local_pipeline_in_the_browser(tmp_path: Path, demo_catalog_dir: Pa
 
     pytest.importorskip("node1.preprocess", reason="node1.preprocess is not available")
     srv = start_server(tmp_path, env_extra={"VM_PIPELINE_FACTORY": "node1.local_pipeline:build_local"},
-                       paths={"catalog_dir": str(demo_catalog_dir)})
+                       paths={"catalog_dir": str(demo_catalog_dir)}, limits={"request_timeout_s": 300})
     ARTIFACTS.mkdir(exist_ok=True)
     try:
         y4m = tmp_path / "astronaut.y4m"
