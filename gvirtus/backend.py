@@ -14,6 +14,7 @@ import logging
 
 import torch
 
+from gvirtus.datachannel import DataServer
 from gvirtus.device import DeviceUnavailable, pick_device
 from gvirtus.errors import GvirtusError
 from gvirtus.protocol import MIB, REAPER_INTERVAL_S, SESSION_TIMEOUT_S
@@ -56,21 +57,29 @@ def main(argv: list[str] | None = None) -> int:
     max_bytes = int(gv["max_message_mb"]) * MIB
     store = SessionStore(int(gv["session_quota_mb"]) * MIB, args.session_timeout_s)
     try:
+        data = DataServer(store, device, bind, tls)
+    except OSError as exc:
+        log.error("cannot open the bulk-copy data channel on %s: %s", bind, exc)
+        return EXIT_BIND
+    try:
         server, port = build_server(store, device, token=token, bind=bind, port=port, max_message_bytes=max_bytes,
-                                    tls=tls)
+                                    tls=tls, data_port=data.port)
     except GvirtusError as exc:
+        data.stop()
         log.error("cannot start: %s", exc)
         return EXIT_BIND
     stop = install_stop_handlers()
     server.start()
+    data.start()
     store.run_reaper(stop, REAPER_INTERVAL_S)
     listen = f"[{bind}]:{port}" if ":" in bind else f"{bind}:{port}"
     kind = "CUDA" if device.type == "cuda" else f"CPU, no CUDA device in use ({torch.get_num_threads()} threads)"
-    log.info("serving on %s (%s, device %s: %s), quota %d MB per session, max message %d MB, session timeout %.1f s",
-             listen, "TLS" if tls else "plaintext", device, kind, gv["session_quota_mb"], gv["max_message_mb"],
-             args.session_timeout_s)
+    log.info("serving on %s (%s, device %s: %s), bulk copies on port %d, quota %d MB per session, "
+             "max message %d MB, session timeout %.1f s", listen, "TLS" if tls else "plaintext", device, kind,
+             data.port, gv["session_quota_mb"], gv["max_message_mb"], args.session_timeout_s)
     notify_ready("gvirtus.backend", listen=listen, device=str(device))
     run_until_signal(stop)
+    data.stop()
     server.stop(grace=STOP_GRACE_S).wait()
     store.close_all()
     logging.getLogger("gvirtus.backend").info("stopped")

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from gvirtus.datachannel import DataClient
 from gvirtus.errors import (
     AuthenticationFailed,
     GvirtusError,
@@ -99,6 +100,15 @@ class Connection:
         self.metadata = ((SESSION_METADATA_KEY, reply.session_id),)
         self.max_message_bytes = min(self.max_message_bytes, reply.max_message_bytes or self.max_message_bytes)
         self.closed = False
+        self.data: DataClient | None = None
+        if reply.data_port:
+            host = target.rsplit(":", 1)[0].strip("[]")
+            try:
+                self.data = DataClient(host, reply.data_port, reply.session_id, timeout_s=timeout_s,
+                                       root_cert=root_cert, secure=secure)
+            except (OSError, GvirtusError) as exc:   # e.g. a firewall: copies fall back to gRPC
+                log.warning("bulk-copy data channel %s:%d unavailable (%s); copies use gRPC", host,
+                            reply.data_port, exc)
         self.heartbeat_error: GvirtusError | None = None
         self._stop = threading.Event()
         self._heartbeat = threading.Thread(target=self._beat, args=(reply.heartbeat_interval_s,),
@@ -138,6 +148,8 @@ class Connection:
         if self.closed:
             return
         self._stop.set()
+        if self.data is not None:
+            self.data.close()
         try:
             self.stub.CloseSession(pb.Empty(), metadata=self.metadata, timeout=HEARTBEAT_TIMEOUT_S)
         except grpc.RpcError:

@@ -157,7 +157,9 @@ class RemoteDevice:
         buf = _host_bytes(data)
         size = chunk_bytes(self.max_message_bytes)
         what = f"memcpy_htod({_hid(handle)}, {buf.nbytes} bytes)"
-        if buf.nbytes <= size:
+        if self._conn.data is not None and not self._conn.closed:
+            self._conn.data.write(_hid(handle), offset, buf, what)
+        elif buf.nbytes <= size:
             self._call("Write", pb.CopyChunk(handle=_hid(handle), offset=offset, data=bytes(buf)), what)
         else:
             self._call("MemcpyHtoD", _chunks(_hid(handle), offset, buf, size), what)
@@ -176,18 +178,21 @@ class RemoteDevice:
         nbytes = math.prod(dims) * itemsize
         req = pb.ReadRequest(handle=_hid(handle), offset=offset, nbytes=nbytes)
         what = f"memcpy_dtoh({_hid(handle)}, {nbytes} bytes)"
-        out = bytearray(nbytes)
+        out = np.empty(nbytes, dtype=np.uint8)     # not zero-filled: every byte is overwritten
         pos = 0
-        if nbytes <= chunk_bytes(self.max_message_bytes):
-            out[:] = self._call("Read", req, what).data
+        if self._conn.data is not None and not self._conn.closed:
+            self._conn.data.read_into(_hid(handle), offset, out.data, what)
+            pos = nbytes
+        elif nbytes <= chunk_bytes(self.max_message_bytes):
+            out[:] = np.frombuffer(self._call("Read", req, what).data, dtype=np.uint8)
             pos = len(out)
         else:
             for chunk in self._conn.stream(self._conn.stub.MemcpyDtoH, req, what):
-                out[pos:pos + len(chunk.data)] = chunk.data
+                out[pos:pos + len(chunk.data)] = np.frombuffer(chunk.data, dtype=np.uint8)
                 pos += len(chunk.data)
         if pos != nbytes:
             raise InvalidRequest(f"memcpy_dtoh: the backend sent {pos} bytes, expected {nbytes}")
-        return np.frombuffer(out, dtype=np.dtype(name)).reshape(dims)
+        return out.view(np.dtype(name)).reshape(dims)
 
     def memcpy_dtod(self, dst: DeviceBuffer, src: DeviceBuffer, nbytes: int = 0, dst_offset: int = 0,
                     src_offset: int = 0) -> None:

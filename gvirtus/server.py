@@ -128,8 +128,10 @@ def check_range(offset: int, nbytes: int, size: int, what: str) -> None:
 class Servicer(pb_grpc.GvirtusServicer):
     """The backend's RPCs over one torch device and one SessionStore."""
 
-    def __init__(self, store: SessionStore, device: torch.device, token: str | None, max_message_bytes: int) -> None:
+    def __init__(self, store: SessionStore, device: torch.device, token: str | None, max_message_bytes: int,
+                 data_port: int = 0) -> None:
         self.store = store
+        self.data_port = data_port
         self.device = device
         self.token = token
         self.max_message_bytes = max_message_bytes
@@ -155,7 +157,8 @@ class Servicer(pb_grpc.GvirtusServicer):
         timeout = self.store.session_timeout_s
         return pb.OpenReply(session_id=s.id, heartbeat_interval_s=timeout / HEARTBEATS_PER_TIMEOUT,
                             session_timeout_s=timeout, properties=self._props(s),
-                            max_message_bytes=self.max_message_bytes, protocol_version=PROTOCOL_VERSION)
+                            max_message_bytes=self.max_message_bytes, protocol_version=PROTOCOL_VERSION,
+                            data_port=self.data_port)
 
     @unary
     def CloseSession(self, request: pb.Empty, context: grpc.ServicerContext) -> pb.Empty:  # noqa: N802
@@ -440,18 +443,20 @@ class Servicer(pb_grpc.GvirtusServicer):
 
 
 def build_server(store: SessionStore, device: torch.device, *, token: str | None, bind: str, port: int,
-                 max_message_bytes: int, tls: tuple[bytes, bytes] | None = None) -> tuple[grpc.Server, int]:
+                 max_message_bytes: int, tls: tuple[bytes, bytes] | None = None,
+                 data_port: int = 0) -> tuple[grpc.Server, int]:
     """A configured gRPC server (not started) and the port it bound (useful with port 0).
 
     Args:
         tls: (private key PEM, certificate chain PEM) for TLS; None for plaintext.
+        data_port: the port of the bulk-copy stream (gvirtus.datachannel) announced to clients; 0 = none.
     Raises:
         RemoteDeviceLost: the address cannot be bound.
     """
     options = [*channel_options(max_message_bytes), ("grpc.so_reuseport", 0)]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=SERVER_WORKERS, thread_name_prefix="gvirtus"),
                          options=options)
-    pb_grpc.add_GvirtusServicer_to_server(Servicer(store, device, token, max_message_bytes), server)
+    pb_grpc.add_GvirtusServicer_to_server(Servicer(store, device, token, max_message_bytes, data_port), server)
     address = f"[{bind}]:{port}" if ":" in bind else f"{bind}:{port}"
     try:
         bound = (server.add_secure_port(address, grpc.ssl_server_credentials([tls])) if tls

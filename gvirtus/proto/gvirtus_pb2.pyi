@@ -63,20 +63,22 @@ class DeviceProperties(_message.Message):
     def __init__(self, name: _Optional[str] = ..., device_type: _Optional[str] = ..., device: _Optional[str] = ..., total_memory: _Optional[int] = ..., free_memory: _Optional[int] = ..., capability: _Optional[str] = ..., torch_version: _Optional[str] = ..., session_bytes_in_use: _Optional[int] = ..., session_quota_bytes: _Optional[int] = ..., multiprocessors: _Optional[int] = ...) -> None: ...
 
 class OpenReply(_message.Message):
-    __slots__ = ("session_id", "heartbeat_interval_s", "session_timeout_s", "properties", "max_message_bytes", "protocol_version")
+    __slots__ = ("session_id", "heartbeat_interval_s", "session_timeout_s", "properties", "max_message_bytes", "protocol_version", "data_port")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
     SESSION_TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     PROPERTIES_FIELD_NUMBER: _ClassVar[int]
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DATA_PORT_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     heartbeat_interval_s: float
     session_timeout_s: float
     properties: DeviceProperties
     max_message_bytes: int
     protocol_version: int
-    def __init__(self, session_id: _Optional[str] = ..., heartbeat_interval_s: _Optional[float] = ..., session_timeout_s: _Optional[float] = ..., properties: _Optional[_Union[DeviceProperties, _Mapping]] = ..., max_message_bytes: _Optional[int] = ..., protocol_version: _Optional[int] = ...) -> None: ...
+    data_port: int
+    def __init__(self, session_id: _Optional[str] = ..., heartbeat_interval_s: _Optional[float] = ..., session_timeout_s: _Optional[float] = ..., properties: _Optional[_Union[DeviceProperties, _Mapping]] = ..., max_message_bytes: _Optional[int] = ..., protocol_version: _Optional[int] = ..., data_port: _Optional[int] = ...) -> None: ...
 
 class BackendStats(_message.Message):
     __slots__ = ("sessions", "session_bytes", "modules", "module_bytes", "device_allocated")

@@ -100,3 +100,29 @@ def test_closed_device_raises_typed_error(backend: BackendProcess) -> None:
     d.close()
     with pytest.raises(gvirtus.RemoteDeviceLost, match="closed"):
         d.malloc(8)
+
+
+def test_grpc_copy_path_without_the_data_channel(dev: gvirtus.RemoteDevice) -> None:
+    """Copies fall back to gRPC (unary below one chunk, streamed above) when the data channel is absent."""
+    assert dev._conn.data is not None          # loopback: the bulk-copy stream is used by default
+    dev._conn.data.close()
+    dev._conn.data = None
+    for n in (1000, 3 * 1024 * 1024 + 7):
+        a = np.random.default_rng(n).integers(0, 255, n, dtype=np.uint8)
+        h = dev.malloc(n)
+        dev.memcpy_htod(h, a)
+        np.testing.assert_array_equal(dev.memcpy_dtoh(h, np.uint8, (n,)), a)
+        with pytest.raises(gvirtus.InvalidRequest, match="outside the buffer"):
+            dev.memcpy_htod(h, a, offset=1)
+
+
+def test_data_channel_needs_a_live_session(backend: BackendProcess) -> None:
+    from gvirtus.datachannel import DataClient
+
+    d = gvirtus.connect(backend.target, token=backend.token)
+    try:
+        port = d._conn.open_reply.data_port
+        with pytest.raises(gvirtus.SessionLost):
+            DataClient("127.0.0.1", port, "0" * 32, timeout_s=5.0, root_cert=None, secure=False)
+    finally:
+        d.close()

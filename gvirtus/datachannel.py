@@ -1,0 +1,275 @@
+"""Bulk copies on a plain TCP (or TLS) stream beside the gRPC port: memory goes socket <-> tensor directly.
+
+gRPC moves large messages through several user-space copies and HTTP/2 flow control; this stream
+receives straight into the destination tensor's memory (`recv_into`, CPU backend) and sends
+straight from it, so a 16 MB copy costs about what the socket costs. The backend listens on an
+ephemeral port of the same host and announces it in OpenReply.data_port; a client that cannot
+reach it uses the gRPC copy RPCs instead.
+
+Wire format (little-endian), after the TLS handshake when gvirtus.secure:
+    hello    client: MAGIC + session id (32 ASCII hex)        server: status
+    request  client: struct REQUEST (op b"W"/b"R", handle, offset, nbytes), then the bytes for W
+    reply    server: status; for R with status 0, the nbytes bytes
+    status   one byte 0 = ok; else 1, u32 length, JSON {"kind": error class, "message": ...}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import ssl
+import struct
+import threading
+from typing import Any
+
+import numpy as np
+import torch
+
+from gvirtus.errors import GvirtusError, RemoteDeviceLost, error_class
+
+log = logging.getLogger("gvirtus.datachannel")
+MAGIC = b"GVD1"
+SESSION_ID_BYTES = 32
+REQUEST = struct.Struct("<cQQQ")
+ERROR_LEN = struct.Struct("<I")
+MAX_ERROR_BYTES = 64 * 1024
+ACCEPT_BACKLOG = 64
+SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
+STAGING_CHUNK_BYTES = 4 * 1024 * 1024   # CUDA backend: host staging between socket and device
+
+
+def _recv_exact(sock: socket.socket, view: memoryview) -> None:
+    got = 0
+    while got < view.nbytes:
+        n = sock.recv_into(view[got:], view.nbytes - got)
+        if n == 0:
+            raise ConnectionError("peer closed the data channel")
+        got += n
+
+
+def _recv_bytes(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray(n)
+    _recv_exact(sock, memoryview(buf))
+    return bytes(buf)
+
+
+def _tune(sock: socket.socket) -> None:
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER_BYTES)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER_BYTES)
+
+
+class DataServer:
+    """The backend side: accept data connections, serve W/R requests against session handles."""
+
+    def __init__(self, store: Any, device: torch.device, bind: str, tls: tuple[bytes, bytes] | None) -> None:
+        from gvirtus.server import byte_view, check_range, translate  # the same checks as the RPCs
+
+        self._byte_view, self._check_range, self._translate = byte_view, check_range, translate
+        self.store = store
+        self.device = device
+        family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+        self._listener = socket.create_server((bind, 0), family=family, backlog=ACCEPT_BACKLOG)
+        self.port = int(self._listener.getsockname()[1])
+        self._ssl: ssl.SSLContext | None = None
+        if tls is not None:
+            self._ssl = _server_context(*tls)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept_loop, name="gvirtus-data-accept", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        try:
+            self._listener.close()
+        except OSError:
+            pass
+
+    def _accept_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, peer = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn, peer), name="gvirtus-data", daemon=True).start()
+
+    def _serve(self, conn: socket.socket, peer: Any) -> None:
+        try:
+            _tune(conn)
+            if self._ssl is not None:
+                conn = self._ssl.wrap_socket(conn, server_side=True)
+            hello = _recv_bytes(conn, len(MAGIC) + SESSION_ID_BYTES)
+            if hello[:len(MAGIC)] != MAGIC:
+                return
+            sid = hello[len(MAGIC):].decode("ascii", errors="replace")
+            if not self._reply(conn, lambda: self.store.get(sid)):
+                return
+            header = bytearray(REQUEST.size)
+            while True:
+                _recv_exact(conn, memoryview(header))
+                op, handle, offset, nbytes = REQUEST.unpack(header)
+                if op == b"W":
+                    self._write(conn, sid, handle, offset, nbytes)
+                elif op == b"R":
+                    self._read(conn, sid, handle, offset, nbytes)
+                else:
+                    return
+        except (OSError, ConnectionError, ssl.SSLError) as exc:
+            log.debug("data connection from %s ended: %s", peer, exc)
+        finally:
+            conn.close()
+
+    def _reply(self, conn: socket.socket, action: Any, payload: Any = None) -> bool:
+        """Run `action`; send status 0 (+ `payload(result)` in the same write), or the typed error."""
+        try:
+            result = action()
+            data = payload(result) if payload is not None else None
+        except Exception as exc:
+            err = self._translate(exc)
+            body = json.dumps({"kind": type(err).__name__, "message": str(err)[:4000]}).encode()
+            conn.sendall(b"\x01" + ERROR_LEN.pack(len(body)) + body)
+            return False
+        _send_all(conn, [b"\x00", data] if data is not None and data.nbytes else [b"\x00"])
+        return True
+
+    def _target(self, sid: str, handle: int, offset: int, nbytes: int, what: str) -> torch.Tensor:
+        t = self.store.get(sid).get(handle)
+        view = self._byte_view(t, f"handle {handle}")
+        self._check_range(offset, nbytes, view.numel(), f"{what} handle {handle}")
+        return view[offset:offset + nbytes]
+
+    def _write(self, conn: socket.socket, sid: str, handle: int, offset: int, nbytes: int) -> None:
+        try:
+            dst = self._target(sid, handle, offset, nbytes, "memcpy_htod to")
+        except Exception as exc:
+            _discard(conn, nbytes)                  # keep the stream in step, then report
+            failure = exc
+            self._reply(conn, lambda: _raise(failure))
+            return
+        if dst.device.type == "cpu":
+            if nbytes:
+                _recv_exact(conn, dst.numpy().data)
+        else:
+            staging = np.empty(min(nbytes, STAGING_CHUNK_BYTES), dtype=np.uint8)
+            for a in range(0, nbytes, staging.nbytes):
+                n = min(staging.nbytes, nbytes - a)
+                _recv_exact(conn, staging[:n].data)
+                dst[a:a + n].copy_(torch.from_numpy(staging[:n]))
+        self._reply(conn, lambda: None)
+
+    def _read(self, conn: socket.socket, sid: str, handle: int, offset: int, nbytes: int) -> None:
+        self._reply(conn, lambda: self._target(sid, handle, offset, nbytes, "memcpy_dtoh from"),
+                    lambda src: (src if src.device.type == "cpu" else src.cpu()).numpy().data)
+
+
+def _send_all(sock: socket.socket, parts: list[Any]) -> None:
+    """Send several buffers in one gathered write where possible (no copy, no extra segment)."""
+    if isinstance(sock, ssl.SSLSocket) or len(parts) == 1:
+        for p in parts:
+            sock.sendall(p)
+        return
+    views = [memoryview(p).cast("B") for p in parts]
+    while views:
+        sent = sock.sendmsg(views)
+        while views and sent >= views[0].nbytes:
+            sent -= views[0].nbytes
+            views.pop(0)
+        if views and sent:
+            views[0] = views[0][sent:]
+
+
+def _raise(exc: Exception) -> None:
+    raise exc
+
+
+def _discard(conn: socket.socket, nbytes: int) -> None:
+    scratch = memoryview(bytearray(min(nbytes, STAGING_CHUNK_BYTES) or 1))
+    left = nbytes
+    while left:
+        n = conn.recv_into(scratch, min(left, scratch.nbytes))
+        if n == 0:
+            raise ConnectionError("peer closed the data channel")
+        left -= n
+
+
+def _server_context(key_pem: bytes, cert_pem: bytes) -> ssl.SSLContext:
+    import os
+    import tempfile
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    with tempfile.TemporaryDirectory() as tmp:   # ssl loads PEM only from files
+        cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
+        with open(cert, "wb") as f:
+            f.write(cert_pem)
+        with open(key, "wb") as f:
+            f.write(key_pem)
+        ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+class DataClient:
+    """The client side: one connection, one request at a time (a lock serialises threads)."""
+
+    def __init__(self, host: str, port: int, session_id: str, *, timeout_s: float, root_cert: bytes | None,
+                 secure: bool) -> None:
+        self.target = f"{host}:{port}"
+        sock = socket.create_connection((host, port), timeout=timeout_s)
+        _tune(sock)
+        if secure:
+            ctx = ssl.create_default_context(cadata=root_cert.decode() if root_cert else None)
+            sock = ctx.wrap_socket(sock, server_hostname=host)
+        self._sock = sock
+        self._lock = threading.Lock()
+        self.broken = False
+        sock.sendall(MAGIC + session_id.encode("ascii"))
+        self._status("open the data channel")
+
+    def _status(self, what: str) -> None:
+        head = _recv_bytes(self._sock, 1)
+        if head == b"\x00":
+            return
+        (n,) = ERROR_LEN.unpack(_recv_bytes(self._sock, ERROR_LEN.size))
+        if n > MAX_ERROR_BYTES:
+            raise RemoteDeviceLost(f"{what}: malformed error reply on the data channel")
+        body = json.loads(_recv_bytes(self._sock, n))
+        raise error_class(str(body.get("kind")))(f"{what}: {body.get('message')}")
+
+    def _guard(self, what: str, fn: Any) -> Any:
+        with self._lock:
+            if self.broken:
+                raise RemoteDeviceLost(f"{what}: the data channel to {self.target} is closed")
+            try:
+                return fn()
+            except GvirtusError:
+                raise
+            except (OSError, ConnectionError, ssl.SSLError, ValueError) as exc:
+                self.broken = True
+                raise RemoteDeviceLost(f"{what}: lost the data channel to {self.target} ({exc})") from None
+
+    def write(self, handle: int, offset: int, data: memoryview, what: str) -> None:
+        def run() -> None:
+            head = REQUEST.pack(b"W", handle, offset, data.nbytes)
+            _send_all(self._sock, [head, data] if data.nbytes else [head])
+            self._status(what)
+        self._guard(what, run)
+
+    def read_into(self, handle: int, offset: int, out: memoryview, what: str) -> None:
+        def run() -> None:
+            self._sock.sendall(REQUEST.pack(b"R", handle, offset, out.nbytes))
+            self._status(what)
+            if out.nbytes:
+                _recv_exact(self._sock, out)
+        self._guard(what, run)
+
+    def close(self) -> None:
+        with self._lock:
+            self.broken = True
+            try:
+                self._sock.close()
+            except OSError:
+                pass
+
