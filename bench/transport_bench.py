@@ -129,12 +129,12 @@ def channel_throughput(client: ClientChannel, nbytes: int, seconds: float) -> fl
         while len(pending) < PIPELINE:
             pending.append(client.submit(Frame("sink", f"s{sent}", tensors={"t": tensor}), 30.0))
             sent += 1
-        client.wait(pending.popleft(), 30.0)
+        pending.popleft().result()
         done += 1
         if time.perf_counter() - t0 >= seconds and done >= 8:
             break
     while pending:
-        client.wait(pending.popleft(), 30.0)
+        pending.popleft().result()
         done += 1
     return done * nbytes * 8 / (time.perf_counter() - t0) / 1e9
 
