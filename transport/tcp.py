@@ -24,7 +24,7 @@ import select
 import threading
 import time
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, cast
 
 import zmq
 import zmq.auth.thread
@@ -88,6 +88,12 @@ MONITOR_EVENTS = (zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDS
                   | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 
 log = logging.getLogger("transport.tcp")
+_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)  # plain ints: no enum arithmetic per call
+
+
+def _readable(sock: zmq.Socket) -> bool:
+    """A message can be read now (also re-arms zmq's notification fd when it says no)."""
+    return bool(cast(int, sock.getsockopt(_EVENTS)) & _POLLIN)
 
 
 class TcpClient(ClientChannel):
@@ -318,11 +324,8 @@ class TcpClient(ClientChannel):
 
     def _drain(self, now: float) -> None:
         """Read every reply available now (leaves the notification fd armed for the next one)."""
-        while True:
-            try:
-                parts: list[Any] = self._sock.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return
+        while _readable(self._sock):  # cheaper than a zmq.Again per call
+            parts: list[Any] = self._sock.recv_multipart(zmq.NOBLOCK, copy=False)
             self._last_heard = now
             try:
                 frame = decode(parts, self._max_bytes)

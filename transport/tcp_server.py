@@ -7,7 +7,7 @@ import logging
 import os
 import select
 import threading
-from typing import Any
+from typing import Any, cast
 
 import zmq
 import zmq.auth.thread
@@ -37,6 +37,12 @@ from transport.tcp_common import (
 DEFAULT_MAX_OUTSTANDING = 256     # requests handed to the handler and not yet answered
 
 log = logging.getLogger("transport.tcp")
+_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)  # plain ints: no enum arithmetic per call
+
+
+def _readable(sock: zmq.Socket) -> bool:
+    """A message can be read now (also re-arms zmq's notification fd when it says no)."""
+    return bool(cast(int, sock.getsockopt(_EVENTS)) & _POLLIN)
 
 
 class TcpServer(ServerChannel):
@@ -130,12 +136,9 @@ class TcpServer(ServerChannel):
         while True:
             self._flush_replies()
             got = 0
-            while got < RECV_BATCH and self._outstanding < self._max_outstanding:
-                try:
-                    parts = self._sock.recv_multipart(zmq.NOBLOCK, copy=False)
-                except zmq.Again:
-                    break
-                self._on_message(parts)
+            while (got < RECV_BATCH and self._outstanding < self._max_outstanding
+                   and _readable(self._sock)):
+                self._on_message(self._sock.recv_multipart(zmq.NOBLOCK, copy=False))
                 got += 1
             if got < RECV_BATCH:
                 self._flush_replies()
