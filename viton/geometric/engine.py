@@ -29,7 +29,8 @@ SKIN_SHADE_STRENGTH = 0.6
 DEFAULT_SKIN_RGB = (205.0, 160.0, 135.0)
 MAX_GARMENT_OVERSAMPLING = 1.5  # garment px per output px kept before downscaling (anti-aliasing)
 SKIN_LABELS = (10, 13, 14, 15)
-ARM_ZONE_WIDTH = 0.26        # x body scale: old clothes this close to an arm become skin, not fabric
+ARM_ZONE_WIDTH = 0.23        # x body scale: old clothes this close to an arm become skin, not fabric
+ARM_ZONE_CELL_PX = 4         # px: resolution of the arm zone
 FABRIC_FILL_CELL_PX = 8      # px: resolution of the fabric fill
 FABRIC_FILL_SIGMAS = (0, 1, 2, 4, 8, 16)  # cells
 FABRIC_MIN_SUPPORT = 0.2     # garment coverage that makes a level's colour trustworthy
@@ -52,10 +53,8 @@ def _prepare_garment(garment: GarmentData, scale: float) -> tuple[np.ndarray, np
         mask = cv2.resize(mask, size, interpolation=cv2.INTER_AREA)
         lm = np.stack([(lm[:, 0] + 0.5) * fx - 0.5, (lm[:, 1] + 0.5) * fy - 0.5], axis=1)
     alpha = np.where(mask >= 128, 255, 0).astype(np.uint8) if factor >= 1.0 else mask
-    rgba = np.empty((*alpha.shape, 4), dtype=np.uint8)
-    rgba[..., :3] = (img.astype(np.uint16) * alpha[..., None] // 255).astype(np.uint8)
-    rgba[..., 3] = alpha
-    return rgba, lm
+    premultiplied = cv2.multiply(img, cv2.merge([alpha, alpha, alpha]), scale=1.0 / 255.0)
+    return cv2.merge([premultiplied, alpha]), lm
 
 
 def _skin_tone(image: np.ndarray, parse: np.ndarray) -> np.ndarray:
@@ -83,17 +82,21 @@ def _luminance_ratio(image: np.ndarray, cloth: np.ndarray, blur_sigma: float) ->
     return np.clip(smooth / max(mean, 1.0), *SHADE_RANGE).astype(np.float32)
 
 
-def arm_zone(body: BodyFrame, box: tuple[int, int, int, int]) -> np.ndarray:
-    """(h, w) uint8 {0, 1} in the box: thick strokes along both arms (shoulder, elbow, wrist)."""
+def arm_zone(body: BodyFrame, box: tuple[int, int, int, int], soft_px: float = 0.0) -> np.ndarray:
+    """(h, w) float32 [0, 1] in the box: thick strokes along both arms (shoulder, elbow, wrist),
+    drawn and blurred (sigma `soft_px`) at 1/ARM_ZONE_CELL_PX resolution, then upsampled."""
     x0, y0, x1, y1 = box
-    zone = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
-    width = max(int(round(ARM_ZONE_WIDTH * body.scale)), 1)
-    off = np.array([x0, y0])
+    c = ARM_ZONE_CELL_PX
+    w, h = -(-(x1 - x0) // c), -(-(y1 - y0) // c)
+    zone = np.zeros((h, w), dtype=np.float32)
+    width = max(int(round(ARM_ZONE_WIDTH * body.scale / c)), 1)
+    off = np.array([x0, y0], dtype=np.float64)
     for chain in ((body.shoulder_r, body.elbow_r, body.wrist_r), (body.shoulder_l, body.elbow_l, body.wrist_l)):
-        pts = [tuple(int(round(v)) for v in (p - off)) for p in chain]
+        pts = [tuple(int(round(v)) for v in (p - off) / c) for p in chain]
         for a, b in zip(pts[:-1], pts[1:], strict=True):
-            cv2.line(zone, a, b, 1, thickness=width, lineType=cv2.LINE_8)
-    return zone
+            cv2.line(zone, a, b, 1.0, thickness=width, lineType=cv2.LINE_8)
+    blurred = cv2.GaussianBlur(zone, (0, 0), sigmaX=soft_px / c + 0.5) if soft_px > 0 else zone
+    return cv2.resize(blurred, (w * c, h * c), interpolation=cv2.INTER_LINEAR)[: y1 - y0, : x1 - x0]
 
 
 def fabric_fill(sampled: np.ndarray, cell: int) -> np.ndarray:
@@ -145,7 +148,7 @@ class GeometricEngine:
         image, parse = person.image, person.parse
         H, W = parse.shape
         body = body_frame(person.keypoints)
-        body = fit_hem_to_clothes(body, regions.label_masks(parse)["upper"])
+        body = fit_hem_to_clothes(body, regions.upper_mask(parse))
         region = regions.changeable_region(parse)
         box = regions.bounding_box(region, pad=2)
         timings["anchors"] = _ms(t0)
@@ -159,20 +162,17 @@ class GeometricEngine:
         sim_scale = abs(warp.seam_similarity(g_pts0, body).a)
         rgba, lm = _prepare_garment(garment, sim_scale)
         g_pts, b_pts, sim = warp.correspondences(lm, body)
-        map_x, map_y = warp.garment_sampling_maps(g_pts, b_pts, sim, box)
+        map_x, map_y, sleeve = warp.garment_sampling_maps(g_pts, b_pts, sim, box, lm)
         sampled = warp.remap_garment(rgba, map_x, map_y)
-        sleeve = warp.sleeve_weight(map_x, map_y, lm)
         timings["warp"] = _ms(t0)
 
         t0 = time.perf_counter()
         crop = image[y0:y1, x0:x1]
-        masks = regions.label_masks(parse[y0:y1, x0:x1])
+        parse_crop = parse[y0:y1, x0:x1]
         change = region[y0:y1, x0:x1].astype(np.float32)
         sigma = regions.edge_sigma(parse.shape)
-        kept = regions.soften(masks["kept"], sigma)
-        arms = regions.soften(masks["arms"], sigma)
-        upper = regions.soften(masks["upper"], sigma)
-        background = regions.soften(masks["background"], sigma)
+        soft = regions.soft_label_masks(parse_crop, sigma)
+        kept, arms, upper, background = soft["kept"], soft["arms"], soft["upper"], soft["background"]
         # arms in front of the garment's body, behind its sleeves; the garment stays on the
         # person's silhouette (a flat-lay garment is wider than a body seen from the front) with
         # an anti-aliased edge that reaches a pixel or two into the background
@@ -183,13 +183,15 @@ class GeometricEngine:
         g_alpha = sampled[..., 3].astype(np.float32) * (1.0 / 255.0)
         alpha = g_alpha * layer
 
-        # Old clothes the garment does not reach: along the arms they become skin (the new
-        # sleeve ends there); elsewhere (coat tails, a bulky back) the garment's fabric carries on
+        # Old clothes the garment does not reach: along the arms they become skin (when the new
+        # sleeves end above the elbow); elsewhere (coat tails, a bulky back) the garment's fabric carries on
         # (its colours diffused outward, `fabric_fill`), so the old garment never shows.
-        near_arm = regions.soften(arm_zone(body, box), sigma * 4)
-        extend = removed * (1.0 - near_arm)
+        if warp.has_long_sleeves(lm, body, abs(sim.a)):
+            extend = removed  # the sleeves clothe the whole arm: fabric everywhere
+        else:
+            extend = removed * (1.0 - arm_zone(body, box, soft_px=4 * sigma))
         skin_removed = removed - extend
-        ratio = _luminance_ratio(crop, masks["upper"], blur_sigma=max(1.0, 0.015 * body.scale))
+        ratio = _luminance_ratio(crop, regions.upper_mask(parse_crop), blur_sigma=max(1.0, 0.015 * body.scale))
         shade = np.ones_like(layer) if ratio is None else 1.0 + SHADE_STRENGTH * (ratio - 1.0) * upper
         skin_shade = np.ones_like(layer) if ratio is None else 1.0 + SKIN_SHADE_STRENGTH * (ratio - 1.0)
         keep_photo = 1.0 - alpha

@@ -45,6 +45,11 @@ def edge_sigma(shape: tuple[int, ...]) -> float:
     return max(MIN_EDGE_SIGMA_PX, EDGE_SIGMA * max(shape[0], shape[1]))
 
 
+def upper_mask(parse: np.ndarray) -> np.ndarray:
+    """(H, W) uint8 CIHP labels -> (H, W) uint8 {0, 1}: upper clothing (5, 6, 7)."""
+    return _UPPER[parse]
+
+
 def margin_px(shape: tuple[int, ...]) -> int:
     """How far (px) the garment's anti-aliased edge may reach into the background."""
     return int(np.ceil(2.0 * edge_sigma(shape))) + 1
@@ -77,6 +82,24 @@ def bounding_box(mask: np.ndarray, pad: int) -> tuple[int, int, int, int] | None
     h, w = mask.shape
     return (max(int(cols[0]) - pad, 0), max(int(rows[0]) - pad, 0),
             min(int(cols[-1]) + 1 + pad, w), min(int(rows[-1]) + 1 + pad, h))
+
+
+_SLIVER_KERNEL = np.ones((5, 5), np.uint8)
+
+
+def soft_label_masks(parse: np.ndarray, sigma: float) -> dict[str, np.ndarray]:
+    """(h, w) uint8 CIHP labels -> {"kept", "arms", "upper", "background"}: (h, w) float32 [0, 1]
+    with Gaussian edges; the four are blurred together as one 4-channel uint8 image (fast)."""
+    stack = np.empty((*parse.shape, 4), dtype=np.uint8)
+    for i, lut in enumerate((_KEPT, _ARMS, _UPPER)):
+        stack[..., i] = lut[parse] * np.uint8(255)
+    stack[..., 3] = (parse == 0) * np.uint8(255)
+    # parse maps leave 1-2 px slivers of arm along the silhouette; an arm "in front" there
+    # would cut teeth into the garment's edge
+    stack[..., 1] = cv2.morphologyEx(stack[..., 1], cv2.MORPH_OPEN, _SLIVER_KERNEL)
+    blurred = cv2.GaussianBlur(stack, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REPLICATE)
+    soft = blurred.astype(np.float32) * np.float32(1.0 / 255.0)
+    return {"kept": soft[..., 0], "arms": soft[..., 1], "upper": soft[..., 2], "background": soft[..., 3]}
 
 
 def soften(mask: np.ndarray, sigma: float) -> np.ndarray:

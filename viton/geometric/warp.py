@@ -69,6 +69,18 @@ def _has_sleeves(lm: np.ndarray) -> bool:
                for s, c in ((SEAM_R, CUFF_R), (SEAM_L, CUFF_L)))
 
 
+def has_long_sleeves(garment_lm: np.ndarray, body: BodyFrame, scale: float) -> bool:
+    """Whether the garment's sleeves reach past the elbows on this body (then they are bent
+    there and the whole arm is clothed). `scale`: garment px -> body px."""
+    lm = np.asarray(garment_lm, dtype=np.float64)
+    for seam_i, cuff_i, shoulder, elbow in ((SEAM_R, CUFF_R, body.shoulder_r, body.elbow_r),
+                                            (SEAM_L, CUFF_L, body.shoulder_l, body.elbow_l)):
+        length = float(np.hypot(*(lm[cuff_i] - lm[seam_i]))) * scale
+        if length > max(float(np.hypot(*(elbow - shoulder))), 1.0) * ELBOW_BEND_MARGIN:
+            return True
+    return False
+
+
 def torso_similarity(garment_lm: np.ndarray, body: BodyFrame) -> Similarity:
     """Least-squares similarity garment px -> body px over armpits and hem corners."""
     idx = [ARMPIT_R, ARMPIT_L, HEM_R, HEM_L]
@@ -211,15 +223,20 @@ def fit_tps(src: torch.Tensor, dst: torch.Tensor, reg: float = TPS_REGULARIZATIO
 
 
 def garment_sampling_maps(garment_pts: np.ndarray, body_pts: np.ndarray, sim: Similarity,
-                          roi: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+                          roi: tuple[int, int, int, int], garment_lm: np.ndarray
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each person pixel of `roi`, the garment pixel to read.
 
     Args:
         garment_pts, body_pts: (N, 2) (x, y) pixel pairs from `correspondences`.
         sim: the seam similarity garment -> body.
         roi: (x0, y0, x1, y1) person pixels, x1/y1 exclusive.
+        garment_lm: (9, 2) garment landmarks (for the sleeve split).
     Returns:
-        map_x, map_y: (y1 - y0, x1 - x0) float32 garment pixel coordinates (for cv2.remap).
+        map_x, map_y: (y1 - y0, x1 - x0) float32 garment pixel coordinates (for cv2.remap);
+        sleeve: (y1 - y0, x1 - x0) float32 [0, 1], 1 where the garment point read is in a sleeve
+            (its signed distances are linear in garment coordinates, so they are computed on the
+            coarse grid and upsampled with the maps: the same values, at a fraction of the cost).
     """
     x0, y0, x1, y1 = roi
     w, h = x1 - x0, y1 - y0
@@ -242,28 +259,29 @@ def garment_sampling_maps(garment_pts: np.ndarray, body_pts: np.ndarray, sim: Si
     pts = torch.from_numpy((coarse - centre) / norm).float()[None]
     with torch.no_grad(), single_torch_thread():
         warped = warp_points_tps(pts, src, kernel_w, affine_w)[0].double().numpy() * norm + centre
-    in_garment = sim.inverse().apply(warped).astype(np.float32)  # body px -> garment px
-    maps = cv2.resize(in_garment.reshape(ny, nx, 2), (nx * step, ny * step), interpolation=cv2.INTER_LINEAR)
+    in_garment = sim.inverse().apply(warped)  # body px -> garment px
+    coarse4 = np.concatenate([in_garment, sleeve_distances(in_garment, garment_lm)], axis=1).astype(np.float32)
+    maps = cv2.resize(coarse4.reshape(ny, nx, 4), (nx * step, ny * step), interpolation=cv2.INTER_LINEAR)
     maps = maps[step:step + h, step:step + w]
-    return np.ascontiguousarray(maps[..., 0]), np.ascontiguousarray(maps[..., 1])
+    sleeve = np.clip(np.maximum(maps[..., 2], maps[..., 3]) / SLEEVE_EDGE_SOFT_PX + 0.5, 0.0, 1.0)
+    return np.ascontiguousarray(maps[..., 0]), np.ascontiguousarray(maps[..., 1]), sleeve
 
 
-def sleeve_weight(map_x: np.ndarray, map_y: np.ndarray, garment_lm: np.ndarray) -> np.ndarray:
-    """(h, w) float32 in [0, 1]: 1 where the sampled garment point lies in a sleeve.
+def sleeve_distances(points: np.ndarray, garment_lm: np.ndarray) -> np.ndarray:
+    """(N, 2) garment px -> (N, 2) signed distances (px) beyond each sleeve's seam -> armpit line.
 
-    A sleeve is the part of the garment beyond the line seam -> armpit on its side (garment px).
+    Positive on the sleeve side (away from the torso), for the right and the left sleeve.
     """
     lm = np.asarray(garment_lm, dtype=np.float64)
     centre = (lm[COLLAR] + lm[HEM_R] + lm[HEM_L]) / 3.0
-    out = np.zeros(map_x.shape, dtype=np.float32)
-    for seam_i, pit_i in ((SEAM_R, ARMPIT_R), (SEAM_L, ARMPIT_L)):
+    out = np.empty((len(points), 2))
+    for k, (seam_i, pit_i) in enumerate(((SEAM_R, ARMPIT_R), (SEAM_L, ARMPIT_L))):
         a, b = lm[seam_i], lm[pit_i]
         d = b - a
         n = np.array([d[1], -d[0]]) / max(float(np.hypot(*d)), 1e-6)
         if float(np.dot(centre - a, n)) > 0:  # make n point away from the torso
             n = -n
-        dist = (map_x - a[0]) * n[0] + (map_y - a[1]) * n[1]
-        np.maximum(out, np.clip(dist / SLEEVE_EDGE_SOFT_PX + 0.5, 0.0, 1.0).astype(np.float32), out=out)
+        out[:, k] = (points - a) @ n
     return out
 
 

@@ -81,7 +81,10 @@ class AliasNorm(nn.Module):
         else:
             normed = F.instance_norm(noisy, eps=INSTANCE_NORM_EPS)
         hidden = self.conv_shared(seg)
-        return normed * (1 + self.conv_gamma(hidden)) + self.conv_beta(hidden)
+        # normed * (1 + gamma) + beta, written in place on beta's buffer: at full size each of these maps is
+        # up to 272 x 1024 x 768 floats, so every temporary saved matters (autograd-safe: conv outputs are
+        # not needed by their backward).
+        return self.conv_beta(hidden).addcmul_(normed, self.conv_gamma(hidden)).add_(normed)
 
 
 class AliasResBlock(nn.Module):
@@ -110,9 +113,9 @@ class AliasResBlock(nn.Module):
         if mask is not None:
             mask = F.interpolate(mask, size=size, mode="nearest")
         shortcut = self.conv_s(self.norm_s(x, seg, mask, generator)) if self.learned_shortcut else x
-        dx = self.conv_0(F.leaky_relu(self.norm_0(x, seg, mask, generator), 0.2))
-        dx = self.conv_1(F.leaky_relu(self.norm_1(dx, seg, mask, generator), 0.2))
-        return shortcut + dx
+        dx = self.conv_0(F.leaky_relu(self.norm_0(x, seg, mask, generator), 0.2, inplace=True))
+        dx = self.conv_1(F.leaky_relu(self.norm_1(dx, seg, mask, generator), 0.2, inplace=True))
+        return dx.add_(shortcut)
 
 
 class ALIASGenerator(nn.Module):
