@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import os
-import queue
 import re
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from mirror.deployment import LocalDeployment
 from tests.mirror.helpers import ROOT, make_config
 
 START_TIMEOUT_S = 240
@@ -55,62 +54,27 @@ def _start(config: Path, *args: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
-def _read_until(proc: subprocess.Popen[str], pattern: str, timeout_s: float) -> tuple[str, re.Match | None]:
-    """Collect output lines (in a thread: select() cannot see lines already buffered) until pattern."""
-    assert proc.stdout is not None
-    lines: queue.Queue[str | None] = queue.Queue()
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.put(line)
-        lines.put(None)
-
-    threading.Thread(target=pump, daemon=True).start()
-    out: list[str] = []
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=0.5)
-        except queue.Empty:
-            continue
-        if line is None:
-            break
-        out.append(line)
-        m = re.search(pattern, line)
-        if m:
-            return "".join(out), m
-    return "".join(out), None
-
-
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
 def test_local_deployment_up_and_clean_stop(tmp_path: Path, stop_signal: int) -> None:
-    config = make_config(tmp_path)
-    proc = _start(config)
+    dep = LocalDeployment(tmp_path)
     try:
-        log, m = _read_until(proc, r"Virtual Mirror is up: (\S+)", START_TIMEOUT_S)
-        assert m, f"no 'is up' line; output:\n{log[-4000:]}"
+        dep.start(START_TIMEOUT_S)
+        assert dep.url.startswith("https://127.0.0.1:")
+        log = dep.log()
         for component in ("gvirtus.backend", "viton.service", "node2.gateway", "node1.web"):
             assert re.search(rf"^\s+{re.escape(component)}\s+\S+", log, re.M), f"{component} not listed"
-        family = _descendants(proc.pid)
+        assert dep.proc is not None
+        family = _descendants(dep.proc.pid)
         assert len(family) >= 4
-        os.killpg(proc.pid, stop_signal)  # what a terminal's Ctrl-C does: signal the foreground group
-        proc.wait(timeout=STOP_TIMEOUT_S)
+        code = dep.stop(stop_signal, STOP_TIMEOUT_S)  # what a terminal's Ctrl-C does: signal the group
         deadline = time.monotonic() + 5
         while any(_alive(p) for p in family) and time.monotonic() < deadline:
             time.sleep(0.1)
         left = [p for p in family if _alive(p)]
         assert not left, f"processes left running after stop: {left}"
-        assert proc.returncode == 0
+        assert code == 0
     finally:
-        if proc.poll() is None:
-            for p in _descendants(proc.pid):
-                try:
-                    os.kill(p, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            proc.kill()
-            proc.wait()
+        dep.stop(signal.SIGKILL)
 
 
 def test_bad_config_exits_before_starting_anything(tmp_path: Path) -> None:
