@@ -1,12 +1,19 @@
 """Fixtures for the VITON-HD engine tests.
 
-The networks are big (ALIAS ~100 M parameters, ~25 s per 1024x768 forward on 2 CPU cores), so
+The networks are big (ALIAS ~100 M parameters, ~25 s per 1024x768 forward on 2 idle CPU cores), so
 they are built once per session and the whole pipeline runs once; stage tests read its intermediates.
+
+Torch runs these tests with VITONHD_TEST_THREADS threads (default 1). On the shared 2-core machine,
+2 OpenMP threads spin-waited against other processes: the full pipeline took 128 s wall / 27 s user
+with 2 threads vs 80 s / 18 s with 1 (load average ~10). The previous setting is restored afterwards.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +27,23 @@ from viton.engine import GarmentData, PersonData, TryOnOutput
 from viton.vitonhd import PipelineResult, VitonHDEngine, build_networks
 
 MANIFEST = Path(__file__).resolve().parents[1] / "data" / "vitonhd_state_dicts.json"
+TEST_THREADS = int(os.environ.get("VITONHD_TEST_THREADS", "1"))
+
+
+@contextlib.contextmanager
+def torch_threads(n: int = TEST_THREADS) -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _vitonhd_threads() -> Iterator[None]:
+    with torch_threads():
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +56,8 @@ def manifest() -> dict[str, Any]:
 def nets() -> dict[str, nn.Module]:
     """The three networks with random weights (official init), CPU, eval mode. Do not modify."""
     torch.manual_seed(1234)
-    return build_networks()
+    with torch_threads():
+        return build_networks()
 
 
 @pytest.fixture(scope="session")
@@ -55,4 +80,5 @@ def engine(nets: dict[str, nn.Module]) -> VitonHDEngine:
 @pytest.fixture(scope="session")
 def full_run(engine: VitonHDEngine, person: PersonData, garment: GarmentData) -> tuple[TryOnOutput, PipelineResult]:
     """One whole try-on of the astronaut at 1024 x 768 with random weights on CPU."""
-    return engine.try_on_detailed(person, garment)
+    with torch_threads():
+        return engine.try_on_detailed(person, garment)
