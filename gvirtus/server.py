@@ -57,6 +57,7 @@ from gvirtus.protocol import (
 from gvirtus.sessions import Session, SessionStore
 
 log = logging.getLogger("gvirtus.backend")
+OP_CACHE_MAX = 8192   # distinct (op, argument JSON) pairs kept decoded
 # Chunks arrive as immutable bytes; torch warns when wrapping them, but they are only read from.
 warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
 
@@ -135,7 +136,7 @@ class Servicer(pb_grpc.GvirtusServicer):
         self.device = device
         self.token = token
         self.max_message_bytes = max_message_bytes
-        self._ops: dict[str, Any] = {}
+        self._ops: dict[tuple[str, str], Any] = {}     # decoded op calls of the transparent layer
 
     def _session(self, context: grpc.ServicerContext) -> Session:
         for key, value in context.invocation_metadata():
@@ -369,19 +370,23 @@ class Servicer(pb_grpc.GvirtusServicer):
         s = self._session(context)
         for batch in request_iterator:
             s.touch()
-            for item in batch.items:
-                kind = item.WhichOneof("item")
-                if kind == "sync":
-                    yield self._sync(s, item.sync)
-                elif kind == "release":
-                    for hid in item.release.ids:
-                        if hid in s.tensors:
-                            s.release(hid)
-                elif s.pipeline_error is None:   # after an error, skip work until the next sync
-                    try:
-                        self._op(s, item.op) if kind == "op" else self._upload(s, item.upload)
-                    except Exception as exc:
-                        s.pipeline_error = translate(exc)
+            with torch.no_grad():
+                yield from self._batch(s, batch)
+
+    def _batch(self, s: Session, batch: pb.PipelineBatch) -> Iterator[pb.SyncReply]:
+        for item in batch.items:
+            kind = item.WhichOneof("item")
+            if kind == "sync":
+                yield self._sync(s, item.sync)
+            elif kind == "release":
+                for hid in item.release.ids:
+                    if hid in s.tensors:
+                        s.release(hid)
+            elif s.pipeline_error is None:   # after an error, skip work until the next sync
+                try:
+                    self._op(s, item.op) if kind == "op" else self._upload(s, item.upload)
+                except Exception as exc:
+                    s.pipeline_error = translate(exc)
 
     def _check_client_id(self, hid: int) -> None:
         if hid < CLIENT_HANDLE_BASE:
@@ -392,26 +397,36 @@ class Servicer(pb_grpc.GvirtusServicer):
         self._check_client_id(up.id)
         s.put(up.id, from_wire(up.tensor).to(self.device), "upload")
 
-    def _op(self, s: Session, op: pb.Op) -> None:
-        fn = self._ops.get(op.target)
-        if fn is None:
-            fn = self._ops[op.target] = resolve_op(op.target)
+    def _decoded(self, target: str, args_json: str) -> tuple[Any, list[Any], dict[str, Any]]:
+        """(op, args, kwargs) for an op call; cached, since a client repeats the same JSON per op signature."""
+        key = (target, args_json)
+        hit = self._ops.get(key)
+        if hit is not None:
+            return hit
+        fn = resolve_op(target)
         try:
-            data = json.loads(op.args_json)
+            data = json.loads(args_json)
         except json.JSONDecodeError as exc:
-            raise InvalidRequest(f"op {op.target}: arguments are not valid JSON ({exc.msg})") from exc
+            raise InvalidRequest(f"op {target}: arguments are not valid JSON ({exc.msg})") from exc
         args, kwargs = codec.decode_call(data, self.device)
-        consts = [from_wire(c).to(self.device) for c in op.constants]
+        entry = (fn, args, kwargs)
+        if len(self._ops) < OP_CACHE_MAX:
+            self._ops[key] = entry
+        return entry
+
+    def _op(self, s: Session, op: pb.Op) -> None:
+        fn, args, kwargs = self._decoded(op.target, op.args_json)
+        refs = op.refs
+        consts = [from_wire(c).to(self.device) for c in op.constants] if op.constants else []
 
         def lookup(r: codec.Ref) -> torch.Tensor:
-            if r.kind == "r":
-                return s.get(r.index)
+            if r.kind == "r" and r.index < len(refs):
+                return s.get(refs[r.index])
             if r.kind == "c" and r.index < len(consts):
                 return consts[r.index]
             raise InvalidRequest(f"op {op.target}: reference {r} is not valid here")
 
-        with torch.no_grad():
-            out = fn(*codec.substitute(args, lookup), **{k: codec.substitute(v, lookup) for k, v in kwargs.items()})
+        out = fn(*codec.substitute(args, lookup), **{k: codec.substitute(v, lookup) for k, v in kwargs.items()})
         leaves = [t for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
         if len(leaves) != len(op.outputs):
             raise InvalidRequest(f"op {op.target} produced {len(leaves)} tensors, the client named {len(op.outputs)}")

@@ -55,10 +55,9 @@ class Pipeline:
         self.error: GvirtusError | None = None
         # A deque plus an event the sender waits on only when it has run dry: producers pay one
         # append per op, not a lock round trip (queue.Queue costs ~8 us per put).
-        self._items: deque[pb.PipelineItem | None] = deque()
+        self._items: deque[pb.PipelineItem | int | None] = deque()   # int: a released id
         self._wake = threading.Event()
         self._space = threading.Condition()
-        self._releases: deque[int] = deque()
         self._ids = itertools.count(CLIENT_HANDLE_BASE)
         self._seq = itertools.count(1)
         self._waiters: dict[int, Future[pb.SyncReply]] = {}
@@ -78,32 +77,31 @@ class Pipeline:
                     self._wake.wait()
             batch = pb.PipelineBatch()
             size = 0
+            release: Any = None          # the Release message that consecutive released ids go into
             while items and len(batch.items) < PIPELINE_MAX_BATCH:
                 item = items[0]
                 if item is None:
-                    self._drain_releases(batch)
                     if batch.items:
                         yield batch
                     return
+                if isinstance(item, int):  # a released id, ordered after every op that used it
+                    items.popleft()
+                    if release is None:
+                        release = batch.items.add().release
+                    release.ids.append(item)
+                    continue
                 cost = _payload(item)
                 if batch.items and size + cost > self._batch_bytes:
                     break
                 items.popleft()
                 batch.items.append(item)
+                release = None
                 size += cost
             if len(items) < PIPELINE_MAX_PENDING // 2:
                 with self._space:
                     self._space.notify_all()
-            self._drain_releases(batch)
             if batch.items:
                 yield batch
-
-    def _drain_releases(self, batch: pb.PipelineBatch) -> None:
-        ids = []
-        while self._releases:
-            ids.append(self._releases.popleft())
-        if ids:
-            batch.items.add(release=pb.Release(ids=ids))
 
     def _read(self) -> None:
         err: GvirtusError
@@ -142,9 +140,9 @@ class Pipeline:
             self._wake.set()
 
     def release(self, hid: int) -> None:
-        """Called by finalizers (any thread, maybe inside GC): never blocks."""
+        """Called by finalizers (any thread, maybe inside GC): never blocks, goes out with the next batch."""
         if not self._closed and self.error is None:
-            self._releases.append(hid)
+            self._items.append(hid)
 
     def sync(self, fetch: list[int] | None = None, describe: list[int] | None = None,
              timeout_s: float = CALL_TIMEOUT_S) -> pb.SyncReply:
@@ -271,35 +269,61 @@ class _UnhashableError(Exception):
     pass
 
 
-def _signature(value: Any, remotes: list[RemoteTensor]) -> Any:
-    """A hashable description of an op argument (tensors by metadata); collects RemoteTensors."""
+def _signature(value: Any, remotes: list[RemoteTensor], plains: list[torch.Tensor]) -> Any:
+    """A hashable description of an op argument (tensors by metadata); collects the tensors in order."""
     if isinstance(value, RemoteTensor):
         remotes.append(value)
         m = value._gv_meta
         return ("R", m.dtype, tuple(m.shape), m.stride())
     if isinstance(value, torch.Tensor):
-        return ("T", value.dtype, tuple(value.shape), value.stride(), value.device.type)
+        if value.device.type == "meta":
+            raise InvalidRequest("a plain meta tensor has no data to send; create tensors on the cpu (they are "
+                                 "uploaded with the op) or with dev.tensor()")
+        plains.append(value)
+        return ("T", value.dtype, tuple(value.shape), value.stride())
     if isinstance(value, list | tuple):
-        return tuple(_signature(v, remotes) for v in value)
+        return tuple(_signature(v, remotes, plains) for v in value)
     if value is None or isinstance(value, bool | int | float | str | torch.dtype | torch.device | torch.layout
                                    | torch.memory_format):
         return value
     raise _UnhashableError
 
 
-# (op, argument signature) -> how to build the outputs: the meta result, computed once.
-_META_CACHE: dict[Any, tuple[pytree.TreeSpec, list[Any]]] = {}
-META_CACHE_MAX = 4096
+class _OpRecipe:
+    """What an op with a given argument signature needs, computed once: the JSON template of its
+    arguments (remote ids filled in per call) and how to build its outputs from the meta result."""
+
+    __slots__ = ("args_template", "out_spec", "outputs")
+
+    def __init__(self, args_template: str, out_spec: pytree.TreeSpec | None, outputs: list[Any] | None) -> None:
+        self.args_template = args_template
+        self.out_spec = out_spec
+        self.outputs = outputs      # ("alias", k) | ("new", shape, stride, dtype) | ("val", v); None: data-dependent
 
 
-def _meta_outputs(func: Any, args: Any, kwargs: dict[str, Any], remotes: list[RemoteTensor],
-                  key: Any) -> tuple[pytree.TreeSpec, list[Any]]:
-    """(output structure, leaf recipes): ("alias", k) = remote input k itself, ("new", shape, stride,
-    dtype) = a new tensor, ("val", v) = a plain value. Runs the op on meta tensors when not cached."""
-    if key is not None:
-        hit = _META_CACHE.get(key)
-        if hit is not None:
-            return hit
+# (op, argument signature) -> _OpRecipe
+_RECIPES: dict[Any, _OpRecipe] = {}
+RECIPE_CACHE_MAX = 4096
+
+
+def _args_template(args: Any, kwargs: dict[str, Any]) -> str:
+    """The op's [args, kwargs] JSON; remote tensor k (in argument order) is {"r": k}, an index into Op.refs."""
+    n_plain = iter(range(1 << 30))
+    n_remote = iter(range(1 << 30))
+
+    def ref(x: Any) -> dict[str, Any] | None:
+        if isinstance(x, RemoteTensor):
+            return {"r": next(n_remote)}
+        if isinstance(x, torch.Tensor):
+            return {"c": next(n_plain)}
+        return None
+
+    text = json.dumps(codec.encode_call(args, kwargs, ref), separators=(",", ":"))
+    return text
+
+
+def _recipe(func: Any, args: Any, kwargs: dict[str, Any], remotes: list[RemoteTensor]) -> _OpRecipe:
+    template = _args_template(args, kwargs)
     position = {id(r._gv_meta): k for k, r in enumerate(remotes)}
 
     def to_meta(x: Any) -> Any:
@@ -312,72 +336,70 @@ def _meta_outputs(func: Any, args: Any, kwargs: dict[str, Any], remotes: list[Re
     margs, mkwargs = pytree.tree_map(to_meta, (args, kwargs))
     if "device" in mkwargs:
         mkwargs["device"] = META
-    meta_out = func(*margs, **mkwargs)
+    try:
+        meta_out = func(*margs, **mkwargs)
+    except NotImplementedError:     # no meta kernel: the output shape depends on the data
+        return _OpRecipe(template, None, None)
     leaves, out_spec = pytree.tree_flatten(meta_out)
-    recipes: list[Any] = []
+    outputs: list[Any] = []
     for leaf in leaves:
         if isinstance(leaf, torch.Tensor):
             k = position.get(id(leaf))
-            recipes.append(("alias", k) if k is not None else ("new", tuple(leaf.shape), leaf.stride(), leaf.dtype))
+            outputs.append(("alias", k) if k is not None else ("new", tuple(leaf.shape), leaf.stride(), leaf.dtype))
         else:
-            recipes.append(("val", leaf))
-    result = (out_spec, recipes)
-    if key is not None and len(_META_CACHE) < META_CACHE_MAX:
-        _META_CACHE[key] = result
-    return result
+            outputs.append(("val", leaf))
+    return _OpRecipe(template, out_spec, outputs)
 
 
 def _dispatch(func: Any, args: Any, kwargs: dict[str, Any]) -> Any:
     remotes: list[RemoteTensor] = []
+    plains: list[torch.Tensor] = []
     try:
-        key: Any = (func, _signature(args, remotes), tuple((k, _signature(v, remotes)) for k, v in kwargs.items()))
+        key: Any = (func, _signature(args, remotes, plains),
+                    tuple((k, _signature(v, remotes, plains)) for k, v in kwargs.items()))
     except _UnhashableError:
         key = None
-        remotes = [x for x in pytree.tree_leaves((args, kwargs)) if isinstance(x, RemoteTensor)]
+        leaves = pytree.tree_leaves((args, kwargs))
+        remotes = [x for x in leaves if isinstance(x, RemoteTensor)]
+        plains = [x for x in leaves if isinstance(x, torch.Tensor) and not isinstance(x, RemoteTensor)]
     pipe = _pipe_of(remotes)
     special = _host_side(func, args, kwargs)
     if special is not _NOT_SPECIAL:
         return special
-    consts: list[pb.Tensor] = []
-
-    def ref(x: Any) -> dict[str, int] | None:
-        if isinstance(x, RemoteTensor):
-            return {"r": x._gv_id}
-        if isinstance(x, torch.Tensor):
-            if x.device.type == "meta":
-                raise InvalidRequest(f"{func}: a plain meta tensor has no data to send; create tensors on the "
-                                     "cpu (they are uploaded) or with dev.tensor()")
-            consts.append(to_wire(x))
-            return {"c": len(consts) - 1}
-        return None
-
-    args_json = json.dumps(codec.encode_call(args, kwargs, ref), separators=(",", ":"))
+    recipe = _RECIPES.get(key) if key is not None else None
+    if recipe is None:
+        recipe = _recipe(func, args, kwargs, remotes)
+        if key is not None and len(_RECIPES) < RECIPE_CACHE_MAX:
+            _RECIPES[key] = recipe
+    args_json = recipe.args_template
+    refs = [r._gv_id for r in remotes]
+    consts = [to_wire(t) for t in plains]
     target = op_target(func)
-    try:
-        out_spec, recipes = _meta_outputs(func, args, kwargs, remotes, key)
-    except NotImplementedError:     # no meta kernel: the output shape depends on the data
-        return _blocking_op(pipe, target, args_json, consts)
+    if recipe.outputs is None or recipe.out_spec is None:
+        return _blocking_op(pipe, target, args_json, consts, refs)
     ids: list[int] = []
     results: list[Any] = []
-    for recipe in recipes:
-        if recipe[0] == "alias":          # in-place op: the result is the input itself
+    for out in recipe.outputs:
+        if out[0] == "alias":             # in-place op: the result is the input itself
             ids.append(0)
-            results.append(remotes[recipe[1]])
-        elif recipe[0] == "new":
+            results.append(remotes[out[1]])
+        elif out[0] == "new":
             hid = pipe.new_id()
             ids.append(hid)
-            meta = torch.empty_strided(recipe[1], recipe[2], dtype=recipe[3], device=META)
+            meta = torch.empty_strided(out[1], out[2], dtype=out[3], device=META)
             results.append(RemoteTensor(meta, pipe, hid))
         else:
-            results.append(recipe[1])
-    pipe.send(pb.PipelineItem(op=pb.Op(target=target, args_json=args_json, outputs=ids, constants=consts)))
-    return pytree.tree_unflatten(results, out_spec)
+            results.append(out[1])
+    pipe.send(pb.PipelineItem(op=pb.Op(target=target, args_json=args_json, outputs=ids, constants=consts, refs=refs)))
+    return pytree.tree_unflatten(results, recipe.out_spec)
 
 
-def _blocking_op(pipe: Pipeline, target: str, args_json: str, consts: list[pb.Tensor]) -> RemoteTensor:
+def _blocking_op(pipe: Pipeline, target: str, args_json: str, consts: list[pb.Tensor],
+                 refs: list[int]) -> RemoteTensor:
     """An op whose output shape depends on data: run it, then ask the backend for the shape."""
     hid = pipe.new_id()
-    pipe.send(pb.PipelineItem(op=pb.Op(target=target, args_json=args_json, outputs=[hid], constants=consts)))
+    pipe.send(pb.PipelineItem(op=pb.Op(target=target, args_json=args_json, outputs=[hid], constants=consts,
+                                       refs=refs)))
     spec = pipe.sync(describe=[hid]).described[0]
     meta = torch.empty(tuple(spec.shape), dtype=getattr(torch, spec.dtype), device=META)
     return RemoteTensor(meta, pipe, hid)

@@ -237,16 +237,18 @@ class LaunchReply(_message.Message):
     def __init__(self, outputs: _Optional[_Iterable[_Union[LaunchOutput, _Mapping]]] = ...) -> None: ...
 
 class Op(_message.Message):
-    __slots__ = ("target", "args_json", "outputs", "constants")
+    __slots__ = ("target", "args_json", "outputs", "constants", "refs")
     TARGET_FIELD_NUMBER: _ClassVar[int]
     ARGS_JSON_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     CONSTANTS_FIELD_NUMBER: _ClassVar[int]
+    REFS_FIELD_NUMBER: _ClassVar[int]
     target: str
     args_json: str
     outputs: _containers.RepeatedScalarFieldContainer[int]
     constants: _containers.RepeatedCompositeFieldContainer[Tensor]
-    def __init__(self, target: _Optional[str] = ..., args_json: _Optional[str] = ..., outputs: _Optional[_Iterable[int]] = ..., constants: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ...) -> None: ...
+    refs: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, target: _Optional[str] = ..., args_json: _Optional[str] = ..., outputs: _Optional[_Iterable[int]] = ..., constants: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., refs: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Upload(_message.Message):
     __slots__ = ("id", "tensor")
