@@ -38,36 +38,70 @@ from node1.tflite import load_model
 MODEL_STAGES = ("pose_detector", "pose_landmarks", "face_detector", "selfie")
 
 
-@functools.lru_cache(maxsize=1)
-def _cpu_stages() -> dict[str, nn.Module]:
-    """Every stage module, loaded once per process on the CPU (eval mode)."""
+MODEL_INPUTS = {  # model stage -> (tflite file, example input (1, 3, N, N))
+    "pose_detector": ("pose_detection.tflite", POSE_DETECTOR_SIZE),
+    "pose_landmarks": ("pose_landmark_full.tflite", 256),
+    "face_detector": ("face_detection_short_range.tflite", FACE_DETECTOR_SIZE),
+    "selfie": ("selfie_segmentation.tflite", SELFIE_SIZE),
+}
+
+
+# Stages that take the oneDNN lowering when cpu_fast. The pose detector stays portable: its keypoints set
+# the ROI, and mediapipe's pipeline is so sensitive to the ROI (heatmap-window flips) that ~1e-4 px changes
+# from float rounding moved a hand by 25 px on skimage's camera photo with the fused detector, while the
+# portable one reproduces mediapipe there (docs/pose.md, "Sensitivity"). The landmark model is not sensitive.
+CPU_FAST_STAGES = ("pose_landmarks", "face_detector", "selfie")
+
+
+def _model(stage: str, cpu_fast: bool) -> nn.Module:
+    file_name, size = MODEL_INPUTS[stage]
+    model = load_model(file_name, "nchw")
+    if cpu_fast and stage in CPU_FAST_STAGES:
+        from node1.tflite.cpu import optimize_for_cpu
+
+        return optimize_for_cpu(model, torch.rand(1, 3, size, size))
+    return model
+
+
+@functools.lru_cache(maxsize=2)
+def _cpu_stages(cpu_fast: bool = False) -> dict[str, nn.Module]:
+    """Every stage module, loaded once per process on the CPU (eval mode).
+
+    cpu_fast=False: portable aten ops only (what gvirtus registers, and what runs on GPUs).
+    cpu_fast=True: the models lowered by node1.tflite.cpu (channels-last, fused oneDNN convolutions);
+    same results up to float rounding, about 2x faster on this CPU.
+    """
     stages: dict[str, nn.Module] = {
         "prepare": PrepareImage(),
         "pose_input": FullImageInput(POSE_DETECTOR_SIZE, -1.0, 1.0),
-        "pose_detector": SsdDetector(load_model("pose_detection.tflite", "nchw"), POSE_DETECTOR_SIZE, POSE_STRIDES),
+        "pose_detector": SsdDetector(_model("pose_detector", cpu_fast), POSE_DETECTOR_SIZE, POSE_STRIDES),
         "pose_crop": PoseCrop(),
-        "pose_landmarks": PoseLandmarks(load_model("pose_landmark_full.tflite", "nchw")),
+        "pose_landmarks": PoseLandmarks(_model("pose_landmarks", cpu_fast)),
         "pose_mask": PoseMask(),
         "face_input": FullImageInput(FACE_DETECTOR_SIZE, -1.0, 1.0),
-        "face_detector": SsdDetector(load_model("face_detection_short_range.tflite", "nchw"),
-                                     FACE_DETECTOR_SIZE, FACE_STRIDES),
+        "face_detector": SsdDetector(_model("face_detector", cpu_fast), FACE_DETECTOR_SIZE, FACE_STRIDES),
         "selfie_input": FullImageInput(SELFIE_SIZE, 0.0, 1.0, keep_aspect=False),
-        "selfie": SelfieModel(load_model("selfie_segmentation.tflite", "nchw")),
+        "selfie": SelfieModel(_model("selfie", cpu_fast)),
         "selfie_resize": ResizeMask(),
     }
     return {k: m.eval() for k, m in stages.items()}
 
 
-def stage_module(stage: str) -> nn.Module:
-    """The CPU instance of a stage module (for registration, tracing or benchmarks)."""
-    return _cpu_stages()[stage]
+def stage_module(stage: str, cpu_fast: bool = False) -> nn.Module:
+    """A stage module on the CPU; the portable one by default (for gvirtus registration, tracing, GPUs)."""
+    return _cpu_stages(cpu_fast)[stage]
 
 
 class LocalRunner:
-    """Runs the stages on a local torch device ("cpu", "cuda:0", ...)."""
+    """Runs the stages on a local torch device ("cpu", "cuda:0", ...).
 
-    def __init__(self, device: str | torch.device = "cpu") -> None:
+    On the CPU the models use the oneDNN lowering (``cpu_fast``, default True there); pass
+    ``cpu_fast=False`` for the portable graph that gvirtus runs (bit-identical to it at equal thread counts).
+    """
+
+    def __init__(self, device: str | torch.device = "cpu", cpu_fast: bool | None = None) -> None:
         self.device = torch.device(device)
+        self.cpu_fast = self.device.type == "cpu" if cpu_fast is None else cpu_fast and self.device.type == "cpu"
         self.name = str(self.device)
         self._lock = threading.Lock()
         self._modules: dict[str, nn.Module] = {}
@@ -75,7 +109,7 @@ class LocalRunner:
     def module(self, stage: str) -> nn.Module:
         with self._lock:
             if stage not in self._modules:
-                mod = stage_module(stage)
+                mod = stage_module(stage, self.cpu_fast)
                 if self.device.type != "cpu":
                     import copy
 

@@ -17,6 +17,9 @@ gvirtus = pytest.importorskip("gvirtus")
 testing = pytest.importorskip("gvirtus.testing")
 
 from node1.pose import FallbackDevice, detect_faces, estimate_pose, segment_person  # noqa: E402
+from node1.pose.runners import LocalRunner  # noqa: E402
+
+PORTABLE_CPU = LocalRunner("cpu", cpu_fast=False)  # the very graph gvirtus runs, executed here
 
 
 @pytest.fixture(autouse=True)
@@ -38,9 +41,11 @@ def remote():
 def test_pose_through_gvirtus_equals_local(remote, oracle_images: dict) -> None:
     for name in ("astronaut", "camera_flipped"):
         image = oracle_images[name]
-        local = estimate_pose(image, "cpu")
+        local = estimate_pose(image, PORTABLE_CPU)
         far = estimate_pose(image, remote)
         assert far.served_by.startswith("gvirtus:") and local.served_by == "cpu"
+        fast = estimate_pose(image, "cpu")  # the default local path (oneDNN lowering): same up to float rounding
+        assert np.abs(fast.landmarks[:, :2] - far.landmarks[:, :2]).max() < 0.5
         np.testing.assert_array_equal(far.landmarks, local.landmarks)
         np.testing.assert_array_equal(far.body25, local.body25)
         np.testing.assert_array_equal(far.world_landmarks, local.world_landmarks)
@@ -49,10 +54,10 @@ def test_pose_through_gvirtus_equals_local(remote, oracle_images: dict) -> None:
 
 
 def test_faces_and_selfie_through_gvirtus_equal_local(remote, astronaut: np.ndarray) -> None:
-    far, near = detect_faces(astronaut, remote), detect_faces(astronaut, "cpu")
+    far, near = detect_faces(astronaut, remote), detect_faces(astronaut, PORTABLE_CPU)
     assert len(far) == len(near) == 1
     np.testing.assert_array_equal(far[0].keypoints, near[0].keypoints)
-    np.testing.assert_array_equal(segment_person(astronaut, remote), segment_person(astronaut, "cpu"))
+    np.testing.assert_array_equal(segment_person(astronaut, remote), segment_person(astronaut, PORTABLE_CPU))
 
 
 def test_fallback_device_prefers_the_remote(remote, astronaut: np.ndarray) -> None:

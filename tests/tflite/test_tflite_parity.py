@@ -20,6 +20,7 @@ import torch
 
 from mirror import model_path
 from node1.tflite import load_model
+from node1.tflite.cpu import optimize_for_cpu
 
 ai_edge_litert = pytest.importorskip("ai_edge_litert.interpreter", reason="ai-edge-litert (dev dependency) missing")
 
@@ -64,18 +65,37 @@ def _inputs(size: int, lo: float, hi: float, photos: list[np.ndarray]) -> list[n
     return xs
 
 
+_REFS: dict[str, tuple[list[np.ndarray], list[np.ndarray], list[str]]] = {}
+_EXACT: dict[str, list[np.ndarray]] = {}  # LiteRT builtin reference kernels (slow: computed once)
+
+
+def _case(name: str, photos: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
+    """(inputs, LiteRT outputs, output names) for a model, computed once per session."""
+    if name not in _REFS:
+        (lo, hi), _ = MODELS[name]
+        interp = ai_edge_litert.Interpreter(model_path=str(model_path(name)))
+        out_names = [d["name"] for d in interp.get_output_details()]
+        size = int(interp.get_input_details()[0]["shape"][1])
+        xs = _inputs(size, lo, hi, photos)
+        _REFS[name] = (xs, _run_litert(name, xs), out_names)
+    return _REFS[name]
+
+
+@pytest.mark.parametrize("variant", ["portable", "cpu_fast"])
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_matches_litert(name: str, astronaut: np.ndarray, camera_rgb: np.ndarray) -> None:
-    (lo, hi), logit_outputs = MODELS[name]
-    interp = ai_edge_litert.Interpreter(model_path=str(model_path(name)))
-    out_names = [d["name"] for d in interp.get_output_details()]
-    size = int(interp.get_input_details()[0]["shape"][1])
-    module = load_model(name)
+def test_matches_litert(name: str, variant: str, astronaut: np.ndarray, camera_rgb: np.ndarray) -> None:
+    """Both the portable module and its CPU lowering (node1.tflite.cpu) meet the parity criterion."""
+    _, logit_outputs = MODELS[name]
+    xs, refs, out_names = _case(name, [astronaut, camera_rgb, np.ascontiguousarray(astronaut[:, ::-1])])
+    module = load_model(name, layout="nchw")
     assert module.output_names == out_names
-    xs = _inputs(size, lo, hi, [astronaut, camera_rgb, np.ascontiguousarray(astronaut[:, ::-1])])
-    refs = _run_litert(name, xs)
+    batch = torch.from_numpy(np.concatenate(xs)).permute(0, 3, 1, 2).contiguous()
+    if variant == "cpu_fast":
+        fast = optimize_for_cpu(module, batch[:1])
+        assert fast is not module, "the CPU lowering fell back to the portable module"
+        module = fast
     with torch.inference_mode():
-        got = module(torch.from_numpy(np.concatenate(xs)))  # the torch module batches
+        got = [g.permute(0, 2, 3, 1) if g.dim() == 4 else g for g in module(batch)]  # the module batches
     for k, out_name in enumerate(out_names):
         ref, ours = refs[k], got[k].numpy()
         assert ours.shape == ref.shape, out_name
@@ -89,8 +109,10 @@ def test_matches_litert(name: str, astronaut: np.ndarray, camera_rgb: np.ndarray
 
 
 def _check_segmentation(name: str, xs: list[np.ndarray], k: int, ours_logits: np.ndarray) -> None:
-    fast = _sigmoid(_run_litert(name, xs)[k])
-    exact = _sigmoid(_run_litert(name, xs, reference_kernels=True)[k])
+    fast = _sigmoid(_case(name, [])[1][k])
+    if name not in _EXACT:
+        _EXACT[name] = _run_litert(name, xs, reference_kernels=True)
+    exact = _sigmoid(_EXACT[name][k])
     ours = _sigmoid(ours_logits)
     span = float(exact.max() - exact.min())
     litert_self = float(np.abs(fast - exact).max())

@@ -1,0 +1,157 @@
+"""A CPU-only lowering of a loaded model: channels-last activations and oneDNN fused convolutions.
+
+The portable module (node1.tflite.load_tflite) uses only standard aten ops, so it runs on any device and
+traces for gvirtus. On the CPU two things make it 2-4x slower than LiteRT/XNNPACK (measured, docs/pose.md):
+depthwise convolutions in NCHW (oneDNN's NCHW depthwise kernels are several times slower than its NHWC
+ones) and separate passes for every activation and residual ADD. This pass rewrites the fx graph:
+
+- conv -> relu / relu6            => mkldnn._convolution_pointwise(attr="relu" | "hardtanh" [0, 6])
+- conv -> add(other) [-> relu]    => mkldnn._convolution_pointwise.binary("add", relu)
+- every rank-4 buffer and the input in channels_last memory format;
+- convolution weights pre-packed once into oneDNN's blocked layout for the input size they will see
+  (otherwise oneDNN reorders them on every call).
+
+The result is checked against the portable module on an example input before it is returned;
+if oneDNN is not available or the check fails, the portable module is returned unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import operator
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import fx
+from torch.fx.passes.shape_prop import ShapeProp
+
+log = logging.getLogger("node1.tflite.cpu")
+
+CHECK_REL_TOL = 1e-3  # of each output's range (a sanity check; tests/tflite holds the LiteRT parity tests)
+_UNARY: dict[Any, tuple[str, list[float]]] = {F.relu: ("relu", []), F.relu6: ("hardtanh", [0.0, 6.0])}
+
+
+def _only_user(node: fx.Node) -> fx.Node | None:
+    users = list(node.users)
+    return users[0] if len(users) == 1 else None
+
+
+def _unary_of(node: fx.Node) -> tuple[fx.Node, str | None, list[float]]:
+    """(last node of the chain, unary attr, scalars) when ``node``'s only user is a fusable activation."""
+    user = _only_user(node)
+    if user is not None and user.op == "call_function" and user.target in _UNARY:
+        attr, scalars = _UNARY[user.target]
+        return user, attr, scalars
+    return node, None, []
+
+
+def _shape(node: Any) -> tuple[int, ...] | None:
+    meta = getattr(node, "meta", {}).get("tensor_meta")
+    return tuple(meta.shape) if meta is not None else None
+
+
+def fuse_convolutions(gm: fx.GraphModule, example: torch.Tensor) -> int:
+    """Rewrite conv(+add)(+activation) chains into oneDNN fused ops in place; returns how many were fused."""
+    ShapeProp(gm).propagate(example)
+    g = gm.graph
+    pointwise = torch.ops.mkldnn._convolution_pointwise
+    fused = 0
+    for node in list(g.nodes):
+        if node.op != "call_function" or node.target is not F.conv2d:
+            continue
+        x, w, b, stride, padding, dilation, groups = node.args
+        conv_args = [list(padding), list(stride), list(dilation), groups]
+        user = _only_user(node)
+        if user is not None and user.target is operator.add:
+            other = user.args[1] if user.args[0] is node else user.args[0]
+            if other is not node and isinstance(other, fx.Node) and _shape(other) == _shape(node):
+                tail, unary, scalars = _unary_of(user)
+                if unary not in (None, "relu"):  # oneDNN's binary fusion only takes relu as a post-op
+                    tail, unary, scalars = user, None, []
+                with g.inserting_after(tail):
+                    new = g.call_function(pointwise.binary, (x, other, w, b, *conv_args, "add", None, unary,
+                                                             scalars, ""))
+                tail.replace_all_uses_with(new)
+                fused += 1
+                continue
+        tail, unary, scalars = _unary_of(node)
+        with g.inserting_after(tail):
+            new = g.call_function(pointwise.default, (x, w, b, *conv_args, unary or "none", scalars, ""))
+        tail.replace_all_uses_with(new)
+        fused += 1
+    g.eliminate_dead_code()
+    gm.recompile()
+    return fused
+
+
+def prepack_weights(gm: fx.GraphModule) -> int:
+    """Replace the weights of fused oneDNN convolutions by pre-packed oneDNN tensors (needs shape metadata)."""
+    pointwise = torch.ops.mkldnn._convolution_pointwise
+    packed = 0
+    for node in gm.graph.nodes:
+        if node.op != "call_function" or node.target not in (pointwise.default, pointwise.binary):
+            continue
+        w_pos = 1 if node.target is pointwise.default else 2
+        x, w_node = node.args[0], node.args[w_pos]
+        in_shape = _shape(x)
+        if w_node.op != "get_attr" or in_shape is None:
+            continue
+        padding, stride, dilation, groups = node.args[w_pos + 2:w_pos + 6]
+        weight = getattr(gm, w_node.target)
+        if len(w_node.users) != 1:
+            continue
+        packed_w = torch._C._nn.mkldnn_reorder_conv2d_weight(  # type: ignore[call-arg]  # stub lacks input_size
+            weight.to_mkldnn(), padding, stride, dilation, groups,
+                                                             list(in_shape))
+        delattr(gm, w_node.target)
+        object.__setattr__(gm, w_node.target, packed_w)  # an opaque oneDNN tensor: not a buffer
+        packed += 1
+    return packed
+
+
+class _ChannelsLastInput(torch.nn.Module):
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, *inputs: torch.Tensor) -> Any:
+        return self.inner(*(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x for x in inputs))
+
+
+def _max_rel_err(a: Any, b: Any) -> float:
+    errs = []
+    for x, y in zip(a, b, strict=True):
+        span = float(y.max() - y.min()) or 1.0
+        errs.append(float((x - y).abs().max()) / span)
+    return max(errs)
+
+
+def optimize_for_cpu(module: fx.GraphModule, example: torch.Tensor) -> torch.nn.Module:
+    """The CPU-fast version of a loaded model (layout "nchw" expected for the input), or ``module`` itself
+    when oneDNN is unavailable or the fused module does not match it on ``example``."""
+    if not torch.backends.mkldnn.is_available():
+        return module
+    try:
+        gm = copy.deepcopy(module)
+        n = fuse_convolutions(gm, example)
+        ShapeProp(gm).propagate(example)
+        prepack_weights(gm)
+        for name, buf in list(gm.named_buffers()):
+            if buf.dim() == 4:
+                owner, _, attr = name.rpartition(".")
+                target = gm.get_submodule(owner) if owner else gm
+                setattr(target, attr, buf.contiguous(memory_format=torch.channels_last))
+        fast = _ChannelsLastInput(gm).eval()
+        with torch.inference_mode():
+            err = _max_rel_err(fast(example), module(example))
+    except RuntimeError as exc:  # an op oneDNN refuses on this machine: keep the portable module
+        log.warning("CPU fusion of %s failed (%s); using the portable module", getattr(module, "model_name", "?"), exc)
+        return module
+    if err > CHECK_REL_TOL:
+        log.warning("CPU-fused %s differs by %.2g of range; using the portable module",
+                    getattr(module, "model_name", "?"), err)
+        return module
+    log.debug("CPU-fused %d convolutions (max rel err %.2g)", n, err)
+    return fast
