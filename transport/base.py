@@ -33,7 +33,8 @@ HEARTBEAT_KIND = "ping"          # answered by the server channel itself, never 
 HEARTBEAT_REPLY_KIND = "pong"
 HEARTBEAT_ID_PREFIX = "hb:"
 HEARTBEAT_INTERVAL_S = 1.0       # client sends a ping when it sent nothing for this long
-HEARTBEAT_TIMEOUT_S = 3.0        # no answer for this long after a send -> peer declared dead
+HEARTBEAT_TIMEOUT_S = 2.5        # silence this long after a send -> peer declared dead; checked every
+                                 # LOOP_TICK_S (0.1 s), so a dead peer is noticed within 3 s
 RESULT_GRACE_S = 1.0             # request() waits this much beyond timeout_s for the I/O thread
 DEFAULT_MAX_IN_FLIGHT = 64       # per client: more requests block in submit() (backpressure)
 

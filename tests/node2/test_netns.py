@@ -73,7 +73,7 @@ def test_gateway_in_its_own_namespace(netns: dict[str, str], tmp_path: Path) -> 
         with urllib.request.urlopen(f"http://{netns['ns_ip']}:{health_port}/health", timeout=5) as resp:
             assert json.loads(resp.read())["viton"]["reachable"] is True
 
-        # The link goes down mid-request: no RST arrives, heartbeats notice within ~3 s.
+        # The link goes down mid-request: no RST arrives, heartbeats notice it (2.5 s of silence).
         viton.delay_s = 2.0
         fut = client.channel.submit(Frame("tryon", "cut", {"garment_id": garment.id}, person_tensors()), 30)
         time.sleep(0.3)
@@ -81,7 +81,7 @@ def test_gateway_in_its_own_namespace(netns: dict[str, str], tmp_path: Path) -> 
         t0 = time.monotonic()
         with pytest.raises(PeerUnavailable, match="heartbeats missed"):
             fut.result(timeout=10)
-        assert time.monotonic() - t0 < 4.5
+        assert time.monotonic() - t0 < 3.5  # 3 s + slack for the shared, loaded test machine
         _ip("link", "set", netns["host_if"], "up")
         viton.delay_s = 0.0
         r = client.tryon(person_tensors(), garment, timeout_s=15)  # reconnects by itself
