@@ -1,4 +1,9 @@
-"""Geometric try-on engine speed at 512x384 and 1024x768 (constructed person + drawn t-shirt).
+"""Geometric try-on engine speed at 512x384 and 1024x768.
+
+Input: skimage's astronaut through node 1's real preprocessing, cropped to 512x384 and
+(upscaled 2x, keypoints scaled) to 1024x768, dressed in the first demo garment (a t-shirt);
+with --person drawn (or when node1.preprocess / garments.demo are missing) a drawn person with
+an exact parse and a drawn t-shirt.
 
     .venv/bin/python bench/viton_bench.py [--repeat N] [--json]
 
@@ -28,7 +33,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "viton")]
 
 from viton_synth import drawn_person, make_garment  # noqa: E402
 
-from viton import GeometricEngine  # noqa: E402
+from viton import GarmentData, GeometricEngine, PersonData  # noqa: E402
 
 SIZES = {"512": (512, 384), "1024": (1024, 768)}
 
@@ -46,19 +51,51 @@ def _times_ms(fn, repeat: int, cpu: list[float] | None = None) -> list[float]:
     return times
 
 
+def _crop_scale(p: PersonData, factor: int, x0: int, width: int) -> PersonData:
+    """Upscale a person `factor` x (bilinear image, nearest labels) and keep columns x0..x0+width."""
+    def big(a: np.ndarray, interp: int) -> np.ndarray:
+        h, w = a.shape[:2]
+        return np.ascontiguousarray(cv2.resize(a, (w * factor, h * factor), interpolation=interp)[:, x0:x0 + width])
+    kp = p.keypoints.copy()
+    kp[:, :2] = kp[:, :2] * factor - np.array([x0, 0], np.float32)
+    kp[p.keypoints[:, 2] <= 0] = 0
+    return PersonData(big(p.image, cv2.INTER_LINEAR), big(p.parse, cv2.INTER_NEAREST), kp,
+                      big(p.pose_render, cv2.INTER_LINEAR))
+
+
+def _inputs(kind: str) -> tuple[dict[str, PersonData], GarmentData, str]:
+    if kind == "astronaut":
+        try:
+            from skimage import data
+
+            from garments.demo import DEMO_DESIGNS, render_garment
+            from node1.tryon_cli import _person
+        except ImportError as exc:
+            print(f"(no real preprocessing or demo garments: {exc}; using the drawn person)")
+        else:
+            base = _person(np.ascontiguousarray(data.astronaut()))
+            r = render_garment(DEMO_DESIGNS[0])
+            garment = GarmentData(r.image, r.mask, np.asarray(r.landmarks, np.float32), DEMO_DESIGNS[0].kind)
+            return ({"512": _crop_scale(base, 1, 50, 384), "1024": _crop_scale(base, 2, 100, 768)}, garment,
+                    "astronaut (real preprocessing) + demo t-shirt")
+    return ({k: drawn_person(h, w) for k, (h, w) in SIZES.items()}, make_garment("tshirt"),
+            "drawn person + drawn t-shirt")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--person", choices=["astronaut", "drawn"], default="astronaut")
     args = ap.parse_args()
     torch.set_num_threads(2)
     cv2.setNumThreads(2)
     engine = GeometricEngine()
-    garment = make_garment("tshirt")
+    people, garment, what = _inputs(args.person)
     results: dict[str, float] = {}
     rows = []
     for key, (h, w) in SIZES.items():
-        person = drawn_person(h, w)
+        person = people[key]
         cpu: list[float] = []
         times = _times_ms(lambda p=person: engine.try_on(p, garment), args.repeat, cpu)
         ms = statistics.median(times)
@@ -73,6 +110,7 @@ def main() -> int:
     if args.json:
         print(json.dumps(results))
         return 0
+    print(f"input: {what}; {args.repeat} runs per size; baseline: full-frame copy + cv2.remap")
     print(f"{'size':>9} | {'median ms':>9} | {'min ms':>7} | {'CPU ms':>7} | {'copy+remap ms':>13} | {'ratio':>6} | "
           "stages (last run)")
     for size, ms, best, cpu_ms, base, st in rows:

@@ -141,16 +141,18 @@ MAX_HEM_HALF_WIDTH = 0.85   # x scale
 HEM_OVERLAP = 0.03          # x scale: the hem goes this far past the old clothes' bottom
 
 
-def fit_hem_to_clothes(body: BodyFrame, upper: np.ndarray) -> BodyFrame:
+def fit_hem_to_clothes(body: BodyFrame, upper: np.ndarray, stride: int = 1) -> BodyFrame:
     """Lower and widen the hem to the old upper clothes when they reach further (coats, bulky
     suits): the new garment then covers what the old one did. Never raises or narrows the hem.
 
     Args:
         body: anchors from `body_frame`.
-        upper: (H, W) uint8 {0, 1}, the person's upper clothing (CIHP 5, 6, 7).
+        upper: (H, W) uint8 {0, 1}, the person's upper clothing (CIHP 5, 6, 7), or that mask
+            already subsampled by `stride` (upper[::stride, ::stride]).
     """
-    s = CLOTH_SAMPLE_STRIDE
-    ys, xs = np.nonzero(upper[::s, ::s])
+    step = max(CLOTH_SAMPLE_STRIDE // stride, 1)
+    s = step * stride
+    ys, xs = np.nonzero(upper[::step, ::step])
     if ys.size < 16:
         return body
     mid = (body.shoulder_r + body.shoulder_l) / 2

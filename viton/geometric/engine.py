@@ -21,7 +21,7 @@ import numpy as np
 from viton.checks import check_garment, check_person
 from viton.engine import GarmentData, PersonData, TryOnOutput
 from viton.geometric import regions, warp
-from viton.geometric.body import BodyFrame, body_frame, fit_hem_to_clothes
+from viton.geometric.body import CLOTH_SAMPLE_STRIDE, BodyFrame, body_frame, fit_hem_to_clothes
 
 SHADE_STRENGTH = 0.85         # how much of the old clothes' luminance detail reaches the garment
 SHADE_RANGE = (0.65, 1.25)    # clip of the luminance ratio (keeps prints on the old clothes faint)
@@ -148,7 +148,8 @@ class GeometricEngine:
         image, parse = person.image, person.parse
         H, W = parse.shape
         body = body_frame(person.keypoints)
-        body = fit_hem_to_clothes(body, regions.upper_mask(parse))
+        stride = CLOTH_SAMPLE_STRIDE
+        body = fit_hem_to_clothes(body, regions.upper_mask(parse[::stride, ::stride]), stride=stride)
         region = regions.changeable_region(parse)
         box = regions.bounding_box(region, pad=2)
         timings["anchors"] = _ms(t0)
@@ -189,7 +190,7 @@ class GeometricEngine:
         if warp.has_long_sleeves(lm, body, abs(sim.a)):
             extend = removed  # the sleeves clothe the whole arm: fabric everywhere
         else:
-            extend = removed * (1.0 - arm_zone(body, box, soft_px=4 * sigma))
+            extend = removed * (1.0 - arm_zone(body, box, soft_px=2 * sigma))
         skin_removed = removed - extend
         ratio = _luminance_ratio(crop, regions.upper_mask(parse_crop), blur_sigma=max(1.0, 0.015 * body.scale))
         shade = np.ones_like(layer) if ratio is None else 1.0 + SHADE_STRENGTH * (ratio - 1.0) * upper

@@ -163,6 +163,9 @@ class ALIASGenerator(nn.Module):
                              f"cells (instance norm needs > 1 pixel), got {h} x {w}")
         if generator is None:
             generator = torch.Generator(device=x.device).manual_seed(DEFAULT_NOISE_SEED)
+        elif generator.device.type != x.device.type:
+            raise ValueError(f"the noise generator is on {generator.device} but the input is on {x.device}; "
+                             f"create it with torch.Generator(device=x.device)")
         sh, sw = h // step, w // step
         feats = [conv(F.interpolate(x, size=(sh << i, sw << i), mode="nearest"))
                  for i, conv in enumerate(self.pyramid_convs())]
