@@ -55,6 +55,7 @@ from transport.frames import (
 from transport.tcp_common import (
     CALLER_POLL_MAX_S,
     DEFAULT_HWM,
+    ERROR_BACKOFF_S,
     LOOP_TICK_S,
     RECONNECT_IVL_MAX_MS,
     RECONNECT_IVL_MS,
@@ -269,35 +270,38 @@ class TcpClient(ClientChannel):
         polled: tuple[int, int] = (-1, -1)
         try:
             while not self._closed.is_set():
-                with self._lock:
-                    now = time.monotonic()
-                    self._on_monitor(now)
-                    self._send_outbox(now)
-                    self._heartbeat(now)
-                    self._drain(now)
-                    self._expire(now)
-                    # While a request() caller waits on the socket fd, it reads for everyone;
-                    # two threads woken by one reply would only fight over the lock.
-                    fds = (self._sock.FD if not self._callers else -1, self._monitor.FD)
-                    wait_ms = self._poll_timeout_ms(now)
-                if fds != polled:
-                    poller = select.poll()
-                    for fd in (*fds, self._wake_fd):
-                        if fd >= 0:
-                            poller.register(fd, select.POLLIN)
-                    polled = fds
-                if any(fd == self._wake_fd for fd, _ in poller.poll(wait_ms)):
-                    drain_eventfd(self._wake_fd)
-        except Exception as exc:  # a bug here must not strand callers: fail them loudly
-            log.exception("tcp client I/O thread for %s crashed", self.info.endpoint)
-            crash = repr(exc)
-            self._inflight.fail_all(lambda rid: TransportError(f"I/O thread crashed: {crash}"))
+                try:
+                    poller, polled = self._turn(poller, polled)
+                except Exception:  # a bug or an odd zmq error must not strand the futures
+                    log.exception("tcp client I/O turn for %s failed; carrying on", self.info.endpoint)
+                    self._closed.wait(ERROR_BACKOFF_S)
         finally:
             with self._lock:
                 self._inflight.fail_all(closed_error(self.info.endpoint))
                 self._close_socket()
             self._ctx.term()
             os.close(self._wake_fd)
+
+    def _turn(self, poller: select.poll, polled: tuple[int, int]) -> tuple[select.poll, tuple[int, int]]:
+        with self._lock:
+            now = time.monotonic()
+            self._on_monitor(now)
+            self._send_outbox(now)
+            self._heartbeat(now)
+            self._drain(now)
+            self._expire(now)
+            # While a request() caller waits on the socket fd, it reads for everyone; two
+            # threads woken by one reply would only fight over the lock.
+            fds = (self._sock.FD if not self._callers else -1, self._monitor.FD)
+            wait_ms = self._poll_timeout_ms(now)
+        if fds != polled:
+            poller = select.poll()
+            for fd in (*fds, self._wake_fd):
+                if fd >= 0:
+                    poller.register(fd, select.POLLIN)
+        if any(fd == self._wake_fd for fd, _ in poller.poll(wait_ms)):
+            drain_eventfd(self._wake_fd)
+        return poller, fds
 
     def _poll_timeout_ms(self, now: float) -> int:
         wait = min(LOOP_TICK_S, self._last_sent + self._hb_interval - now)

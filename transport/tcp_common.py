@@ -17,6 +17,7 @@ REPLY_RETRY_MS = 1                # server: retry interval for replies held back
 # wake-up of pyzmq's garbage-collector thread per message (to release the buffer), which is
 # dearer than copying up to a few hundred KiB.
 ZERO_COPY_MIN_BYTES = 512 * 1024
+ERROR_BACKOFF_S = 0.05            # pause after an unexpected error in an I/O turn, before the next
 RECV_BATCH = 64                   # server: messages read per turn before sending replies again
 
 

@@ -26,6 +26,7 @@ from transport.errors import FrameError, TransportError
 from transport.frames import DEFAULT_MAX_BYTES, MAX_HEADER_BYTES, Frame, decode, decode_header, encode, error_frame
 from transport.tcp_common import (
     DEFAULT_HWM,
+    ERROR_BACKOFF_S,
     LOOP_TICK_S,
     RECV_BATCH,
     REPLY_RETRY_MS,
@@ -114,9 +115,11 @@ class TcpServer(ServerChannel):
         self._io_ident = threading.get_ident()
         try:
             while not self._closed.is_set():
-                self._turn()
-        except Exception:
-            log.exception("tcp server I/O thread on %s crashed", self.info.endpoint)
+                try:
+                    self._turn()
+                except Exception:  # a bug or an odd zmq error must not end the serving loop
+                    log.exception("tcp server I/O turn on %s failed; serving on", self.info.endpoint)
+                    self._closed.wait(ERROR_BACKOFF_S)
         finally:
             for _ in self._replies:
                 self._obs.on_dropped_reply("server_closed")
