@@ -108,12 +108,15 @@ def detect_face(image: torch.Tensor, landmarks: torch.Tensor, detector: torch.nn
     wh = reg[:, 2:4]
     kps = reg[:, 4:16].reshape(-1, 6, 2) + anchors[:, None, :]
     lo, hi = cxy - 0.5 * wh, cxy + 0.5 * wh
-    best = torch.argmax(scores)
-    inter = (torch.minimum(hi, hi[best]) - torch.maximum(lo, lo[best])).clamp_min(0.0).prod(dim=1)
+    best = torch.argmax(scores).reshape(1)          # index_select, not item(): stays traceable
+    top_score = scores.index_select(0, best)[0]
+    inter = (torch.minimum(hi, hi.index_select(0, best)) - torch.maximum(lo, lo.index_select(0, best))
+             ).clamp_min(0.0).prod(dim=1)
     area = wh.prod(dim=1)
-    iou = inter / (area + area[best] - inter + EPS)
+    iou = inter / (area + area.index_select(0, best) - inter + EPS)
     wgt = scores * ((iou > NMS_IOU) & (scores >= FACE_SCORE_THRESHOLD)).float()
-    wgt = wgt + EPS * torch.nn.functional.one_hot(best, scores.shape[0]).float()   # the best alone if none pass
+    is_best = torch.arange(scores.shape[0], device=scores.device) == best
+    wgt = wgt + EPS * is_best.float()   # the best alone if none pass
     wgt = wgt / wgt.sum()
     box_lo, box_hi = (wgt[:, None] * lo).sum(0), (wgt[:, None] * hi).sum(0)
     kp = (wgt[:, None, None] * kps).sum(0)
@@ -121,7 +124,7 @@ def detect_face(image: torch.Tensor, landmarks: torch.Tensor, detector: torch.nn
     kp_px = origin + kp * side
     eye_vec = kp_px[1] - kp_px[0]
     return {
-        "score": scores[best], "valid": scores[best] >= FACE_SCORE_THRESHOLD,
+        "score": top_score, "valid": top_score >= FACE_SCORE_THRESHOLD,
         "centre": origin + 0.5 * (box_lo + box_hi) * side, "size": (box_hi - box_lo) * side,
         "angle": torch.atan2(eye_vec[1], eye_vec[0]), "keypoints": kp_px,
     }
