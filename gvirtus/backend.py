@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 
 import torch
 
@@ -38,7 +39,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    log = setup_logging("gvirtus.backend")
+    log = setup_logging("gvirtus.backend", node=os.environ.get("VM_NODE") or "node2")   # it runs on node 2
     try:
         cfg = load_config()
         gv = cfg["gvirtus"]
