@@ -2,8 +2,10 @@
 
 NOT RUN ON RDMA HARDWARE. The machines this was written on have no RDMA device (not even
 SoftRoCE); `probe()` and the fallback around it ran, the data path below did not. What ran
-here as pure code: the wire layout, chunking, reassembly and credit accounting
-(`transport.layout`, tests/transport/test_layout.py).
+here: the wire layout, chunking, reassembly and credit accounting as pure code
+(`transport.layout`, test_layout.py), and this module's and rdma_conn.py's logic against a
+SIMULATED queue pair / rdma_cm (tests/transport/fake_verbs.py, test_rdma_simulated.py) —
+which checks our bookkeeping, not pyverbs' API or hardware behaviour.
 
 Design (same interface as `transport.tcp`; connection internals in rdma_conn.py):
 * Connection: `rdma_cm` synchronous API (`pyverbs.cmid.CMID`, RDMA_PS_TCP = RC QP) on
