@@ -8,8 +8,10 @@ reach it uses the gRPC copy RPCs instead.
 
 Wire format (little-endian), after the TLS handshake when gvirtus.secure:
     hello    client: MAGIC + session id (32 ASCII hex)        server: status
-    request  client: struct REQUEST (op b"W"/b"R", handle, offset, nbytes), then the bytes for W
-    reply    server: status; for R with status 0, the nbytes bytes
+    request  client: struct REQUEST (op b"W"/b"R"/b"L", handle, offset, nbytes), then the bytes for W
+             (for L: handle = module id, nbytes = all inputs, then each input's bytes in order)
+    reply    server: status; for R with status 0, the nbytes bytes; for L, u32 length + JSON
+             [[dtype, shape], ...] of the outputs, then each output's bytes
     status   one byte 0 = ok; else 1, u32 length, JSON {"kind": error class, "message": ...}
 """
 
@@ -115,6 +117,8 @@ class DataServer:
                     self._write(conn, sid, handle, offset, nbytes)
                 elif op == b"R":
                     self._read(conn, sid, handle, offset, nbytes)
+                elif op == b"L":
+                    self._launch(conn, sid, handle, nbytes)
                 else:
                     return
         except (OSError, ConnectionError, ssl.SSLError) as exc:
@@ -126,13 +130,13 @@ class DataServer:
         """Run `action`; send status 0 (+ `payload(result)` in the same write), or the typed error."""
         try:
             result = action()
-            data = payload(result) if payload is not None else None
+            parts = payload(result) if payload is not None else []
         except Exception as exc:
             err = self._translate(exc)
             body = json.dumps({"kind": type(err).__name__, "message": str(err)[:4000]}).encode()
             conn.sendall(b"\x01" + ERROR_LEN.pack(len(body)) + body)
             return False
-        _send_all(conn, [b"\x00", data] if data is not None and data.nbytes else [b"\x00"])
+        _send_all(conn, [b"\x00", *(p for p in parts if memoryview(p).nbytes)])
         return True
 
     def _target(self, sid: str, handle: int, offset: int, nbytes: int, what: str) -> torch.Tensor:
@@ -160,9 +164,51 @@ class DataServer:
                 dst[a:a + n].copy_(torch.from_numpy(staging[:n]))
         self._reply(conn, lambda: None)
 
+    def _launch(self, conn: socket.socket, sid: str, module_id: int, nbytes: int) -> None:
+        """Module launch with host inputs and host outputs in one exchange (raw bytes both ways)."""
+        from gvirtus.protocol import dtype_name, torch_dtype
+
+        try:
+            module, specs = _launch_inputs(self.store, sid, module_id, nbytes)
+        except Exception as exc:
+            _discard(conn, nbytes)
+            failure = exc
+            self._reply(conn, lambda: _raise(failure))
+            return
+        inputs = []
+        for dtype, shape in specs:
+            t = torch.empty(shape, dtype=torch_dtype(dtype))
+            if t.numel():
+                _recv_exact(conn, t.view(-1).view(torch.uint8).numpy().data)
+            inputs.append(t if self.device.type == "cpu" else t.to(self.device))
+
+        def run() -> list[torch.Tensor]:
+            outs = module.graph.run(inputs)
+            return [(o if isinstance(o, torch.Tensor) else torch.tensor(o)).detach().cpu().contiguous() for o in outs]
+
+        def payload(outs: list[torch.Tensor]) -> list[Any]:
+            head = json.dumps([[dtype_name(o.dtype), list(o.shape)] for o in outs]).encode()
+            return [ERROR_LEN.pack(len(head)) + head, *(o.view(-1).view(torch.uint8).numpy().data for o in outs)]
+
+        self._reply(conn, run, payload)
+
     def _read(self, conn: socket.socket, sid: str, handle: int, offset: int, nbytes: int) -> None:
         self._reply(conn, lambda: self._target(sid, handle, offset, nbytes, "memcpy_dtoh from"),
-                    lambda src: (src if src.device.type == "cpu" else src.cpu()).numpy().data)
+                    lambda src: [(src if src.device.type == "cpu" else src.cpu()).numpy().data])
+
+
+def _launch_inputs(store: Any, sid: str, module_id: int, nbytes: int) -> tuple[Any, list[tuple[str, tuple[int, ...]]]]:
+    from gvirtus.errors import InvalidHandle, InvalidRequest
+    from gvirtus.protocol import nbytes_of
+
+    m = store.get(sid).modules.get(module_id)
+    if m is None:
+        raise InvalidHandle(f"module {module_id} is not registered in this session")
+    specs = [(sp.dtype, sp.shape) for sp in m.graph.input_specs]
+    expected = sum(nbytes_of(d, sh) for d, sh in specs)
+    if expected != nbytes:
+        raise InvalidRequest(f"launch inputs: module takes {expected} bytes ({specs}), got {nbytes}")
+    return m, specs
 
 
 def _send_all(sock: socket.socket, parts: list[Any]) -> None:
@@ -264,6 +310,26 @@ class DataClient:
             if out.nbytes:
                 _recv_exact(self._sock, out)
         self._guard(what, run)
+
+    def launch(self, module_id: int, inputs: list[memoryview], what: str) -> list[torch.Tensor]:
+        """Send the inputs' bytes, run the module, receive every output (host tensors)."""
+        from gvirtus.protocol import torch_dtype
+
+        def run() -> list[torch.Tensor]:
+            total = sum(b.nbytes for b in inputs)
+            _send_all(self._sock, [REQUEST.pack(b"L", module_id, 0, total), *(b for b in inputs if b.nbytes)])
+            self._status(what)
+            (n,) = ERROR_LEN.unpack(_recv_bytes(self._sock, ERROR_LEN.size))
+            if n > MAX_ERROR_BYTES:
+                raise ConnectionError("malformed launch reply")
+            outs = []
+            for dtype, shape in json.loads(_recv_bytes(self._sock, n)):
+                t = torch.empty(shape, dtype=torch_dtype(dtype))
+                if t.numel():
+                    _recv_exact(self._sock, t.view(-1).view(torch.uint8).numpy().data)
+                outs.append(t)
+            return outs
+        return self._guard(what, run)
 
     def close(self) -> None:
         with self._lock:

@@ -285,6 +285,20 @@ class RemoteModule:
             self.module_id, self.uploaded = self.device._register(self._capture)
             self.generation = self.device.generation
 
+    def _host_inputs(self, inputs: Sequence[Any]) -> list[torch.Tensor]:
+        """Host inputs as CPU tensors, checked against the registered specs."""
+        if len(inputs) != len(self.input_specs):
+            raise InvalidRequest(f"module takes {len(self.input_specs)} inputs, got {len(inputs)}")
+        out = []
+        for k, (x, spec) in enumerate(zip(inputs, self.input_specs, strict=True)):
+            t = as_tensor(x, f"input {k}")
+            got = Spec(dtype_name(t.dtype), tuple(t.shape))
+            if got != spec:
+                raise InvalidRequest(f"input {k}: expected {spec.dtype} {list(spec.shape)}, got {got.dtype} "
+                                     f"{list(got.shape)}; register the module again for other shapes")
+            out.append(t)
+        return out
+
     def _inputs(self, inputs: Sequence[Any]) -> list[pb.LaunchInput]:
         if len(inputs) != len(self.input_specs):
             raise InvalidRequest(f"module takes {len(self.input_specs)} inputs, got {len(inputs)}")
@@ -314,6 +328,11 @@ class RemoteModule:
         `keep_on_device` (chain them into the next launch without a round trip of the data).
         """
         self.ensure_registered()
+        data = self.device._conn.data
+        if data is not None and not keep_on_device and not any(isinstance(x, DeviceBuffer) for x in inputs):
+            host = [_host_bytes(t) for t in self._host_inputs(inputs)]
+            outs = data.launch(self.module_id, host, f"launch module {self.content_hash[:19]}")
+            return self._capture.assemble(outs)
         request = pb.LaunchRequest(module_id=self.module_id, inputs=self._inputs(inputs),
                                    keep_on_device=keep_on_device)
         reply = self.device._call("Launch", request, f"launch module {self.content_hash[:19]}")

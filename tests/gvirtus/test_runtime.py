@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 import gvirtus
 from gvirtus.testing import BackendProcess
+from tests.gvirtus.conftest import make_convnet
 
 
 def test_properties_describe_the_cpu_backend(dev: gvirtus.RemoteDevice) -> None:
@@ -105,8 +107,15 @@ def test_closed_device_raises_typed_error(backend: BackendProcess) -> None:
 def test_grpc_copy_path_without_the_data_channel(dev: gvirtus.RemoteDevice) -> None:
     """Copies fall back to gRPC (unary below one chunk, streamed above) when the data channel is absent."""
     assert dev._conn.data is not None          # loopback: the bulk-copy stream is used by default
+    net = make_convnet(seed=7)
+    x = torch.randn(1, 3, 16, 16)
+    mod = dev.register_module(net, [x])
+    via_data_channel = mod(x)
     dev._conn.data.close()
     dev._conn.data = None
+    torch.testing.assert_close(mod(x), via_data_channel)     # launch as a gRPC call
+    with torch.no_grad():
+        torch.testing.assert_close(via_data_channel, net(x), atol=1e-5, rtol=1e-5)
     for n in (1000, 3 * 1024 * 1024 + 7):
         a = np.random.default_rng(n).integers(0, 255, n, dtype=np.uint8)
         h = dev.malloc(n)

@@ -132,8 +132,11 @@ def test_max_message_size_is_enforced(tls_backend: tuple[BackendProcess, str]) -
     d = gvirtus.connect(b.target, token=b.token, max_message_mb=8, secure=True, root_cert=cert)
     try:
         mod = d.register_module(torch.nn.Identity(), [torch.zeros(1, 3, 512, 512)])   # 3 MB input
+        assert mod(torch.ones(1, 3, 512, 512)).sum() == 3 * 512 * 512   # raw bytes on the data channel
+        data, d._conn.data = d._conn.data, None                          # the gRPC path has the limit
         with pytest.raises(gvirtus.InvalidRequest, match=r"over the 1048576-byte message limit"):
             mod(torch.zeros(1, 3, 512, 512))
+        d._conn.data = data
         h = d.malloc(3 * 512 * 512 * 4)                     # copies are chunked: 3 MB still fits
         d.memcpy_htod(h, np.ones((3, 512, 512), np.float32))
         # A raw oversized message is refused by gRPC on the backend, which keeps serving.
