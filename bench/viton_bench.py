@@ -87,9 +87,10 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--person", choices=["astronaut", "drawn"], default="astronaut")
+    ap.add_argument("--threads", type=int, default=2, help="torch and OpenCV threads (the box has 2 cores)")
     args = ap.parse_args()
-    torch.set_num_threads(2)
-    cv2.setNumThreads(2)
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(args.threads)
     engine = GeometricEngine()
     people, garment, what = _inputs(args.person)
     results: dict[str, float] = {}

@@ -177,33 +177,49 @@ class GeometricEngine:
         # arms in front of the garment's body, behind its sleeves; the garment stays on the
         # person's silhouette (a flat-lay garment is wider than a body seen from the front) with
         # an anti-aliased edge that reaches a pixel or two into the background
-        layer = change * (1.0 - kept)
+        layer = change
+        layer *= 1.0 - kept
         removed = upper * layer
         layer *= 1.0 - arms * (1.0 - sleeve)
         layer *= 1.0 - background
-        g_alpha = sampled[..., 3].astype(np.float32) * (1.0 / 255.0)
-        alpha = g_alpha * layer
+        alpha = sampled[..., 3].astype(np.float32)
+        alpha *= layer
+        alpha *= np.float32(1.0 / 255.0)
 
         # Old clothes the garment does not reach: along the arms they become skin (when the new
-        # sleeves end above the elbow); elsewhere (coat tails, a bulky back) the garment's fabric carries on
-        # (its colours diffused outward, `fabric_fill`), so the old garment never shows.
+        # sleeves end above the elbow); elsewhere (coat tails, a bulky back) the garment's fabric
+        # carries on (its colours diffused outward, `fabric_fill`), so the old garment never shows.
+        # Both fills are one colour image, `fill`, shaded by the old clothes' light.
+        fill = fabric_fill(sampled, FABRIC_FILL_CELL_PX)
+        near_arm: np.ndarray | None = None
+        extend: np.ndarray
         if warp.has_long_sleeves(lm, body, abs(sim.a)):
             extend = removed  # the sleeves clothe the whole arm: fabric everywhere
         else:
-            extend = removed * (1.0 - arm_zone(body, box, soft_px=2 * sigma))
-        skin_removed = removed - extend
+            near_arm = arm_zone(body, box, soft_px=2 * sigma)
+            extend = removed * (1.0 - near_arm)
+            fill += near_arm[..., None] * (_skin_tone(image, parse) - fill)
         ratio = _luminance_ratio(crop, regions.upper_mask(parse_crop), blur_sigma=max(1.0, 0.015 * body.scale))
-        shade = np.ones_like(layer) if ratio is None else 1.0 + SHADE_STRENGTH * (ratio - 1.0) * upper
-        skin_shade = np.ones_like(layer) if ratio is None else 1.0 + SKIN_SHADE_STRENGTH * (ratio - 1.0)
+        if ratio is None:
+            ratio = np.ones_like(layer)
+        ratio -= 1.0
+        shade = upper * ratio
+        shade *= SHADE_STRENGTH
+        shade += 1.0
+        fill_shade = shade
+        if near_arm is not None:  # skin takes the light more softly than fabric
+            fill_shade = shade + near_arm * (1.0 + SKIN_SHADE_STRENGTH * ratio - shade)
         keep_photo = 1.0 - alpha
-        skin_w = skin_removed * keep_photo * skin_shade
-        fabric_w = extend * keep_photo * shade
+        fill_w = removed * keep_photo
+        fill_w *= fill_shade
         keep_photo *= 1.0 - removed
         out_crop = crop.astype(np.float32)
         out_crop *= keep_photo[..., None]
-        out_crop += skin_w[..., None] * _skin_tone(image, parse)
-        out_crop += fabric_fill(sampled, FABRIC_FILL_CELL_PX) * fabric_w[..., None]
-        out_crop += sampled[..., :3] * (layer * shade)[..., None]  # the garment, premultiplied
+        fill *= fill_w[..., None]
+        out_crop += fill
+        cloth = sampled[..., :3].astype(np.float32)
+        cloth *= (layer * shade)[..., None]  # the garment, premultiplied, in the photo's light
+        out_crop += cloth
         alpha += extend * (1.0 - alpha)
         np.clip(alpha, 0.0, 1.0, out=alpha)  # float round-off of the products above
         out = image.copy()
