@@ -8,7 +8,8 @@ reach it uses the gRPC copy RPCs instead.
 
 Wire format (little-endian), after the TLS handshake when gvirtus.secure:
     hello    client: MAGIC + session id (32 ASCII hex)        server: status
-    request  client: struct REQUEST (op b"W"/b"R"/b"L", handle, offset, nbytes), then the bytes for W
+    request  client: struct REQUEST (op b"W"/b"R"/b"L"/b"P", handle, offset, nbytes), then the bytes for W
+             (P: a null call, answered with a status after the session check)
              (for L: handle = module id, nbytes = all inputs, then each input's bytes in order)
     reply    server: status; for R with status 0, the nbytes bytes; for L, u32 length + JSON
              [[dtype, shape], ...] of the outputs, then each output's bytes
@@ -119,6 +120,8 @@ class DataServer:
                     self._read(conn, sid, handle, offset, nbytes)
                 elif op == b"L":
                     self._launch(conn, sid, handle, nbytes)
+                elif op == b"P":                   # null call: session check only
+                    self._reply(conn, lambda: self.store.get(sid))
                 else:
                     return
         except (OSError, ConnectionError, ssl.SSLError) as exc:
@@ -310,6 +313,13 @@ class DataClient:
             if out.nbytes:
                 _recv_exact(self._sock, out)
         self._guard(what, run)
+
+    def ping(self) -> None:
+        """A null round trip through the backend's session lookup."""
+        def run() -> None:
+            self._sock.sendall(REQUEST.pack(b"P", 0, 0, 0))
+            self._status("ping")
+        self._guard("ping", run)
 
     def launch(self, module_id: int, inputs: list[memoryview], what: str) -> list[torch.Tensor]:
         """Send the inputs' bytes, run the module, receive every output (host tensors)."""

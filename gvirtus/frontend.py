@@ -123,7 +123,16 @@ class RemoteDevice:
         self.close()
 
     def ping(self) -> None:
-        """A null call: one unary round trip through the backend that does nothing (the latency floor)."""
+        """A null call: one round trip through the backend's session check, on the data channel that
+        copies and host-input launches use (gRPC when there is none). The latency floor of those calls."""
+        data = self._conn.data
+        if data is None or self._conn.closed:
+            self.ping_grpc()
+        else:
+            data.ping()
+
+    def ping_grpc(self) -> None:
+        """A null call as a unary gRPC call (the floor of malloc, free, memset, register, ...)."""
         self._conn.call(self._conn.stub.Ping, _EMPTY, "ping")
 
     def ping_stream(self) -> None:

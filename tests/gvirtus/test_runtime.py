@@ -135,3 +135,12 @@ def test_data_channel_needs_a_live_session(backend: BackendProcess) -> None:
             DataClient("127.0.0.1", port, "0" * 32, timeout_s=5.0, root_cert=None, secure=False)
     finally:
         d.close()
+
+
+def test_null_calls_on_every_path(dev: gvirtus.RemoteDevice) -> None:
+    dev.ping()
+    dev.ping_grpc()
+    dev.ping_stream()
+    dev.close()
+    with pytest.raises(gvirtus.RemoteDeviceLost):
+        dev.ping()
