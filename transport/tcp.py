@@ -60,6 +60,7 @@ from transport.tcp_common import (
     RECONNECT_IVL_MAX_MS,
     RECONNECT_IVL_MS,
     ZERO_COPY_MIN_BYTES,
+    Waker,
     drain_eventfd,
     nbytes,
 )
@@ -130,7 +131,7 @@ class TcpClient(ClientChannel):
         # Re-entrant: futures are resolved with the lock held, and a done-callback may submit again.
         self._lock = threading.RLock()
         self._callers = 0  # threads inside request(), reading the socket themselves
-        self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._waker = Waker()
         self._closed = threading.Event()
         self._hb_ids = itertools.count()
         self._last_heard = time.monotonic()
@@ -142,7 +143,7 @@ class TcpClient(ClientChannel):
             self._sock, self._monitor = self._open_socket()
         except zmq.ZMQError as exc:
             self._ctx.term()
-            os.close(self._wake_fd)
+            self._waker.close()
             raise TransportError(f"cannot connect a zmq DEALER to {endpoint!r}: {exc}") from exc
         self._thread = threading.Thread(target=self._run, name=f"tcp-client {endpoint}", daemon=True)
         self._thread.start()
@@ -167,7 +168,7 @@ class TcpClient(ClientChannel):
             queued = bool(self._outbox)
             self._drain(now)
         if queued:  # HWM reached: the I/O thread sends it when the socket is writable again
-            os.eventfd_write(self._wake_fd, 1)
+            self._waker.wake()
         return fut
 
     def request(self, frame: Frame, timeout_s: float) -> Frame:
@@ -189,7 +190,7 @@ class TcpClient(ClientChannel):
                 self._callers -= 1
                 last = self._callers == 0
             if last and len(self._inflight):  # others still wait: the I/O thread reads for them again
-                os.eventfd_write(self._wake_fd, 1)
+                self._waker.wake()
             drain_eventfd(done_fd)
         try:
             return fut.result(timeout=RESULT_GRACE_S)
@@ -221,7 +222,7 @@ class TcpClient(ClientChannel):
         if self._closed.is_set():
             return
         self._closed.set()
-        os.eventfd_write(self._wake_fd, 1)
+        self._waker.wake()
         self._thread.join(timeout=5.0)
         self._inflight.fail_all(closed_error(self.info.endpoint))
 
@@ -280,7 +281,7 @@ class TcpClient(ClientChannel):
                 self._inflight.fail_all(closed_error(self.info.endpoint))
                 self._close_socket()
             self._ctx.term()
-            os.close(self._wake_fd)
+            self._waker.close()
 
     def _turn(self, poller: select.poll, polled: tuple[int, int]) -> tuple[select.poll, tuple[int, int]]:
         with self._lock:
@@ -296,11 +297,11 @@ class TcpClient(ClientChannel):
             wait_ms = self._poll_timeout_ms(now)
         if fds != polled:
             poller = select.poll()
-            for fd in (*fds, self._wake_fd):
+            for fd in (*fds, self._waker.fd):
                 if fd >= 0:
                     poller.register(fd, select.POLLIN)
-        if any(fd == self._wake_fd for fd, _ in poller.poll(wait_ms)):
-            drain_eventfd(self._wake_fd)
+        if any(fd == self._waker.fd for fd, _ in poller.poll(wait_ms)):
+            self._waker.drain()
         return poller, fds
 
     def _poll_timeout_ms(self, now: float) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 from transport.frames import view
@@ -30,3 +31,30 @@ def drain_eventfd(fd: int) -> None:
         os.eventfd_read(fd)
     except BlockingIOError:
         pass
+
+
+class Waker:
+    """An eventfd an I/O thread polls, written by other threads to wake it.
+
+    `wake()` after `close()` is a no-op: without this, a late wake-up (a reply relayed after the
+    channel closed) would write to a closed descriptor, or to whatever reused its number.
+    """
+
+    def __init__(self) -> None:
+        self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def wake(self) -> None:
+        with self._lock:
+            if not self._closed:
+                os.eventfd_write(self.fd, 1)
+
+    def drain(self) -> None:
+        drain_eventfd(self.fd)
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                os.close(self.fd)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
 import select
 import threading
 from typing import Any, cast
@@ -31,7 +30,7 @@ from transport.tcp_common import (
     RECV_BATCH,
     REPLY_RETRY_MS,
     ZERO_COPY_MIN_BYTES,
-    drain_eventfd,
+    Waker,
     nbytes,
 )
 
@@ -63,7 +62,6 @@ class TcpServer(ServerChannel):
         self._outstanding = 0
         self._count_lock = threading.Lock()
         self._replies: collections.deque[tuple[bytes, Frame]] = collections.deque()
-        self._wake_fd = -1
         self._closed = threading.Event()
         self._io_ident = -1
         self._thread: threading.Thread | None = None
@@ -93,7 +91,7 @@ class TcpServer(ServerChannel):
                                  "holding it or change the port in env_config.json") from exc
         self._sock = sock
         self.info.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
-        self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._waker = Waker()
         self._thread = threading.Thread(target=self._run, name=f"tcp-server {self.info.endpoint}", daemon=True)
         self._thread.start()
         return self.info.endpoint
@@ -102,7 +100,7 @@ class TcpServer(ServerChannel):
         if self._thread is None or self._closed.is_set():
             return
         self._closed.set()
-        os.eventfd_write(self._wake_fd, 1)
+        self._waker.wake()
         self._thread.join(timeout=5.0)
 
     def _stop_ctx(self) -> None:
@@ -125,7 +123,7 @@ class TcpServer(ServerChannel):
                 self._obs.on_dropped_reply("server_closed")
             self._sock.close(linger=0)
             self._stop_ctx()
-            os.close(self._wake_fd)
+            self._waker.close()
 
     def _turn(self) -> None:
         # Wait on zmq's notification fd (readable = "check the socket"), then work until the
@@ -133,9 +131,9 @@ class TcpServer(ServerChannel):
         if self._pollobj is None:
             self._pollobj = select.poll()
             self._pollobj.register(self._sock.FD, select.POLLIN)
-            self._pollobj.register(self._wake_fd, select.POLLIN)
+            self._pollobj.register(self._waker.fd, select.POLLIN)
         self._pollobj.poll(REPLY_RETRY_MS if self._replies else int(LOOP_TICK_S * 1000))
-        drain_eventfd(self._wake_fd)
+        self._waker.drain()
         while True:
             self._flush_replies()
             got = 0
@@ -180,12 +178,16 @@ class TcpServer(ServerChannel):
     def _deliver(self, ident: bytes, frame: Frame) -> None:
         with self._count_lock:
             self._outstanding -= 1
+        if self._closed.is_set():
+            self._obs.on_dropped_reply("server_closed")
+            log.info("reply %r dropped: the server channel is closed", frame.request_id)
+            return
         if threading.get_ident() == self._io_ident and not self._replies:
             if not self._send(ident, frame):
                 self._replies.append((ident, frame))
         else:
             self._replies.append((ident, frame))
-            os.eventfd_write(self._wake_fd, 1)
+            self._waker.wake()
 
     def _flush_replies(self) -> None:
         while self._replies:
