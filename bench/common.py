@@ -1,0 +1,45 @@
+"""Shared pieces of the benchmarks: the 768x1024 test photo, percentiles, a plain-text table."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+WIDTH, HEIGHT = 768, 1024
+
+
+def photo() -> np.ndarray:
+    """(1024, 768, 3) uint8 RGB: skimage's astronaut scaled to 768 px wide on a grey canvas."""
+    import cv2
+    from skimage import data
+
+    person = cv2.resize(data.astronaut(), (WIDTH, WIDTH), interpolation=cv2.INTER_CUBIC)
+    canvas = np.full((HEIGHT, WIDTH, 3), 120, np.uint8)
+    canvas[HEIGHT - WIDTH:] = person
+    return canvas
+
+
+def pct(samples: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100) of samples; nan when there are none."""
+    return float(np.percentile(np.asarray(samples, np.float64), q)) if len(samples) else float("nan")
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A readable fixed-width table (numbers formatted to 1 decimal unless already strings)."""
+    def fmt(v: object) -> str:
+        return f"{v:.1f}" if isinstance(v, float) else str(v)
+
+    cells = [[fmt(v) for v in r] for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+            for r in cells]
+    return "\n".join(out)
