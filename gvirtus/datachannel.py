@@ -8,8 +8,8 @@ reach it uses the gRPC copy RPCs instead.
 
 Wire format (little-endian), after the TLS handshake when gvirtus.secure:
     hello    client: MAGIC + session id (32 ASCII hex)        server: status
-    request  client: struct REQUEST (op b"W"/b"R"/b"L"/b"P", handle, offset, nbytes), then the bytes for W
-             (P: a null call, answered with a status after the session check)
+    request  client: struct REQUEST (op, handle, offset, nbytes), then the bytes for W. Ops: W write,
+             R read, L launch, P null call (status only), M malloc(nbytes) -> u64 id, F free(handle)
              (for L: handle = module id, nbytes = all inputs, then each input's bytes in order)
     reply    server: status; for R with status 0, the nbytes bytes; for L, u32 length + JSON
              [[dtype, shape], ...] of the outputs, then each output's bytes
@@ -36,6 +36,7 @@ MAGIC = b"GVD1"
 SESSION_ID_BYTES = 32
 REQUEST = struct.Struct("<cQQQ")
 ERROR_LEN = struct.Struct("<I")
+ID = struct.Struct("<Q")
 MAX_ERROR_BYTES = 64 * 1024
 ACCEPT_BACKLOG = 64
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
@@ -122,6 +123,11 @@ class DataServer:
                     self._launch(conn, sid, handle, nbytes)
                 elif op == b"P":                   # null call: session check only
                     self._reply(conn, lambda: self.store.get(sid))
+                elif op == b"M":                   # malloc(nbytes) -> u64 id
+                    self._reply(conn, lambda n=nbytes: self.store.get(sid).allocate(n, self.device),
+                                lambda hid: [ID.pack(hid)])
+                elif op == b"F":                   # free(handle)
+                    self._reply(conn, lambda h=handle: self.store.get(sid).release(h))
                 else:
                     return
         except (OSError, ConnectionError, ssl.SSLError) as exc:
@@ -313,6 +319,19 @@ class DataClient:
             if out.nbytes:
                 _recv_exact(self._sock, out)
         self._guard(what, run)
+
+    def malloc(self, nbytes: int) -> int:
+        def run() -> int:
+            self._sock.sendall(REQUEST.pack(b"M", 0, 0, nbytes))
+            self._status(f"malloc({nbytes})")
+            return int(ID.unpack(_recv_bytes(self._sock, ID.size))[0])
+        return int(self._guard(f"malloc({nbytes})", run))
+
+    def free(self, handle: int) -> None:
+        def run() -> None:
+            self._sock.sendall(REQUEST.pack(b"F", handle, 0, 0))
+            self._status(f"free({handle})")
+        self._guard(f"free({handle})", run)
 
     def ping(self) -> None:
         """A null round trip through the backend's session lookup."""

@@ -155,11 +155,18 @@ class RemoteDevice:
         """Allocate `nbytes` (uninitialised) on the device; counts against the session quota."""
         if not isinstance(nbytes, int) or nbytes < 0:
             raise InvalidRequest(f"malloc size must be a non-negative int, got {nbytes!r}")
+        data = self._conn.data
+        if data is not None and not self._conn.closed:
+            return DeviceBuffer(data.malloc(nbytes), nbytes, "uint8", (nbytes,), self.session_id)
         info = self._call("Malloc", pb.MallocRequest(nbytes=nbytes), f"malloc({nbytes})")
         return DeviceBuffer.from_info(info, self.session_id)
 
     def free(self, handle: DeviceBuffer) -> None:
-        self._call("Free", pb.Handle(id=_hid(handle)), f"free({_hid(handle)})")
+        data = self._conn.data
+        if data is not None and not self._conn.closed:
+            data.free(_hid(handle))
+        else:
+            self._call("Free", pb.Handle(id=_hid(handle)), f"free({_hid(handle)})")
 
     def memcpy_htod(self, handle: DeviceBuffer, data: np.ndarray | torch.Tensor, offset: int = 0) -> None:
         """Copy a host array's bytes (C order) into the buffer at byte `offset`."""

@@ -192,11 +192,7 @@ class Servicer(pb_grpc.GvirtusServicer):
     # runtime -----------------------------------------------------------------
     @unary
     def Malloc(self, request: pb.MallocRequest, context: grpc.ServicerContext) -> pb.BufferInfo:  # noqa: N802
-        s = self._session(context)
-        s.check_quota(request.nbytes, f"malloc({request.nbytes})")
-        t = torch.empty(request.nbytes, dtype=torch.uint8, device=self.device)
-        hid = s.new_id()
-        s.put(hid, t, f"malloc({request.nbytes})")
+        hid = self._session(context).allocate(request.nbytes, self.device)
         return pb.BufferInfo(id=hid, nbytes=request.nbytes, dtype="uint8", shape=[request.nbytes])
 
     @unary

@@ -90,6 +90,14 @@ class Session:
                 entry[1] += 1
             self.tensors[hid] = t
 
+    def allocate(self, nbytes: int, device: torch.device) -> int:
+        """malloc: an uninitialised uint8 buffer of `nbytes` on `device`; returns its id."""
+        self.check_quota(nbytes, f"malloc({nbytes})")
+        t = torch.empty(nbytes, dtype=torch.uint8, device=device)
+        hid = self.new_id()
+        self.put(hid, t, f"malloc({nbytes})")
+        return hid
+
     def get(self, hid: int) -> torch.Tensor:
         try:
             return self.tensors[hid]
