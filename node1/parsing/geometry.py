@@ -25,20 +25,21 @@ def pixel_grid(h: int, w: int, stride: float, device: torch.device) -> tuple[tor
     return xs[None, :].expand(h, w), ys[:, None].expand(h, w)
 
 
-def segment_distance(gx: torch.Tensor, gy: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Distance from every grid point to each of K segments a[k] -> b[k].
+def segment_distance_sq(gx: torch.Tensor, gy: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Squared distance from every grid point to each of K segments a[k] -> b[k] (squared: no sqrt pass).
 
     Args:
         gx, gy: (h, w) float32 pixel coordinates.
         a, b: (K, 2) float32 (x, y) segment ends in pixels (a == b gives the distance to a point).
     Returns:
-        (K, h, w) float32 distances in pixels.
+        (K, h, w) float32 squared distances in pixels^2.
     """
     ax, ay = a[:, 0, None, None], a[:, 1, None, None]
     abx, aby = (b[:, 0] - a[:, 0])[:, None, None], (b[:, 1] - a[:, 1])[:, None, None]
     dx, dy = gx[None] - ax, gy[None] - ay
     t = ((dx * abx + dy * aby) / (abx * abx + aby * aby + EPS)).clamp(0.0, 1.0)
-    return torch.sqrt((dx - t * abx) ** 2 + (dy - t * aby) ** 2)
+    ex, ey = dx - t * abx, dy - t * aby
+    return ex * ex + ey * ey
 
 
 def polygon_inside(gx: torch.Tensor, gy: torch.Tensor, poly: torch.Tensor) -> torch.Tensor:
@@ -61,15 +62,15 @@ def polygon_inside(gx: torch.Tensor, gy: torch.Tensor, poly: torch.Tensor) -> to
     return (crossings % 2) == 1
 
 
-def polygon_distance(gx: torch.Tensor, gy: torch.Tensor, poly: torch.Tensor) -> torch.Tensor:
-    """(h, w) float32: 0 inside the polygon `poly` (V, 2), else the distance to its boundary in px."""
-    edges = segment_distance(gx, gy, poly, torch.roll(poly, shifts=-1, dims=0)).amin(dim=0)
+def polygon_distance_sq(gx: torch.Tensor, gy: torch.Tensor, poly: torch.Tensor) -> torch.Tensor:
+    """(h, w) float32: 0 inside the polygon `poly` (V, 2), else the squared distance to its boundary (px^2)."""
+    edges = segment_distance_sq(gx, gy, poly, torch.roll(poly, shifts=-1, dims=0)).amin(dim=0)
     return torch.where(polygon_inside(gx, gy, poly), torch.zeros_like(edges), edges)
 
 
-def ellipse_radius(gx: torch.Tensor, gy: torch.Tensor, centre: torch.Tensor, semi_axes: torch.Tensor,
-                   angle: torch.Tensor) -> torch.Tensor:
-    """Normalised elliptic radius of every grid point: 0 at the centre, 1 on the ellipse, > 1 outside.
+def ellipse_radius_sq(gx: torch.Tensor, gy: torch.Tensor, centre: torch.Tensor, semi_axes: torch.Tensor,
+                      angle: torch.Tensor) -> torch.Tensor:
+    """Squared normalised elliptic radius of every grid point: 0 at the centre, 1 on the ellipse, > 1 outside.
 
     Args:
         centre: (2,) (x, y) px. semi_axes: (2,) px along the ellipse's own x and y axes.
@@ -80,4 +81,4 @@ def ellipse_radius(gx: torch.Tensor, gy: torch.Tensor, centre: torch.Tensor, sem
     dx, dy = gx - centre[0], gy - centre[1]
     u = (c * dx + s * dy) / semi_axes[0].clamp_min(EPS)
     v = (-s * dx + c * dy) / semi_axes[1].clamp_min(EPS)
-    return torch.sqrt(u * u + v * v)
+    return u * u + v * v

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from node1.parsing import labels as L
 from node1.parsing.face import detect_face, face_anchors, face_from_pose
-from node1.parsing.geometry import ellipse_radius, pixel_grid, polygon_distance, segment_distance
+from node1.parsing.geometry import ellipse_radius_sq, pixel_grid, polygon_distance_sq, segment_distance_sq
 
 WORK_LONG_SIDE = 256            # px: long side of the working grid
 MASK_THRESHOLD = 0.5            # person mask level that counts as the person
@@ -112,6 +112,38 @@ def _majority(mask: torch.Tensor) -> torch.Tensor:
     return m[0, 0] > 0.5
 
 
+def _label_for(part: int, *, skin: bool, hand_foot: bool, top: bool, face_outer: bool, below_chin: bool,
+               face_core: bool) -> int:
+    """The CIHP label of a cell from its part and colour/geometry bits (step 4 of the module docstring)."""
+    if face_core:
+        return L.FACE
+    torso = L.TORSO_SKIN if skin else L.UPPER_CLOTHES
+    if part == HEAD:
+        return torso if below_chin else (L.FACE if skin and face_outer else L.HAIR)
+    if part == TORSO:
+        return torso
+    if part in (LEFT_ARM_PART, RIGHT_ARM_PART):
+        return (L.LEFT_ARM if part == LEFT_ARM_PART else L.RIGHT_ARM) if skin else (
+            L.GLOVE if hand_foot else L.UPPER_CLOTHES)
+    if part in (LEFT_LEG_PART, RIGHT_LEG_PART):
+        left = part == LEFT_LEG_PART
+        if skin:
+            return L.LEFT_LEG if left else L.RIGHT_LEG
+        if hand_foot:
+            return L.LEFT_SHOE if left else L.RIGHT_SHOE
+        return L.UPPER_CLOTHES if top else L.PANTS
+    return L.BACKGROUND
+
+
+def label_table() -> torch.Tensor:
+    """(7 * 64,) uint8: label of code = part * 64 + skin * 32 + hand_foot * 16 + top * 8 + face_outer * 4
+    + below_chin * 2 + face_core."""
+    names = ("skin", "hand_foot", "top", "face_outer", "below_chin", "face_core")   # bit 5 .. bit 0
+    rows = [_label_for(p, **{n: bool(code >> (5 - k) & 1) for k, n in enumerate(names)})
+            for p in range(7) for code in range(64)]
+    return torch.tensor(rows, dtype=torch.uint8)
+
+
 class ParsingModule(torch.nn.Module):
     """CIHP-20 parsing of one photo (see the module docstring for the method).
 
@@ -129,6 +161,7 @@ class ParsingModule(torch.nn.Module):
     """
 
     anchors: torch.Tensor
+    label_table: torch.Tensor
 
     def __init__(self, face_detector: torch.nn.Module | None = None) -> None:
         super().__init__()
@@ -138,6 +171,7 @@ class ParsingModule(torch.nn.Module):
             face_detector = load_model("face_detection_short_range.tflite", layout="nchw")
         self.face_detector = face_detector
         self.register_buffer("anchors", face_anchors(), persistent=False)
+        self.register_buffer("label_table", label_table(), persistent=False)
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor, landmarks: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -161,12 +195,12 @@ class ParsingModule(torch.nn.Module):
         f_angle = torch.where(use_det, det["angle"], guess["angle"])
         face_ok = use_det | guess["valid"]
         down = torch.stack([-torch.sin(f_angle), torch.cos(f_angle)])      # the face's "down" direction
-        face_rho = ellipse_radius(gx, gy, f_centre - 0.05 * f_size[1] * down,
-                                  torch.stack([0.5 * f_size[0], 0.58 * f_size[1]]), f_angle)
+        face_rho2 = ellipse_radius_sq(gx, gy, f_centre - 0.05 * f_size[1] * down,
+                                      torch.stack([0.5 * f_size[0], 0.58 * f_size[1]]), f_angle)
 
         # 2. skin colour, learnt on the inner face
-        cheeks = ellipse_radius(gx, gy, f_centre + 0.1 * f_size[1] * down,
-                                torch.stack([0.3 * f_size[0], 0.25 * f_size[1]]), f_angle) < 1.0
+        cheeks = ellipse_radius_sq(gx, gy, f_centre + 0.1 * f_size[1] * down,
+                                   torch.stack([0.3 * f_size[0], 0.25 * f_size[1]]), f_angle) < 1.0
         skin_w = (cheeks & person & face_ok).float()
         s_mean, s_std = _weighted_stats(feat, skin_w, SKIN_STD_FLOOR, DEFAULT_SKIN)
         skin = _open(_majority(_within(feat, s_mean, s_std, SKIN_SIGMAS)))
@@ -178,14 +212,14 @@ class ParsingModule(torch.nn.Module):
         body = torch.maximum(torch.maximum(torch.linalg.vector_norm(sh_l - sh_r), 0.6 * torso_len),
                              2.2 * f_size[0]).clamp_min(8.0)
         chin = f_centre + 0.5 * f_size[1] * down
-        head_rho = ellipse_radius(gx, gy, f_centre - 0.2 * f_size[1] * down,
+        # squared normalised distances throughout (argmin and thresholds need no sqrt)
+        head2 = ellipse_radius_sq(gx, gy, f_centre - 0.2 * f_size[1] * down,
                                   torch.stack([0.85 * f_size[0], 0.85 * f_size[1]]), f_angle)
         poly = torch.stack([sh_l, sh_r, hip_r, hip_l])
-        torso_in = polygon_distance(gx, gy, poly)
-        neck = segment_distance(gx, gy, chin[None], mid_sh[None])[0]
-        torso_score = torch.minimum(torch.where(torso_in > 0, torso_in / (TORSO_EDGE_R * body),
-                                                torch.full_like(torso_in, ARM_OVER_TORSO)),
-                                    neck / (NECK_R * body))
+        torso_in2 = polygon_distance_sq(gx, gy, poly)
+        neck2 = segment_distance_sq(gx, gy, chin[None], mid_sh[None])[0] / (NECK_R * body) ** 2
+        torso2 = torch.minimum(torch.where(torso_in2 > 0, torso_in2 / (TORSO_EDGE_R * body) ** 2,
+                                           torch.full_like(torso_in2, ARM_OVER_TORSO ** 2)), neck2)
 
         def tip(wrist: int, a: int, b: int, c: int) -> torch.Tensor:
             return lm[wrist, :2] + HAND_EXTENSION * ((lm[a, :2] + lm[b, :2] + lm[c, :2]) / 3.0 - lm[wrist, :2])
@@ -198,48 +232,36 @@ class ParsingModule(torch.nn.Module):
                              lm[L_FOOT, :2], lm[R_KNEE, :2], lm[R_ANKLE, :2], lm[R_FOOT, :2]])
         radii = torch.tensor([UPPER_ARM_R, FOREARM_R, HAND_R] * 2 + [THIGH_R, SHIN_R, FOOT_R] * 2,
                              dtype=torch.float32, device=dev)
-        limbs = segment_distance(gx, gy, seg_a, seg_b) / (radii[:, None, None] * body)   # (12, h, w)
-        scores = torch.cat([head_rho[None], torso_score[None], limbs], dim=0)              # (14, h, w)
-        best, nearest = torch.min(scores, dim=0)
-        attached = best <= MAX_PART_SCORE          # farther from every part: something held or leaned on
-        # channel -> part code: head, torso, L arm x3, R arm x3, L leg x3, R leg x3
+        limbs2 = segment_distance_sq(gx, gy, seg_a, seg_b) / ((radii * body) ** 2)[:, None, None]   # (12, h, w)
+        best2, nearest = torch.min(torch.cat([head2[None], torso2[None], limbs2], dim=0), dim=0)
+        # channel -> part code: head, torso, L arm x3, R arm x3, L leg x3, R leg x3; 0 when farther than
+        # MAX_PART_SCORE radii from every part (something held or leaned on)
         part_of = torch.tensor([HEAD, TORSO] + [LEFT_ARM_PART] * 3 + [RIGHT_ARM_PART] * 3
                                + [LEFT_LEG_PART] * 3 + [RIGHT_LEG_PART] * 3, dtype=torch.uint8, device=dev)
-        parts = torch.where(attached, part_of[nearest], torch.zeros_like(part_of[nearest]))
+        parts = part_of[nearest] * (best2 <= MAX_PART_SCORE ** 2).to(torch.uint8)
         # gloves and shoes only where the hand / foot itself is visible (not extrapolated or hidden)
         vis = lm[:, 3]
-        hand = (((nearest == 4) & (vis[[L_PINKY, L_INDEX, L_THUMB]].mean() >= HAND_FOOT_VISIBILITY))
-                | ((nearest == 7) & (vis[[R_PINKY, R_INDEX, R_THUMB]].mean() >= HAND_FOOT_VISIBILITY)))
-        foot = (((nearest == 10) & (vis[[L_HEEL, L_FOOT]].mean() >= HAND_FOOT_VISIBILITY))
-                | ((nearest == 13) & (vis[[R_HEEL, R_FOOT]].mean() >= HAND_FOOT_VISIBILITY)))
+        hand_foot = (((nearest == 4) & (vis[[L_PINKY, L_INDEX, L_THUMB]].mean() >= HAND_FOOT_VISIBILITY))
+                     | ((nearest == 7) & (vis[[R_PINKY, R_INDEX, R_THUMB]].mean() >= HAND_FOOT_VISIBILITY))
+                     | ((nearest == 10) & (vis[[L_HEEL, L_FOOT]].mean() >= HAND_FOOT_VISIBILITY))
+                     | ((nearest == 13) & (vis[[R_HEEL, R_FOOT]].mean() >= HAND_FOOT_VISIBILITY)))
 
-        # 4. labels
-        garment_w = ((torso_in <= 0) & person & ~skin).float()
+        # 4. labels: one table lookup on a per-cell code of (part, skin, hand/foot, top, face, chin) bits
+        garment_w = ((torso_in2 <= 0) & person & ~skin).float()
         g_mean, g_std = _weighted_stats(feat, garment_w, GARMENT_STD_FLOOR)
         like_top = _majority(_within(feat, g_mean, g_std, GARMENT_SIGMAS))
         hip_dir = (mid_hip - mid_sh) / torso_len.clamp_min(1.0)
         below_hip = (gx - mid_hip[0]) * hip_dir[0] + (gy - mid_hip[1]) * hip_dir[1]
         top_extends = like_top & (below_hip < GARMENT_BELOW_HIP * torso_len)
-
-        def lab(v: int) -> torch.Tensor:
-            return torch.full((h, w), v, dtype=torch.uint8, device=dev)
-
-        upper = lab(L.UPPER_CLOTHES)
-        arm_l = torch.where(skin, lab(L.LEFT_ARM), torch.where(hand, lab(L.GLOVE), upper))
-        arm_r = torch.where(skin, lab(L.RIGHT_ARM), torch.where(hand, lab(L.GLOVE), upper))
-        torso = torch.where(skin, lab(L.TORSO_SKIN), upper)
-        leg_cloth = torch.where(top_extends, upper, lab(L.PANTS))
-        leg_l = torch.where(skin, lab(L.LEFT_LEG), torch.where(foot, lab(L.LEFT_SHOE), leg_cloth))
-        leg_r = torch.where(skin, lab(L.RIGHT_LEG), torch.where(foot, lab(L.RIGHT_SHOE), leg_cloth))
         below_chin = (gx - chin[0]) * down[0] + (gy - chin[1]) * down[1] > 0
-        head = torch.where(skin & face_ok & (face_rho < FACE_OUTER), lab(L.FACE), lab(L.HAIR))
-        head = torch.where(below_chin, torso, head)          # under the chin the head ellipse meets the collar
-        by_part = torch.stack([lab(L.BACKGROUND), head, torso, arm_l, arm_r, leg_l, leg_r])   # (7, h, w)
-        label = torch.gather(by_part, 0, parts.long()[None])[0]
-        label = torch.where(face_ok & (face_rho < FACE_CORE), lab(L.FACE), label)
+        face_outer = face_ok & (face_rho2 < FACE_OUTER ** 2)
+        face_core = face_ok & (face_rho2 < FACE_CORE ** 2)
+        code = parts.long()
+        for bit in (skin, hand_foot, top_extends, face_outer, below_chin, face_core):
+            code = code * 2 + bit.long()
+        label = self.label_table[code]
 
         full = F.interpolate(label[None, None], size=(H, W), mode="nearest")[0]
-        inside = mask[0] >= MASK_THRESHOLD * mask_scale
-        parse = torch.where(inside, full, torch.zeros_like(full))
+        parse = full * (mask[0] >= MASK_THRESHOLD * mask_scale).to(torch.uint8)
         face = torch.stack([face_ok.float(), f_centre[0], f_centre[1], f_size[0], f_size[1], f_angle])[None]
-        return parse, torch.where(person, parts, torch.zeros_like(parts))[None], face
+        return parse, (parts * person.to(torch.uint8))[None], face

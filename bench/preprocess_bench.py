@@ -1,0 +1,127 @@
+"""Preprocessing benchmark (issue 5): pose + human parsing at 768x1024, locally and through gvirtus on loopback.
+
+    python bench/preprocess_bench.py [--runs 20] [--threads 2] [--no-remote] [--json]
+
+Rows (medians): the whole preprocess() call and its stages (pose, parse, render), the parsing module alone,
+and in the same run the baseline it builds on: estimate_pose alone. Remote = a real gvirtus backend process
+on loopback running both the pose stages and the parsing module (CPU backend here, as on this machine).
+--json prints one object with preprocess_local_ms and preprocess_remote_ms (and the stage breakdown).
+Targets: <= 50 ms locally on the 2-core CPU (the original: 16.5 s pose + 7.9 s parsing); gvirtus <= 1.3x local.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+WIDTH, HEIGHT = 768, 1024
+ORIGINAL_MS = 16500.0 + 7900.0      # CLEVER: OpenPose through GVirtuS + human parsing, one image
+
+
+def photo() -> np.ndarray:
+    """(1024, 768, 3) uint8: skimage's astronaut scaled to 768 px wide on a grey canvas (as bench/pose_bench)."""
+    import cv2
+    from skimage import data
+
+    person = cv2.resize(data.astronaut(), (WIDTH, WIDTH), interpolation=cv2.INTER_CUBIC)
+    canvas = np.full((HEIGHT, WIDTH, 3), 120, np.uint8)
+    canvas[HEIGHT - WIDTH:] = person
+    return canvas
+
+
+def _median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+def measure(image: np.ndarray, device: Any, runs: int, warmup: int = 3) -> dict[str, float]:
+    """Medians (ms) of preprocess() and its stages, of estimate_pose alone and of parse_person alone,
+    interleaved round by round so they share the machine's noise."""
+    from node1.parsing import parse_person
+    from node1.pose.pipeline import estimate_pose
+    from node1.preprocess import preprocess
+
+    pose = estimate_pose(image, device)
+    for _ in range(warmup):
+        preprocess(image, device)
+        parse_person(image, pose.landmarks, pose.mask, device)
+    rows: dict[str, list[float]] = {"total": [], "pose": [], "parse": [], "render": [], "pose_alone": [],
+                                    "parse_alone": []}
+    for _ in range(runs):
+        pre = preprocess(image, device)
+        for key in ("total", "pose", "parse", "render"):
+            rows[key].append(pre.timings_ms[key])
+        t = time.perf_counter()
+        estimate_pose(image, device)
+        rows["pose_alone"].append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        parse_person(image, pose.landmarks, pose.mask, device)
+        rows["parse_alone"].append((time.perf_counter() - t) * 1000)
+    return {k: _median(v) for k, v in rows.items()}
+
+
+def remote(image: np.ndarray, runs: int, threads: int) -> dict[str, float]:
+    import gvirtus
+    from gvirtus.testing import BackendProcess
+
+    with BackendProcess(torch_threads=threads) as backend:
+        dev = gvirtus.connect(backend.target, token=backend.token)
+        try:
+            return measure(image, dev, runs)
+        finally:
+            dev.close()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--no-remote", action="store_true")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    image = photo()
+    load_before = os.getloadavg()[0]
+    local = measure(image, "cpu", args.runs)
+    far = None if args.no_remote else remote(image, args.runs, args.threads)
+    result = {
+        "preprocess_local_ms": round(local["total"], 2),
+        "preprocess_remote_ms": round(far["total"], 2) if far else None,
+        "remote_over_local": round(far["total"] / local["total"], 3) if far else None,
+        "local_ms": {k: round(v, 2) for k, v in local.items()},
+        "remote_ms": {k: round(v, 2) for k, v in far.items()} if far else None,
+        "threads": args.threads, "image": f"{WIDTH}x{HEIGHT}",
+        "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+    }
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"preprocess (pose + parsing) at {WIDTH}x{HEIGHT}, {args.threads} threads, median of {args.runs}; "
+          f"1-min load avg {load_before:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"{'row':<36}{'local ms':>10}{'gvirtus ms':>12}{'gvirtus/local':>15}")
+    labels = {"pose": "  pose (estimate_pose)", "parse": "  parse (parse_person)", "render": "  render skeleton",
+              "total": "preprocess() total", "pose_alone": "baseline: estimate_pose alone",
+              "parse_alone": "parse_person alone"}
+    for key, label in labels.items():
+        r = f"{far[key]:12.2f}{far[key] / local[key]:15.2f}" if far else f"{'-':>12}{'-':>15}"
+        print(f"{label:<36}{local[key]:10.2f}{r}")
+    print(f"\npreprocess local: {local['total']:.1f} ms (target <= 50); parsing adds "
+          f"{local['total'] / local['pose_alone']:.2f}x over the pose step alone; "
+          f"vs the original {ORIGINAL_MS / 1000:.1f} s: {ORIGINAL_MS / local['total']:.0f}x faster")
+    if far:
+        print(f"gvirtus / local = {far['total'] / local['total']:.2f} (target <= 1.3)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
