@@ -4,7 +4,7 @@ Public face:
     PersonData, GarmentData, TryOnOutput, Engine   the engine contract (viton/engine.py)
     make_engine(name, device, checkpoint_dir)      build the engine named in viton.engine
     GeometricEngine                                the weight-free default engine
-    errors: VitonError, InvalidInput, PoseIncomplete, UnknownEngine, EngineFailed
+    errors: VitonError, InvalidInput, PoseIncomplete, UnknownEngine, EngineConfigError, EngineFailed
 The service is `python -m viton.service` (viton/service.py).
 """
 
@@ -14,7 +14,7 @@ import importlib
 from pathlib import Path
 
 from viton.engine import Engine, GarmentData, PersonData, TryOnOutput
-from viton.errors import EngineFailed, InvalidInput, PoseIncomplete, UnknownEngine, VitonError
+from viton.errors import EngineConfigError, EngineFailed, InvalidInput, PoseIncomplete, UnknownEngine, VitonError
 from viton.geometric import GeometricEngine
 
 ENGINE_NAMES = ("geometric", "vitonhd")
@@ -29,6 +29,7 @@ def make_engine(name: str, device: str = "auto", checkpoint_dir: str | Path | No
         checkpoint_dir: folder of seg_final.pth, gmm_final.pth, alias_final.pth (vitonhd only).
     Raises:
         UnknownEngine: for any other name.
+        EngineConfigError: vitonhd without a checkpoint_dir.
         viton.vitonhd's CheckpointError (propagated unchanged): missing or mismatched checkpoints.
             There is no fallback to another engine: a service configured for vitonhd without
             its weights must refuse to start and say why.
@@ -36,13 +37,16 @@ def make_engine(name: str, device: str = "auto", checkpoint_dir: str | Path | No
     if name == "geometric":
         return GeometricEngine(device=device)
     if name == "vitonhd":
+        if checkpoint_dir is None:
+            raise EngineConfigError("the vitonhd engine needs checkpoint_dir (viton.checkpoint_dir): the folder "
+                                    "holding seg_final.pth, gmm_final.pth and alias_final.pth")
         vitonhd = importlib.import_module("viton.vitonhd")  # heavy networks: only when asked for
-        engine: Engine = vitonhd.VitonHDEngine(checkpoint_dir=checkpoint_dir, device=device)
+        engine: Engine = vitonhd.load_engine(checkpoint_dir, device=device)
         return engine
     raise UnknownEngine(f"viton.engine = {name!r} is not an engine; choose one of {', '.join(ENGINE_NAMES)}")
 
 
 __all__ = [
-    "ENGINE_NAMES", "Engine", "EngineFailed", "GarmentData", "GeometricEngine", "InvalidInput",
+    "ENGINE_NAMES", "Engine", "EngineConfigError", "EngineFailed", "GarmentData", "GeometricEngine", "InvalidInput",
     "PersonData", "PoseIncomplete", "TryOnOutput", "UnknownEngine", "VitonError", "make_engine",
 ]

@@ -4,6 +4,7 @@
     ├── InvalidInput           a tensor has the wrong shape/dtype/range (code "bad_input")
     │   └── PoseIncomplete     keypoints lack what the engine needs, e.g. a shoulder (code "no_pose")
     ├── UnknownEngine          viton.engine names no engine we have (code "unknown_engine")
+    ├── EngineConfigError      the engine's settings are incomplete (code "engine_config")
     └── EngineFailed           the engine raised while dressing a valid input (code "engine_failed")
 
 Each error carries `code`, the string the service puts in its "error" reply frame.
@@ -35,6 +36,12 @@ class UnknownEngine(VitonError):  # noqa: N818 (named after what went wrong, per
     """The configured engine name is not one we have."""
 
     code = "unknown_engine"
+
+
+class EngineConfigError(VitonError):
+    """An engine's settings are incomplete, e.g. vitonhd without a checkpoint folder."""
+
+    code = "engine_config"
 
 
 class EngineFailed(VitonError):  # noqa: N818 (named after what went wrong, per STYLE.md)

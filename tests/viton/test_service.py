@@ -13,7 +13,7 @@ import zmq
 from viton_synth import drawn_person, make_garment
 
 from transport.frames import Frame, decode, encode
-from viton import UnknownEngine, make_engine
+from viton import EngineConfigError, UnknownEngine, make_engine
 from viton.geometric import GeometricEngine
 from viton.service import TryOnService
 
@@ -117,9 +117,15 @@ def test_malformed_and_unknown_frames(client: zmq.Socket) -> None:
     assert call(client, Frame("ping", "still")).kind == "pong"
 
 
-def test_make_engine_errors() -> None:
+def test_make_engine_errors(tmp_path: Path) -> None:
     with pytest.raises(UnknownEngine, match="'nope' is not an engine; choose one of geometric, vitonhd"):
         make_engine("nope")
+    with pytest.raises(EngineConfigError, match="needs checkpoint_dir"):
+        make_engine("vitonhd")
+    from viton.vitonhd import CheckpointError  # the vitonhd engine's own error, propagated unchanged
+
+    with pytest.raises(CheckpointError, match="seg_final.pth"):
+        make_engine("vitonhd", checkpoint_dir=tmp_path)
     assert make_engine("geometric").name == "geometric"
 
 
@@ -160,4 +166,6 @@ def test_service_refuses_to_start_without_vitonhd_weights(tmp_path: Path, repo_r
     done = subprocess.run([sys.executable, "-m", "viton.service"], cwd=repo_root, env=_env(tmp_path, "vitonhd"),
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
-    assert "cannot start the 'vitonhd' try-on engine" in done.stderr + done.stdout
+    out = done.stderr + done.stdout
+    assert "cannot start the 'vitonhd' try-on engine: CheckpointError" in out
+    assert "no-checkpoints" in out  # the message names the folder it looked in
