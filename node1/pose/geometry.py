@@ -61,32 +61,33 @@ def sample_u8(image: torch.Tensor, px: torch.Tensor, py: torch.Tensor, border: s
     mediapipe's up to float rounding of the coordinates.)
 
     Args:
-        image: (1, 3, H, W) float32 RGB in [0, 255] (integer valued).
+        image: (H, W, C) uint8 (the photo as uploaded: only the sampled pixels are converted to float).
         px, py: (N, M) float64 source coordinates, pixel-index convention.
         border: "zeros" (BORDER_CONSTANT 0) or "replicate" (BORDER_REPLICATE).
     Returns:
-        (1, 3, N, M) float32 integers in [0, 255].
+        (1, C, N, M) float32 integers in [0, 255], contiguous.
     """
-    _, ch, h, w = image.shape
-    xq = torch.round(px * INTER_TAB)
-    yq = torch.round(py * INTER_TAB)
-    x0 = torch.floor(xq / INTER_TAB)
-    y0 = torch.floor(yq / INTER_TAB)
+    h, w, ch = image.shape
+    xq = torch.round(px * INTER_TAB).long().reshape(1, -1)  # fixed point, 1/32 px (OpenCV's INTER_BITS = 5)
+    yq = torch.round(py * INTER_TAB).long().reshape(1, -1)
+    x0 = torch.div(xq, INTER_TAB, rounding_mode="floor")
+    y0 = torch.div(yq, INTER_TAB, rounding_mode="floor")
     fx = (xq - x0 * INTER_TAB).float()
     fy = (yq - y0 * INTER_TAB).float()
-    x0, y0 = x0.long(), y0.long()
-    flat = image.reshape(ch, h * w)
-    total = torch.zeros((ch, *px.shape), dtype=torch.float32, device=image.device)
-    for dy, wy in ((0, INTER_TAB - fy), (1, fy)):
-        for dx, wx in ((0, INTER_TAB - fx), (1, fx)):
-            xs, ys = x0 + dx, y0 + dy
-            xc, yc = xs.clamp(0, w - 1), ys.clamp(0, h - 1)
-            vals = flat[:, (yc * w + xc).reshape(-1)].reshape(ch, *px.shape)
-            wt = wx * wy
-            if border == "zeros":
-                wt = wt * ((xs == xc) & (ys == yc)).float()
-            total = total + vals * wt
-    return torch.floor((total + INTER_TAB * INTER_TAB / 2) / (INTER_TAB * INTER_TAB))[None]
+    # the 2x2 neighbourhood as one (4, N*M) batch: (x0, y0), (x0+1, y0), (x0, y0+1), (x0+1, y0+1)
+    xs = x0 + torch.tensor([[0], [1], [0], [1]], device=image.device)
+    ys = y0 + torch.tensor([[0], [0], [1], [1]], device=image.device)
+    xc, yc = xs.clamp(0, w - 1), ys.clamp(0, h - 1)
+    wx = torch.cat([INTER_TAB - fx, fx, INTER_TAB - fx, fx])
+    wy = torch.cat([INTER_TAB - fy, INTER_TAB - fy, fy, fy])
+    wt = wx * wy  # integers: exact in float32
+    if border == "zeros":
+        wt = wt * ((xs == xc) & (ys == yc)).float()
+    # index_select, not advanced indexing: ~6x faster for rows of 3 bytes (measured)
+    vals = torch.index_select(image.reshape(h * w, ch), 0, (yc * w + xc).reshape(-1)).reshape(4, -1, ch).float()
+    total = (vals * wt[:, :, None]).sum(dim=0)
+    out = torch.floor((total + INTER_TAB * INTER_TAB / 2) / (INTER_TAB * INTER_TAB))
+    return out.reshape(*px.shape, ch).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
 @dataclass(frozen=True)

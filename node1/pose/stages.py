@@ -4,7 +4,8 @@ The split keeps weights apart from image-size-dependent work: model stages have 
 so gvirtus registers (and uploads) their weights once; the weight-free stages (letterbox, crop, mask
 warp) are re-registered per image size at almost no cost. Intermediate tensors stay on the device.
 
-Conventions: ``image: (1, 3, H, W) float32 RGB in [0, 255]``; ``roi: (4,) float32 [cx, cy, side, theta]``
+Conventions: ``image: (H, W, 3) uint8 RGB`` (the photo as uploaded, never converted as a whole);
+``roi: (4,) float32 [cx, cy, side, theta]``
 (pixel-index coords, pixels, radians); sampling exactly as mediapipe's CPU ImageToTensor (geometry.sample_u8).
 """
 
@@ -29,10 +30,10 @@ SCORE_CLIP = 100.0
 
 
 class PrepareImage(nn.Module):
-    """(H, W, 3) uint8 RGB -> (1, 3, H, W) float32 RGB in [0, 255], contiguous."""
+    """(H, W, 3) uint8 RGB -> the same, as a device-resident copy the other stages read (the upload)."""
 
     def forward(self, image_u8: torch.Tensor) -> torch.Tensor:
-        return image_u8.permute(2, 0, 1).unsqueeze(0).float().contiguous()
+        return image_u8.clone()
 
 
 class FullImageInput(nn.Module):
@@ -44,7 +45,7 @@ class FullImageInput(nn.Module):
         self.size, self.lo, self.hi, self.keep_aspect = size, lo, hi, keep_aspect
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        _, _, h, w = image.shape
+        h, w = image.shape[0], image.shape[1]
         sx, sy = (float(max(w, h)),) * 2 if self.keep_aspect else (float(w), float(h))
         px, py = crop_coords(w / 2, h / 2, sx, sy, 0.0, self.size, image.device)
         return sample_u8(image, px, py, "zeros") * ((self.hi - self.lo) / 255.0) + self.lo
@@ -150,18 +151,20 @@ class PoseMask(nn.Module):
 
     def forward(self, image: torch.Tensor, seg: torch.Tensor, roi: torch.Tensor,
                 *passthrough: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        _, _, h, w = image.shape
+        h, w = image.shape[0], image.shape[1]
         cx, cy, side, theta = roi[0], roi[1], roi[2], roi[3]
         c, s = torch.cos(theta), torch.sin(theta)
         n = seg.shape[-1]
-        dx = torch.arange(w, device=seg.device, dtype=torch.float32)[None, :] - cx
-        dy = torch.arange(h, device=seg.device, dtype=torch.float32)[:, None] - cy
-        k = n / side
-        mx = (c * dx + s * dy) * k + n / 2
-        my = (c * dy - s * dx) * k + n / 2
-        grid = torch.stack([(2 * mx + 1) / n - 1, (2 * my + 1) / n - 1], dim=-1)[None]
+        # grid_sample coords g = (2m + 1)/n - 1 = q (R(-theta)(P - C)) + 1/n with q = 2/side: an affine map,
+        # built as (W, 2) column terms + (H, 2) row terms in one broadcast instead of a dozen full-size passes
+        q = 2.0 / side
+        dx = torch.arange(w, device=seg.device, dtype=torch.float32) - cx
+        dy = torch.arange(h, device=seg.device, dtype=torch.float32) - cy
+        cols = torch.stack([q * c * dx + 1.0 / n, -q * s * dx + 1.0 / n], dim=-1)
+        rows = torch.stack([q * s * dy, q * c * dy], dim=-1)
+        grid = (cols[None, :, :] + rows[:, None, :])[None]
         out = F.grid_sample(seg, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        mask = torch.floor(out[0, 0] * 255.0 + 0.5).to(torch.uint8)
+        mask = (out[0, 0] * 255.0 + 0.5).to(torch.uint8)  # values >= 0.5: the cast's truncation rounds
         return (*(t.clone() for t in passthrough), mask)
 
 
@@ -180,6 +183,6 @@ class ResizeMask(nn.Module):
     """(image, prob (1, 1, n, n)) -> (H, W) uint8: half-pixel bilinear resize to the image size (cv::resize)."""
 
     def forward(self, image: torch.Tensor, prob: torch.Tensor) -> torch.Tensor:
-        _, _, h, w = image.shape
+        h, w = image.shape[0], image.shape[1]
         up = F.interpolate(prob, size=(h, w), mode="bilinear", align_corners=False)
         return torch.floor(up[0, 0].clamp(0, 1) * 255.0 + 0.5).to(torch.uint8)

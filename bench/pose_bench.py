@@ -1,0 +1,174 @@
+"""Pose step benchmark (issue 4): per stage at 768x1024, locally on CPU and through gvirtus on loopback,
+with LiteRT running the same two models in the same run as the floor.
+
+    python bench/pose_bench.py [--runs 20] [--threads 2] [--no-remote] [--json]
+
+Rows: whole pose step (estimate_pose) local and remote, its stages (detector, crop, landmark, post =
+mask warp + host post-processing), and model-only times: our torch modules as the local path runs them
+(portable detector + oneDNN-lowered landmark model) vs LiteRT (XNNPACK) on identical inputs. Medians.
+--json prints one object with pose_local_ms, pose_remote_ms, model_torch_ms, model_litert_ms (and more).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+WIDTH, HEIGHT = 768, 1024
+
+
+def photo() -> np.ndarray:
+    """(1024, 768, 3) uint8: skimage's astronaut scaled to 768 px wide on a grey canvas."""
+    import cv2
+    from skimage import data
+
+    person = cv2.resize(data.astronaut(), (WIDTH, WIDTH), interpolation=cv2.INTER_CUBIC)
+    canvas = np.full((HEIGHT, WIDTH, 3), 120, np.uint8)
+    canvas[HEIGHT - WIDTH:] = person
+    return canvas
+
+
+def median_ms(fn: Callable[[], Any], runs: int, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1000
+
+
+def pose_step(image: np.ndarray, device: Any, runs: int) -> dict[str, float]:
+    from node1.pose import estimate_pose
+
+    for _ in range(3):
+        estimate_pose(image, device)
+    totals, stages = [], []
+    for _ in range(runs):
+        t = time.perf_counter()
+        r = estimate_pose(image, device)
+        totals.append((time.perf_counter() - t) * 1000)
+        stages.append(r.timings_ms)
+    out = {"total": statistics.median(totals)}
+    for key in stages[0]:
+        out[key] = statistics.median(s[key] for s in stages)
+    return out
+
+
+def model_times(runs: int, threads: int) -> dict[str, float]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    from mirror import model_path
+    from node1.pose.runners import LocalRunner
+
+    local = LocalRunner("cpu")
+    rng = np.random.default_rng(0)
+    out: dict[str, float] = {}
+    for stage, file_name, size in [("pose_detector", "pose_detection.tflite", 224),
+                                   ("pose_landmarks", "pose_landmark_full.tflite", 256)]:
+        x = rng.uniform(0, 1, (1, size, size, 3)).astype(np.float32)
+        interp = Interpreter(model_path=str(model_path(file_name)), num_threads=threads)
+        interp.allocate_tensors()
+        idx = interp.get_input_details()[0]["index"]
+
+        def litert(interp: Any = interp, idx: int = idx, x: np.ndarray = x) -> None:
+            interp.set_tensor(idx, x)
+            interp.invoke()
+
+        model = local.module(stage).model
+        portable = LocalRunner("cpu", cpu_fast=False).module(stage).model
+        xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+
+        def ours(m: Any = model, xt: torch.Tensor = xt) -> None:
+            with torch.inference_mode():
+                m(xt)
+
+        def plain(m: Any = portable, xt: torch.Tensor = xt) -> None:
+            with torch.inference_mode():
+                m(xt)
+
+        out[f"{stage}_litert"] = median_ms(litert, runs)
+        out[f"{stage}_torch"] = median_ms(ours, runs)
+        out[f"{stage}_portable"] = median_ms(plain, runs)
+    return out
+
+
+def remote_step(image: np.ndarray, runs: int, threads: int) -> dict[str, float]:
+    import gvirtus
+    from gvirtus.testing import BackendProcess
+
+    with BackendProcess(torch_threads=threads) as backend:
+        dev = gvirtus.connect(backend.target, token=backend.token)
+        try:
+            return pose_step(image, dev, runs)
+        finally:
+            dev.close()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--no-remote", action="store_true")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    image = photo()
+    load_before = os.getloadavg()[0]
+    models = model_times(args.runs, args.threads)
+    local = pose_step(image, "cpu", args.runs)
+    remote = None if args.no_remote else remote_step(image, args.runs, args.threads)
+    torch_ms = models["pose_detector_torch"] + models["pose_landmarks_torch"]
+    litert_ms = models["pose_detector_litert"] + models["pose_landmarks_litert"]
+    portable_ms = models["pose_detector_portable"] + models["pose_landmarks_portable"]
+    result = {
+        "pose_local_ms": round(local["total"], 2),
+        "pose_remote_ms": round(remote["total"], 2) if remote else None,
+        "model_torch_ms": round(torch_ms, 2),
+        "model_litert_ms": round(litert_ms, 2),
+        "model_portable_ms": round(portable_ms, 2),
+        "local_stages_ms": {k: round(v, 2) for k, v in local.items()},
+        "remote_stages_ms": {k: round(v, 2) for k, v in remote.items()} if remote else None,
+        "models_ms": {k: round(v, 2) for k, v in models.items()},
+        "threads": args.threads, "image": f"{WIDTH}x{HEIGHT}",
+        "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+    }
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"pose step at {WIDTH}x{HEIGHT}, {args.threads} threads, median of {args.runs}; "
+          f"1-min load avg {load_before:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"{'stage':<28}{'local ms':>10}{'gvirtus ms':>12}")
+    names = {"detector_input": "letterbox (upload+prep)", "detector": "detector", "crop": "crop",
+             "landmark": "landmark", "mask": "mask warp", "post": "host post"}
+    for key, label in names.items():
+        far = f"{remote[key]:12.2f}" if remote else f"{'-':>12}"
+        print(f"{label:<28}{local[key]:10.2f}{far}")
+    far = f"{remote['total']:12.2f}" if remote else f"{'-':>12}"
+    print(f"{'whole step':<28}{local['total']:10.2f}{far}   target local <= 30 ms")
+    if remote:
+        print(f"gvirtus / local = {remote['total'] / local['total']:.2f}   target <= 1.3")
+    print(f"\n{'model':<28}{'torch ms':>10}{'portable':>10}{'LiteRT ms':>11}{'ratio':>8}")
+    for stage in ("pose_detector", "pose_landmarks"):
+        t, pt, lr = models[f"{stage}_torch"], models[f"{stage}_portable"], models[f"{stage}_litert"]
+        print(f"{stage:<28}{t:10.2f}{pt:10.2f}{lr:11.2f}{t / lr:8.2f}")
+    print(f"{'both (model_torch_ms)':<28}{torch_ms:10.2f}{portable_ms:10.2f}{litert_ms:11.2f}"
+          f"{torch_ms / litert_ms:8.2f}   target ratio <= 2")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
