@@ -218,10 +218,10 @@ def test_transport_reset_fails_in_flight_requests_at_once(tcp_link: tuple[FaultP
 
 
 # ------------------------------------------------------------------ the gvirtus link
-def test_gvirtus_link_cut_is_a_typed_error_within_the_call_deadline() -> None:
+def test_gvirtus_link_cut_is_a_typed_error_within_the_call_deadline(gvirtus_backend: BackendProcess) -> None:
     call_deadline_s = 3.0                                # node1.pipeline's REMOTE_CONNECT_TIMEOUT_S
-    with BackendProcess(quota_mb=64, session_timeout_s=5.0) as backend, \
-            FaultProxy(("127.0.0.1", backend.port)) as proxy:
+    backend = gvirtus_backend
+    with FaultProxy(("127.0.0.1", backend.port)) as proxy:
         dev = gvirtus.connect(f"127.0.0.1:{proxy.port}", token=backend.token, timeout_s=call_deadline_s)
         try:
             h = dev.malloc(1024)
