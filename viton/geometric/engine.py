@@ -23,8 +23,8 @@ from viton.engine import GarmentData, PersonData, TryOnOutput
 from viton.geometric import regions, warp
 from viton.geometric.body import CLOTH_SAMPLE_STRIDE, BodyFrame, body_frame, fit_hem_to_clothes
 
-SHADE_STRENGTH = 0.85         # how much of the old clothes' luminance detail reaches the garment
-SHADE_RANGE = (0.65, 1.25)    # clip of the luminance ratio (keeps prints on the old clothes faint)
+SHADE_STRENGTH = 0.8          # how much of the old clothes' luminance detail reaches the garment
+SHADE_RANGE = (0.72, 1.22)    # clip of the luminance ratio (keeps prints on the old clothes faint)
 SKIN_SHADE_STRENGTH = 0.6
 DEFAULT_SKIN_RGB = (205.0, 160.0, 135.0)
 MAX_GARMENT_OVERSAMPLING = 1.5  # garment px per output px kept before downscaling (anti-aliasing)
