@@ -140,7 +140,8 @@ def run_pipeline(nets: dict[str, nn.Module], inputs: VitonHDInputs, options: Vit
     """All three stages on ``inputs`` (already on the networks' device); call under torch.inference_mode().
 
     The segmentation noise and the ALIAS noise each get their own generator on the device, seeded with
-    ``seed``: on CPU the ALIAS noise then equals the official code's after ``torch.manual_seed(seed)``.
+    ``seed``: on CPU the ALIAS noise then equals that of an official ALIAS forward run right after
+    ``torch.manual_seed(seed)``.
     """
     device = inputs.cloth.device
     timings: dict[str, float] = {}
