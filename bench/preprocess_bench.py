@@ -48,7 +48,7 @@ def measure(image: np.ndarray, device: Any, runs: int, warmup: int = 3) -> dict[
     """Medians (ms) of preprocess() and its stages, of estimate_pose alone and of parse_person alone,
     interleaved round by round so they share the machine's noise."""
     from node1.parsing import parse_person
-    from node1.pose.pipeline import estimate_pose
+    from node1.pose import estimate_pose
     from node1.preprocess import preprocess
 
     pose = estimate_pose(image, device)

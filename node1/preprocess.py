@@ -7,7 +7,9 @@
 
 Both steps run where `device` says: the parsing module goes to the same device as the pose stages, so
 a remote device runs both on node 2's GPU. Device errors (gvirtus.RemoteDeviceLost, ...) pass through
-for the caller's circuit breaker; NoPersonDetected / InvalidImage come from node1.pose.
+for the caller's circuit breaker: node1.pose.FallbackDevice(connect).run(preprocess, photo) tries the
+remote device and reruns the whole call locally when it fails. NoPersonDetected / InvalidImage come
+from node1.pose.
 """
 
 from __future__ import annotations
@@ -19,8 +21,7 @@ from typing import Any
 import numpy as np
 
 from node1.parsing import parse_person
-from node1.pose.keypoints import openpose_json, render_skeleton
-from node1.pose.pipeline import as_rgb_uint8, estimate_pose
+from node1.pose import as_rgb_uint8, estimate_pose, openpose_json, render_skeleton
 
 
 @dataclass

@@ -37,7 +37,7 @@ def run_parse(args: argparse.Namespace) -> int:
     from gvirtus import GvirtusError
     from node1.parsing.dataset import read_rgb
     from node1.parsing.labels import save_parse_png
-    from node1.pose.errors import PoseError
+    from node1.pose import PoseError
     from node1.preprocess import preprocess
 
     try:

@@ -79,7 +79,7 @@ def prepare_dataset(photos: Path, garments_dir: Path, out: Path, device: Any = "
         DatasetError: a folder is missing or empty, or nothing usable was found in one of them.
     """
     from garments import GarmentError, fit_canvas, prepare_garment
-    from node1.pose.errors import PoseError
+    from node1.pose import PoseError
     from node1.preprocess import preprocess
 
     person_files, garment_files = _images(photos, "photos"), _images(garments_dir, "garments")

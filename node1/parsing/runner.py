@@ -21,8 +21,20 @@ from node1.parsing.model import ParsingModule
 
 @functools.lru_cache(maxsize=1)
 def cpu_module() -> ParsingModule:
-    """The process-wide CPU ParsingModule (eval mode; loads the face detector once)."""
+    """The process-wide portable ParsingModule on the CPU (eval mode): standard aten ops only, what gvirtus
+    registers and what other torch devices get a copy of."""
     return ParsingModule().eval()
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_fast_module() -> ParsingModule:
+    """The local-CPU ParsingModule: its face detector lowered by node1.tflite.cpu (channels-last, fused
+    oneDNN convolutions; the same results up to float rounding, checked there), as node1.pose does."""
+    from node1.tflite import load_model
+    from node1.tflite.cpu import optimize_for_cpu
+
+    detector = load_model("face_detection_short_range.tflite", layout="nchw")
+    return ParsingModule(optimize_for_cpu(detector, torch.rand(1, 3, 128, 128))).eval()
 
 
 class LocalParsing:
@@ -31,7 +43,7 @@ class LocalParsing:
     def __init__(self, device: str | torch.device = "cpu") -> None:
         self.device = torch.device(device)
         self.name = str(self.device)
-        mod = cpu_module()
+        mod: ParsingModule = cpu_fast_module() if self.device.type == "cpu" else cpu_module()
         if self.device.type != "cpu":
             import copy
 

@@ -50,7 +50,7 @@ def photo(name: str) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def cases() -> dict[str, Case]:
-    from node1.pose.pipeline import estimate_pose
+    from node1.pose import estimate_pose
 
     torch.set_num_threads(2)
     oracle = json.loads(ORACLE.read_text())["images"]
