@@ -41,6 +41,7 @@ MAX_ERROR_BYTES = 64 * 1024
 ACCEPT_BACKLOG = 64
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
 STAGING_CHUNK_BYTES = 4 * 1024 * 1024   # CUDA backend: host staging between socket and device
+HELLO_TIMEOUT_S = 2.0                    # a connection must authenticate this fast (no idle unauthenticated threads)
 
 
 def _recv_exact(sock: socket.socket, view: memoryview) -> None:
@@ -103,6 +104,7 @@ class DataServer:
     def _serve(self, conn: socket.socket, peer: Any) -> None:
         try:
             _tune(conn)
+            conn.settimeout(HELLO_TIMEOUT_S)
             if self._ssl is not None:
                 conn = self._ssl.wrap_socket(conn, server_side=True)
             hello = _recv_bytes(conn, len(MAGIC) + SESSION_ID_BYTES)
@@ -111,6 +113,7 @@ class DataServer:
             sid = hello[len(MAGIC):].decode("ascii", errors="replace")
             if not self._reply(conn, lambda: self.store.get(sid)):
                 return
+            conn.settimeout(None)
             header = bytearray(REQUEST.size)
             while True:
                 _recv_exact(conn, memoryview(header))

@@ -423,7 +423,8 @@ class Servicer(pb_grpc.GvirtusServicer):
             raise InvalidRequest(f"op {op.target}: reference {r} is not valid here")
 
         out = fn(*codec.substitute(args, lookup), **{k: codec.substitute(v, lookup) for k, v in kwargs.items()})
-        leaves = [t for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
+        leaves = [out] if isinstance(out, torch.Tensor) else [t for t in pytree.tree_leaves(out)
+                                                              if isinstance(t, torch.Tensor)]
         if len(leaves) != len(op.outputs):
             raise InvalidRequest(f"op {op.target} produced {len(leaves)} tensors, the client named {len(op.outputs)}")
         for hid, t in zip(op.outputs, leaves, strict=True):
