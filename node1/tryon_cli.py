@@ -3,8 +3,9 @@
 --in-process: decode the photo, run node 1 preprocessing (`node1.preprocess.preprocess`) and the
 configured VITON engine here, in one process, no servers. G is a catalog garment id (folder
 `paths.catalog_dir`, `garments.load_catalog`) or a garment image path (prepared on the fly by
-`garments.prepare_garment`). Without --in-process the try-on goes through a running deployment's
-web API (node 1 -> node 2); that client is not part of this module yet (exit 1, with the message).
+`garments.prepare_garment`). Without --in-process the photo goes to the running deployment's
+HTTPS API (node 1 at node1.host:https_port of env_config.json; G must then be a catalog id),
+which runs the whole distributed pipeline, and the result is downloaded.
 Exit codes: 0 ok, 1 failure, 2 bad input (unreadable photo, no person, unknown garment).
 """
 
@@ -95,13 +96,46 @@ def run_in_process(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+API_TIMEOUT_S = 120.0
+
+
+def run_via_api(args: argparse.Namespace) -> int:
+    """The try-on through a running deployment's HTTPS API (node1.web_client)."""
+    from mirror import load_config
+    from node1.web_client import ApiError, ApiUnreachable, WebClient
+
+    cfg = load_config()
+    n1 = cfg["node1"]
+    var_dir = cfg.path(cfg["paths"]["var_dir"])
+    cafile = cfg.path(n1["cert_file"]) if n1.get("cert_file") else var_dir / "tls" / "node1.crt"
+    url = f"https://{n1['host']}:{n1['https_port']}/"
+    if Path(args.garment).is_file():
+        raise TryOnCliError("through the web API --garment must be a catalog id (operators add garment photos "
+                            "with POST /api/garments); use --in-process to try an image file directly",
+                            EXIT_BAD_INPUT)
+    try:
+        photo = Path(args.photo).read_bytes()
+    except OSError as exc:
+        raise TryOnCliError(f"cannot read {args.photo!r}: {exc.strerror}", EXIT_BAD_INPUT) from exc
+    client = WebClient(url, cafile=str(cafile) if cafile.is_file() else None, insecure=not cafile.is_file(),
+                       timeout_s=API_TIMEOUT_S)
+    try:
+        out = client.tryon(photo, args.garment, filename=Path(args.photo).name)
+        Path(args.out).write_bytes(client.result(out["result_url"]))
+    except ApiError as exc:
+        raise TryOnCliError(str(exc), EXIT_BAD_INPUT if 400 <= exc.status < 500 else EXIT_FAIL) from exc
+    except ApiUnreachable as exc:
+        raise TryOnCliError(f"the deployment at {url} is not reachable ({exc}); start it with "
+                            "./start_application.sh or use --in-process") from exc
+    timings = ", ".join(f"{k} {v:.1f} ms" for k, v in out["timings_ms"].items())
+    print(f"wrote {args.out} (via {url}: device {out['device']}, transport {out['transport']}: {timings})")
+    return EXIT_OK
+
+
 def run_tryon(args: argparse.Namespace) -> int:
     """Entry point of the `tryon` subcommand (see module docstring)."""
     try:
-        if not args.in_process:
-            raise TryOnCliError("tryon without --in-process talks to a running deployment's web API; that "
-                                "client is not implemented yet. Use --in-process to run everything here.")
-        return run_in_process(args)
+        return run_in_process(args) if args.in_process else run_via_api(args)
     except TryOnCliError as exc:
         print(f"tryon: {exc}", file=sys.stderr)
         return exc.exit_code

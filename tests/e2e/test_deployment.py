@@ -118,3 +118,24 @@ def test_browser_snap_and_try_on(deployment: LocalDeployment, astronaut: np.ndar
             assert shown == [512, 512]
         finally:
             driver.quit()
+
+
+def test_cli_tryon_through_the_deployment(deployment: LocalDeployment, client: WebClient, astronaut: np.ndarray,
+                                          tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    photo = tmp_path / "me.jpg"
+    photo.write_bytes(_jpeg(astronaut))
+    out = tmp_path / "dressed.jpg"
+    gid = client.garments()[0]["id"]
+    env = dict(os.environ, VM_CONFIG=str(deployment.config_path))
+    cmd = [sys.executable, "-m", "node1.cli", "tryon", "--photo", str(photo), "--garment", gid, "--out", str(out)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=REQUEST_TIMEOUT_S)
+    assert done.returncode == 0, done.stderr
+    assert "transport tcp" in done.stdout
+    assert Image.open(out).size == (512, 512)
+    bad = subprocess.run(cmd[:-4] + ["--garment", "nope", "--out", str(out)], env=env, capture_output=True,
+                         text=True, timeout=REQUEST_TIMEOUT_S)
+    assert bad.returncode == 2 and "unknown_garment" in bad.stderr
