@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from viton.engine import GarmentData, PersonData
-from viton.vitonhd import InputError, Letterbox, VitonHDInputs, make_inputs
+from viton.errors import InvalidInput, PoseIncomplete
+from viton.vitonhd import InputError, KeypointsMissing, Letterbox, VitonHDError, VitonHDInputs, make_inputs
 from viton.vitonhd.agnostic import complete_keypoints, parse_agnostic
 from viton.vitonhd.labels import CIHP_TO_SEG13, SEG13_TO_ALIAS7, seg13_to_alias7
 
@@ -120,8 +121,15 @@ def test_missing_hips_and_neck_are_completed_missing_shoulder_is_refused() -> No
     np.testing.assert_allclose(done[12], (500, 300 + 1.3 * 200))
     assert len(notes) == 3
     pts[5] = (0, 0)
-    with pytest.raises(InputError, match=r"keypoint 5 \(left shoulder\) is missing"):
+    with pytest.raises(KeypointsMissing, match=r"keypoint 5 \(left shoulder\) is missing") as info:
         complete_keypoints(pts)
+    # The VITON service maps viton.errors classes to reply codes.
+    assert isinstance(info.value, PoseIncomplete) and info.value.code == "no_pose"
+
+
+def test_input_errors_carry_the_service_codes() -> None:
+    err = InputError("x")
+    assert isinstance(err, InvalidInput) and isinstance(err, VitonHDError) and err.code == "bad_input"
 
 
 def test_bad_inputs_raise_typed_errors(person: PersonData, garment: GarmentData) -> None:

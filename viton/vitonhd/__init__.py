@@ -9,7 +9,8 @@ ALIAS generator) and of the official inference contract. Typical use::
 
 Public API: build_networks, load_networks, save_networks, state_dict_signature, load_engine,
 VitonHDEngine, make_inputs, VitonHDInputs, run_pipeline, PipelineResult, VitonHDOptions,
-CHECKPOINT_FILES, and the errors VitonHDError, CheckpointError, DeviceUnavailable, InputError.
+CHECKPOINT_FILES, and the errors VitonHDError, CheckpointError, DeviceUnavailable, InputError,
+KeypointsMissing.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from viton.vitonhd.adapter import Letterbox, VitonHDInputs, make_inputs
 from viton.vitonhd.alias import ALIASGenerator
 from viton.vitonhd.checkpoint import check_checkpoint_files, load_networks, read_state_dict, save_networks
 from viton.vitonhd.engine import VitonHDEngine, load_engine, resolve_device
-from viton.vitonhd.errors import CheckpointError, DeviceUnavailable, InputError, VitonHDError
+from viton.vitonhd.errors import CheckpointError, DeviceUnavailable, InputError, KeypointsMissing, VitonHDError
 from viton.vitonhd.gmm import GMM
 from viton.vitonhd.networks import NETWORK_NAMES, build_networks, state_dict_signature
 from viton.vitonhd.options import CHECKPOINT_FILES, VitonHDOptions
@@ -33,6 +34,7 @@ __all__ = [
     "CheckpointError",
     "DeviceUnavailable",
     "InputError",
+    "KeypointsMissing",
     "Letterbox",
     "PipelineResult",
     "SegGenerator",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from viton.vitonhd.errors import InputError
+from viton.vitonhd.errors import KeypointsMissing
 from viton.vitonhd.labels import CIHP_HEAD, CIHP_LEFT_ARM, CIHP_LOWER_BODY, CIHP_RIGHT_ARM, CIHP_TORSO_SKIN, CIHP_UPPER
 
 NECK, R_SHOULDER, R_ELBOW, R_WRIST, L_SHOULDER, L_ELBOW, L_WRIST, R_HIP, L_HIP = 1, 2, 3, 4, 5, 6, 7, 9, 12
@@ -51,16 +51,16 @@ def complete_keypoints(points: np.ndarray) -> tuple[np.ndarray, list[str]]:
     Returns:
         (completed copy, notes naming every filled keypoint).
     Raises:
-        InputError: a shoulder is missing or both coincide.
+        KeypointsMissing: a shoulder is missing or both coincide.
     """
     pts = np.array(points, dtype=np.float64, copy=True)
     for idx, name in ((R_SHOULDER, "right shoulder"), (L_SHOULDER, "left shoulder")):
         if _missing(pts[idx]):
-            raise InputError(f"VITON-HD needs both shoulders; BODY_25 keypoint {idx} ({name}) is missing (0, 0)")
+            raise KeypointsMissing(f"VITON-HD needs both shoulders; BODY_25 keypoint {idx} ({name}) is missing (0, 0)")
     across = pts[L_SHOULDER] - pts[R_SHOULDER]
     width = float(np.hypot(*across))
     if width == 0.0:
-        raise InputError(f"shoulders 2 and 5 coincide at {_pt(pts[R_SHOULDER])}: cannot size the torso")
+        raise KeypointsMissing(f"shoulders 2 and 5 coincide at {_pt(pts[R_SHOULDER])}: cannot size the torso")
     notes: list[str] = []
     if _missing(pts[NECK]):
         pts[NECK] = (pts[R_SHOULDER] + pts[L_SHOULDER]) / 2

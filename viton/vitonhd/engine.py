@@ -71,6 +71,8 @@ class VitonHDEngine:
         self.seed = seed
         self.options = options or VitonHDOptions()
         self.networks: dict[str, nn.Module] = {n: networks[n].to(self.torch_device).eval() for n in NETWORK_NAMES}
+        if self.torch_device.type == "cpu":
+            log.warning("vitonhd runs on CPU: expect tens of seconds per 1024x768 try-on (ALIAS is GPU work)")
 
     def try_on(self, person: PersonData, garment: GarmentData) -> TryOnOutput:
         """Dress ``person`` in ``garment``; raises viton.vitonhd.InputError on bad data."""
