@@ -27,10 +27,10 @@ KILLED_CLIENT = textwrap.dedent("""
     import gvirtus
     torch.set_num_threads(1)
     dev = gvirtus.connect(sys.argv[1], token=sys.argv[2])
-    net = torch.nn.Sequential(*[torch.nn.Conv2d(16 if i else 3, 16, 3, padding=1) for i in range(6)]).eval()
-    mod = dev.register_module(net, [torch.zeros(1, 3, 256, 256)])
+    net = torch.nn.Sequential(*[torch.nn.Conv2d(16 if i else 3, 16, 3, padding=1) for i in range(3)]).eval()
+    mod = dev.register_module(net, [torch.zeros(1, 3, 192, 192)])
     held = dev.malloc(8 << 20)
-    x = np.random.rand(1, 3, 256, 256).astype(np.float32)
+    x = np.random.rand(1, 3, 192, 192).astype(np.float32)
     while True:
         print("LAUNCHING", flush=True)
         mod(x, keep_on_device=True)
