@@ -27,10 +27,12 @@ class NotATensor:
         return (print, ("this must never run",))
 
 
-def test_save_load_round_trip_strict(nets: dict[str, nn.Module], tmp_path: Path) -> None:
+def test_save_load_engine_round_trip_strict(nets: dict[str, nn.Module], tmp_path: Path) -> None:
     paths = save_networks(nets, tmp_path)
     assert {p.name for p in paths.values()} == set(CHECKPOINT_FILES.values())
-    loaded = load_networks(tmp_path)
+    engine = load_engine(tmp_path, device="cpu")      # what the VITON service calls (via viton.make_engine)
+    assert engine.name == "vitonhd" and engine.device == "cpu"
+    loaded = engine.networks
     for name in NETWORK_NAMES:
         ours, theirs = nets[name].state_dict(), loaded[name].state_dict()
         assert list(ours) == list(theirs)
