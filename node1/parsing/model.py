@@ -34,7 +34,7 @@ from node1.parsing.geometry import ellipse_radius_sq, pixel_grid, polygon_distan
 WORK_LONG_SIDE = 256            # px: long side of the working grid
 MASK_THRESHOLD = 0.5            # person mask level that counts as the person
 CHROMA_DARK_OFFSET = 60.0      # RGB-sum counts added to the chromaticity denominator
-SKIN_SIGMAS = 2.5               # a pixel is skin within this many (floored) std of the face's colour
+SKIN_SIGMAS = 2.0               # a pixel is skin within this many (floored) std of the face's colour
 SKIN_STD_FLOOR = (0.018, 0.012, 0.12)      # r, g chroma and brightness: the narrowest skin model
 DEFAULT_SKIN = ((0.44, 0.31, 0.55), (0.05, 0.03, 0.3))   # mean/std when there is no face to learn from
 GARMENT_SIGMAS = 3.0            # below-hip pixels this close to the top's colour belong to it
@@ -239,6 +239,11 @@ class ParsingModule(torch.nn.Module):
         part_of = torch.tensor([HEAD, TORSO] + [LEFT_ARM_PART] * 3 + [RIGHT_ARM_PART] * 3
                                + [LEFT_LEG_PART] * 3 + [RIGHT_LEG_PART] * 3, dtype=torch.uint8, device=dev)
         parts = part_of[nearest] * (best2 <= MAX_PART_SCORE ** 2).to(torch.uint8)
+        # a leg starts at the hip line: leg-nearest cells above it are the torso's lower edge
+        hip_dir = (mid_hip - mid_sh) / torso_len.clamp_min(1.0)
+        below_hip = (gx - mid_hip[0]) * hip_dir[0] + (gy - mid_hip[1]) * hip_dir[1]
+        leg = (parts == LEFT_LEG_PART) | (parts == RIGHT_LEG_PART)
+        parts = torch.where(leg & (below_hip < 0), torch.tensor(TORSO, dtype=torch.uint8, device=dev), parts)
         # gloves and shoes only where the hand / foot itself is visible (not extrapolated or hidden)
         vis = lm[:, 3]
         hand_foot = (((nearest == 4) & (vis[[L_PINKY, L_INDEX, L_THUMB]].mean() >= HAND_FOOT_VISIBILITY))
@@ -250,8 +255,6 @@ class ParsingModule(torch.nn.Module):
         garment_w = ((torso_in2 <= 0) & person & ~skin).float()
         g_mean, g_std = _weighted_stats(feat, garment_w, GARMENT_STD_FLOOR)
         like_top = _majority(_within(feat, g_mean, g_std, GARMENT_SIGMAS))
-        hip_dir = (mid_hip - mid_sh) / torso_len.clamp_min(1.0)
-        below_hip = (gx - mid_hip[0]) * hip_dir[0] + (gy - mid_hip[1]) * hip_dir[1]
         top_extends = like_top & (below_hip < GARMENT_BELOW_HIP * torso_len)
         below_chin = (gx - chin[0]) * down[0] + (gy - chin[1]) * down[1] > 0
         face_outer = face_ok & (face_rho2 < FACE_OUTER ** 2)
