@@ -85,10 +85,12 @@ def test_request_flood_from_one_client_gets_429_and_others_are_served(deployment
 
 
 def _png_claiming(width: int, height: int) -> bytes:
+    """A well-formed PNG whose header claims width x height RGB pixels, with a tiny IDAT."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    chunk = b"IHDR" + ihdr
-    return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk
-            + struct.pack(">I", zlib.crc32(chunk) & 0xFFFFFFFF) + b"\0" * 64)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + chunk(b"IEND", b""))
 
 
 @pytest.mark.parametrize(("fields", "files", "status", "code"), [
