@@ -35,7 +35,7 @@ from gvirtus.allowlist import op_target
 from gvirtus.client import Connection, translate_rpc_error
 from gvirtus.errors import GvirtusError, InvalidRequest, RemoteDeviceLost, error_class
 from gvirtus.proto import gvirtus_pb2 as pb
-from gvirtus.protocol import CALL_TIMEOUT_S, CLIENT_HANDLE_BASE, PIPELINE_MAX_BATCH, from_wire, to_wire
+from gvirtus.protocol import CALL_TIMEOUT_S, CLIENT_HANDLE_BASE, PIPELINE_MAX_BATCH, from_wire, to_wire, torch_dtype
 
 if TYPE_CHECKING:
     from gvirtus.frontend import RemoteDevice
@@ -185,16 +185,16 @@ def _payload(item: pb.PipelineItem) -> int:
 class RemoteTensor(torch.Tensor):
     """A tensor whose data lives on the backend. Shape/dtype/strides are real; device reads `meta`."""
 
-    _gv_meta: torch.Tensor
+    _gv_sig: tuple[Any, ...]    # ("R", dtype, shape, stride): the op-cache key part, computed once
     _gv_id: int
     _gv_pipe: Pipeline
 
     @staticmethod
-    def __new__(cls, meta: torch.Tensor, pipe: Pipeline, hid: int) -> RemoteTensor:
-        r = torch.Tensor._make_wrapper_subclass(cls, meta.size(), strides=meta.stride(),
-                                                storage_offset=meta.storage_offset(), dtype=meta.dtype,
-                                                device=META, requires_grad=False)
-        r._gv_meta = meta
+    def __new__(cls, shape: tuple[int, ...], stride: tuple[int, ...], dtype: torch.dtype, *, pipe: Pipeline,
+                hid: int) -> RemoteTensor:
+        r = torch.Tensor._make_wrapper_subclass(cls, shape, strides=stride, dtype=dtype, device=META,
+                                                requires_grad=False)
+        r._gv_sig = ("R", dtype, shape, stride)
         r._gv_id = hid
         r._gv_pipe = pipe
         weakref.finalize(r, pipe.release, hid)
@@ -238,7 +238,7 @@ def upload(dev: RemoteDevice, t: torch.Tensor) -> RemoteTensor:
                              "message limit (gvirtus.max_message_mb); split it")
     hid = pipe.new_id()
     pipe.send(pb.PipelineItem(upload=pb.Upload(id=hid, tensor=wire)))
-    return RemoteTensor(torch.empty_strided(t.shape, t.contiguous().stride(), dtype=t.dtype, device=META), pipe, hid)
+    return RemoteTensor(tuple(t.shape), t.contiguous().stride(), t.dtype, pipe=pipe, hid=hid)
 
 
 def module_to_remote(module: torch.nn.Module, dev: RemoteDevice) -> torch.nn.Module:
@@ -273,8 +273,7 @@ def _signature(value: Any, remotes: list[RemoteTensor], plains: list[torch.Tenso
     """A hashable description of an op argument (tensors by metadata); collects the tensors in order."""
     if isinstance(value, RemoteTensor):
         remotes.append(value)
-        m = value._gv_meta
-        return ("R", m.dtype, tuple(m.shape), m.stride())
+        return value._gv_sig
     if isinstance(value, torch.Tensor):
         if value.device.type == "meta":
             raise InvalidRequest("a plain meta tensor has no data to send; create tensors on the cpu (they are "
@@ -324,11 +323,15 @@ def _args_template(args: Any, kwargs: dict[str, Any]) -> str:
 
 def _recipe(func: Any, args: Any, kwargs: dict[str, Any], remotes: list[RemoteTensor]) -> _OpRecipe:
     template = _args_template(args, kwargs)
-    position = {id(r._gv_meta): k for k, r in enumerate(remotes)}
+    metas: dict[int, torch.Tensor] = {}      # one fresh meta tensor per remote input (aliases are detected by identity)
+    for r in remotes:
+        if id(r) not in metas:
+            metas[id(r)] = torch.empty_strided(r._gv_sig[2], r._gv_sig[3], dtype=r._gv_sig[1], device=META)
+    position = {id(metas[id(r)]): k for k, r in enumerate(remotes)}
 
     def to_meta(x: Any) -> Any:
         if isinstance(x, RemoteTensor):
-            return x._gv_meta
+            return metas[id(x)]
         if isinstance(x, torch.Tensor):
             return x.to(META)
         return x
@@ -386,8 +389,7 @@ def _dispatch(func: Any, args: Any, kwargs: dict[str, Any]) -> Any:
         elif out[0] == "new":
             hid = pipe.new_id()
             ids.append(hid)
-            meta = torch.empty_strided(out[1], out[2], dtype=out[3], device=META)
-            results.append(RemoteTensor(meta, pipe, hid))
+            results.append(RemoteTensor(out[1], out[2], out[3], pipe=pipe, hid=hid))
         else:
             results.append(out[1])
     pipe.send(pb.PipelineItem(op=pb.Op(target=target, args_json=args_json, outputs=ids, constants=consts, refs=refs)))
@@ -401,8 +403,9 @@ def _blocking_op(pipe: Pipeline, target: str, args_json: str, consts: list[pb.Te
     pipe.send(pb.PipelineItem(op=pb.Op(target=target, args_json=args_json, outputs=[hid], constants=consts,
                                        refs=refs)))
     spec = pipe.sync(describe=[hid]).described[0]
-    meta = torch.empty(tuple(spec.shape), dtype=getattr(torch, spec.dtype), device=META)
-    return RemoteTensor(meta, pipe, hid)
+    shape = tuple(int(d) for d in spec.shape)
+    dtype = torch_dtype(spec.dtype)
+    return RemoteTensor(shape, torch.empty(shape, dtype=dtype, device=META).stride(), dtype, pipe=pipe, hid=hid)
 
 
 _NOT_SPECIAL = object()
