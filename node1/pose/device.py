@@ -118,6 +118,7 @@ class FallbackDevice:
             else:
                 self.breaker.record_success()
                 self.last_served_by = "remote"
+                log.info("%s served by the remote device", getattr(fn, "__name__", "call"))
                 return out
         try:
             out = fn(image, device=self.local)
@@ -126,6 +127,7 @@ class FallbackDevice:
         except Exception as exc:
             raise DeviceUnavailable(f"the local fallback device {self.local!r} failed too: {exc}") from exc
         self.last_served_by = self.local
+        log.info("%s served by local %s", getattr(fn, "__name__", "call"), self.local)
         return out
 
     def close(self) -> None:

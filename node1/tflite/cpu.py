@@ -29,7 +29,8 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 log = logging.getLogger("node1.tflite.cpu")
 
-CHECK_REL_TOL = 1e-3  # of each output's range (a sanity check; tests/tflite holds the LiteRT parity tests)
+CHECK_REL_TOL = 1e-2  # of each output's range: catches a broken rewrite; tests/tflite holds the 1e-4 LiteRT parity
+# (pose_landmark_full's segmentation logits alone move by ~1e-3 of their range under any change of fp32 order)
 _UNARY: dict[Any, tuple[str, list[float]]] = {F.relu: ("relu", []), F.relu6: ("hardtanh", [0.0, 6.0])}
 
 

