@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,15 +117,16 @@ def resolve_runner(device: Any) -> Any:
     from node1.pose.remote import RemoteRunner
 
     with _runners_lock:
-        runner = _remote_runners.get(id(device))
-        if runner is None or runner.device is not device:
-            runner = _remote_runners[id(device)] = RemoteRunner(device)
+        runner = _remote_runners.get(device)
+        if runner is None:
+            runner = _remote_runners[device] = RemoteRunner(device)
         return runner
 
 
 _runners_lock = threading.Lock()
 _local_runners: dict[str, LocalRunner] = {}
-_remote_runners: dict[int, Any] = {}
+# one RemoteRunner (its registered modules) per live RemoteDevice; dropped with the device
+_remote_runners: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 def estimate_pose(image: Any, device: Any = "cpu") -> PoseResult:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from typing import Any
 
 import torch
@@ -41,10 +42,17 @@ class RemoteRunner:
     """Runs the stages on a gvirtus ``RemoteDevice`` (see node1.pose.runners for the interface)."""
 
     def __init__(self, device: Any) -> None:
-        self.device = device
+        self._device = weakref.ref(device)  # weak: node1.pose caches runners per live device
         self.name = f"gvirtus:{device.target}"
         self._lock = threading.Lock()
         self._registered: dict[tuple[Any, ...], Any] = {}
+
+    @property
+    def device(self) -> Any:
+        dev = self._device()
+        if dev is None:
+            raise RuntimeError(f"the gvirtus device of {self.name} is gone; connect again")
+        return dev
 
     def _module(self, stage: str, inputs: tuple[Any, ...]) -> Any:
         key = (stage, self.device.generation, *(_spec(x) for x in inputs))

@@ -54,7 +54,7 @@ def test_unreachable_backend_falls_back_to_cpu(astronaut: np.ndarray, free_port:
 
     def connect() -> object:
         attempts.append(1)
-        return gvirtus.connect(f"127.0.0.1:{free_port}", token="x", timeout_s=2.0)  # nothing listens there
+        return gvirtus.connect(f"127.0.0.1:{free_port}", token="x", timeout_s=0.5)  # nothing listens there
 
     clock = FakeClock()
     chooser = FallbackDevice(connect, local="cpu", breaker=CircuitBreaker(2, 60.0, clock=clock))
