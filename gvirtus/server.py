@@ -230,10 +230,13 @@ class Servicer(pb_grpc.GvirtusServicer):
         s = self._session(context)
         dst = byte_view(s.get(request.dst), f"handle {request.dst}")
         src = byte_view(s.get(request.src), f"handle {request.src}")
-        n = request.nbytes or min(dst.numel() - request.dst_offset, src.numel() - request.src_offset)
+        n = request.nbytes or max(min(dst.numel() - request.dst_offset, src.numel() - request.src_offset), 0)
         check_range(request.dst_offset, n, dst.numel(), f"memcpy_dtod to handle {request.dst}")
         check_range(request.src_offset, n, src.numel(), f"memcpy_dtod from handle {request.src}")
-        dst[request.dst_offset:request.dst_offset + n].copy_(src[request.src_offset:request.src_offset + n])
+        source = src[request.src_offset:request.src_offset + n]
+        if dst.untyped_storage().data_ptr() == src.untyped_storage().data_ptr():
+            source = source.clone()          # overlapping ranges of one buffer: memmove semantics
+        dst[request.dst_offset:request.dst_offset + n].copy_(source)
         return pb.Empty()
 
     @unary

@@ -156,3 +156,12 @@ def test_data_channel_drops_silent_unauthenticated_connections(dev: gvirtus.Remo
         s.sendall(b"GVD1")                 # starts a hello, never finishes it
         assert s.recv(1) == b""            # the backend hangs up after HELLO_TIMEOUT_S
     dev.ping()
+
+
+def test_dtod_within_one_buffer_overlapping(dev: gvirtus.RemoteDevice) -> None:
+    h = dev.malloc(16)
+    dev.memcpy_htod(h, np.arange(16, dtype=np.uint8))
+    dev.memcpy_dtod(h, h, src_offset=1)                  # like memmove(h, h + 1, 15)
+    np.testing.assert_array_equal(dev.memcpy_dtoh(h, np.uint8, (16,)), [*range(1, 16), 15])
+    with pytest.raises(gvirtus.InvalidRequest, match="outside the buffer"):
+        dev.memcpy_dtod(h, h, dst_offset=2**63)
