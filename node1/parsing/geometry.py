@@ -22,7 +22,8 @@ def pixel_grid(h: int, w: int, stride: float, device: torch.device) -> tuple[tor
     """
     xs = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) * stride - 0.5
     ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) * stride - 0.5
-    return xs[None, :].expand(h, w), ys[:, None].expand(h, w)
+    # materialised (contiguous): elementwise kernels on stride-0 broadcast views are several times slower
+    return xs[None, :].expand(h, w).contiguous(), ys[:, None].expand(h, w).contiguous()
 
 
 def segment_distance_sq(gx: torch.Tensor, gy: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -59,7 +60,7 @@ def polygon_inside(gx: torch.Tensor, gy: torch.Tensor, poly: torch.Tensor) -> to
     dy = torch.where(dy.abs() < EPS, torch.full_like(dy, EPS), dy)
     x_cross = x0 + (gyb - y0) * (x1 - x0) / dy
     crossings = (straddles & (gx[None] < x_cross)).sum(dim=0)
-    return (crossings % 2) == 1
+    return (crossings & 1) == 1          # parity (bitwise: remainder on int64 is slow on CPU)
 
 
 def polygon_distance_sq(gx: torch.Tensor, gy: torch.Tensor, poly: torch.Tensor) -> torch.Tensor:

@@ -162,6 +162,12 @@ class ParsingModule(torch.nn.Module):
 
     anchors: torch.Tensor
     label_table: torch.Tensor
+    hand_ids: torch.Tensor
+    wrist_ids: torch.Tensor
+    seg_a_ids: torch.Tensor
+    seg_b_ids: torch.Tensor
+    seg_radii: torch.Tensor
+    part_of: torch.Tensor
 
     def __init__(self, face_detector: torch.nn.Module | None = None) -> None:
         super().__init__()
@@ -172,6 +178,22 @@ class ParsingModule(torch.nn.Module):
         self.face_detector = face_detector
         self.register_buffer("anchors", face_anchors(), persistent=False)
         self.register_buffer("label_table", label_table(), persistent=False)
+        # limb segments (index into the 33 landmarks + 2 hand tips): L arm x3, R arm x3, L leg x3, R leg x3
+        def ids(v: list[int]) -> torch.Tensor:
+            return torch.tensor(v, dtype=torch.long)
+
+        self.register_buffer("hand_ids", ids([L_PINKY, L_INDEX, L_THUMB, R_PINKY, R_INDEX, R_THUMB]), persistent=False)
+        self.register_buffer("wrist_ids", ids([L_WR, R_WR]), persistent=False)
+        self.register_buffer("seg_a_ids", ids([L_SH, L_EL, L_WR, R_SH, R_EL, R_WR, L_HIP, L_KNEE, L_HEEL,
+                                               R_HIP, R_KNEE, R_HEEL]), persistent=False)
+        self.register_buffer("seg_b_ids", ids([L_EL, L_WR, 33, R_EL, R_WR, 34, L_KNEE, L_ANKLE, L_FOOT,
+                                               R_KNEE, R_ANKLE, R_FOOT]), persistent=False)
+        self.register_buffer("seg_radii", torch.tensor([UPPER_ARM_R, FOREARM_R, HAND_R] * 2
+                                                       + [THIGH_R, SHIN_R, FOOT_R] * 2), persistent=False)
+        # score channel -> part code: head, torso, then the 12 limb segments
+        self.register_buffer("part_of", torch.tensor([HEAD, TORSO] + [LEFT_ARM_PART] * 3 + [RIGHT_ARM_PART] * 3
+                                                     + [LEFT_LEG_PART] * 3 + [RIGHT_LEG_PART] * 3,
+                                                     dtype=torch.uint8), persistent=False)
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor, landmarks: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -181,8 +203,10 @@ class ParsingModule(torch.nn.Module):
         dev = image.device
         lm = landmarks[0]
         mask_scale = 255.0 if mask.dtype == torch.uint8 else 1.0
-        img = F.interpolate(image, size=(h, w), mode="nearest")[0].float()
-        person = F.interpolate(mask, size=(h, w), mode="nearest")[0, 0].float() >= MASK_THRESHOLD * mask_scale
+        # one sample per cell, near its centre: strided views (static offsets), no resampling kernel
+        oy, ox = min(s // 2, H - 1 - (h - 1) * s), min(s // 2, W - 1 - (w - 1) * s)
+        img = image[0, :, oy::s, ox::s].float()
+        person = mask[0, 0, oy::s, ox::s].float() >= MASK_THRESHOLD * mask_scale
         gx, gy = pixel_grid(h, w, float(s), dev)
         feat = _colour_features(img)
 
@@ -221,24 +245,18 @@ class ParsingModule(torch.nn.Module):
         torso2 = torch.minimum(torch.where(torso_in2 > 0, torso_in2 / (TORSO_EDGE_R * body) ** 2,
                                            torch.full_like(torso_in2, ARM_OVER_TORSO ** 2)), neck2)
 
-        def tip(wrist: int, a: int, b: int, c: int) -> torch.Tensor:
-            return lm[wrist, :2] + HAND_EXTENSION * ((lm[a, :2] + lm[b, :2] + lm[c, :2]) / 3.0 - lm[wrist, :2])
-
-        seg_a = torch.stack([lm[L_SH, :2], lm[L_EL, :2], lm[L_WR, :2], lm[R_SH, :2], lm[R_EL, :2], lm[R_WR, :2],
-                             lm[L_HIP, :2], lm[L_KNEE, :2], lm[L_HEEL, :2], lm[R_HIP, :2], lm[R_KNEE, :2],
-                             lm[R_HEEL, :2]])
-        seg_b = torch.stack([lm[L_EL, :2], lm[L_WR, :2], tip(L_WR, L_PINKY, L_INDEX, L_THUMB), lm[R_EL, :2],
-                             lm[R_WR, :2], tip(R_WR, R_PINKY, R_INDEX, R_THUMB), lm[L_KNEE, :2], lm[L_ANKLE, :2],
-                             lm[L_FOOT, :2], lm[R_KNEE, :2], lm[R_ANKLE, :2], lm[R_FOOT, :2]])
-        radii = torch.tensor([UPPER_ARM_R, FOREARM_R, HAND_R] * 2 + [THIGH_R, SHIN_R, FOOT_R] * 2,
-                             dtype=torch.float32, device=dev)
+        pts = lm[:, :2]
+        hands = pts.index_select(0, self.hand_ids).reshape(2, 3, 2).mean(dim=1)      # (2, 2) L, R hand centres
+        wrists = pts.index_select(0, self.wrist_ids)
+        tips = wrists + HAND_EXTENSION * (hands - wrists)
+        ends = torch.cat([pts, tips], dim=0)                        # (35, 2): 33 = L tip, 34 = R tip
+        seg_a, seg_b = ends.index_select(0, self.seg_a_ids), ends.index_select(0, self.seg_b_ids)
+        radii = self.seg_radii
         limbs2 = segment_distance_sq(gx, gy, seg_a, seg_b) / ((radii * body) ** 2)[:, None, None]   # (12, h, w)
         best2, nearest = torch.min(torch.cat([head2[None], torso2[None], limbs2], dim=0), dim=0)
         # channel -> part code: head, torso, L arm x3, R arm x3, L leg x3, R leg x3; 0 when farther than
         # MAX_PART_SCORE radii from every part (something held or leaned on)
-        part_of = torch.tensor([HEAD, TORSO] + [LEFT_ARM_PART] * 3 + [RIGHT_ARM_PART] * 3
-                               + [LEFT_LEG_PART] * 3 + [RIGHT_LEG_PART] * 3, dtype=torch.uint8, device=dev)
-        parts = part_of[nearest] * (best2 <= MAX_PART_SCORE ** 2).to(torch.uint8)
+        parts = self.part_of[nearest] * (best2 <= MAX_PART_SCORE ** 2).to(torch.uint8)
         # a leg starts at the hip line: leg-nearest cells above it are the torso's lower edge
         hip_dir = (mid_hip - mid_sh) / torso_len.clamp_min(1.0)
         below_hip = (gx - mid_hip[0]) * hip_dir[0] + (gy - mid_hip[1]) * hip_dir[1]
