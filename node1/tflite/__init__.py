@@ -11,6 +11,9 @@ Public face:
     load_model(name, layout="nhwc") -> same, for a file of models/ resolved (and sha256-checked) by
         ``mirror.model_path``, e.g. ``load_model("pose_detection.tflite")``.
     read_model(path) -> ModelIR              the parsed graph (ops, tensors, folded constants)
+    optimize_for_cpu(module, example) -> nn.Module   CPU-only lowering (channels-last, fused oneDNN convs,
+                                             pre-packed weights; input layout "nchw"), checked against the
+                                             portable module; not traceable for gvirtus (use the portable one)
     SUPPORTED_OPS                            op names the loader converts
     errors: TFLiteError, ModelFormatError, UnsupportedOp (names the op and the model)
 """
@@ -22,6 +25,7 @@ from pathlib import Path
 from torch import fx
 
 from node1.tflite.builder import SUPPORTED_OPS, build_module
+from node1.tflite.cpu import optimize_for_cpu
 from node1.tflite.errors import ModelFormatError, TFLiteError, UnsupportedOp
 from node1.tflite.reader import ModelIR, read_model
 
@@ -50,5 +54,5 @@ def load_model(file_name: str, layout: str = "nhwc") -> fx.GraphModule:
 
 __all__ = [
     "SUPPORTED_OPS", "ModelFormatError", "ModelIR", "TFLiteError", "UnsupportedOp",
-    "load_model", "load_tflite", "read_model",
+    "load_model", "load_tflite", "optimize_for_cpu", "read_model",
 ]
