@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     max_bytes = int(gv["max_message_mb"]) * MIB
     store = SessionStore(int(gv["session_quota_mb"]) * MIB, args.session_timeout_s)
     try:
-        data = DataServer(store, device, bind, tls)
+        data = DataServer(store, device, bind, tls, port=int(cfg["node2"]["gvirtus_data_port"]))
     except OSError as exc:
         log.error("cannot open the bulk-copy data channel on %s: %s", bind, exc)
         return EXIT_BIND

@@ -68,14 +68,15 @@ def _tune(sock: socket.socket) -> None:
 class DataServer:
     """The backend side: accept data connections, serve W/R requests against session handles."""
 
-    def __init__(self, store: Any, device: torch.device, bind: str, tls: tuple[bytes, bytes] | None) -> None:
+    def __init__(self, store: Any, device: torch.device, bind: str, tls: tuple[bytes, bytes] | None,
+                 port: int = 0) -> None:
         from gvirtus.server import byte_view, check_range, translate  # the same checks as the RPCs
 
         self._byte_view, self._check_range, self._translate = byte_view, check_range, translate
         self.store = store
         self.device = device
         family = socket.AF_INET6 if ":" in bind else socket.AF_INET
-        self._listener = socket.create_server((bind, 0), family=family, backlog=ACCEPT_BACKLOG)
+        self._listener = socket.create_server((bind, port), family=family, backlog=ACCEPT_BACKLOG)
         self.port = int(self._listener.getsockname()[1])
         self._ssl: ssl.SSLContext | None = None
         if tls is not None:

@@ -42,7 +42,7 @@ FILE_KEYS = (
 DEFAULTS: dict[str, Any] = {
     "node1": {"cert_file": None, "key_file": None, "workers": 2, "operator_token_file": None,
               "preprocess_device": "remote"},
-    "node2": {},
+    "node2": {"gvirtus_data_port": 0},
     "transport": {"secure": False, "curve_key_dir": None, "max_message_mb": 256,
                   "rdma": {"device": None, "port": 1, "gid_index": 0, "rdma_port": 9560,
                            "connect_timeout_s": 2.0}},
@@ -182,6 +182,7 @@ def _check_ports_distinct(full: dict, source: str) -> None:
     ports = {
         "node1.https_port": full["node1"]["https_port"],
         "node2.gvirtus_port": full["node2"]["gvirtus_port"],
+        "node2.gvirtus_data_port": full["node2"]["gvirtus_data_port"],
         "node2.gateway_port": full["node2"]["gateway_port"],
         "node2.health_port": full["node2"]["health_port"],
         "viton.port": full["viton"]["port"],
@@ -189,6 +190,8 @@ def _check_ports_distinct(full: dict, source: str) -> None:
     }
     seen: dict[int, str] = {}
     for key, port in ports.items():
+        if port == 0:  # ephemeral
+            continue
         if port in seen:
             raise ConfigError(f"{source}: {key} = {port} is the same port as {seen[port]}; "
                               "every service needs its own port")

@@ -52,11 +52,12 @@ def write_config(work_dir: Path, overrides: dict[str, Any] | None = None) -> Pat
     """A copy of env_config.json on free loopback ports, with tokens and var/ under work_dir."""
     work_dir.mkdir(parents=True, exist_ok=True)
     cfg = json.loads((ROOT / "env_config.json").read_text())
-    p = free_ports(6)
+    p = free_ports(7)
     cfg["node1"]["https_port"] = p[0]
     cfg["node2"].update(gvirtus_port=p[1], gateway_port=p[2], health_port=p[3])
     cfg["viton"]["port"] = p[4]
     cfg["transport"]["rdma"]["rdma_port"] = p[5]
+    cfg["node2"]["gvirtus_data_port"] = p[6]
     for name in ("gvirtus.token", "operator.token"):
         (work_dir / name).write_text("test-token-" + name)
         (work_dir / name).chmod(0o600)

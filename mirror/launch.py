@@ -57,7 +57,9 @@ def role_specs(cfg: config_mod.Config, role: str) -> list[ChildSpec]:
     n1, n2, vt = cfg["node1"], cfg["node2"], cfg["viton"]
     bind2 = n2.get("bind_host") or n2["host"]
     gvirtus = ChildSpec("gvirtus.backend", "gvirtus.backend", "node2",
-                        [("node2.gvirtus_port", bind2, n2["gvirtus_port"])])
+                        [("node2.gvirtus_port", bind2, n2["gvirtus_port"])]
+                        + ([("node2.gvirtus_data_port", bind2, n2["gvirtus_data_port"])]
+                           if n2["gvirtus_data_port"] else []))
     viton_node = "node1" if role == "node1" else "node2"
     viton_ports = [] if cfg.deployment == "LOCAL" else [("viton.port", bind2, vt["port"])]
     viton = ChildSpec("viton.service", "viton.service", viton_node, viton_ports)
