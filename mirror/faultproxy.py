@@ -113,6 +113,7 @@ class _Link:
         self.proxy = proxy
         self.client, self.target = client, target
         self.tasks: list[asyncio.Task[None]] = []
+        self.was_reset = False
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -123,11 +124,15 @@ class _Link:
             await asyncio.gather(*pumps)
         except (ConnectionError, OSError):
             self.reset()
+        except asyncio.CancelledError:
+            if not self.was_reset:    # the proxy is shutting down: let the cancellation through
+                raise
         finally:
             for _, w in (self.client, self.target):
                 w.close()
 
     def reset(self) -> None:
+        self.was_reset = True
         for t in self.tasks:
             t.cancel()
         _rst(self.client[1])
