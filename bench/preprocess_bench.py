@@ -44,40 +44,49 @@ def _median(values: list[float]) -> float:
     return float(statistics.median(values))
 
 
-def measure(image: np.ndarray, device: Any, runs: int, warmup: int = 3) -> dict[str, float]:
-    """Medians (ms) of preprocess() and its stages, of estimate_pose alone and of parse_person alone,
-    interleaved round by round so they share the machine's noise."""
+def _round(image: np.ndarray, device: Any, pose: Any, rows: dict[str, list[float]]) -> None:
+    """One round on one device: preprocess() (with its stage split), estimate_pose alone, parse_person alone."""
     from node1.parsing import parse_person
     from node1.pose import estimate_pose
     from node1.preprocess import preprocess
 
-    pose = estimate_pose(image, device)
-    for _ in range(warmup):
-        preprocess(image, device)
-        parse_person(image, pose.landmarks, pose.mask, device)
-    rows: dict[str, list[float]] = {"total": [], "pose": [], "parse": [], "render": [], "pose_alone": [],
-                                    "parse_alone": []}
-    for _ in range(runs):
-        pre = preprocess(image, device)
-        for key in ("total", "pose", "parse", "render"):
-            rows[key].append(pre.timings_ms[key])
-        t = time.perf_counter()
-        estimate_pose(image, device)
-        rows["pose_alone"].append((time.perf_counter() - t) * 1000)
-        t = time.perf_counter()
-        parse_person(image, pose.landmarks, pose.mask, device)
-        rows["parse_alone"].append((time.perf_counter() - t) * 1000)
-    return {k: _median(v) for k, v in rows.items()}
+    c = time.process_time()
+    pre = preprocess(image, device)
+    rows.setdefault("cpu_time", []).append((time.process_time() - c) * 1000)
+    for key in ("total", "pose", "parse", "render"):
+        rows.setdefault(key, []).append(pre.timings_ms[key])
+    t = time.perf_counter()
+    estimate_pose(image, device)
+    rows.setdefault("pose_alone", []).append((time.perf_counter() - t) * 1000)
+    t = time.perf_counter()
+    parse_person(image, pose.landmarks, pose.mask, device)
+    rows.setdefault("parse_alone", []).append((time.perf_counter() - t) * 1000)
 
 
-def remote(image: np.ndarray, runs: int, threads: int) -> dict[str, float]:
+def measure(image: np.ndarray, devices: dict[str, Any], runs: int, warmup: int = 3) -> dict[str, dict[str, float]]:
+    """Medians (ms) per device, the devices alternating round by round so they share the machine's noise.
+    cpu_time: this process's CPU time (all threads) per preprocess() call."""
+    from node1.pose import estimate_pose
+
+    pose = estimate_pose(image, "cpu")
+    rows: dict[str, dict[str, list[float]]] = {name: {} for name in devices}
+    for k in range(warmup + runs):
+        for name, dev in devices.items():
+            scratch: dict[str, list[float]] = {}
+            _round(image, dev, pose, scratch if k < warmup else rows[name])
+    return {name: {k: _median(v) for k, v in r.items()} for name, r in rows.items()}
+
+
+def run_all(image: np.ndarray, runs: int, threads: int, with_remote: bool) -> dict[str, dict[str, float]]:
+    if not with_remote:
+        return measure(image, {"local": "cpu"}, runs)
     import gvirtus
     from gvirtus.testing import BackendProcess
 
     with BackendProcess(torch_threads=threads) as backend:
         dev = gvirtus.connect(backend.target, token=backend.token)
         try:
-            return measure(image, dev, runs)
+            return measure(image, {"local": "cpu", "remote": dev}, runs)
         finally:
             dev.close()
 
@@ -92,8 +101,8 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     image = photo()
     load_before = os.getloadavg()[0]
-    local = measure(image, "cpu", args.runs)
-    far = None if args.no_remote else remote(image, args.runs, args.threads)
+    res = run_all(image, args.runs, args.threads, not args.no_remote)
+    local, far = res["local"], res.get("remote")
     result = {
         "preprocess_local_ms": round(local["total"], 2),
         "preprocess_remote_ms": round(far["total"], 2) if far else None,
@@ -111,7 +120,7 @@ def main() -> int:
     print(f"{'row':<36}{'local ms':>10}{'gvirtus ms':>12}{'gvirtus/local':>15}")
     labels = {"pose": "  pose (estimate_pose)", "parse": "  parse (parse_person)", "render": "  render skeleton",
               "total": "preprocess() total", "pose_alone": "baseline: estimate_pose alone",
-              "parse_alone": "parse_person alone"}
+              "parse_alone": "parse_person alone", "cpu_time": "CPU time of this process / call"}
     for key, label in labels.items():
         r = f"{far[key]:12.2f}{far[key] / local[key]:15.2f}" if far else f"{'-':>12}{'-':>15}"
         print(f"{label:<36}{local[key]:10.2f}{r}")

@@ -27,6 +27,12 @@ def _device(choice: str) -> Any:
     return gvirtus.connect_from_config(load_config(), client_name="node1.cli")
 
 
+def _close(device: Any) -> None:
+    """Close a gvirtus session opened by _device (a local device string needs nothing)."""
+    if device is not None and hasattr(device, "close"):
+        device.close()
+
+
 def _err(message: str, code: int) -> int:
     print(message, file=sys.stderr)
     return code
@@ -44,6 +50,7 @@ def run_parse(args: argparse.Namespace) -> int:
         image = read_rgb(Path(args.photo))
     except (ValueError, OSError) as exc:
         return _err(f"parse: cannot use {args.photo}: {exc}", EXIT_BAD_INPUT)
+    device: Any = None
     try:
         device = _device(args.device)
         pre = preprocess(image, device)
@@ -51,6 +58,8 @@ def run_parse(args: argparse.Namespace) -> int:
         return _err(f"parse: {args.photo}: {exc}", EXIT_BAD_INPUT)
     except GvirtusError as exc:
         return _err(f"parse: the remote device failed: {exc}", EXIT_FAILURE)
+    finally:
+        _close(device)
     try:
         save_parse_png(pre.parse, args.out)
     except OSError as exc:
@@ -66,6 +75,7 @@ def run_prepare_dataset(args: argparse.Namespace) -> int:
     from node1.parsing.dataset import prepare_dataset
     from node1.parsing.errors import DatasetError
 
+    device: Any = None
     try:
         device = _device(getattr(args, "device", "local"))
         rep = prepare_dataset(Path(args.photos), Path(args.garments), Path(args.out), device)
@@ -75,6 +85,8 @@ def run_prepare_dataset(args: argparse.Namespace) -> int:
         return _err(f"prepare-dataset: the remote device failed: {exc}", EXIT_FAILURE)
     except OSError as exc:
         return _err(f"prepare-dataset: cannot write under {args.out}: {exc}", EXIT_FAILURE)
+    finally:
+        _close(device)
     print(f"{args.out}: {len(rep.people)} people, {len(rep.garments)} garments, {rep.pairs} pairs; "
           f"{len(rep.skipped)} files skipped")
     for name, why in rep.skipped.items():
