@@ -1,4 +1,4 @@
-"""Fixtures of the fault / hostile-input suite: ONE real LOCAL deployment shared by the session.
+"""Fixtures of the fault / hostile-input suite: ONE real LOCAL deployment shared by this package
 
 The deployment is started by `start_application.sh` (the supervisor, mirror.launch) on free
 loopback ports and warmed up with one try-on whose preprocessing ran on the remote (gvirtus)
@@ -51,7 +51,7 @@ class _Background:
             self.error = exc
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def _deployment_starting(request: pytest.FixtureRequest,
                          tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Background | None]:
     """Begins with the first test of this folder when any selected test needs the deployment."""
@@ -69,7 +69,7 @@ def _start_early(_deployment_starting: _Background | None) -> None:
     """Autouse: touching the session fixture starts the deployment at the suite's first test."""
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def deployment(_deployment_starting: _Background | None) -> Deployment:
     bg = _deployment_starting
     if bg is None:
@@ -87,22 +87,22 @@ def web_client(dep: Deployment, timeout_s: float = 120.0) -> WebClient:
     return WebClient(dep.url, cafile=str(cert), timeout_s=timeout_s)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def client(deployment: Deployment) -> WebClient:
     return web_client(deployment)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def garment_id(client: WebClient) -> str:
     return client.garments()[0]["id"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def photo() -> bytes:
     return astronaut_jpeg()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def gvirtus_backend() -> Iterator[BackendProcess]:
     """A standalone gvirtus backend (its own process) with a small quota, for hostile-input tests."""
     with BackendProcess(quota_mb=64, session_timeout_s=5.0) as backend:
