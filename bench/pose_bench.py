@@ -5,7 +5,8 @@ with LiteRT running the same two models in the same run as the floor.
 
 Rows: whole pose step (estimate_pose) local and remote, its stages (detector, crop, landmark, post =
 mask warp + host post-processing), and model-only times: our torch modules as the local path runs them
-(portable detector + oneDNN-lowered landmark model) vs LiteRT (XNNPACK) on identical inputs. Medians.
+(portable detector + oneDNN-lowered landmark model) vs LiteRT (XNNPACK, measured in a child process
+during the same run, so its spinning thread pool cannot starve torch's threads) on the same input sizes.
 --json prints one object with pose_local_ms, pose_remote_ms, model_torch_ms, model_litert_ms (and more).
 """
 
@@ -68,17 +69,19 @@ def pose_step(image: np.ndarray, device: Any, runs: int) -> dict[str, float]:
     return out
 
 
-def model_times(runs: int, threads: int) -> dict[str, float]:
+MODELS = [("pose_detector", "pose_detection.tflite", 224), ("pose_landmarks", "pose_landmark_full.tflite", 256)]
+
+
+def litert_times(runs: int, threads: int) -> dict[str, float]:
+    """LiteRT (XNNPACK) per model. Run in a child process: XNNPACK's thread pool spins after each invoke
+    and, on 2 cores, starved torch's OpenMP threads in the same process (whole step 58 -> 300+ ms)."""
     from ai_edge_litert.interpreter import Interpreter
 
     from mirror import model_path
-    from node1.pose.runners import LocalRunner
 
-    local = LocalRunner("cpu")
     rng = np.random.default_rng(0)
     out: dict[str, float] = {}
-    for stage, file_name, size in [("pose_detector", "pose_detection.tflite", 224),
-                                   ("pose_landmarks", "pose_landmark_full.tflite", 256)]:
+    for stage, file_name, size in MODELS:
         x = rng.uniform(0, 1, (1, size, size, 3)).astype(np.float32)
         interp = Interpreter(model_path=str(model_path(file_name)), num_threads=threads)
         interp.allocate_tensors()
@@ -88,19 +91,31 @@ def model_times(runs: int, threads: int) -> dict[str, float]:
             interp.set_tensor(idx, x)
             interp.invoke()
 
-        model = local.module(stage).model
-        portable = LocalRunner("cpu", cpu_fast=False).module(stage).model
-        xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
-
-        def ours(m: Any = model, xt: torch.Tensor = xt) -> None:
-            with torch.inference_mode():
-                m(xt)
-
-        def plain(m: Any = portable, xt: torch.Tensor = xt) -> None:
-            with torch.inference_mode():
-                m(xt)
-
         out[f"{stage}_litert"] = median_ms(litert, runs)
+    return out
+
+
+def model_times(runs: int, threads: int) -> dict[str, float]:
+    import subprocess
+
+    from node1.pose.runners import LocalRunner
+
+    child = subprocess.run([sys.executable, __file__, "--litert-only", "--runs", str(runs), "--threads",
+                            str(threads)], capture_output=True, text=True, check=True)
+    out: dict[str, float] = json.loads(child.stdout.strip().splitlines()[-1])
+    local, portable_runner = LocalRunner("cpu"), LocalRunner("cpu", cpu_fast=False)
+    rng = np.random.default_rng(0)
+    for stage, _, size in MODELS:
+        xt = torch.from_numpy(rng.uniform(0, 1, (1, 3, size, size)).astype(np.float32))
+
+        def ours(m: Any = local.module(stage).model, xt: torch.Tensor = xt) -> None:
+            with torch.inference_mode():
+                m(xt)
+
+        def plain(m: Any = portable_runner.module(stage).model, xt: torch.Tensor = xt) -> None:
+            with torch.inference_mode():
+                m(xt)
+
         out[f"{stage}_torch"] = median_ms(ours, runs)
         out[f"{stage}_portable"] = median_ms(plain, runs)
     return out
@@ -124,7 +139,11 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-remote", action="store_true")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--litert-only", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.litert_only:
+        print(json.dumps(litert_times(args.runs, args.threads)))
+        return 0
     torch.set_num_threads(args.threads)
     image = photo()
     load_before = os.getloadavg()[0]
