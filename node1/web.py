@@ -50,6 +50,8 @@ HTTP_THREADS = 16              # concurrent HTTP requests (an open SSE stream ho
 WORKER_CONNECTIONS = 256       # open connections per worker, kept-alive ones included
 KEEPALIVE_S = 5                # idle keep-alive connections are closed after this
 CLIENT_IO_TIMEOUT_S = 10.0    # a socket read/write making no progress this long is abandoned
+MIN_CLIENT_RATE_BPS = 8192    # a request arriving slower than this on average (after the grace) is dropped
+MIN_RATE_GRACE_S = 5.0
 WORKER_TIMEOUT_S = 30          # arbiter kills a worker whose main loop stalls this long
 BOOT_TIMEOUT_S = 170           # building the app (models, catalog) may take this long (supervisor: 180 s)
 BOOT_HEARTBEAT_S = 1.0
@@ -113,6 +115,34 @@ def bounded_ssl_socket_class(io_timeout_s: float) -> type[ssl.SSLSocket]:
 
     class BoundedIOSSLSocket(ssl.SSLSocket):
         _closing = False
+        _rx_t0: float | None = None  # when this request's first bytes arrived
+        _rx_n = 0
+
+        def _count_rx(self, n: int) -> None:
+            # A trickle (1 byte/s) makes progress, so the per-read timeout never fires; cap the
+            # rate too: after MIN_RATE_GRACE_S a request must average MIN_CLIENT_RATE_BPS.
+            now = time.monotonic()
+            if self._rx_t0 is None:
+                self._rx_t0, self._rx_n = now, 0
+            self._rx_n += n
+            elapsed = now - self._rx_t0
+            if elapsed > MIN_RATE_GRACE_S and self._rx_n < MIN_CLIENT_RATE_BPS * elapsed:
+                raise TimeoutError(f"client sent {self._rx_n} bytes in {elapsed:.1f} s, "
+                                   f"under {MIN_CLIENT_RATE_BPS} B/s")
+
+        def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
+            data = super().recv(buflen, flags)
+            self._count_rx(len(data))
+            return data
+
+        def recv_into(self, buffer: Any, nbytes: int | None = None, flags: int = 0) -> int:
+            n = super().recv_into(buffer, nbytes, flags)
+            self._count_rx(n)
+            return n
+
+        def sendall(self, data: Any, flags: int = 0) -> None:
+            self._rx_t0 = None  # a response means the request was read: the next one starts afresh
+            super().sendall(data, flags)
 
         def settimeout(self, value: float | None) -> None:
             if self._closing:

@@ -30,6 +30,7 @@ ALLOWED_DTYPES = frozenset({"uint8", "int8", "uint16", "int16", "int32", "int64"
 MAX_HEADER_BYTES = 64 * 1024
 MAX_TENSORS = 64
 MAX_NDIM = 8
+MAX_DIM = 2**31 - 1  # per dimension; numpy refuses far larger ones with its own ValueError
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 NAME_MAX_CHARS = 64
 
@@ -92,6 +93,8 @@ def decode_header(raw: Buffer) -> dict:
         header = json.loads(mv.tobytes())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise FrameError(f"frame header is not valid JSON: {exc}") from exc
+    except RecursionError as exc:  # e.g. 10 KB of "[[[[..." : the parser's stack, not ours, gives up
+        raise FrameError("frame header is nested too deeply to be a frame header") from exc
     if not isinstance(header, dict):
         raise FrameError(f"frame header must be a JSON object, got {type(header).__name__}")
     if header.get("v") != VERSION:
@@ -115,8 +118,8 @@ def tensor_nbytes(spec: Any) -> tuple[str, np.dtype, tuple[int, ...], int]:
     if dtype not in ALLOWED_DTYPES:
         raise DtypeNotAllowed(f"tensor {name!r} has dtype {dtype!r:.40}; allowed: {sorted(ALLOWED_DTYPES)}")
     if (not isinstance(shape, list) or len(shape) > MAX_NDIM
-            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
-        raise FrameError(f"tensor {name!r} shape must be a list of at most {MAX_NDIM} non-negative ints, "
+            or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_DIM for d in shape)):
+        raise FrameError(f"tensor {name!r} shape must be a list of at most {MAX_NDIM} ints in 0..{MAX_DIM}, "
                          f"got {shape!r:.80}")
     dt = np.dtype(dtype)
     return name, dt, tuple(shape), math.prod(shape) * dt.itemsize

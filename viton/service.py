@@ -70,7 +70,7 @@ def frame_to_inputs(frame: Frame) -> tuple[PersonData, GarmentData]:
 def _request_id(parts: list[Any]) -> str:
     try:
         return str(decode_header(parts[0])["id"])
-    except (FrameError, IndexError):
+    except Exception:  # noqa: BLE001 - best effort: an error reply with no id still reaches the sender
         return ""
 
 
@@ -138,6 +138,9 @@ class TryOnService:
             return error_frame(_request_id(parts), "frame_too_large", str(exc))
         except FrameError as exc:
             return error_frame(_request_id(parts), "malformed_frame", str(exc))
+        except Exception as exc:  # noqa: BLE001 - no message may take the router thread down
+            _log.warning("undecodable frame (%s: %s)", type(exc).__name__, exc)
+            return error_frame(_request_id(parts), "malformed_frame", f"{type(exc).__name__}: {exc}")
         if frame.kind == "ping":
             return Frame("pong", frame.request_id, meta=self.health())
         if frame.kind == "health":

@@ -150,10 +150,6 @@ class _Trickler:
             self.outcome = f"cut: {type(exc).__name__}"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: node1.web: HTTP_THREADS+ clients trickling a body (1 byte/s, "
-                   "under CLIENT_IO_TIMEOUT_S per read) hold every gthread worker thread, so /health and "
-                   "shoppers wait until they stop: only reads WITHOUT progress are timed out, there is no "
-                   "minimum rate / total read deadline per request and no per-client connection cap")
 def test_slow_body_trickle_does_not_starve_other_clients(deployment: Deployment, client: WebClient) -> None:
     stop = threading.Event()
     tricklers = [_Trickler(deployment, stop) for _ in range(HTTP_THREADS + 4)]
