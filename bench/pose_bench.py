@@ -27,18 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-WIDTH, HEIGHT = 768, 1024
-
-
-def photo() -> np.ndarray:
-    """(1024, 768, 3) uint8: skimage's astronaut scaled to 768 px wide on a grey canvas."""
-    import cv2
-    from skimage import data
-
-    person = cv2.resize(data.astronaut(), (WIDTH, WIDTH), interpolation=cv2.INTER_CUBIC)
-    canvas = np.full((HEIGHT, WIDTH, 3), 120, np.uint8)
-    canvas[HEIGHT - WIDTH:] = person
-    return canvas
+from bench.common import HEIGHT, WIDTH, photo  # noqa: E402
 
 
 def median_ms(fn: Callable[[], Any], runs: int, warmup: int = 3) -> float:

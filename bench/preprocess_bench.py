@@ -25,19 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-WIDTH, HEIGHT = 768, 1024
+from bench.common import HEIGHT, WIDTH, photo  # noqa: E402
+
 ORIGINAL_MS = 16500.0 + 7900.0      # CLEVER: OpenPose through GVirtuS + human parsing, one image
-
-
-def photo() -> np.ndarray:
-    """(1024, 768, 3) uint8: skimage's astronaut scaled to 768 px wide on a grey canvas (as bench/pose_bench)."""
-    import cv2
-    from skimage import data
-
-    person = cv2.resize(data.astronaut(), (WIDTH, WIDTH), interpolation=cv2.INTER_CUBIC)
-    canvas = np.full((HEIGHT, WIDTH, 3), 120, np.uint8)
-    canvas[HEIGHT - WIDTH:] = person
-    return canvas
 
 
 def _median(values: list[float]) -> float:

@@ -48,6 +48,39 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
+def _parent_map() -> dict[int, list[int]]:
+    """ppid -> pids of the live processes, read from /proc."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(") ", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        parents.setdefault(ppid, []).append(int(entry))
+    return parents
+
+
+def children(pid: int) -> list[int]:
+    """The direct children of pid."""
+    return _parent_map().get(pid, [])
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of pid, found by walking /proc (children run in their own sessions)."""
+    parents = _parent_map()
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            if child not in out:
+                out.append(child)
+                todo.append(child)
+    return out
+
+
 def write_config(work_dir: Path, overrides: dict[str, Any] | None = None) -> Path:
     """A copy of env_config.json on free loopback ports, with tokens and var/ under work_dir."""
     work_dir.mkdir(parents=True, exist_ok=True)

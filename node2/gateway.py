@@ -13,6 +13,7 @@ from typing import Any
 
 from mirror import load_config, notify_ready, setup_logging
 from mirror.lifecycle import install_stop_handlers, run_until_signal
+from node2.device_info import DeviceInfo, gvirtus_connector
 from node2.health import HealthServer
 from node2.metrics import GatewayMetrics
 from node2.service import MAX_PENDING_PER_CHANNEL, Gateway
@@ -58,7 +59,9 @@ def start(c: Any) -> RunningGateway:
     try:
         servers = listen(c, gateway.handle, observer=metrics, max_outstanding=MAX_PENDING_PER_CHANNEL)
         gateway.channels = [s.info for s in servers]
-        health = HealthServer(bind, int(n2["health_port"]), gateway.health, metrics.registry)
+        device = DeviceInfo(gvirtus_connector(c))
+        health = HealthServer(bind, int(n2["health_port"]), lambda: {**gateway.health(), **device.info()},
+                              metrics.registry)
     except BaseException:
         for s in servers:
             s.close()

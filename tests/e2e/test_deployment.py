@@ -139,3 +139,27 @@ def test_cli_tryon_through_the_deployment(deployment: LocalDeployment, client: W
     bad = subprocess.run(cmd[:-4] + ["--garment", "nope", "--out", str(out)], env=env, capture_output=True,
                          text=True, timeout=REQUEST_TIMEOUT_S)
     assert bad.returncode == 2 and "unknown_garment" in bad.stderr
+
+
+def test_node2_health_and_both_nodes_metrics(deployment: LocalDeployment, client: WebClient) -> None:
+    import json
+    import urllib.request
+
+    port = deployment.config["node2"]["health_port"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=30) as r:  # noqa: S310 (loopback)
+        health = json.loads(r.read())
+    assert health["status"] == "ok"
+    assert health["viton"]["reachable"] is True
+    assert health["gvirtus"]["reachable"] is True and health["gvirtus"]["sessions"] >= 1
+    assert health["gpu"]["name"] and health["gpu"]["memory_total_mb"] > 0  # the CPU device here
+    assert health["channels"][0]["backend"] == "tcp"
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as r:  # noqa: S310
+        node2_metrics = r.read().decode()
+    assert "transport_bytes_total" in node2_metrics
+    status, _, body = client.request("GET", "/metrics")
+    assert status == 200
+    text = body.decode()
+    for name in ("tryon_requests_total", "tryon_duration_seconds", "tryon_errors_total", "gvirtus_calls_total",
+                 "transport_bytes_total"):
+        assert name in text, name
+    assert 'tryon_requests_total{outcome="ok"}' in text

@@ -20,13 +20,17 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from mirror import deployment as mirror_deployment
+from mirror.deployment import children, descendants, free_ports
+
+__all__ = ["Deployment", "free_ports", "write_config"]
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 240.0
@@ -35,68 +39,10 @@ COMPONENTS = ("gvirtus.backend", "viton.service", "node2.gateway", "node1.web")
 UP_LINE = re.compile(r"Virtual Mirror is up: (\S+)")
 
 
-def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind((host, 0))
-            socks.append(s)
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 def write_config(tmp: Path, overrides: dict[str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
     """A copy of env_config.json on free loopback ports with its own tokens and var_dir."""
-    tmp.mkdir(parents=True, exist_ok=True)
-    cfg = json.loads((ROOT / "env_config.json").read_text())
-    p = free_ports(6)
-    cfg["node1"]["https_port"] = p[0]
-    cfg["node2"].update(gvirtus_port=p[1], gateway_port=p[2], health_port=p[3])
-    cfg["viton"]["port"] = p[4]
-    cfg["transport"]["rdma"]["rdma_port"] = p[5]
-    for name in ("gvirtus.token", "operator.token"):
-        (tmp / name).write_text(f"fault-suite-{name}-{os.getpid()}-{time.time_ns()}")
-        (tmp / name).chmod(0o600)
-    cfg["gvirtus"]["token_file"] = str(tmp / "gvirtus.token")
-    cfg["node1"]["operator_token_file"] = str(tmp / "operator.token")
-    cfg["paths"]["var_dir"] = str(tmp / "var")
-    for section, values in (overrides or {}).items():
-        if isinstance(values, dict) and isinstance(cfg.get(section), dict):
-            cfg[section].update(values)
-        else:
-            cfg[section] = values
-    path = tmp / "env_config.json"
-    path.write_text(json.dumps(cfg, indent=2))
-    return path, cfg
-
-
-def _children_of(pid: int) -> dict[int, list[int]]:
-    parents: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(") ", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        parents.setdefault(ppid, []).append(int(entry))
-    return parents
-
-
-def descendants(pid: int) -> list[int]:
-    parents = _children_of(pid)
-    out: list[int] = []
-    todo = [pid]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            if child not in out:
-                out.append(child)
-                todo.append(child)
-    return out
+    path = mirror_deployment.write_config(tmp, overrides)
+    return path, json.loads(path.read_text())
 
 
 def cmdline(pid: int) -> str:
@@ -190,7 +136,7 @@ class Deployment:
         """The supervisor's live children by component name."""
         sup = self.supervisor_pid()
         out: dict[str, int] = {}
-        for pid in _children_of(sup).get(sup, []) if sup else []:
+        for pid in children(sup) if sup else []:
             cmd = cmdline(pid)
             for comp in COMPONENTS:
                 if f"-m {comp}" in cmd:

@@ -11,33 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from mirror.deployment import LocalDeployment
+from mirror.deployment import LocalDeployment, descendants
 from tests.mirror.helpers import ROOT, make_config
 
 START_TIMEOUT_S = 240
 STOP_TIMEOUT_S = 40
-
-
-def _descendants(pid: int) -> set[int]:
-    """Every live descendant of pid (children are in their own sessions, so walk /proc)."""
-    parents: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(") ", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        parents.setdefault(ppid, []).append(int(entry))
-    out: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            if child not in out:
-                out.add(child)
-                todo.append(child)
-    return out
 
 
 def _alive(pid: int) -> bool:
@@ -64,7 +42,7 @@ def test_local_deployment_up_and_clean_stop(tmp_path: Path, stop_signal: int) ->
         for component in ("gvirtus.backend", "viton.service", "node2.gateway", "node1.web"):
             assert re.search(rf"^\s+{re.escape(component)}\s+\S+", log, re.M), f"{component} not listed"
         assert dep.proc is not None
-        family = _descendants(dep.proc.pid)
+        family = set(descendants(dep.proc.pid))
         assert len(family) >= 4
         code = dep.stop(stop_signal, STOP_TIMEOUT_S)  # what a terminal's Ctrl-C does: signal the group
         deadline = time.monotonic() + 5

@@ -13,10 +13,20 @@ from PIL import Image
 from node1.cli import main
 
 
-def test_remote_path_says_it_is_not_there_yet(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["tryon", "--photo", "p.png", "--garment", "g", "--out", str(tmp_path / "o.png")])
+def test_without_a_running_deployment_the_api_path_says_so(tmp_path: Path, astronaut: np.ndarray,
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    from mirror.deployment import write_config
+
+    monkeypatch.setenv("VM_CONFIG", str(write_config(tmp_path / "cfg")))  # free ports: nothing listens
+    photo = tmp_path / "p.png"
+    Image.fromarray(astronaut).save(photo)
+    code = main(["tryon", "--photo", str(photo), "--garment", "g", "--out", str(tmp_path / "o.png")])
     assert code == 1
-    assert "Use --in-process" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "is not reachable" in err and "--in-process" in err
 
 
 def test_unreadable_photo_is_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
