@@ -17,6 +17,7 @@ import time
 
 import cv2
 import numpy as np
+import torch
 
 from viton.checks import check_garment, check_person
 from viton.engine import GarmentData, PersonData, TryOnOutput
@@ -177,51 +178,55 @@ class GeometricEngine:
         # arms in front of the garment's body, behind its sleeves; the garment stays on the
         # person's silhouette (a flat-lay garment is wider than a body seen from the front) with
         # an anti-aliased edge that reaches a pixel or two into the background
-        layer = change
-        layer *= 1.0 - kept
-        removed = upper * layer
-        layer *= 1.0 - arms * (1.0 - sleeve)
-        layer *= 1.0 - background
-        alpha = sampled[..., 3].astype(np.float32)
-        alpha *= layer
-        alpha *= np.float32(1.0 / 255.0)
+        # The per-pixel arithmetic below runs as torch ops on zero-copy views: they are vectorised
+        # and use both cores (numpy's are single-threaded), ~2x faster at 1024x768.
+        t = torch.from_numpy
+        with torch.inference_mode():
+            layer = t(change)
+            layer *= 1.0 - t(kept)
+            removed = t(upper) * layer
+            layer *= 1.0 - t(arms) * (1.0 - t(sleeve))
+            layer *= 1.0 - t(background)
+            alpha = t(np.ascontiguousarray(sampled[..., 3])).float()
+            alpha *= layer
+            alpha *= 1.0 / 255.0
 
-        # Old clothes the garment does not reach: along the arms they become skin (when the new
-        # sleeves end above the elbow); elsewhere (coat tails, a bulky back) the garment's fabric
-        # carries on (its colours diffused outward, `fabric_fill`), so the old garment never shows.
-        # Both fills are one colour image, `fill`, shaded by the old clothes' light.
-        fill = fabric_fill(sampled, FABRIC_FILL_CELL_PX)
-        near_arm: np.ndarray | None = None
-        extend: np.ndarray
-        if warp.has_long_sleeves(lm, body, abs(sim.a)):
-            extend = removed  # the sleeves clothe the whole arm: fabric everywhere
-        else:
-            near_arm = arm_zone(body, box, soft_px=2 * sigma)
-            extend = removed * (1.0 - near_arm)
-            fill += near_arm[..., None] * (_skin_tone(image, parse) - fill)
-        ratio = _luminance_ratio(crop, regions.upper_mask(parse_crop), blur_sigma=max(1.0, 0.015 * body.scale))
-        if ratio is None:
-            ratio = np.ones_like(layer)
-        ratio -= 1.0
-        shade = upper * ratio
-        shade *= SHADE_STRENGTH
-        shade += 1.0
-        fill_shade = shade
-        if near_arm is not None:  # skin takes the light more softly than fabric
-            fill_shade = shade + near_arm * (1.0 + SKIN_SHADE_STRENGTH * ratio - shade)
-        keep_photo = 1.0 - alpha
-        fill_w = removed * keep_photo
-        fill_w *= fill_shade
-        keep_photo *= 1.0 - removed
-        out_crop = crop.astype(np.float32)
-        out_crop *= keep_photo[..., None]
-        fill *= fill_w[..., None]
-        out_crop += fill
-        cloth = sampled[..., :3].astype(np.float32)
-        cloth *= (layer * shade)[..., None]  # the garment, premultiplied, in the photo's light
-        out_crop += cloth
-        alpha += extend * (1.0 - alpha)
-        np.clip(alpha, 0.0, 1.0, out=alpha)  # float round-off of the products above
+            # Old clothes the garment does not reach: along the arms they become skin (when the new
+            # sleeves end above the elbow); elsewhere (coat tails, a bulky back) the garment's fabric
+            # carries on (its colours diffused outward, `fabric_fill`), so the old garment never shows.
+            # Both fills are one colour image, `fill`, shaded by the old clothes' light.
+            fill = t(fabric_fill(sampled, FABRIC_FILL_CELL_PX))
+            near_arm: torch.Tensor | None = None
+            if warp.has_long_sleeves(lm, body, abs(sim.a)):
+                extend = removed  # the sleeves clothe the whole arm: fabric everywhere
+            else:
+                near_arm = t(arm_zone(body, box, soft_px=2 * sigma))
+                extend = removed * (1.0 - near_arm)
+                fill += near_arm[..., None] * (t(_skin_tone(image, parse)) - fill)
+            ratio_np = _luminance_ratio(crop, regions.upper_mask(parse_crop), blur_sigma=max(1.0, 0.015 * body.scale))
+            ratio = torch.ones_like(layer) if ratio_np is None else t(ratio_np)
+            ratio -= 1.0
+            shade = t(upper) * ratio
+            shade *= SHADE_STRENGTH
+            shade += 1.0
+            fill_shade = shade
+            if near_arm is not None:  # skin takes the light more softly than fabric
+                fill_shade = shade + near_arm * (1.0 + SKIN_SHADE_STRENGTH * ratio - shade)
+            keep_photo = 1.0 - alpha
+            fill_w = removed * keep_photo
+            fill_w *= fill_shade
+            keep_photo *= 1.0 - removed
+            out_t = t(crop).float()
+            out_t *= keep_photo[..., None]
+            fill *= fill_w[..., None]
+            out_t += fill
+            cloth = t(np.ascontiguousarray(sampled[..., :3])).float()
+            cloth *= (layer * shade)[..., None]  # the garment, premultiplied, in the photo's light
+            out_t += cloth
+            alpha += extend * (1.0 - alpha)
+            alpha.clamp_(0.0, 1.0)  # float round-off of the products above
+            out_crop = out_t.numpy()
+            alpha_np = alpha.numpy()
         out = image.copy()
         # outside the changeable region alpha = removed = 0, so out_crop holds the photo's
         # integers exactly and rounds back to them: those pixels stay bit for bit (tested)
@@ -230,7 +235,7 @@ class GeometricEngine:
         warped = np.zeros_like(image)
         warped[y0:y1, x0:x1] = sampled[..., :3]  # the warped garment over black (premultiplied)
         alpha_full = np.zeros((H, W), dtype=np.float32)
-        alpha_full[y0:y1, x0:x1] = alpha
+        alpha_full[y0:y1, x0:x1] = alpha_np
         timings["composite"] = _ms(t0)
         timings["total"] = _ms(t_all)
         return TryOnOutput(image=out, warped_garment=warped, garment_alpha=alpha_full, timings_ms=timings)
