@@ -115,3 +115,12 @@ def test_no_restart_mode_fails(cfg, monkeypatch: pytest.MonkeyPatch) -> None:
     sup.watch()  # returns once the child exits
     sup.stop_all()
     assert sup.failed
+
+
+def test_threads_per_child_never_oversubscribes() -> None:
+    from mirror.launch import threads_per_child
+
+    assert threads_per_child(4, cpus=2) == 1
+    assert threads_per_child(3, cpus=16) == 5
+    assert threads_per_child(1, cpus=8) == 8
+    assert threads_per_child(0, cpus=2) == 2
