@@ -23,7 +23,6 @@ import numpy as np
 from mirror import Config
 from node1.garment_catalog import WebCatalog, open_catalog
 from node1.pipeline_api import (
-    BadRequest,
     NoPersonInPhoto,
     PipelineFailed,
     PipelineHealth,
@@ -48,22 +47,15 @@ class LocalPipeline:
         self._engine_lock = threading.Lock()
 
     def run(self, photo: np.ndarray, garment_id: str, progress: ProgressFn) -> PipelineResult:
-        from node1.pose.errors import InvalidImage, NoPersonDetected
-        from node1.preprocess import preprocess
+        from node1.pipeline import run_preprocess  # the same error mapping as the deployment's pipeline
         from viton import GarmentData, PersonData, PoseIncomplete, VitonError
 
         garment = self.catalog.garment(garment_id)          # UnknownGarment
         timings: dict[str, float] = {}
         progress("pose")
         t0 = time.perf_counter()
-        try:
-            with self._pre_lock:
-                pre = preprocess(photo, device="cpu")
-        except NoPersonDetected as exc:
-            raise NoPersonInPhoto(f"no person found in the photo ({exc}): stand facing the camera with your "
-                                  "head, shoulders and upper body in the picture, and try again") from exc
-        except InvalidImage as exc:
-            raise BadRequest(f"the photo cannot be used: {exc}") from exc
+        with self._pre_lock:
+            pre = run_preprocess("cpu", photo)
         t1 = time.perf_counter()
         timings["pose"] = float(pre.timings_ms.get("pose", (t1 - t0) * 1000.0))
         timings["parsing"] = float(pre.timings_ms.get("parse", 0.0))
