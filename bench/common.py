@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,3 +45,17 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     out += ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
             for r in cells]
     return "\n".join(out)
+
+
+@contextmanager
+def loopback_backend(threads: int) -> Iterator[Any]:
+    """A gvirtus backend process on loopback (`threads` torch threads) and a session on it."""
+    import gvirtus
+    from gvirtus.testing import BackendProcess
+
+    with BackendProcess(torch_threads=threads) as backend:
+        dev = gvirtus.connect(backend.target, token=backend.token)
+        try:
+            yield dev
+        finally:
+            dev.close()

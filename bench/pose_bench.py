@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bench.common import HEIGHT, WIDTH, photo  # noqa: E402
+from bench.common import HEIGHT, WIDTH, loopback_backend, photo  # noqa: E402
 
 
 def median_ms(fn: Callable[[], Any], runs: int, warmup: int = 3) -> float:
@@ -111,15 +111,8 @@ def model_times(runs: int, threads: int) -> dict[str, float]:
 
 
 def remote_step(image: np.ndarray, runs: int, threads: int) -> dict[str, float]:
-    import gvirtus
-    from gvirtus.testing import BackendProcess
-
-    with BackendProcess(torch_threads=threads) as backend:
-        dev = gvirtus.connect(backend.target, token=backend.token)
-        try:
-            return pose_step(image, dev, runs)
-        finally:
-            dev.close()
+    with loopback_backend(threads) as dev:
+        return pose_step(image, dev, runs)
 
 
 def main() -> int:

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bench.common import HEIGHT, WIDTH, photo  # noqa: E402
+from bench.common import HEIGHT, WIDTH, loopback_backend, photo  # noqa: E402
 
 ORIGINAL_MS = 16500.0 + 7900.0      # CLEVER: OpenPose through GVirtuS + human parsing, one image
 
@@ -70,15 +70,8 @@ def measure(image: np.ndarray, devices: dict[str, Any], runs: int, warmup: int =
 def run_all(image: np.ndarray, runs: int, threads: int, with_remote: bool) -> dict[str, dict[str, float]]:
     if not with_remote:
         return measure(image, {"local": "cpu"}, runs)
-    import gvirtus
-    from gvirtus.testing import BackendProcess
-
-    with BackendProcess(torch_threads=threads) as backend:
-        dev = gvirtus.connect(backend.target, token=backend.token)
-        try:
-            return measure(image, {"local": "cpu", "remote": dev}, runs)
-        finally:
-            dev.close()
+    with loopback_backend(threads) as dev:
+        return measure(image, {"local": "cpu", "remote": dev}, runs)
 
 
 def main() -> int:
