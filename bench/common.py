@@ -48,12 +48,13 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 
 @contextmanager
-def loopback_backend(threads: int) -> Iterator[Any]:
-    """A gvirtus backend process on loopback (`threads` torch threads) and a session on it."""
+def loopback_backend(threads: int, device: str = "cpu") -> Iterator[Any]:
+    """A gvirtus backend process on loopback (`threads` torch threads, gvirtus.device = `device`:
+    "cpu", "cuda", "cuda:N" or "auto") and a session on it."""
     import gvirtus
     from gvirtus.testing import BackendProcess
 
-    with BackendProcess(torch_threads=threads) as backend:
+    with BackendProcess(torch_threads=threads, device=device) as backend:
         dev = gvirtus.connect(backend.target, token=backend.token)
         try:
             yield dev

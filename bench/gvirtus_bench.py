@@ -1,13 +1,15 @@
 """gvirtus benchmark: a real backend on loopback, every number next to a baseline from the same run.
 
-    .venv/bin/python bench/gvirtus_bench.py [--quick] [--json] [--target HOST:PORT --token T]
+    .venv/bin/python bench/gvirtus_bench.py [--quick] [--json] [--device cpu|cuda] [--target HOST:PORT --token T]
 
 Measures: null call round trip (p50/p99: on the data channel that copies and launches use, as a
 gRPC unary call, and on the transparent layer's op stream); small ops per
 second in the transparent layer, pipelined vs one blocking round trip per op; host<->device copy
 bandwidth at 64 KB, 1 MB, 16 MB next to a raw TCP socket moving the same bytes between two
 processes; launch of a registered 256x256 conv net vs the same module run in-process.
-Without --target it starts `python -m gvirtus.backend` (CPU, 1 torch thread) on a free port.
+Without --target it starts `python -m gvirtus.backend` (--device, default cpu; 1 torch thread) on a free port.
+On a CUDA backend the module rows compare the remote launch with the same net run locally on the CPU
+(1 thread), and "module_cuda_local_ms" adds the same net run in this process on the local GPU.
 `--json` prints one JSON object with the issue's keys (plus a few more).
 """
 
@@ -214,11 +216,30 @@ def bench_module(dev: gvirtus.RemoteDevice, reps: int, copy_gbps: float) -> dict
     again = dev.register_module(net, [x])
     reregister = time.perf_counter() - t0
     transfer_s = 2 * x.numel() * 4 / (copy_gbps * 1e9)   # input up + output down at the measured copy rate
-    return {"module_local_ms": local * 1e3, "module_remote_ms": remote * 1e3,
+    extra = bench_module_local_cuda(net, x, reps) if dev.properties()["device_type"] == "cuda" else {}
+    return {**extra, "module_local_ms": local * 1e3, "module_remote_ms": remote * 1e3,
             "module_launch_overhead_ms": overhead * 1e3, "module_transfer_ms": transfer_s * 1e3,
             "module_overhead_minus_transfer_ms": overhead * 1e3 - transfer_s * 1e3,
             "trivial_launch_ms": floor_remote * 1e3, "trivial_launch_overhead_ms": floor_overhead * 1e3,
             "module_reregister_ms": reregister * 1e3, "module_reregister_uploaded": float(again.uploaded)}
+
+
+def bench_module_local_cuda(net: nn.Module, x: torch.Tensor, reps: int) -> dict[str, float]:
+    """The conv net on this process's own GPU (host tensor in, host tensor out, as the remote launch):
+    what a CUDA backend's launch costs over running on a local GPU. Empty when this torch has no CUDA."""
+    if not torch.cuda.is_available():
+        return {}
+    gpu_net = SmallConvNet().eval().cuda()
+    gpu_net.load_state_dict(net.state_dict())
+
+    def local_gpu() -> torch.Tensor:
+        return gpu_net(x.cuda()).cpu()              # .cpu() synchronises
+
+    with torch.no_grad():
+        for _ in range(3):
+            local_gpu()
+        t = timed(local_gpu, reps)
+    return {"module_cuda_local_ms": statistics.median(t) * 1e3}
 
 
 def table(r: dict[str, Any]) -> str:
@@ -246,6 +267,9 @@ def table(r: dict[str, Any]) -> str:
          f"minus transfer: {r['module_overhead_minus_transfer_ms']:.2f} ms (median of paired runs)"),
         ("  trivial module launch", f"{r['trivial_launch_ms']:.2f} ms", "x * 0.5, same 768 KB in/out",
          f"overhead vs local {r['trivial_launch_overhead_ms']:.2f} ms"),
+        *([("  same net, local GPU", f"{r['module_cuda_local_ms']:.2f} ms", "in this process, host in/out",
+             f"remote / local GPU {r['module_remote_ms'] / r['module_cuda_local_ms']:.2f}x")]
+          if "module_cuda_local_ms" in r else []),
         ("  register same content", f"{r['module_reregister_ms']:.1f} ms",
          "no upload" if not r["module_reregister_uploaded"] else "UPLOADED", "trace + hash + lookup"),
     ]
@@ -278,6 +302,7 @@ def main() -> int:
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--target", help="an already running backend (default: start one on loopback)")
     ap.add_argument("--token", default=os.environ.get("VM_GVIRTUS_TOKEN"))
+    ap.add_argument("--device", default="cpu", help="gvirtus.device of the started backend (cpu, cuda, cuda:N)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     if args.target:
@@ -285,7 +310,7 @@ def main() -> int:
         result = run(dev, args.quick)
         dev.close()
     else:
-        with BackendProcess(quota_mb=2048, torch_threads=1) as backend:
+        with BackendProcess(quota_mb=2048, torch_threads=1, device=args.device) as backend:
             dev = gvirtus.connect(backend.target, token=backend.token)
             result = run(dev, args.quick)
             dev.close()

@@ -1,13 +1,17 @@
 """Pose step benchmark (issue 4): per stage at 768x1024, locally on CPU and through gvirtus on loopback,
 with LiteRT running the same two models in the same run as the floor.
 
-    python bench/pose_bench.py [--runs 20] [--threads 2] [--no-remote] [--json]
+    python bench/pose_bench.py [--runs 20] [--threads 2] [--no-remote] [--backend-device cpu|cuda]
+                               [--gpu cuda:0|none] [--json]
 
 Rows: whole pose step (estimate_pose) local and remote, its stages (detector, crop, landmark, post =
 mask warp + host post-processing), and model-only times: our torch modules as the local path runs them
 (portable detector + oneDNN-lowered landmark model) vs LiteRT (XNNPACK, measured in a child process
 during the same run, so its spinning thread pool cannot starve torch's threads) on the same input sizes.
---json prints one object with pose_local_ms, pose_remote_ms, model_torch_ms, model_litert_ms (and more).
+--backend-device: the gvirtus backend's device (default cpu; "cuda" on a GPU machine). When this torch sees
+a CUDA device, a third column runs the step on a local GPU (--gpu, default cuda:0; "none" skips it).
+--json prints one object with pose_local_ms, pose_remote_ms, model_torch_ms, model_litert_ms (and more;
+pose_gpu_ms when the GPU column ran).
 """
 
 from __future__ import annotations
@@ -110,9 +114,16 @@ def model_times(runs: int, threads: int) -> dict[str, float]:
     return out
 
 
-def remote_step(image: np.ndarray, runs: int, threads: int) -> dict[str, float]:
-    with loopback_backend(threads) as dev:
+def remote_step(image: np.ndarray, runs: int, threads: int, device: str = "cpu") -> dict[str, float]:
+    with loopback_backend(threads, device) as dev:
         return pose_step(image, dev, runs)
+
+
+def gpu_device(choice: str) -> str | None:
+    """The local GPU column's device: None when skipped or when this torch sees no CUDA device."""
+    if choice == "none" or not torch.cuda.is_available():
+        return None
+    return choice
 
 
 def main() -> int:
@@ -120,6 +131,8 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=20)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-remote", action="store_true")
+    p.add_argument("--backend-device", default="cpu", help="gvirtus.device of the loopback backend (cpu, cuda)")
+    p.add_argument("--gpu", default="cuda:0", help="local GPU column's device when CUDA is available; none = skip")
     p.add_argument("--json", action="store_true")
     p.add_argument("--litert-only", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -131,7 +144,9 @@ def main() -> int:
     load_before = os.getloadavg()[0]
     models = model_times(args.runs, args.threads)
     local = pose_step(image, "cpu", args.runs)
-    remote = None if args.no_remote else remote_step(image, args.runs, args.threads)
+    gpu_dev = gpu_device(args.gpu)
+    gpu = pose_step(image, gpu_dev, args.runs) if gpu_dev else None
+    remote = None if args.no_remote else remote_step(image, args.runs, args.threads, args.backend_device)
     torch_ms = models["pose_detector_torch"] + models["pose_landmarks_torch"]
     litert_ms = models["pose_detector_litert"] + models["pose_landmarks_litert"]
     portable_ms = models["pose_detector_portable"] + models["pose_landmarks_portable"]
@@ -143,6 +158,10 @@ def main() -> int:
         "model_portable_ms": round(portable_ms, 2),
         "local_stages_ms": {k: round(v, 2) for k, v in local.items()},
         "remote_stages_ms": {k: round(v, 2) for k, v in remote.items()} if remote else None,
+        "backend_device": None if args.no_remote else args.backend_device,
+        "pose_gpu_ms": round(gpu["total"], 2) if gpu else None,
+        "gpu_device": gpu_dev,
+        "gpu_stages_ms": {k: round(v, 2) for k, v in gpu.items()} if gpu else None,
         "models_ms": {k: round(v, 2) for k, v in models.items()},
         "threads": args.threads, "image": f"{WIDTH}x{HEIGHT}",
         "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
@@ -152,14 +171,19 @@ def main() -> int:
         return 0
     print(f"pose step at {WIDTH}x{HEIGHT}, {args.threads} threads, median of {args.runs}; "
           f"1-min load avg {load_before:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    print(f"{'stage':<28}{'local ms':>10}{'gvirtus ms':>12}")
+    if not args.no_remote:
+        print(f"gvirtus backend device: {args.backend_device}")
+    gpu_head = f"{str(gpu_dev) + ' ms':>14}" if gpu else ""
+    print(f"{'stage':<28}{'local ms':>10}{'gvirtus ms':>12}{gpu_head}")
     names = {"detector_input": "letterbox (upload+prep)", "detector": "detector", "crop": "crop",
              "landmark": "landmark", "mask": "mask warp", "post": "host post"}
     for key, label in names.items():
         far = f"{remote[key]:12.2f}" if remote else f"{'-':>12}"
-        print(f"{label:<28}{local[key]:10.2f}{far}")
+        g = f"{gpu[key]:14.2f}" if gpu else ""
+        print(f"{label:<28}{local[key]:10.2f}{far}{g}")
     far = f"{remote['total']:12.2f}" if remote else f"{'-':>12}"
-    print(f"{'whole step':<28}{local['total']:10.2f}{far}   target local <= 30 ms")
+    g = f"{gpu['total']:14.2f}" if gpu else ""
+    print(f"{'whole step':<28}{local['total']:10.2f}{far}{g}   target local <= 30 ms")
     if remote:
         print(f"gvirtus / local = {remote['total'] / local['total']:.2f}   target <= 1.3")
     print(f"\n{'model':<28}{'torch ms':>10}{'portable':>10}{'LiteRT ms':>11}{'ratio':>8}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,8 +20,11 @@ ROOT_DIR = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="session")
 def backend() -> Iterator[BackendProcess]:
-    """One backend shared by the tests that do not need a private one (quota QUOTA_MB)."""
-    with BackendProcess(quota_mb=QUOTA_MB, session_timeout_s=5.0) as b:
+    """One backend shared by the tests that do not need a private one (quota QUOTA_MB). Its device is
+    VM_TEST_GVIRTUS_DEVICE (default cpu): `VM_TEST_GVIRTUS_DEVICE=cuda` runs the suite against a CUDA backend
+    on a GPU machine (scripts/gpu_session.sh; tests that check the CPU backend's log line then fail by design)."""
+    device = os.environ.get("VM_TEST_GVIRTUS_DEVICE", "cpu")
+    with BackendProcess(quota_mb=QUOTA_MB, session_timeout_s=5.0, device=device) as b:
         yield b
 
 
