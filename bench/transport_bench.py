@@ -9,7 +9,9 @@ The server side runs in its own process (as node 2 does), on loopback. Measured 
   by a tensor-less ack), and over a plain TCP socket (length-prefixed messages, `sendall` /
   `recv_into` into a preallocated buffer, one ack byte per message, same pipelining);
 * round trip of a 4 KB tensor (echoed back) over the channel and over the plain socket, and
-  (for reference) plain pyzmq DEALER -> ROUTER echo without frame checks or threads.
+  (for reference, the floor any pyzmq channel stands on) plain pyzmq DEALER -> ROUTER echo
+  without frame checks or threads, once blocking in recv and once busy-polling on both sides
+  as the channel does (`zmq_spin_*`).
 
 `--json` prints one object: tcp_8mb_gbps, socket_8mb_gbps, rtt_4kb_p50_us, rtt_4kb_p99_us (+ the rest).
 Channel and baselines alternate in rounds so they share the (shared, noisy) machine's load.
@@ -64,13 +66,14 @@ def serve(kind: str, port: int) -> None:
         sys.stdin.read()
         server.close()
         return
-    if kind == "zmq":
+    if kind in ("zmq", "zmq-spin"):
         ctx = zmq.Context()
         router = ctx.socket(zmq.ROUTER)
         router.bind(f"tcp://127.0.0.1:{port}")
         print("READY", flush=True)
         while True:  # echo, the plain pyzmq pattern (killed by the parent)
-            router.send_multipart(router.recv_multipart(copy=False), copy=False)
+            router.send_multipart(_recv_spin(router) if kind == "zmq-spin" else router.recv_multipart(copy=False),
+                                  copy=False)
     lsock = socket.create_server(("127.0.0.1", port))
     print("READY", flush=True)
     buf = bytearray(16 << 20)
@@ -190,7 +193,16 @@ def socket_rtt(port: int, n: int) -> np.ndarray:
     return out * 1e6
 
 
-def zmq_rtt(port: int, n: int) -> np.ndarray:
+def _recv_spin(sock: zmq.Socket) -> list[zmq.Frame]:
+    """Busy-poll for a message, yielding the CPU between tries (zmq's I/O thread needs it)."""
+    while True:
+        try:
+            return sock.recv_multipart(zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            os.sched_yield()
+
+
+def zmq_rtt(port: int, n: int, spin: bool = False) -> np.ndarray:
     """Plain pyzmq DEALER -> ROUTER echo of a header + 4 KB (no frame checks, no threads)."""
     ctx = zmq.Context()
     d = ctx.socket(zmq.DEALER)
@@ -201,7 +213,7 @@ def zmq_rtt(port: int, n: int) -> np.ndarray:
     for i in range(RTT_WARMUP + n):
         t = time.perf_counter()
         d.send_multipart([b'{"v":1}', payload.data], copy=False)
-        d.recv_multipart(copy=False)
+        _recv_spin(d) if spin else d.recv_multipart(copy=False)
         if i >= RTT_WARMUP:
             out[i - RTT_WARMUP] = time.perf_counter() - t
     d.close()
@@ -212,9 +224,9 @@ def zmq_rtt(port: int, n: int) -> np.ndarray:
 def run(seconds: float, rtt_n: int, rounds: int) -> dict[str, float]:
     """Channel and baselines alternate in `rounds` rounds so they share the machine's noise;
     throughputs are the median over rounds, round-trip percentiles pool every sample."""
-    servers = {kind: _start_server(kind) for kind in ("channel", "socket", "zmq")}
+    servers = {kind: _start_server(kind) for kind in ("channel", "socket", "zmq", "zmq-spin")}
     tput: dict[str, list[float]] = {}
-    rtts: dict[str, list[np.ndarray]] = {"channel": [], "socket": [], "zmq": []}
+    rtts: dict[str, list[np.ndarray]] = {"channel": [], "socket": [], "zmq": [], "zmq-spin": []}
     try:
         with TcpClient(f"tcp://127.0.0.1:{servers['channel'][1]}", max_message_bytes=64 << 20) as client:
             for _ in range(rounds):
@@ -226,12 +238,13 @@ def run(seconds: float, rtt_n: int, rounds: int) -> dict[str, float]:
                 rtts["channel"].append(channel_rtt(client, rtt_n // rounds))
                 rtts["socket"].append(socket_rtt(servers["socket"][1], rtt_n // rounds))
                 rtts["zmq"].append(zmq_rtt(servers["zmq"][1], rtt_n // rounds))
+                rtts["zmq-spin"].append(zmq_rtt(servers["zmq-spin"][1], rtt_n // rounds, spin=True))
     finally:
         for proc, _ in servers.values():
             proc.kill()
             proc.wait()
     res = {k: float(np.median(v)) for k, v in tput.items()}
-    for kind, prefix in (("channel", ""), ("socket", "socket_"), ("zmq", "zmq_")):
+    for kind, prefix in (("channel", ""), ("socket", "socket_"), ("zmq", "zmq_"), ("zmq-spin", "zmq_spin_")):
         samples = np.concatenate(rtts[kind])
         res[f"{prefix}rtt_4kb_p50_us"] = float(np.percentile(samples, 50))
         res[f"{prefix}rtt_4kb_p99_us"] = float(np.percentile(samples, 99))
@@ -250,7 +263,8 @@ def table(res: dict[str, float]) -> str:
     for q in ("p50", "p99"):
         c, s = res[f"rtt_4kb_{q}_us"], res[f"socket_rtt_4kb_{q}_us"]
         lines.append(f"{'4 KB round trip ' + q + ' us':<26}{c:>12.1f}{s:>12.1f}{c / s:>8.2f}"
-                     f"   (plain pyzmq echo: {res[f'zmq_rtt_4kb_{q}_us']:.1f})")
+                     f"   (plain pyzmq echo: {res[f'zmq_rtt_4kb_{q}_us']:.1f}, "
+                     f"busy-polling: {res[f'zmq_spin_rtt_4kb_{q}_us']:.1f})")
     lines.append(f"machine: {res['cpus']:.0f} CPUs, 1-min load average {res['load_avg_1min']:.1f} at the end")
     lines.append(f"targets: 8 MB ratio >= 0.70 -> {'met' if res['ratio_8mb'] >= 0.7 else 'NOT met'}; "
                  f"4 KB p50 <= 100 us -> {'met' if res['rtt_4kb_p50_us'] <= 100 else 'NOT met'}")

@@ -140,18 +140,18 @@ class InFlight:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
         self._lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(max_in_flight)
+        self._room = threading.Condition(self._lock)  # waited on only while max_in_flight are out
         self._items: dict[str, tuple[Future[Frame], float, float]] = {}  # id -> (fut, deadline, sent)
         self.max_in_flight = max_in_flight
 
     def add(self, request_id: str, deadline: float, now: float, wait_s: float) -> Future[Frame]:
-        if not self._slots.acquire(blocking=False) and not self._slots.acquire(timeout=max(wait_s, 0.0)):
-            raise RequestTimeout(f"{self.max_in_flight} requests already in flight and none finished "
-                                 f"within {wait_s:.1f}s: the peer is slower than the offered load")
         fut: Future[Frame] = Future()
         with self._lock:
+            if len(self._items) >= self.max_in_flight and not self._room.wait_for(
+                    lambda: len(self._items) < self.max_in_flight, timeout=max(wait_s, 0.0)):
+                raise RequestTimeout(f"{self.max_in_flight} requests already in flight and none finished "
+                                     f"within {wait_s:.1f}s: the peer is slower than the offered load")
             if request_id in self._items:
-                self._slots.release()
                 raise TransportError(f"request id {request_id!r} is already in flight; ids must be unique")
             self._items[request_id] = (fut, deadline, now)
         return fut
@@ -203,9 +203,9 @@ class InFlight:
     def _pop(self, request_id: str) -> Future[Frame] | None:
         with self._lock:
             item = self._items.pop(request_id, None)
-        if item is None:
-            return None
-        self._slots.release()
+            if item is None:
+                return None
+            self._room.notify()  # a submit() blocked on max_in_flight may go on (cheap if none waits)
         return item[0]
 
 

@@ -54,6 +54,7 @@ from transport.frames import (
 )
 from transport.tcp_common import (
     CALLER_POLL_MAX_S,
+    CALLER_SPIN_S,
     DEFAULT_HWM,
     ERROR_BACKOFF_S,
     LOOP_TICK_S,
@@ -63,6 +64,9 @@ from transport.tcp_common import (
     Waker,
     drain_eventfd,
     nbytes,
+    readable,
+    recv_parts,
+    send_parts,
 )
 
 _local = threading.local()
@@ -90,12 +94,6 @@ MONITOR_EVENTS = (zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDS
                   | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 
 log = logging.getLogger("transport.tcp")
-_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)  # plain ints: no enum arithmetic per call
-
-
-def _readable(sock: zmq.Socket) -> bool:
-    """A message can be read now (also re-arms zmq's notification fd when it says no)."""
-    return bool(cast(int, sock.getsockopt(_EVENTS)) & _POLLIN)
 
 
 class TcpClient(ClientChannel):
@@ -119,7 +117,7 @@ class TcpClient(ClientChannel):
     def __init__(self, endpoint: str, *, max_message_bytes: int = DEFAULT_MAX_BYTES,
                  curve: curve_mod.CurveKeys | None = None, heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S,
                  heartbeat_timeout_s: float | None = HEARTBEAT_TIMEOUT_S, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
-                 hwm: int = DEFAULT_HWM, reason: str = "") -> None:
+                 hwm: int = DEFAULT_HWM, caller_spin_s: float = CALLER_SPIN_S, reason: str = "") -> None:
         self.info = ChannelInfo("tcp", endpoint, reason)
         self._max_bytes = max_message_bytes
         self._curve = curve
@@ -130,7 +128,9 @@ class TcpClient(ClientChannel):
         self._outbox: collections.deque[tuple[str, list[Any]]] = collections.deque()
         # Re-entrant: futures are resolved with the lock held, and a done-callback may submit again.
         self._lock = threading.RLock()
-        self._callers = 0  # threads inside request(), reading the socket themselves
+        self._readers = 0  # threads in request()/wait(), reading the socket themselves
+        self._io_reads = False  # the I/O thread's poll includes the socket (it reads for everyone)
+        self._spin_s = caller_spin_s
         self._waker = Waker()
         self._closed = threading.Event()
         self._hb_ids = itertools.count()
@@ -140,7 +140,7 @@ class TcpClient(ClientChannel):
         self.connected = False
         self._ctx = zmq.Context(io_threads=1)
         try:
-            self._sock, self._monitor = self._open_socket()
+            self._sock, self._monitor, self._fd = self._open_socket()
         except zmq.ZMQError as exc:
             self._ctx.term()
             self._waker.close()
@@ -150,6 +150,19 @@ class TcpClient(ClientChannel):
 
     # -- public ------------------------------------------------------------------------------
     def submit(self, frame: Frame, timeout_s: float) -> Future[Frame]:
+        return self._start(frame, timeout_s, reader=False)
+
+    def request(self, frame: Frame, timeout_s: float) -> Frame:
+        """Send and read the reply on this thread: no hand-off to or wake-up of the I/O thread."""
+        return self._read(self._start(frame, timeout_s, reader=True), timeout_s)
+
+    def wait(self, fut: Future[Frame], timeout_s: float) -> Frame:
+        """The reply of a submitted request, read by this thread itself (no hand-off)."""
+        with self._lock:
+            self._readers += 1
+        return self._read(fut, timeout_s)
+
+    def _start(self, frame: Frame, timeout_s: float, reader: bool) -> Future[Frame]:
         if self._closed.is_set():
             raise ChannelClosed(f"channel to {self.info.endpoint} is closed")
         parts: list[Any] = encode(frame)
@@ -165,39 +178,54 @@ class TcpClient(ClientChannel):
                 return fut
             self._outbox.append((frame.request_id, parts))
             self._send_outbox(now)
-            queued = bool(self._outbox)
             self._drain(now)
-        if queued:  # HWM reached: the I/O thread sends it when the socket is writable again
+            if reader:
+                self._readers += 1
+            # The I/O thread must read for a future nobody reads for, and send what HWM held back.
+            wake = bool(self._outbox) or (not reader and not self._readers and not self._io_reads
+                                          and not fut.done())
+        if wake:
             self._waker.wake()
         return fut
 
-    def request(self, frame: Frame, timeout_s: float) -> Frame:
-        return self.wait(self.submit(frame, timeout_s), timeout_s)
-
-    def wait(self, fut: Future[Frame], timeout_s: float) -> Frame:
-        """The reply of a submitted request, read by this thread itself (no hand-off)."""
-        deadline = time.monotonic() + timeout_s + RESULT_GRACE_S
-        # Wait on the socket's fd AND on this thread's eventfd, which the future's callback
-        # signals: another thread (the I/O thread) may read our reply and disarm the socket fd.
-        done_fd = _thread_eventfd()
-        fut.add_done_callback(lambda _f: os.eventfd_write(done_fd, 1))
-        with self._lock:
-            self._callers += 1  # the I/O thread leaves the socket fd to us meanwhile
+    def _read(self, fut: Future[Frame], timeout_s: float) -> Frame:
+        """Read replies on this thread (as one of `_readers`) until `fut` has its own."""
         try:
-            self._wait(fut, done_fd, deadline)
+            self._read_until(fut, time.monotonic() + timeout_s + RESULT_GRACE_S)
         finally:
             with self._lock:
-                self._callers -= 1
-                last = self._callers == 0
-            if last and len(self._inflight):  # others still wait: the I/O thread reads for them again
+                self._readers -= 1
+                # Others' futures still wait: the I/O thread reads for them from now on.
+                wake = not self._readers and not self._io_reads and len(self._inflight) > 0
+            if wake:
                 self._waker.wake()
-            drain_eventfd(done_fd)
         try:
             return fut.result(timeout=RESULT_GRACE_S)
         except TimeoutError as exc:
             raise RequestTimeout(f"no reply within {timeout_s:.1f}s from {self.info.endpoint}") from exc
 
-    def _wait(self, fut: Future[Frame], done_fd: int, deadline: float) -> None:
+    def _read_until(self, fut: Future[Frame], deadline: float) -> None:
+        # 1. Busy-poll for CALLER_SPIN_S: a reply that comes back within it is read without this
+        #    thread ever sleeping (each sleep/wake-up costs tens of us on a VM, several per round trip).
+        spin_end = time.perf_counter() + self._spin_s
+        while not fut.done() and time.perf_counter() < spin_end:
+            with self._lock:
+                if self._closed.is_set():
+                    return
+                self._drain(time.monotonic())
+            os.sched_yield()
+        if fut.done():
+            return
+        # 2. Block on the socket's fd AND on this thread's eventfd, which the future's callback
+        #    signals: another reader may read our reply and disarm the socket fd.
+        done_fd = _thread_eventfd()
+        fut.add_done_callback(lambda _f: os.eventfd_write(done_fd, 1))
+        try:
+            self._block_until(fut, done_fd, deadline)
+        finally:
+            drain_eventfd(done_fd)
+
+    def _block_until(self, fut: Future[Frame], done_fd: int, deadline: float) -> None:
         poller = select.poll()
         polled_fd = -1
         while not fut.done():
@@ -208,7 +236,7 @@ class TcpClient(ClientChannel):
                 if self._closed.is_set():
                     return
                 self._drain(time.monotonic())
-                fd = self._sock.FD
+                fd = self._fd
             if fut.done():
                 return
             if fd != polled_fd:
@@ -231,7 +259,7 @@ class TcpClient(ClientChannel):
         return len(self._inflight)
 
     # -- socket ------------------------------------------------------------------------------
-    def _open_socket(self) -> tuple[zmq.Socket, zmq.Socket]:
+    def _open_socket(self) -> tuple[zmq.Socket, zmq.Socket, int]:
         sock = self._ctx.socket(zmq.DEALER)
         sock.linger = 0
         sock.sndhwm = self._hwm
@@ -251,11 +279,11 @@ class TcpClient(ClientChannel):
             sock.close(linger=0)
             raise
         self.connected = False
-        return sock, monitor
+        return sock, monitor, cast(int, sock.FD)  # the fd is fixed per socket; reading .FD costs ~3 us
 
     def _reset_socket(self) -> None:
         self._close_socket()
-        self._sock, self._monitor = self._open_socket()
+        self._sock, self._monitor, self._fd = self._open_socket()
 
     def _close_socket(self) -> None:
         try:
@@ -291,9 +319,12 @@ class TcpClient(ClientChannel):
             self._heartbeat(now)
             self._drain(now)
             self._expire(now)
-            # While a request() caller waits on the socket fd, it reads for everyone; two
-            # threads woken by one reply would only fight over the lock.
-            fds = (self._sock.FD if not self._callers else -1, self._monitor.FD)
+            # The I/O thread reads replies only for futures nobody else reads for: while a
+            # caller reads for everyone, two threads woken by one reply would fight over the
+            # lock, and with nothing in flight a wake-up per reply would be wasted. Callers
+            # wake it (Waker) when that changes; pongs wait for the next turn meanwhile.
+            self._io_reads = not self._readers and len(self._inflight) > 0
+            fds = (self._fd if self._io_reads else -1, self._monitor.FD)
             wait_ms = self._poll_timeout_ms(now)
         if fds != polled:
             poller = select.poll()
@@ -316,7 +347,7 @@ class TcpClient(ClientChannel):
         while self._outbox:
             rid, parts = self._outbox[0]
             try:
-                self._sock.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
+                send_parts(self._sock, parts)
             except zmq.Again:
                 return  # HWM reached: the peer is slow; retried by the I/O thread
             except zmq.ZMQError as exc:
@@ -329,8 +360,8 @@ class TcpClient(ClientChannel):
 
     def _drain(self, now: float) -> None:
         """Read every reply available now (leaves the notification fd armed for the next one)."""
-        while _readable(self._sock):  # cheaper than a zmq.Again per call
-            parts: list[Any] = self._sock.recv_multipart(zmq.NOBLOCK, copy=False)
+        while readable(self._sock):  # cheaper than a zmq.Again per call
+            parts: list[Any] = recv_parts(self._sock)
             self._last_heard = now
             try:
                 frame = decode(parts, self._max_bytes)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
+from typing import Any, cast
+
+import zmq
 
 from transport.frames import view
 
@@ -13,6 +15,8 @@ RECONNECT_IVL_MS = 100            # zmq reconnect backoff: first retry ...
 RECONNECT_IVL_MAX_MS = 1000       # ... doubling up to this cap
 LOOP_TICK_S = 0.1                 # longest poll of an I/O thread; bounds how late deadlines are noticed
 CALLER_POLL_MAX_S = 0.05          # request(): longest wait on the socket fd before re-checking
+CALLER_SPIN_S = 0.0005            # request(): busy-poll this long for the reply before sleeping on the fd
+SERVER_SPIN_S = 0.0005            # server: busy-poll this long after traffic before sleeping on the fd
 REPLY_RETRY_MS = 1                # server: retry interval for replies held back by a full peer queue
 # pyzmq sends a buffer zero-copy only from this size up; below it copies. Zero-copy costs a
 # wake-up of pyzmq's garbage-collector thread per message (to release the buffer), which is
@@ -20,6 +24,39 @@ REPLY_RETRY_MS = 1                # server: retry interval for replies held back
 ZERO_COPY_MIN_BYTES = 512 * 1024
 ERROR_BACKOFF_S = 0.05            # pause after an unexpected error in an I/O turn, before the next
 RECV_BATCH = 64                   # server: messages read per turn before sending replies again
+
+
+# pyzmq's Cython socket methods, called directly: the Python wrappers (send_multipart,
+# recv_multipart) add ~2 us per message in flag enums and type checks.
+_send = zmq.backend.Socket.send
+_recv = zmq.backend.Socket.recv
+_get = zmq.backend.Socket.get
+_SNDMORE, _NOBLOCK, _RCVMORE, _EVENTS, _POLLIN = (int(zmq.SNDMORE), int(zmq.NOBLOCK), int(zmq.RCVMORE),
+                                                  int(zmq.EVENTS), int(zmq.POLLIN))
+
+
+def send_parts(sock: zmq.Socket, parts: list[Any]) -> None:
+    """`sock.send_multipart(parts, zmq.NOBLOCK, copy=False)` (copy below the socket's copy_threshold).
+
+    Raises zmq.Again on the first part only when the queue is full: zmq takes a multipart
+    message whole or not at all.
+    """
+    last = len(parts) - 1
+    for i, part in enumerate(parts):
+        _send(sock, part, _NOBLOCK | _SNDMORE if i < last else _NOBLOCK, copy=False)
+
+
+def recv_parts(sock: zmq.Socket) -> list[zmq.Frame]:
+    """`sock.recv_multipart(zmq.NOBLOCK, copy=False)`."""
+    parts = [_recv(sock, _NOBLOCK, copy=False)]
+    while _get(sock, _RCVMORE):
+        parts.append(_recv(sock, _NOBLOCK, copy=False))
+    return parts
+
+
+def readable(sock: zmq.Socket) -> bool:
+    """A message can be read now (also re-arms zmq's notification fd when it says no)."""
+    return bool(cast(int, _get(sock, _EVENTS)) & _POLLIN)
 
 
 def nbytes(parts: list[Any]) -> int:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import select
 import threading
-from typing import Any, cast
+import time
+from typing import Any
 
 import zmq
 import zmq.auth.thread
@@ -29,20 +31,18 @@ from transport.tcp_common import (
     LOOP_TICK_S,
     RECV_BATCH,
     REPLY_RETRY_MS,
+    SERVER_SPIN_S,
     ZERO_COPY_MIN_BYTES,
     Waker,
     nbytes,
+    readable,
+    recv_parts,
+    send_parts,
 )
 
 DEFAULT_MAX_OUTSTANDING = 256     # requests handed to the handler and not yet answered
 
 log = logging.getLogger("transport.tcp")
-_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)  # plain ints: no enum arithmetic per call
-
-
-def _readable(sock: zmq.Socket) -> bool:
-    """A message can be read now (also re-arms zmq's notification fd when it says no)."""
-    return bool(cast(int, sock.getsockopt(_EVENTS)) & _POLLIN)
 
 
 class TcpServer(ServerChannel):
@@ -51,8 +51,10 @@ class TcpServer(ServerChannel):
 
     def __init__(self, endpoint: str, handler: Handler, *, max_message_bytes: int = DEFAULT_MAX_BYTES,
                  curve: curve_mod.CurveKeys | None = None, observer: ChannelObserver | None = None,
-                 hwm: int = DEFAULT_HWM, max_outstanding: int = DEFAULT_MAX_OUTSTANDING) -> None:
+                 hwm: int = DEFAULT_HWM, max_outstanding: int = DEFAULT_MAX_OUTSTANDING,
+                 spin_s: float = SERVER_SPIN_S) -> None:
         self.info = ChannelInfo("tcp", endpoint)
+        self._spin_s = spin_s
         self._handler = handler
         self._max_bytes = max_message_bytes
         self._curve = curve
@@ -132,18 +134,36 @@ class TcpServer(ServerChannel):
             self._pollobj = select.poll()
             self._pollobj.register(self._sock.FD, select.POLLIN)
             self._pollobj.register(self._waker.fd, select.POLLIN)
-        self._pollobj.poll(REPLY_RETRY_MS if self._replies else int(LOOP_TICK_S * 1000))
-        self._waker.drain()
+        events = self._pollobj.poll(REPLY_RETRY_MS if self._replies else int(LOOP_TICK_S * 1000))
+        if any(fd == self._waker.fd for fd, _ in events):
+            self._waker.drain()
+        if not self._work():
+            return
+        # Busy-poll a short while after traffic: a chatty client's next request (or a reply
+        # from another thread) usually comes within it, and is then handled without this
+        # thread sleeping and being woken again (tens of us each on a VM).
+        spin_end = time.perf_counter() + self._spin_s
+        while time.perf_counter() < spin_end and not self._closed.is_set():
+            if self._replies or (self._outstanding < self._max_outstanding and readable(self._sock)):
+                self._work()
+                spin_end = time.perf_counter() + self._spin_s
+            else:
+                os.sched_yield()
+
+    def _work(self) -> bool:
+        """Send queued replies and handle every readable message; False if there was nothing."""
+        worked = bool(self._replies)
         while True:
             self._flush_replies()
             got = 0
             while (got < RECV_BATCH and self._outstanding < self._max_outstanding
-                   and _readable(self._sock)):
-                self._on_message(self._sock.recv_multipart(zmq.NOBLOCK, copy=False))
+                   and readable(self._sock)):
+                self._on_message(recv_parts(self._sock))
                 got += 1
+            worked = worked or got > 0
             if got < RECV_BATCH:
                 self._flush_replies()
-                return
+                return worked
 
     def _on_message(self, parts: list[Any]) -> None:
         ident = parts[0].bytes
@@ -200,7 +220,7 @@ class TcpServer(ServerChannel):
         """Send one reply; False only when the peer's queue is full (try again later)."""
         parts: list[Any] = encode(frame)
         try:
-            self._sock.send_multipart([ident, *parts], flags=zmq.NOBLOCK, copy=False)
+            send_parts(self._sock, [ident, *parts])
         except zmq.Again:
             return False
         except zmq.ZMQError as exc:  # EHOSTUNREACH: the peer left; it has failed the request itself
