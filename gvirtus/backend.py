@@ -1,8 +1,9 @@
 """`python -m gvirtus.backend`: node 2's remote-device server.
 
 Reads env_config (node2.bind_host or node2.host, node2.gvirtus_port, gvirtus.*), owns one torch
-device (gvirtus.device: auto -> cuda:0 if available, else cpu), serves sessions over gRPC (TLS
-when gvirtus.secure), reports ready to the supervisor and stops on SIGTERM / SIGINT.
+device (gvirtus.device: auto -> cuda:0 if available, else cpu; float32 computed without TF32), serves
+sessions over gRPC (TLS when gvirtus.secure), reports ready to the supervisor and stops on SIGTERM /
+SIGINT, or with exit status 3 when a sticky CUDA error (device-side assert) lost its CUDA context.
 
     python -m gvirtus.backend [--session-timeout-s 10] [--port N]
 """
@@ -16,17 +17,19 @@ import os
 import torch
 
 from gvirtus.datachannel import DataServer
-from gvirtus.device import DeviceUnavailable, pick_device
+from gvirtus.device import CONTEXT_LOST, DeviceUnavailable, pick_device, use_full_float32
 from gvirtus.errors import GvirtusError
 from gvirtus.protocol import MIB, REAPER_INTERVAL_S, SESSION_TIMEOUT_S
 from gvirtus.server import build_server
 from gvirtus.sessions import SessionStore
 from mirror import ConfigError, load_config, notify_ready, setup_logging
-from mirror.lifecycle import install_stop_handlers, run_until_signal
+from mirror.lifecycle import install_stop_handlers
 
 STOP_GRACE_S = 2.0
 EXIT_CONFIG = 2
 EXIT_BIND = 1
+EXIT_CONTEXT_LOST = 3   # a sticky CUDA error: exit so that the supervisor starts a fresh process
+WATCH_INTERVAL_S = 0.2
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -44,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config()
         gv = cfg["gvirtus"]
         device = pick_device(gv["device"])
+        use_full_float32(device)
         token = cfg.secret("gvirtus", "token_file", "VM_GVIRTUS_TOKEN")
         tls = None
         if gv["secure"]:
@@ -79,10 +83,18 @@ def main(argv: list[str] | None = None) -> int:
              "max message %d MB, session timeout %.1f s", listen, "TLS" if tls else "plaintext", device, kind,
              data.port, gv["session_quota_mb"], gv["max_message_mb"], args.session_timeout_s)
     notify_ready("gvirtus.backend", listen=listen, device=str(device))
-    run_until_signal(stop)
+    while not stop.wait(WATCH_INTERVAL_S) and not CONTEXT_LOST.is_set():
+        pass
     data.stop()
     server.stop(grace=STOP_GRACE_S).wait()
-    store.close_all()
+    try:
+        store.close_all()
+    except Exception as exc:  # noqa: BLE001 - freeing on a lost CUDA context may fail; the process ends anyway
+        log.warning("freeing the sessions failed: %s", exc)
+    if CONTEXT_LOST.is_set():
+        log.error("stopped: the CUDA context was lost; exit status %d (the supervisor restarts the backend)",
+                  EXIT_CONTEXT_LOST)
+        return EXIT_CONTEXT_LOST
     logging.getLogger("gvirtus.backend").info("stopped")
     return 0
 

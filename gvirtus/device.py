@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +13,42 @@ import torch
 
 from gvirtus.errors import GvirtusError
 
+log = logging.getLogger("gvirtus.backend")
+
+# CUDA errors after which the process's CUDA context is unusable: every later call on the device fails
+# with the same error, so the only cure is a new process (the supervisor restarts the backend).
+CONTEXT_LOST_MARKERS = ("device-side assert", "illegal memory access", "unspecified launch failure",
+                        "misaligned address", "illegal instruction", "uncorrectable ECC")
+CONTEXT_LOST = threading.Event()   # set once such an error was seen; the backend then exits
+
 
 class DeviceUnavailable(GvirtusError):  # noqa: N818
     """The configured device (gvirtus.device) does not exist on this machine."""
+
+
+def use_full_float32(device: torch.device) -> None:
+    """float32 ops on `device` compute in float32: TF32 off for cuDNN convolutions and CUDA matmuls.
+
+    torch enables TF32 for cuDNN convolutions by default (10-bit mantissa); on an H100 that moved the
+    pose model's landmarks by up to 7 px against the CPU and the mediapipe oracle (bench/RESULTS.md,
+    GPU session). A remote device must compute what the client asked for, so the backend turns it off.
+    Uses the legacy flags, which torch 2.11 and 2.13 both accept without warnings.
+    """
+    if device.type == "cuda":
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+
+
+def cuda_context_lost(exc: BaseException) -> bool:
+    """Whether `exc` is a sticky CUDA error (the context is gone); records it in CONTEXT_LOST."""
+    text = str(exc)
+    if "CUDA error" not in text or not any(m in text for m in CONTEXT_LOST_MARKERS):
+        return False
+    if not CONTEXT_LOST.is_set():
+        CONTEXT_LOST.set()
+        log.critical("the CUDA context is lost (%s); the backend stops so that it can be restarted",
+                     text.splitlines()[0])
+    return True
 
 
 def pick_device(setting: str) -> torch.device:

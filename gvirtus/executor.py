@@ -17,7 +17,7 @@ from torch.utils import _pytree as pytree
 
 from gvirtus import codec
 from gvirtus.allowlist import resolve_op
-from gvirtus.device import synchronize
+from gvirtus.device import cuda_context_lost, synchronize
 from gvirtus.errors import GvirtusError, InvalidRequest, QuotaExceeded, RemoteExecutionError
 from gvirtus.proto import gvirtus_pb2 as pb
 from gvirtus.protocol import CLIENT_HANDLE_BASE, from_wire, to_wire
@@ -33,6 +33,12 @@ def translate(exc: BaseException) -> GvirtusError:
         return exc
     if isinstance(exc, torch.OutOfMemoryError | MemoryError):
         return QuotaExceeded(f"the backend's device is out of memory: {exc}")
+    if cuda_context_lost(exc):
+        first = str(exc).splitlines()[0]
+        return RemoteExecutionError(
+            f"{type(exc).__name__}: {first}: an op hit a device-side assert (e.g. an index out of range) or a bad "
+            "memory access, which leaves the backend's CUDA context unusable; the backend restarts and every "
+            "session is lost: reconnect")
     log.warning("remote execution failed: %s: %s", type(exc).__name__, exc)
     return RemoteExecutionError(f"{type(exc).__name__}: {exc}")
 

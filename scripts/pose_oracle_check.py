@@ -1,6 +1,7 @@
 """The pose oracle check (tests/pose/test_pose_oracle.py's criteria) on any device, as a report.
 
-    python scripts/pose_oracle_check.py [--device cpu|cuda:0|portable-cpu] [--backend-device cuda] [--json]
+    python scripts/pose_oracle_check.py [--device cpu|cuda:0|portable-cpu] [--backend-device cuda] [--no-tf32]
+                                        [--json]
 
 --device: a local torch device ("cpu" = the default local path, "portable-cpu" = the portable graph gvirtus
 runs, "cuda:0"). --backend-device: instead, start a gvirtus backend on loopback with that gvirtus.device and
@@ -8,6 +9,8 @@ run through it. For each oracle photo it prints the landmarks visible in both, t
 and which landmark), the median error, the largest visibility difference and the pose-mask difference, and
 whether each of the test's criteria holds (worst <= 1.5% of the diagonal, median < 0.5 px, visibilities
 within 0.02, mask means within 0.03, faces within 0.5 px). Exit status 0 when every criterion holds, 1 if not.
+--no-tf32: turn TF32 off for cuDNN convolutions and CUDA matmuls in this process (torch enables it for
+convolutions by default; the gvirtus backend turns it off itself).
 Used to check the oracle on CUDA (the test itself runs the default device).
 """
 
@@ -108,16 +111,22 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu", help="cpu (default local path), portable-cpu, cuda:0, ...")
     ap.add_argument("--backend-device", default=None, help="run through a loopback gvirtus backend on this device")
+    ap.add_argument("--no-tf32", action="store_true", help="local CUDA: convolutions and matmuls in full float32")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     import torch
 
     torch.set_num_threads(2)
+    if args.no_tf32:
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
     oracle = json.loads(ORACLE_PATH.read_text(encoding="utf-8"))
     images = oracle_images()
     with open_device(args.device, args.backend_device) as device:
         rows = [check_image(n, images[n], oracle["images"][n], device) for n in IMAGES]
     where = f"gvirtus backend on {args.backend_device}" if args.backend_device else args.device
+    if not args.backend_device and args.device.startswith("cuda"):
+        where += f" (TF32 for cuDNN convolutions {'on' if torch.backends.cudnn.allow_tf32 else 'off'})"
     if args.json:
         print(json.dumps({"device": where, "torch": torch.__version__, "rows": rows}))
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -59,4 +60,33 @@ def test_cuda_backend_matches_local() -> None:
                 expected = net(x)
             torch.testing.assert_close(d.register_module(net, [x])(x), expected, atol=1e-4, rtol=1e-4)
         finally:
+            d.close()
+
+
+def test_sticky_cuda_errors_are_recognised() -> None:
+    from gvirtus.device import CONTEXT_LOST, cuda_context_lost
+    from gvirtus.executor import translate
+
+    try:
+        assert not cuda_context_lost(RuntimeError("index 7 is out of bounds for dimension 0 with size 4"))
+        assert not cuda_context_lost(RuntimeError("CUDA error: out of memory"))
+        assert not CONTEXT_LOST.is_set()
+        err = translate(RuntimeError("CUDA error: device-side assert triggered\nSearch for `cudaErrorAssert'"))
+        assert isinstance(err, gvirtus.RemoteExecutionError) and "index out of range" in str(err)
+        assert "reconnect" in str(err) and CONTEXT_LOST.is_set()
+    finally:
+        CONTEXT_LOST.clear()   # this test process is no backend
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device; this machine has none")
+def test_cuda_device_assert_is_reported_and_the_backend_exits_for_a_restart() -> None:
+    with BackendProcess(device="cuda:0", session_timeout_s=5.0) as b:
+        d = gvirtus.connect(b.target, token=b.token)
+        a = d.tensor(torch.arange(4.0))
+        bad = torch.index_select(a, 0, d.tensor(torch.tensor([0, 7])))   # out of range: a device-side assert
+        with pytest.raises(gvirtus.RemoteExecutionError, match="index out of range"):
+            bad.cpu()
+        assert b.proc is not None and b.proc.wait(10) == 3
+        assert "the CUDA context is lost" in b.log_tail()
+        with contextlib.suppress(gvirtus.GvirtusError):
             d.close()
