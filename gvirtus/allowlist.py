@@ -3,13 +3,15 @@
 Nothing here touches files, the network, raw storage or Python objects (no `aten::from_file`,
 `aten::set_`, `aten::_pin_memory`, no `aten::as_strided` that could reinterpret storage).
 An op is named by its overload packet (`aten::convolution`); every overload of it is allowed.
-`getitem` (picking one output of a multi-output op) is the only non-aten target of a graph.
+Beside aten, the backend's own kernels (gvirtus.kernels: `gvirtus::remap_bilinear_u8`, ...) are allowed;
+`getitem` (picking one output of a multi-output op) is the only other target of a graph.
 """
 
 from __future__ import annotations
 
 import torch
 
+from gvirtus import kernels
 from gvirtus.errors import OpNotAllowed
 
 GETITEM = "getitem"
@@ -63,7 +65,7 @@ type_as _assert_async _assert_tensor_metadata sym_size sym_stride sym_numel
 
 ALLOWED_PACKETS: frozenset[str] = frozenset(
     "aten::" + name for block in (_ELEMENTWISE, _ACTIVATIONS, _NN, _REDUCTIONS, _SHAPES) for name in block.split()
-)
+) | frozenset(kernels.OPS)  # the backend's own kernels (gvirtus.kernels): pure compute as well
 
 
 def resolve_op(target: str) -> torch._ops.OpOverload:
@@ -76,15 +78,16 @@ def resolve_op(target: str) -> torch._ops.OpOverload:
     if packet not in ALLOWED_PACKETS:
         raise OpNotAllowed(f"op {target!r} is not in the backend's allowlist of compute ops "
                            "(gvirtus.allowlist); the graph was rejected")
+    namespace, _, name = packet.partition("::")
     try:
-        return getattr(getattr(torch.ops.aten, packet[len("aten::"):]), overload or "default")
+        return getattr(getattr(getattr(torch.ops, namespace), name), overload or "default")
     except AttributeError:
         raise OpNotAllowed(f"op {target!r} does not exist in this backend's torch "
                            f"{torch.__version__}") from None
 
 
 def op_target(op: object) -> str:
-    """The wire name of an aten overload: "aten::add.Tensor"."""
+    """The wire name of an aten (or gvirtus kernel) overload: "aten::add.Tensor"."""
     if isinstance(op, torch._ops.OpOverload):
         return f"{op._schema.name}.{op._overloadname}"
     raise OpNotAllowed(f"{op!r} is not an aten op; only aten-level graphs can be sent to the backend")

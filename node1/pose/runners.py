@@ -85,17 +85,8 @@ def _cpu_stages(cpu_fast: bool = False) -> dict[str, nn.Module]:
         "selfie": SelfieModel(_model("selfie", cpu_fast)),
         "selfie_resize": ResizeMask(),
     }
-    if cpu_fast:  # the weight-free warps as OpenCV calls (node1.pose.cpu_stages), as mediapipe's CPU graph does
-        from node1.pose.cpu_stages import FullImageInputCpu, PoseCropCpu, PoseMaskCpu, PrepareImageCpu
-
-        stages.update({
-            "prepare": PrepareImageCpu(),
-            "pose_input": FullImageInputCpu(POSE_DETECTOR_SIZE, -1.0, 1.0),
-            "pose_crop": PoseCropCpu(),
-            "pose_mask": PoseMaskCpu(),
-            "face_input": FullImageInputCpu(FACE_DETECTOR_SIZE, -1.0, 1.0),
-            "selfie_input": FullImageInputCpu(SELFIE_SIZE, 0.0, 1.0, keep_aspect=False),
-        })
+    if cpu_fast:  # the local photo is already where the stages read it: no device copy (never mutated)
+        stages["prepare"] = nn.Identity()
     return {k: m.eval() for k, m in stages.items()}
 
 

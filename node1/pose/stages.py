@@ -142,7 +142,8 @@ class PoseLandmarks(nn.Module):
 
 class PoseMask(nn.Module):
     """Crop probability -> image mask: image pixel P samples m = 256 R(-theta)(P - C) / side + 128
-    (bilinear, BORDER_ZERO, no half-pixel offsets, as mediapipe's WarpAffine).
+    (bilinear, BORDER_ZERO, no half-pixel offsets, as mediapipe's WarpAffine; gvirtus.kernels.warp_affine_f32:
+    cv2.warpAffine on the CPU, grid_sample elsewhere).
 
     forward(image, seg, roi, *passthrough) -> (*passthrough copies, mask (H, W) uint8, 255 = person).
     The image is only read for its size; the pass-through lets a remote caller get every small result
@@ -152,19 +153,16 @@ class PoseMask(nn.Module):
     def forward(self, image: torch.Tensor, seg: torch.Tensor, roi: torch.Tensor,
                 *passthrough: torch.Tensor) -> tuple[torch.Tensor, ...]:
         h, w = image.shape[0], image.shape[1]
-        cx, cy, side, theta = roi[0], roi[1], roi[2], roi[3]
+        r = roi.double()
+        cx, cy, side, theta = r[0], r[1], r[2], r[3]
         c, s = torch.cos(theta), torch.sin(theta)
         n = seg.shape[-1]
-        # grid_sample coords g = (2m + 1)/n - 1 = q (R(-theta)(P - C)) + 1/n with q = 2/side: an affine map,
-        # built as (W, 2) column terms + (H, 2) row terms in one broadcast instead of a dozen full-size passes
-        q = 2.0 / side
-        dx = torch.arange(w, device=seg.device, dtype=torch.float32) - cx
-        dy = torch.arange(h, device=seg.device, dtype=torch.float32) - cy
-        cols = torch.stack([q * c * dx + 1.0 / n, -q * s * dx + 1.0 / n], dim=-1)
-        rows = torch.stack([q * s * dy, q * c * dy], dim=-1)
-        grid = (cols[None, :, :] + rows[:, None, :])[None]
-        out = F.grid_sample(seg, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        mask = (out[0, 0] * 255.0 + 0.5).to(torch.uint8)  # values >= 0.5: the cast's truncation rounds
+        q = n / side
+        # m = q R(-theta) (P - C) + n/2 with R(-theta) = [[c, s], [-s, c]], as a (2, 3) map of (x, y, 1)
+        matrix = torch.stack([torch.stack([q * c, q * s, n / 2 - q * (c * cx + s * cy)]),
+                              torch.stack([-q * s, q * c, n / 2 - q * (c * cy - s * cx)])])
+        out = torch.ops.gvirtus.warp_affine_f32(seg[0, 0], matrix, h, w)
+        mask = (out * 255.0 + 0.5).to(torch.uint8)  # values >= 0.5: the cast's truncation rounds
         return (*(t.clone() for t in passthrough), mask)
 
 
