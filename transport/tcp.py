@@ -178,7 +178,8 @@ class TcpClient(ClientChannel):
                 return fut
             self._outbox.append((frame.request_id, parts))
             self._send_outbox(now)
-            self._drain(now)
+            if not reader:  # a send may consume zmq's fd signal: read now what it announced (a
+                self._drain(now)  # reader drains first thing anyway)
             if reader:
                 self._readers += 1
             # The I/O thread must read for a future nobody reads for, and send what HWM held back.

@@ -31,8 +31,7 @@ RECV_BATCH = 64                   # server: messages read per turn before sendin
 _send = zmq.backend.Socket.send
 _recv = zmq.backend.Socket.recv
 _get = zmq.backend.Socket.get
-_SNDMORE, _NOBLOCK, _RCVMORE, _EVENTS, _POLLIN = (int(zmq.SNDMORE), int(zmq.NOBLOCK), int(zmq.RCVMORE),
-                                                  int(zmq.EVENTS), int(zmq.POLLIN))
+_SNDMORE, _NOBLOCK, _EVENTS, _POLLIN = int(zmq.SNDMORE), int(zmq.NOBLOCK), int(zmq.EVENTS), int(zmq.POLLIN)
 
 
 def send_parts(sock: zmq.Socket, parts: list[Any]) -> None:
@@ -48,9 +47,11 @@ def send_parts(sock: zmq.Socket, parts: list[Any]) -> None:
 
 def recv_parts(sock: zmq.Socket) -> list[zmq.Frame]:
     """`sock.recv_multipart(zmq.NOBLOCK, copy=False)`."""
-    parts = [_recv(sock, _NOBLOCK, copy=False)]
-    while _get(sock, _RCVMORE):
-        parts.append(_recv(sock, _NOBLOCK, copy=False))
+    part = _recv(sock, _NOBLOCK, copy=False)
+    parts = [part]
+    while part.more:  # the received frame says so; no getsockopt(RCVMORE) per part
+        part = _recv(sock, _NOBLOCK, copy=False)
+        parts.append(part)
     return parts
 
 
