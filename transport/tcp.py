@@ -44,14 +44,7 @@ from transport.base import (
     closed_error,
 )
 from transport.errors import ChannelClosed, FrameError, FrameTooLarge, PeerUnavailable, RequestTimeout, TransportError
-from transport.frames import (
-    DEFAULT_MAX_BYTES,
-    MAX_HEADER_BYTES,
-    Frame,
-    decode,
-    decode_header,
-    encode,
-)
+from transport.frames import DEFAULT_MAX_BYTES, MAX_HEADER_BYTES, Frame, decode, decode_header, encode
 from transport.tcp_common import (
     CALLER_POLL_MAX_S,
     CALLER_SPIN_S,
@@ -60,6 +53,7 @@ from transport.tcp_common import (
     LOOP_TICK_S,
     RECONNECT_IVL_MAX_MS,
     RECONNECT_IVL_MS,
+    SPIN_MAX_BYTES,
     ZERO_COPY_MIN_BYTES,
     Waker,
     drain_eventfd,
@@ -67,27 +61,8 @@ from transport.tcp_common import (
     readable,
     recv_parts,
     send_parts,
+    thread_eventfd,
 )
-
-_local = threading.local()
-
-
-class _EventFd:
-    """One eventfd per thread that calls request(), closed with the thread's locals."""
-
-    def __init__(self) -> None:
-        self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-
-    def __del__(self) -> None:
-        os.close(self.fd)
-
-
-def _thread_eventfd() -> int:
-    efd = getattr(_local, "efd", None)
-    if efd is None:
-        efd = _local.efd = _EventFd()
-    return efd.fd
-
 
 MONITOR_EVENTS = (zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
                   | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
@@ -102,9 +77,11 @@ class TcpClient(ClientChannel):
     Threads share the socket under one lock (zmq allows that with a full memory barrier, which
     the lock gives); nobody holds the lock while waiting. Whoever holds it leaves the socket
     drained (every readable reply read and resolved), so zmq's edge-style notification fd
-    (`zmq.FD`) signals again for the next reply and no wake-up is lost. `request()` waits on
-    that fd itself and reads its own reply (no hand-off through another thread on the fast
-    path); the I/O thread handles heartbeats, deadlines, reconnects and queued sends.
+    (`zmq.FD`) signals again for the next reply and no wake-up is lost. `request()` sends on
+    the calling thread, busy-polls for its reply up to `caller_spin_s` (small requests only),
+    then waits on that fd itself: no hand-off through another thread, no wake-up of the I/O
+    thread. The I/O thread reads only for futures nobody reads for (`submit()` without
+    `wait()`), and handles heartbeats, deadlines, reconnects and sends held back by the HWM.
 
     Args:
         endpoint: "tcp://host:port" or "ipc:///path".
@@ -154,13 +131,14 @@ class TcpClient(ClientChannel):
 
     def request(self, frame: Frame, timeout_s: float) -> Frame:
         """Send and read the reply on this thread: no hand-off to or wake-up of the I/O thread."""
-        return self._read(self._start(frame, timeout_s, reader=True), timeout_s)
+        spin_s = self._spin_s if frame.nbytes <= SPIN_MAX_BYTES else 0.0
+        return self._read(self._start(frame, timeout_s, reader=True), timeout_s, spin_s)
 
     def wait(self, fut: Future[Frame], timeout_s: float) -> Frame:
         """The reply of a submitted request, read by this thread itself (no hand-off)."""
         with self._lock:
             self._readers += 1
-        return self._read(fut, timeout_s)
+        return self._read(fut, timeout_s, self._spin_s)
 
     def _start(self, frame: Frame, timeout_s: float, reader: bool) -> Future[Frame]:
         if self._closed.is_set():
@@ -189,10 +167,10 @@ class TcpClient(ClientChannel):
             self._waker.wake()
         return fut
 
-    def _read(self, fut: Future[Frame], timeout_s: float) -> Frame:
+    def _read(self, fut: Future[Frame], timeout_s: float, spin_s: float) -> Frame:
         """Read replies on this thread (as one of `_readers`) until `fut` has its own."""
         try:
-            self._read_until(fut, time.monotonic() + timeout_s + RESULT_GRACE_S)
+            self._read_until(fut, time.monotonic() + timeout_s + RESULT_GRACE_S, spin_s)
         finally:
             with self._lock:
                 self._readers -= 1
@@ -205,10 +183,11 @@ class TcpClient(ClientChannel):
         except TimeoutError as exc:
             raise RequestTimeout(f"no reply within {timeout_s:.1f}s from {self.info.endpoint}") from exc
 
-    def _read_until(self, fut: Future[Frame], deadline: float) -> None:
-        # 1. Busy-poll for CALLER_SPIN_S: a reply that comes back within it is read without this
-        #    thread ever sleeping (each sleep/wake-up costs tens of us on a VM, several per round trip).
-        spin_end = time.perf_counter() + self._spin_s
+    def _read_until(self, fut: Future[Frame], deadline: float, spin_s: float) -> None:
+        # 1. Busy-poll for `spin_s` (CALLER_SPIN_S for small requests): a reply that comes back
+        #    within it is read without this thread sleeping (a sleep/wake-up costs tens of us on a
+        #    VM, several per round trip). sched_yield leaves the CPU to zmq's I/O thread meanwhile.
+        spin_end = time.perf_counter() + spin_s
         while not fut.done() and time.perf_counter() < spin_end:
             with self._lock:
                 if self._closed.is_set():
@@ -219,7 +198,7 @@ class TcpClient(ClientChannel):
             return
         # 2. Block on the socket's fd AND on this thread's eventfd, which the future's callback
         #    signals: another reader may read our reply and disarm the socket fd.
-        done_fd = _thread_eventfd()
+        done_fd = thread_eventfd()
         fut.add_done_callback(lambda _f: os.eventfd_write(done_fd, 1))
         try:
             self._block_until(fut, done_fd, deadline)

@@ -17,6 +17,8 @@ LOOP_TICK_S = 0.1                 # longest poll of an I/O thread; bounds how la
 CALLER_POLL_MAX_S = 0.05          # request(): longest wait on the socket fd before re-checking
 CALLER_SPIN_S = 0.0005            # request(): busy-poll this long for the reply before sleeping on the fd
 SERVER_SPIN_S = 0.0005            # server: busy-poll this long after traffic before sleeping on the fd
+SPIN_MAX_BYTES = 64 * 1024        # busy-poll only around messages up to this payload: for bigger ones the
+                                  # transfer itself outlasts a wake-up, and the CPU is better left to zmq
 REPLY_RETRY_MS = 1                # server: retry interval for replies held back by a full peer queue
 # pyzmq sends a buffer zero-copy only from this size up; below it copies. Zero-copy costs a
 # wake-up of pyzmq's garbage-collector thread per message (to release the buffer), which is
@@ -96,3 +98,23 @@ class Waker:
             if not self._closed:
                 self._closed = True
                 os.close(self.fd)
+
+
+_local = threading.local()
+
+
+class _EventFd:
+    """One eventfd per thread that calls request(), closed with the thread's locals."""
+
+    def __init__(self) -> None:
+        self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+
+    def __del__(self) -> None:
+        os.close(self.fd)
+
+
+def thread_eventfd() -> int:
+    efd = getattr(_local, "efd", None)
+    if efd is None:
+        efd = _local.efd = _EventFd()
+    return efd.fd

@@ -32,6 +32,7 @@ from transport.tcp_common import (
     RECV_BATCH,
     REPLY_RETRY_MS,
     SERVER_SPIN_S,
+    SPIN_MAX_BYTES,
     ZERO_COPY_MIN_BYTES,
     Waker,
     nbytes,
@@ -55,6 +56,7 @@ class TcpServer(ServerChannel):
                  spin_s: float = SERVER_SPIN_S) -> None:
         self.info = ChannelInfo("tcp", endpoint)
         self._spin_s = spin_s
+        self._last_in_bytes = 0
         self._handler = handler
         self._max_bytes = max_message_bytes
         self._curve = curve
@@ -137,7 +139,7 @@ class TcpServer(ServerChannel):
         events = self._pollobj.poll(REPLY_RETRY_MS if self._replies else int(LOOP_TICK_S * 1000))
         if any(fd == self._waker.fd for fd, _ in events):
             self._waker.drain()
-        if not self._work():
+        if not self._work() or self._last_in_bytes > SPIN_MAX_BYTES:
             return
         # Busy-poll a short while after traffic: a chatty client's next request (or a reply
         # from another thread) usually comes within it, and is then handled without this
@@ -168,7 +170,8 @@ class TcpServer(ServerChannel):
     def _on_message(self, parts: list[Any]) -> None:
         ident = parts[0].bytes
         body = parts[1:]
-        self._obs.on_bytes("in", nbytes(body[1:]))
+        self._last_in_bytes = size = nbytes(body[1:])
+        self._obs.on_bytes("in", size)
         try:
             frame = decode(body, self._max_bytes)
         except FrameError as exc:
