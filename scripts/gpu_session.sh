@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the project's CUDA paths on a lent GPU machine (the device tool's `run`), or as far as possible here.
 #
-#   scripts/gpu_session.sh PHASE...      PHASE: check, tests, bench (= bench_gv + bench_more), all
+#   scripts/gpu_session.sh PHASE...      PHASE: check, tests, pose, bench (= bench_gv + bench_more), all
 #
 # check: machine and package versions, installs the carried wheels (.whl/, into /tmp/site), imports every
 #        package of ours, one CUDA test. tests: the test files with CUDA paths (and their neighbours), the pose
@@ -98,6 +98,19 @@ phase_tests() {
     VM_TEST_GVIRTUS_DEVICE=cuda timed "$PY" -m pytest -q -rs -p no:cacheprovider "$idx"
 }
 
+phase_pose() {   # the pose path alone (tests, oracle, benches): a quick re-check after pose changes
+    banner "pose tests, gvirtus backend/kernel tests"
+    timed "$PY" -m pytest -q -rs -p no:cacheprovider tests/pose tests/gvirtus/test_backend.py \
+        $(ls tests/gvirtus/test_kernels.py 2>/dev/null)
+    banner "pose oracle criteria on CUDA"
+    timed "$PY" scripts/pose_oracle_check.py --device cuda:0
+    timed "$PY" scripts/pose_oracle_check.py --device cuda:0 --no-tf32
+    timed "$PY" scripts/pose_oracle_check.py --backend-device cuda
+    banner "pose_bench and preprocess_bench (2 threads; gvirtus backend on cuda; local GPU column)"
+    timed "$PY" bench/pose_bench.py --threads 2 --runs "${RUNS:-20}" --backend-device cuda
+    timed "$PY" bench/preprocess_bench.py --threads 2 --runs "${RUNS:-20}" --backend-device cuda
+}
+
 cuda_or_cpu() { "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" && echo cuda || echo cpu; }
 
 phase_bench_gv() {
@@ -125,9 +138,9 @@ phase_bench_more() {
 [ $# -gt 0 ] || set -- all
 for PHASE in "$@"; do
     case "$PHASE" in
-        check|tests|bench_gv|bench_more) "phase_$PHASE" 2>&1 | tee "$OUT/$PHASE.log" ;;
+        check|tests|pose|bench_gv|bench_more) "phase_$PHASE" 2>&1 | tee "$OUT/$PHASE.log" ;;
         bench) for p in bench_gv bench_more; do "phase_$p" 2>&1 | tee "$OUT/$p.log"; done ;;
         all) for p in check tests bench_gv bench_more; do "phase_$p" 2>&1 | tee "$OUT/$p.log"; done ;;
-        *) echo "usage: $0 check|tests|bench|bench_gv|bench_more|all ..."; exit 2 ;;
+        *) echo "usage: $0 check|tests|pose|bench|bench_gv|bench_more|all ..."; exit 2 ;;
     esac
 done
