@@ -4,7 +4,7 @@ The graph is JSON (never pickle, never TorchScript):
 
     {"format": "gvirtus.graph", "version": 1, "num_weights": W, "num_inputs": N,
      "nodes": [{"op": "aten::convolution.default", "args": [...], "kwargs": {...}}, ...],
-     "outputs": [{"n": 7}, ...]}
+     "outputs": [{"n": 7}, ...], "options": {"exact": true}}       (options: optional)
 
 Arguments use `gvirtus.codec`: {"w": k} is weight k (parameters, buffers, then constants made in
 forward), {"i": k} input k, {"n": j} the result of node j (earlier nodes only). Weights travel
@@ -12,6 +12,10 @@ separately as raw bytes; `content_hash` covers the JSON and every weight's dtype
 
 Capture traces with `make_fx` at the example inputs' shapes, so a module is registered for those
 shapes and dtypes; register again for other sizes (different content, a different graph).
+
+A CPU backend lowers convolution chains to oneDNN fused calls (gvirtus.lowering: same values up to float
+rounding, 1.5-2.6x faster); a module whose results must keep the plain aten arithmetic sets the attribute
+``gvirtus_exact = True``, which capture records as the graph option "exact".
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import torch
 from torch.fx.experimental.proxy_tensor import make_fx
 from torch.utils import _pytree as pytree
 
-from gvirtus import codec
+from gvirtus import codec, lowering
 from gvirtus.allowlist import GETITEM, op_target, resolve_op, writes_args
 from gvirtus.errors import InvalidRequest, OpNotAllowed
 from gvirtus.protocol import DTYPE_NAMES, dtype_name
@@ -143,6 +147,8 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[Any]) -> CapturedG
             raise OpNotAllowed(f"graph node {node.format_node()} ({node.op}) cannot be sent to the backend")
     graph = {"format": GRAPH_FORMAT, "version": GRAPH_VERSION, "num_weights": len(weights),
              "num_inputs": len(inputs), "nodes": nodes, "outputs": outputs}
+    if getattr(module, "gvirtus_exact", False):
+        graph["options"] = {"exact": True}
     graph_json = json.dumps(graph, separators=(",", ":"))
     out_specs = [Spec.of(t) for t in real_out if isinstance(t, torch.Tensor)]
     cap = CapturedGraph(graph_json, weights, [Spec.of(t) for t in inputs], out_specs, holder["spec"],
@@ -205,6 +211,12 @@ class CompiledGraph:
         if not isinstance(self.outputs, list):
             raise InvalidRequest("module graph outputs must be a list")
         self._check_refs(self.outputs, len(nodes), "the outputs")
+        options = graph.get("options", {})
+        if not isinstance(options, dict) or not set(options) <= {"exact"}:
+            raise InvalidRequest(f"module graph options must be a dict with keys from ['exact'], got {options!r}")
+        self.lowered = 0
+        if lowering.available(device) and not options.get("exact"):
+            self.lowered = lowering.lower_convolutions(self.ops, self.calls, self.outputs, self.weights)
         self.last_use = self._last_uses(len(nodes))
 
     def _check_refs(self, value: Any, limit: int, where: str) -> None:
@@ -269,4 +281,7 @@ class CompiledGraph:
                                                                    for k, v in kwargs.items()})
                 for dead in self.last_use[j]:
                     env[dead] = None
-            return [codec.substitute(v, lookup) for v in self.outputs]
+            outs = [codec.substitute(v, lookup) for v in self.outputs]
+        if self.lowered:  # oneDNN's channels-last results leave as the contiguous tensors the graph was traced with
+            outs = [o.contiguous() if isinstance(o, torch.Tensor) else o for o in outs]
+        return outs

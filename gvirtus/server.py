@@ -298,8 +298,8 @@ class Servicer(pb_grpc.GvirtusServicer):
             torch_dtype(spec.dtype)
         graph = CompiledGraph(header.graph_json, [w.to(self.device) for w in weights], inputs, self.device)
         m = self.store.add_module(s, digest, graph, total)
-        log.info("module %s registered: %d nodes, %d weights, %d bytes", digest[:19], len(graph.ops),
-                 len(weights), total)
+        log.info("module %s registered: %d nodes (%d convolution chains lowered), %d weights, %d bytes",
+                 digest[:19], len(graph.ops), graph.lowered, len(weights), total)
         return pb.ModuleInfo(found=True, module_id=m.id)
 
     @unary

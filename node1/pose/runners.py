@@ -85,6 +85,8 @@ def _cpu_stages(cpu_fast: bool = False) -> dict[str, nn.Module]:
         "selfie": SelfieModel(_model("selfie", cpu_fast)),
         "selfie_resize": ResizeMask(),
     }
+    # the detector's keypoints set the ROI (see CPU_FAST_STAGES): a gvirtus CPU backend must not lower it either
+    stages["pose_detector"].gvirtus_exact = True  # type: ignore[assignment]  # read by gvirtus.graph.capture
     if cpu_fast:  # the local photo is already where the stages read it: no device copy (never mutated)
         stages["prepare"] = nn.Identity()
     return {k: m.eval() for k, m in stages.items()}

@@ -1,15 +1,16 @@
-"""A CPU-only lowering of a loaded model: channels-last activations and oneDNN fused convolutions.
+"""A CPU-only lowering of a loaded model: oneDNN fused convolutions with pre-packed weights.
 
 The portable module (node1.tflite.load_tflite) uses only standard aten ops, so it runs on any device and
-traces for gvirtus. On the CPU two things make it 2-4x slower than LiteRT/XNNPACK (measured, docs/pose.md):
-depthwise convolutions in NCHW (oneDNN's NCHW depthwise kernels are several times slower than its NHWC
-ones) and separate passes for every activation and residual ADD. This pass rewrites the fx graph:
+traces for gvirtus. On the CPU it is 1.5-2.6x slower than this lowering (docs/pose.md): aten re-orders
+every convolution weight into oneDNN's blocked layout on every call, and each activation and residual ADD
+is a separate pass over memory. This pass rewrites the fx graph:
 
 - conv -> relu / relu6            => mkldnn._convolution_pointwise(attr="relu" | "hardtanh" [0, 6])
 - conv -> add(other) [-> relu]    => mkldnn._convolution_pointwise.binary("add", relu)
-- every rank-4 buffer and the input in channels_last memory format;
-- convolution weights pre-packed once into oneDNN's blocked layout for the input size they will see
-  (otherwise oneDNN reorders them on every call).
+- convolution weights pre-packed once into oneDNN's blocked layout for the input size they will see.
+
+The input stays NCHW; oneDNN's fused calls return channels-last activations on their own. The same rules,
+on aten graphs, are gvirtus.lowering's: a gvirtus CPU backend gives the same numbers as this module.
 
 The result is checked against the portable module on an example input before it is returned;
 if oneDNN is not available or the check fails, the portable module is returned unchanged.
@@ -112,15 +113,6 @@ def prepack_weights(gm: fx.GraphModule) -> int:
     return packed
 
 
-class _ChannelsLastInput(torch.nn.Module):
-    def __init__(self, inner: torch.nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, *inputs: torch.Tensor) -> Any:
-        return self.inner(*(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x for x in inputs))
-
-
 def _max_rel_err(a: Any, b: Any) -> float:
     errs = []
     for x, y in zip(a, b, strict=True):
@@ -139,12 +131,7 @@ def optimize_for_cpu(module: fx.GraphModule, example: torch.Tensor) -> torch.nn.
         n = fuse_convolutions(gm, example)
         ShapeProp(gm).propagate(example)
         prepack_weights(gm)
-        for name, buf in list(gm.named_buffers()):
-            if buf.dim() == 4:
-                owner, _, attr = name.rpartition(".")
-                target = gm.get_submodule(owner) if owner else gm
-                setattr(target, attr, buf.contiguous(memory_format=torch.channels_last))
-        fast = _ChannelsLastInput(gm).eval()
+        fast = gm.eval()
         with torch.inference_mode():
             err = _max_rel_err(fast(example), module(example))
     except RuntimeError as exc:  # an op oneDNN refuses on this machine: keep the portable module

@@ -1,6 +1,8 @@
 """The same numbers locally and through gvirtus (a real backend process on loopback).
 
-Same graph, same ops. The test backend runs 1 torch thread, so the local reference runs with 1 thread
+The local CPU path lowers the models with node1.tflite.cpu; the CPU backend lowers the portable graphs it
+is sent with gvirtus.lowering, by the same rules (the pose detector is registered "exact" and stays
+unlowered on both sides). The test backend runs 1 torch thread, so the local reference runs with 1 thread
 too: then the numbers are bit-identical. (With a different thread count, CPU convolutions may sum in
 another order; the ~1e-6 differences then move landmarks by up to ~0.05 px on sensitive photos.)
 """
@@ -19,7 +21,7 @@ testing = pytest.importorskip("gvirtus.testing")
 from node1.pose import FallbackDevice, detect_faces, estimate_pose, segment_person  # noqa: E402
 from node1.pose.runners import LocalRunner  # noqa: E402
 
-PORTABLE_CPU = LocalRunner("cpu", cpu_fast=False)  # the very graph gvirtus runs, executed here
+PORTABLE_CPU = LocalRunner("cpu", cpu_fast=False)  # the graphs gvirtus is sent, run unlowered
 
 
 @pytest.fixture(autouse=True)
@@ -41,23 +43,23 @@ def remote():
 def test_pose_through_gvirtus_equals_local(remote, oracle_images: dict) -> None:
     for name in ("astronaut", "camera_flipped"):
         image = oracle_images[name]
-        local = estimate_pose(image, PORTABLE_CPU)
-        far = estimate_pose(image, remote)
+        local = estimate_pose(image, "cpu")  # the default local path: models lowered by node1.tflite.cpu
+        far = estimate_pose(image, remote)   # the portable graphs, lowered by the CPU backend (gvirtus.lowering)
         assert far.served_by.startswith("gvirtus:") and local.served_by == "cpu"
-        fast = estimate_pose(image, "cpu")  # the default local path (oneDNN lowering): same up to float rounding
-        assert np.abs(fast.landmarks[:, :2] - far.landmarks[:, :2]).max() < 0.5
         np.testing.assert_array_equal(far.landmarks, local.landmarks)
         np.testing.assert_array_equal(far.body25, local.body25)
         np.testing.assert_array_equal(far.world_landmarks, local.world_landmarks)
         np.testing.assert_array_equal(far.mask, local.mask)
+        portable = estimate_pose(image, PORTABLE_CPU)  # unlowered aten arithmetic: same up to float rounding
+        assert np.abs(portable.landmarks[:, :2] - far.landmarks[:, :2]).max() < 0.5
     assert remote.stats()["session_bytes"] == 0  # intermediates kept on the device were freed
 
 
 def test_faces_and_selfie_through_gvirtus_equal_local(remote, astronaut: np.ndarray) -> None:
-    far, near = detect_faces(astronaut, remote), detect_faces(astronaut, PORTABLE_CPU)
+    far, near = detect_faces(astronaut, remote), detect_faces(astronaut, "cpu")
     assert len(far) == len(near) == 1
     np.testing.assert_array_equal(far[0].keypoints, near[0].keypoints)
-    np.testing.assert_array_equal(segment_person(astronaut, remote), segment_person(astronaut, PORTABLE_CPU))
+    np.testing.assert_array_equal(segment_person(astronaut, remote), segment_person(astronaut, "cpu"))
 
 
 def test_fallback_device_prefers_the_remote(remote, astronaut: np.ndarray) -> None:
