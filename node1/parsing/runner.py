@@ -44,6 +44,10 @@ class LocalParsing:
         self.device = torch.device(device)
         self.name = str(self.device)
         mod: ParsingModule = cpu_fast_module() if self.device.type == "cpu" else cpu_module()
+        if self.device.type == "cuda":  # float32 as on the CPU, not TF32 (node1.pose.runners)
+            from gvirtus.device import use_full_float32
+
+            use_full_float32(self.device)
         if self.device.type != "cpu":
             import copy
 

@@ -110,6 +110,10 @@ class LocalRunner:
         self.name = str(self.device)
         self._lock = threading.Lock()
         self._modules: dict[str, nn.Module] = {}
+        if self.device.type == "cuda":  # TF32 moved landmarks by up to 7 px on an H100 (bench/RESULTS.md, GPU)
+            from gvirtus.device import use_full_float32
+
+            use_full_float32(self.device)
 
     def module(self, stage: str) -> nn.Module:
         with self._lock:
