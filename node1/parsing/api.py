@@ -56,7 +56,7 @@ def parse_person(image: np.ndarray, landmarks: np.ndarray, mask: np.ndarray, dev
     _check(image, landmarks, mask)
     run = parsing_runner(device)
     t0 = time.perf_counter()
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].contiguous()
+    x = torch.from_numpy(np.ascontiguousarray(image))[None]  # (1, H, W, 3): the photo's own layout, no copy
     m = torch.from_numpy(np.ascontiguousarray(mask))[None, None]
     lm = torch.from_numpy(np.ascontiguousarray(landmarks, dtype=np.float32))[None]
     parse, parts, face = run(x, m, lm)

@@ -63,14 +63,16 @@ def head_box(landmarks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def sample_bilinear_u8(image: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Bilinear samples of a uint8 image at pixel-index points; outside the image reads 0.
 
-    Gathers 4 neighbours per point, so a small crop never converts the whole photo to float.
+    Gathers 4 neighbours per point (index_select of 3-byte rows), so a small crop never converts the whole
+    photo to float.
     Args:
-        image: (3, H, W) uint8 or float32 with values in [0, 255]. x, y: (N,) float32 pixel-index coordinates.
+        image: (H, W, 3) uint8 or float32 with values in [0, 255] (the photo's own layout).
+        x, y: (N,) float32 pixel-index coordinates.
     Returns:
         (3, N) float32 in [0, 255].
     """
-    _, H, W = image.shape
-    flat = image.reshape(3, H * W)
+    H, W, _ = image.shape
+    flat = image.reshape(H * W, 3)
     x0, y0 = torch.floor(x), torch.floor(y)
     fx, fy = x - x0, y - y0
     out = torch.zeros(3, x.shape[0], dtype=torch.float32, device=image.device)
@@ -78,7 +80,7 @@ def sample_bilinear_u8(image: torch.Tensor, x: torch.Tensor, y: torch.Tensor) ->
         xi, yi = x0 + dx, y0 + dy
         inside = ((xi >= 0) & (xi <= W - 1) & (yi >= 0) & (yi <= H - 1)).float()
         idx = (yi.clamp(0, H - 1) * W + xi.clamp(0, W - 1)).long()
-        out = out + flat[:, idx].float() * (wgt * inside)[None]
+        out = out + flat.index_select(0, idx).t().float() * (wgt * inside)[None]
     return out
 
 
@@ -87,7 +89,7 @@ def detect_face(image: torch.Tensor, landmarks: torch.Tensor, detector: torch.nn
     """Run the face detector on the head crop and return the best face, in photo pixels.
 
     Args:
-        image: (3, H, W) RGB photo, uint8 or float32 in [0, 255].
+        image: (H, W, 3) RGB photo, uint8 or float32 in [0, 255].
         landmarks: (33, 4) float32 pose landmarks in photo pixels.
         detector: face_detection_short_range as an NCHW torch module ((1, 3, 128, 128) in [-1, 1]).
         anchors: (896, 2) from `face_anchors()`.

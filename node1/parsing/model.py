@@ -148,7 +148,7 @@ class ParsingModule(torch.nn.Module):
     """CIHP-20 parsing of one photo (see the module docstring for the method).
 
     forward(image, mask, landmarks):
-        image: (1, 3, H, W) RGB, uint8 or float32 with values in [0, 255] (node1.pose's prepared image).
+        image: (1, H, W, 3) RGB, uint8 or float32 with values in [0, 255] (the photo's own layout).
         mask: (1, 1, H, W) person mask, uint8 in [0, 255] (node1.pose's mask) or float32 in [0, 1].
         landmarks: (1, 33, 4) float32 BlazePose landmarks as node1.pose returns them: x, y in photo
             pixels (pixel-index coordinates), z (unused), visibility in [0, 1].
@@ -197,7 +197,7 @@ class ParsingModule(torch.nn.Module):
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor, landmarks: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        H, W = int(image.shape[2]), int(image.shape[3])
+        H, W = int(image.shape[1]), int(image.shape[2])
         s = work_stride(H, W)
         h, w = -(-H // s), -(-W // s)
         dev = image.device
@@ -205,7 +205,7 @@ class ParsingModule(torch.nn.Module):
         mask_scale = 255.0 if mask.dtype == torch.uint8 else 1.0
         # one sample per cell, near its centre: strided views (static offsets), no resampling kernel
         oy, ox = min(s // 2, H - 1 - (h - 1) * s), min(s // 2, W - 1 - (w - 1) * s)
-        img = image[0, :, oy::s, ox::s].float()
+        img = image[0, oy::s, ox::s, :].permute(2, 0, 1).float()
         person = mask[0, 0, oy::s, ox::s].float() >= MASK_THRESHOLD * mask_scale
         gx, gy = pixel_grid(h, w, float(s), dev)
         feat = _colour_features(img)
