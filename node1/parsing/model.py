@@ -282,7 +282,10 @@ class ParsingModule(torch.nn.Module):
             code = code * 2 + bit.long()
         label = self.label_table[code]
 
-        full = F.interpolate(label[None, None], size=(H, W), mode="nearest")[0]
+        if h * s == H and w * s == W:  # nearest upsampling by a whole factor is a repeat (same values, ~4x faster)
+            full = label[:, None, :, None].expand(h, s, w, s).reshape(1, H, W)
+        else:
+            full = F.interpolate(label[None, None], size=(H, W), mode="nearest")[0]
         parse = full * (mask[0] >= MASK_THRESHOLD * mask_scale).to(torch.uint8)
         face = torch.stack([face_ok.float(), f_centre[0], f_centre[1], f_size[0], f_size[1], f_angle])[None]
         return parse, (parts * person.to(torch.uint8))[None], face
