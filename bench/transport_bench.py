@@ -11,7 +11,8 @@ The server side runs in its own process (as node 2 does), on loopback. Measured 
 * round trip of a 4 KB tensor (echoed back) over the channel and over the plain socket, and
   (for reference, the floor any pyzmq channel stands on) plain pyzmq DEALER -> ROUTER echo
   without frame checks or threads, once blocking in recv and once busy-polling on both sides
-  as the channel does (`zmq_spin_*`).
+  with the channel's windows (client 0.5 ms per reply, server 0.5 ms after each message;
+  `zmq_spin_*`).
 
 `--json` prints one object: tcp_8mb_gbps, socket_8mb_gbps, rtt_4kb_p50_us, rtt_4kb_p99_us (+ the rest).
 Channel and baselines alternate in rounds so they share the (shared, noisy) machine's load.
@@ -41,6 +42,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from transport import ClientChannel, Frame, TcpClient, TcpServer  # noqa: E402
+from transport.tcp_common import CALLER_SPIN_S, SERVER_SPIN_S  # noqa: E402
 
 SIZES = {"64kb": 64 * 1024, "1mb": 1 << 20, "8mb": 8 << 20}
 PIPELINE = 4                 # messages in flight during throughput runs
@@ -72,8 +74,8 @@ def serve(kind: str, port: int) -> None:
         router.bind(f"tcp://127.0.0.1:{port}")
         print("READY", flush=True)
         while True:  # echo, the plain pyzmq pattern (killed by the parent)
-            router.send_multipart(_recv_spin(router) if kind == "zmq-spin" else router.recv_multipart(copy=False),
-                                  copy=False)
+            router.send_multipart(_recv_spin(router, SERVER_SPIN_S) if kind == "zmq-spin"
+                                  else router.recv_multipart(copy=False), copy=False)
     lsock = socket.create_server(("127.0.0.1", port))
     print("READY", flush=True)
     buf = bytearray(16 << 20)
@@ -193,13 +195,16 @@ def socket_rtt(port: int, n: int) -> np.ndarray:
     return out * 1e6
 
 
-def _recv_spin(sock: zmq.Socket) -> list[zmq.Frame]:
-    """Busy-poll for a message, yielding the CPU between tries (zmq's I/O thread needs it)."""
-    while True:
+def _recv_spin(sock: zmq.Socket, spin_s: float) -> list[zmq.Frame]:
+    """Busy-poll for a message for up to `spin_s` (yielding the CPU between tries: zmq's I/O
+    thread needs it), then block: the same policy as the channel's, without the channel."""
+    end = time.perf_counter() + spin_s
+    while time.perf_counter() < end:
         try:
             return sock.recv_multipart(zmq.NOBLOCK, copy=False)
         except zmq.Again:
             os.sched_yield()
+    return sock.recv_multipart(copy=False)
 
 
 def zmq_rtt(port: int, n: int, spin: bool = False) -> np.ndarray:
@@ -213,7 +218,7 @@ def zmq_rtt(port: int, n: int, spin: bool = False) -> np.ndarray:
     for i in range(RTT_WARMUP + n):
         t = time.perf_counter()
         d.send_multipart([b'{"v":1}', payload.data], copy=False)
-        _recv_spin(d) if spin else d.recv_multipart(copy=False)
+        _recv_spin(d, CALLER_SPIN_S) if spin else d.recv_multipart(copy=False)
         if i >= RTT_WARMUP:
             out[i - RTT_WARMUP] = time.perf_counter() - t
     d.close()
