@@ -310,8 +310,8 @@ class Servicer(pb_grpc.GvirtusServicer):
     def _launch_input(self, s: Session, k: int, item: pb.LaunchInput, spec: Spec) -> torch.Tensor:
         if item.WhichOneof("source") == "handle":
             t = s.get(item.handle)
-            if t.dtype == torch.uint8 and spec.dtype != "uint8" and t.is_contiguous() \
-                    and t.numel() == nbytes_of(spec.dtype, spec.shape):
+            raw = t.dtype == torch.uint8 and t.is_contiguous() and t.numel() == nbytes_of(spec.dtype, spec.shape)
+            if raw and (spec.dtype != "uint8" or (t.dim() == 1 and tuple(t.shape) != spec.shape)):
                 t = t.view(torch_dtype(spec.dtype)).view(spec.shape)   # a raw malloc buffer, typed now
         else:
             t = from_wire(item.host).to(self.device)

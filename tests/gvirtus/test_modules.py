@@ -154,3 +154,31 @@ def test_structured_outputs_and_several_inputs(dev: gvirtus.RemoteDevice) -> Non
     torch.testing.assert_close(out["sum"], want["sum"])
     torch.testing.assert_close(out["pair"][0], want["pair"][0])
     torch.testing.assert_close(out["pair"][1], want["pair"][1])
+
+
+class _Photo(nn.Module):
+    """A uint8 photo and a float input of more than STAGE_MIN_BYTES each, plus a small one."""
+
+    def forward(self, image: torch.Tensor, field: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return image.clone(), image.float().mean(dim=-1) * scale + field
+
+
+def test_big_host_inputs_of_a_kept_launch_travel_as_temporary_buffers(dev: gvirtus.RemoteDevice) -> None:
+    from gvirtus.frontend import STAGE_MIN_BYTES
+
+    image = torch.randint(0, 256, (150, 160, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(5))
+    field = torch.rand(150, 160)
+    assert image.numel() >= STAGE_MIN_BYTES and field.numel() * 4 >= STAGE_MIN_BYTES
+    scale = torch.tensor(0.5)
+    mod = dev.register_module(_Photo(), [image, field, scale])
+    before = dev.stats()["session_bytes"]
+    kept = mod(image, field, scale, keep_on_device=True)
+    assert all(isinstance(h, gvirtus.DeviceBuffer) for h in kept)
+    assert torch.equal(torch.from_numpy(dev.memcpy_dtoh(kept[0])), image)
+    np.testing.assert_allclose(dev.memcpy_dtoh(kept[1]), (image.float().mean(dim=-1) * 0.5 + field).numpy(),
+                               rtol=1e-6)
+    for h in kept:
+        dev.free(h)
+    assert dev.stats()["session_bytes"] == before          # the temporary buffers were freed
+    with pytest.raises(gvirtus.InvalidRequest, match=r"input 0: expected uint8 \[150, 160, 3\]"):
+        mod(image[:60], field, scale, keep_on_device=True)
