@@ -146,26 +146,24 @@ class TcpServer(ServerChannel):
         # thread sleeping and being woken again (tens of us each on a VM).
         spin_end = time.perf_counter() + self._spin_s
         while time.perf_counter() < spin_end and not self._closed.is_set():
-            if self._replies or (self._outstanding < self._max_outstanding and readable(self._sock)):
-                self._work()
+            if self._work():
                 spin_end = time.perf_counter() + self._spin_s
-            else:
+            else:  # nothing, or only replies a full peer queue still holds back
                 os.sched_yield()
 
     def _work(self) -> bool:
-        """Send queued replies and handle every readable message; False if there was nothing."""
-        worked = bool(self._replies)
+        """Send queued replies and handle every readable message; False if nothing moved."""
+        moved = 0
         while True:
-            self._flush_replies()
+            moved += self._flush_replies()
             got = 0
             while (got < RECV_BATCH and self._outstanding < self._max_outstanding
                    and readable(self._sock)):
                 self._on_message(recv_parts(self._sock))
                 got += 1
-            worked = worked or got > 0
+            moved += got
             if got < RECV_BATCH:
-                self._flush_replies()
-                return worked
+                return moved + self._flush_replies() > 0
 
     def _on_message(self, parts: list[Any]) -> None:
         ident = parts[0].bytes
@@ -212,12 +210,16 @@ class TcpServer(ServerChannel):
             self._replies.append((ident, frame))
             self._waker.wake()
 
-    def _flush_replies(self) -> None:
+    def _flush_replies(self) -> int:
+        """Send queued replies in order; returns how many went (stops at a full peer queue)."""
+        sent = 0
         while self._replies:
             ident, frame = self._replies.popleft()
             if not self._send(ident, frame):
                 self._replies.appendleft((ident, frame))  # peer's queue full: retry next turn
-                return
+                break
+            sent += 1
+        return sent
 
     def _send(self, ident: bytes, frame: Frame) -> bool:
         """Send one reply; False only when the peer's queue is full (try again later)."""

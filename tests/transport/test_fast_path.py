@@ -3,12 +3,15 @@ replies, and the frame codec's lookup tables (byte order, odd dtypes)."""
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+import zmq
 
 from tests.transport.conftest import echo
 from transport.errors import DtypeNotAllowed
@@ -70,3 +73,28 @@ def test_unhashable_dtype_in_a_header_is_a_dtype_error() -> None:
     header = b'{"v":1,"kind":"q","id":"x","meta":{},"tensors":[{"name":"a","dtype":["uint8"],"shape":[1]}]}'
     with pytest.raises(DtypeNotAllowed, match=r"\['uint8'\]"):
         decode([header, b"\x00"])
+
+
+def test_replies_held_back_by_a_full_peer_do_not_keep_the_server_spinning() -> None:
+    """A client that stops reading fills the server's reply queue: the server waits (1 ms
+    retries) instead of busy-polling, and every held reply is delivered once the client reads."""
+    server = TcpServer("tcp://127.0.0.1:0", echo, hwm=1)
+    server.start()
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.linger, sock.rcvhwm, sock.rcvtimeo = 0, 1, 5000
+    sock.connect(server.info.endpoint)
+    n, payload = 300, np.zeros(64 * 1024, np.uint8)  # ~19 MiB of replies: more than socket buffers hold
+    try:
+        for i in range(n):
+            sock.send_multipart(encode(Frame("q", f"h{i}", tensors={"a": payload})), copy=False)
+        time.sleep(0.5)  # the server reads what it can and gets stuck on replies
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        time.sleep(1.0)
+        busy = (time.process_time() - cpu0) / (time.monotonic() - wall0)
+        got = [json.loads(sock.recv_multipart()[0])["id"] for _ in range(n)]
+    finally:
+        sock.close()
+        server.close()
+    assert got == [f"h{i}" for i in range(n)]
+    print(f"server CPU while held back: {busy:.1%}")
+    assert busy < 0.25, f"the server used {busy:.0%} of a CPU while its peer read nothing"
