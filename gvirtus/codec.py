@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -128,3 +128,17 @@ def substitute(value: Any, lookup: Callable[[Ref], Any]) -> Any:
     if isinstance(value, list):
         return [substitute(v, lookup) for v in value]
     return value
+
+
+def node_refs(value: Any) -> Iterator[int]:
+    """The node indices ({"n": j} references) anywhere in a decoded argument structure."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, Ref):
+            if v.kind == "n":
+                yield v.index
+        elif isinstance(v, list):
+            stack.extend(v)
+        elif isinstance(v, dict):
+            stack.extend(v.values())

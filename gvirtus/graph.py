@@ -253,20 +253,11 @@ class CompiledGraph:
 
     def _last_uses(self, n: int) -> list[list[int]]:
         last: dict[int, int] = {}
-
-        def visit(v: Any, j: int) -> None:
-            if isinstance(v, codec.Ref) and v.kind == "n":
-                last[v.index] = j
-            elif isinstance(v, list):
-                for x in v:
-                    visit(x, j)
-            elif isinstance(v, dict):
-                for x in v.values():
-                    visit(x, j)
-
         for j, call in enumerate(self.calls):
-            visit(list(call), j)
-        visit(self.outputs, n)
+            for i in codec.node_refs(list(call)):
+                last[i] = j
+        for i in codec.node_refs(self.outputs):
+            last[i] = n
         free_after: list[list[int]] = [[] for _ in range(n)]
         for node, j in last.items():
             if j < n:

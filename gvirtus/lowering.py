@@ -43,20 +43,9 @@ def available(device: torch.device) -> bool:
 def _users(ops: list[Any], calls: list[tuple[list[Any], dict[str, Any]]], outputs: Any) -> dict[int, list[int]]:
     """node -> the nodes using it (an output use counts as user -1)."""
     users: dict[int, list[int]] = {}
-
-    def visit(v: Any, j: int) -> None:
-        if isinstance(v, codec.Ref) and v.kind == "n":
-            users.setdefault(v.index, []).append(j)
-        elif isinstance(v, list):
-            for x in v:
-                visit(x, j)
-        elif isinstance(v, dict):
-            for x in v.values():
-                visit(x, j)
-
-    for j, call in enumerate(calls):
-        visit(list(call), j)
-    visit(outputs, -1)
+    for j, call in [*enumerate(calls), (-1, outputs)]:
+        for i in set(codec.node_refs(list(call) if j >= 0 else call)):   # each user once, as fx counts them
+            users.setdefault(i, []).append(j)
     return users
 
 

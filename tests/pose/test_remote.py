@@ -9,8 +9,6 @@ another order; the ~1e-6 differences then move landmarks by up to ~0.05 px on se
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -24,12 +22,7 @@ from node1.pose.runners import LocalRunner  # noqa: E402
 PORTABLE_CPU = LocalRunner("cpu", cpu_fast=False)  # the graphs gvirtus is sent, run unlowered
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

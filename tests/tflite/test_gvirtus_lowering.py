@@ -3,8 +3,6 @@ the same model gives bit-identical outputs both ways, so node 1 sees the same nu
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
@@ -12,15 +10,8 @@ from gvirtus.graph import CompiledGraph, capture
 from node1.tflite import load_model
 from node1.tflite.cpu import optimize_for_cpu
 
-pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="this torch build has no oneDNN")
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = [pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="this torch build has no oneDNN"),
+              pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.mark.parametrize(("file_name", "size"), [("face_detection_short_range.tflite", 128),
