@@ -11,8 +11,12 @@ Wire format (little-endian), after the TLS handshake when gvirtus.secure:
     request  client: struct REQUEST (op, handle, offset, nbytes), then the bytes for W. Ops: W write,
              R read, L launch, P null call (status only), M malloc(nbytes) -> u64 id, F free(handle)
              (for L: handle = module id, nbytes = all inputs, then each input's bytes in order)
-    reply    server: status; for R with status 0, the nbytes bytes; for L, u32 length + JSON
-             [[dtype, shape], ...] of the outputs, then each output's bytes
+             K launch with handle inputs and/or outputs kept on the device: handle = module id,
+             offset = 1 to keep the outputs, nbytes = the body: u32 length + JSON [["h", id] | ["b", n],
+             ...] (one per input: a handle, or n host bytes that follow), then the host bytes in order
+    reply    server: status; for R with status 0, the nbytes bytes; for L (and K without keep), u32
+             length + JSON [[dtype, shape], ...] of the outputs, then each output's bytes; for K with
+             keep, u32 length + JSON [[id, nbytes, dtype, shape], ...]
     status   one byte 0 = ok; else 1, u32 length, JSON {"kind": error class, "message": ...}
 """
 
@@ -29,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gvirtus.errors import GvirtusError, RemoteDeviceLost, error_class
+from gvirtus.errors import GvirtusError, InvalidRequest, RemoteDeviceLost, error_class
 
 log = logging.getLogger("gvirtus.datachannel")
 MAGIC = b"GVD1"
@@ -125,6 +129,8 @@ class DataServer:
                     self._read(conn, sid, handle, offset, nbytes)
                 elif op == b"L":
                     self._launch(conn, sid, handle, nbytes)
+                elif op == b"K":
+                    self._launch_refs(conn, sid, handle, bool(offset), nbytes)
                 elif op == b"P":                   # null call: session check only
                     self._reply(conn, lambda: self.store.get(sid))
                 elif op == b"M":                   # malloc(nbytes) -> u64 id
@@ -179,7 +185,7 @@ class DataServer:
 
     def _launch(self, conn: socket.socket, sid: str, module_id: int, nbytes: int) -> None:
         """Module launch with host inputs and host outputs in one exchange (raw bytes both ways)."""
-        from gvirtus.protocol import dtype_name, torch_dtype
+        from gvirtus.protocol import torch_dtype
 
         try:
             module, specs = _launch_inputs(self.store, sid, module_id, nbytes)
@@ -196,28 +202,108 @@ class DataServer:
             inputs.append(t if self.device.type == "cpu" else t.to(self.device))
 
         def run() -> list[torch.Tensor]:
+            return _host_outputs(module.graph.run(inputs))
+
+        self._reply(conn, run, _outputs_payload)
+
+    def _launch_refs(self, conn: socket.socket, sid: str, module_id: int, keep: bool, nbytes: int) -> None:
+        """Op K: inputs are handles or host bytes; outputs come back or stay on the device."""
+        from gvirtus.server import check_input, handle_input, keep_outputs
+
+        left = nbytes
+        try:
+            module, specs = _module_of(self.store, sid, module_id)
+            if left < ERROR_LEN.size:
+                raise InvalidRequest(f"launch: a {left}-byte body has no input list")
+            (n,) = ERROR_LEN.unpack(_recv_bytes(conn, ERROR_LEN.size))
+            left -= ERROR_LEN.size
+            if n > min(MAX_ERROR_BYTES, left):
+                raise InvalidRequest(f"launch: input list of {n} bytes in a {nbytes}-byte body")
+            text = _recv_bytes(conn, n)
+            left -= n
+            try:
+                refs = json.loads(text)
+            except ValueError:
+                raise InvalidRequest(f"launch: the input list is not JSON: {text[:80]!r}") from None
+            plan = _launch_plan(refs, specs, left)
+        except Exception as exc:
+            _discard(conn, left)
+            failure = exc
+            self._reply(conn, lambda: _raise(failure))
+            return
+        host: dict[int, torch.Tensor] = {}
+        for k in sorted(plan):   # the host inputs, in order
+            t = torch.empty(specs[k].shape, dtype=plan[k])
+            if t.numel():
+                _recv_exact(conn, t.view(-1).view(torch.uint8).numpy().data)
+            host[k] = t if self.device.type == "cpu" else t.to(self.device)
+
+        def run() -> Any:
+            s = self.store.get(sid)
+            inputs = [check_input(k, host[k], spec) if k in host else handle_input(s, k, int(refs[k][1]), spec)
+                      for k, spec in enumerate(specs)]
             outs = module.graph.run(inputs)
-            return [(o if isinstance(o, torch.Tensor) else torch.tensor(o)).detach().cpu().contiguous() for o in outs]
+            return keep_outputs(s, outs) if keep else _host_outputs(outs)
 
-        def payload(outs: list[torch.Tensor]) -> list[Any]:
-            head = json.dumps([[dtype_name(o.dtype), list(o.shape)] for o in outs]).encode()
-            return [ERROR_LEN.pack(len(head)) + head, *(o.view(-1).view(torch.uint8).numpy().data for o in outs)]
-
-        self._reply(conn, run, payload)
+        self._reply(conn, run, _kept_payload if keep else _outputs_payload)
 
     def _read(self, conn: socket.socket, sid: str, handle: int, offset: int, nbytes: int) -> None:
         self._reply(conn, lambda: self._target(sid, handle, offset, nbytes, "memcpy_dtoh from"),
                     lambda src: [(src if src.device.type == "cpu" else src.cpu()).numpy().data])
 
 
-def _launch_inputs(store: Any, sid: str, module_id: int, nbytes: int) -> tuple[Any, list[tuple[str, tuple[int, ...]]]]:
-    from gvirtus.errors import InvalidHandle, InvalidRequest
-    from gvirtus.protocol import nbytes_of
+def _host_outputs(outs: list[Any]) -> list[torch.Tensor]:
+    return [(o if isinstance(o, torch.Tensor) else torch.tensor(o)).detach().cpu().contiguous() for o in outs]
+
+
+def _outputs_payload(outs: list[torch.Tensor]) -> list[Any]:
+    from gvirtus.protocol import dtype_name
+
+    head = json.dumps([[dtype_name(o.dtype), list(o.shape)] for o in outs]).encode()
+    return [ERROR_LEN.pack(len(head)) + head, *(o.view(-1).view(torch.uint8).numpy().data for o in outs)]
+
+
+def _kept_payload(kept: list[tuple[int, int, str, tuple[int, ...]]]) -> list[Any]:
+    head = json.dumps([[hid, n, dtype, list(shape)] for hid, n, dtype, shape in kept]).encode()
+    return [ERROR_LEN.pack(len(head)) + head]
+
+
+def _module_of(store: Any, sid: str, module_id: int) -> tuple[Any, list[Any]]:
+    from gvirtus.errors import InvalidHandle
 
     m = store.get(sid).modules.get(module_id)
     if m is None:
         raise InvalidHandle(f"module {module_id} is not registered in this session")
-    specs = [(sp.dtype, sp.shape) for sp in m.graph.input_specs]
+    return m, list(m.graph.input_specs)
+
+
+def _launch_plan(refs: Any, specs: list[Any], host_bytes: int) -> dict[int, torch.dtype]:
+    """Check op K's input list against the module's specs; the dtype of each host input, by position."""
+    from gvirtus.protocol import nbytes_of, torch_dtype
+
+    if not isinstance(refs, list) or len(refs) != len(specs):
+        raise InvalidRequest(f"launch: module takes {len(specs)} inputs, the input list is {str(refs)[:80]}")
+    plan, total = {}, 0
+    for k, (ref, spec) in enumerate(zip(refs, specs, strict=True)):
+        if not (isinstance(ref, list) and len(ref) == 2 and ref[0] in ("h", "b") and isinstance(ref[1], int)):
+            raise InvalidRequest(f"launch input {k}: expected [\"h\", id] or [\"b\", nbytes], got {str(ref)[:80]}")
+        if ref[0] == "b":
+            want = nbytes_of(spec.dtype, spec.shape)
+            if ref[1] != want:
+                raise InvalidRequest(f"launch input {k}: expected {spec.dtype} {list(spec.shape)} ({want} bytes), "
+                                     f"got {ref[1]} bytes")
+            plan[k] = torch_dtype(spec.dtype)
+            total += want
+    if total != host_bytes:
+        raise InvalidRequest(f"launch: the input list declares {total} host bytes, the body has {host_bytes}")
+    return plan
+
+
+def _launch_inputs(store: Any, sid: str, module_id: int, nbytes: int) -> tuple[Any, list[tuple[str, tuple[int, ...]]]]:
+    from gvirtus.protocol import nbytes_of
+
+    m, all_specs = _module_of(store, sid, module_id)
+    specs = [(sp.dtype, sp.shape) for sp in all_specs]
     expected = sum(nbytes_of(d, sh) for d, sh in specs)
     if expected != nbytes:
         raise InvalidRequest(f"launch inputs: module takes {expected} bytes ({specs}), got {nbytes}")
@@ -346,23 +432,46 @@ class DataClient:
 
     def launch(self, module_id: int, inputs: list[memoryview], what: str) -> list[torch.Tensor]:
         """Send the inputs' bytes, run the module, receive every output (host tensors)."""
-        from gvirtus.protocol import torch_dtype
-
         def run() -> list[torch.Tensor]:
             total = sum(b.nbytes for b in inputs)
             _send_all(self._sock, [REQUEST.pack(b"L", module_id, 0, total), *(b for b in inputs if b.nbytes)])
             self._status(what)
-            (n,) = ERROR_LEN.unpack(_recv_bytes(self._sock, ERROR_LEN.size))
-            if n > MAX_ERROR_BYTES:
-                raise ConnectionError("malformed launch reply")
-            outs = []
-            for dtype, shape in json.loads(_recv_bytes(self._sock, n)):
-                t = torch.empty(shape, dtype=torch_dtype(dtype))
-                if t.numel():
-                    _recv_exact(self._sock, t.view(-1).view(torch.uint8).numpy().data)
-                outs.append(t)
-            return outs
+            return self._recv_tensors(self._recv_listing())
         return self._guard(what, run)
+
+    def _recv_listing(self) -> Any:
+        (n,) = ERROR_LEN.unpack(_recv_bytes(self._sock, ERROR_LEN.size))
+        if n > MAX_ERROR_BYTES:
+            raise ConnectionError("malformed launch reply")
+        return json.loads(_recv_bytes(self._sock, n))
+
+    def _recv_tensors(self, listing: Any) -> list[torch.Tensor]:
+        from gvirtus.protocol import torch_dtype
+
+        outs = []
+        for dtype, shape in listing:
+            t = torch.empty(shape, dtype=torch_dtype(dtype))
+            if t.numel():
+                _recv_exact(self._sock, t.view(-1).view(torch.uint8).numpy().data)
+            outs.append(t)
+        return outs
+
+    def launch_refs(self, module_id: int, inputs: list[int | memoryview], keep: bool, what: str) -> list[Any]:
+        """Op K. inputs: a handle id or host bytes each. Returns host tensors, or with `keep`
+        (id, nbytes, dtype, shape) of each output left on the device."""
+        def run() -> list[Any]:
+            refs = [["h", x] if isinstance(x, int) else ["b", x.nbytes] for x in inputs]
+            head = json.dumps(refs).encode()
+            host = [x for x in inputs if not isinstance(x, int) and x.nbytes]
+            body = ERROR_LEN.size + len(head) + sum(b.nbytes for b in host)
+            _send_all(self._sock, [REQUEST.pack(b"K", module_id, int(keep), body), ERROR_LEN.pack(len(head)) + head,
+                                   *host])
+            self._status(what)
+            listing = self._recv_listing()
+            if keep:
+                return [(int(hid), int(nb), str(dtype), tuple(shape)) for hid, nb, dtype, shape in listing]
+            return self._recv_tensors(listing)
+        return list(self._guard(what, run))
 
     def close(self) -> None:
         with self._lock:

@@ -35,10 +35,6 @@ from gvirtus.protocol import (
 )
 
 LAUNCH_HEADROOM_BYTES = 64 * 1024   # protobuf framing around inline launch inputs
-# a gRPC launch (outputs kept on the device, or handle inputs) sends host inputs of at least this size over the
-# data channel first, as temporary buffers: inline protobuf bytes cost ~10 ms per 2.4 MB photo, the data
-# channel ~1 ms
-STAGE_MIN_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -319,30 +315,23 @@ class RemoteModule:
             out.append(t)
         return out
 
-    def _stage(self, inputs: Sequence[Any]) -> list[DeviceBuffer | None]:
-        """Per input: a temporary device buffer holding it (host inputs >= STAGE_MIN_BYTES), else None.
-        The buffers are raw bytes; the backend types them to the registered spec."""
+    def _refs(self, inputs: Sequence[Any]) -> list[int | memoryview]:
+        """Per input for the data channel: a handle id, or the host bytes (checked against the specs)."""
         if len(inputs) != len(self.input_specs):
             raise InvalidRequest(f"module takes {len(self.input_specs)} inputs, got {len(inputs)}")
-        out: list[DeviceBuffer | None] = []
-        try:
-            for k, (x, spec) in enumerate(zip(inputs, self.input_specs, strict=True)):
-                if isinstance(x, DeviceBuffer):
-                    out.append(None)
-                    continue
-                t = as_tensor(x, f"input {k}")
-                nbytes = t.numel() * t.element_size()
-                if nbytes < STAGE_MIN_BYTES or Spec(dtype_name(t.dtype), tuple(t.shape)) != spec:
-                    out.append(None)   # small, or wrong: _inputs sends it inline or names the mismatch
-                    continue
-                buf = self.device.malloc(nbytes)
-                out.append(buf)
-                self.device.memcpy_htod(buf, t)
-        except BaseException:
-            for b in out:
-                if b is not None:
-                    self.device.free(b)
-            raise
+        out: list[int | memoryview] = []
+        for k, (x, spec) in enumerate(zip(inputs, self.input_specs, strict=True)):
+            if isinstance(x, DeviceBuffer):
+                if x.session != self.device.session_id:
+                    raise InvalidRequest(f"input {k} is a handle of another session; handles live in one session")
+                out.append(x.id)
+                continue
+            t = as_tensor(x, f"input {k}")
+            got = Spec(dtype_name(t.dtype), tuple(t.shape))
+            if got != spec:
+                raise InvalidRequest(f"input {k}: expected {spec.dtype} {list(spec.shape)}, got {got.dtype} "
+                                     f"{list(got.shape)}; register the module again for other shapes")
+            out.append(_host_bytes(t))
         return out
 
     def _inputs(self, inputs: Sequence[Any]) -> list[pb.LaunchInput]:
@@ -379,17 +368,17 @@ class RemoteModule:
             host = [_host_bytes(t) for t in self._host_inputs(inputs)]
             outs = data.launch(self.module_id, host, f"launch module {self.content_hash[:19]}")
             return self._capture.assemble(outs)
-        staged = self._stage(inputs) if data is not None else [None] * len(inputs)
-        try:
-            request = pb.LaunchRequest(module_id=self.module_id, keep_on_device=keep_on_device,
-                                       inputs=self._inputs([x if b is None else b for x, b in zip(inputs, staged,
-                                                                                                strict=True)]))
-            reply = self.device._call("Launch", request, f"launch module {self.content_hash[:19]}")
-        finally:
-            for b in staged:
-                if b is not None:
-                    self.device.free(b)
         sid = self.device.session_id
+        if data is not None:   # handles and/or outputs kept on the device: op K of the data channel
+            refs = self._refs(inputs)
+            got = data.launch_refs(self.module_id, refs, keep_on_device, f"launch module {self.content_hash[:19]}")
+            if keep_on_device:
+                return self._capture.assemble([DeviceBuffer(hid, nbytes, dtype, shape, sid)
+                                               for hid, nbytes, dtype, shape in got])
+            return self._capture.assemble(got)
+        request = pb.LaunchRequest(module_id=self.module_id, inputs=self._inputs(inputs),
+                                   keep_on_device=keep_on_device)
+        reply = self.device._call("Launch", request, f"launch module {self.content_hash[:19]}")
         leaves = [DeviceBuffer.from_info(o.device, sid) if o.WhichOneof("dest") == "device" else from_wire(o.host)
                   for o in reply.outputs]
         return self._capture.assemble(leaves)

@@ -110,6 +110,36 @@ def check_range(offset: int, nbytes: int, size: int, what: str) -> None:
         raise InvalidRequest(f"{what}: bytes [{offset}, {offset + nbytes}) are outside the buffer of {size} bytes")
 
 
+
+def check_input(k: int, t: torch.Tensor, spec: Spec) -> torch.Tensor:
+    """Launch input k, if it has the registered dtype and shape (InvalidRequest naming both otherwise)."""
+    got = Spec(str(t.dtype).removeprefix("torch."), tuple(t.shape))
+    if got != spec:
+        raise InvalidRequest(f"launch input {k}: expected {spec.dtype} {list(spec.shape)}, got {got.dtype} "
+                             f"{list(got.shape)} (modules are registered for fixed shapes; register again "
+                             "for other sizes)")
+    return t
+
+
+def handle_input(s: Session, k: int, hid: int, spec: Spec) -> torch.Tensor:
+    """Launch input k from handle `hid`; a raw malloc buffer (uint8, the right size) is typed to `spec`."""
+    t = s.get(hid)
+    raw = t.dtype == torch.uint8 and t.is_contiguous() and t.numel() == nbytes_of(spec.dtype, spec.shape)
+    if raw and (spec.dtype != "uint8" or (t.dim() == 1 and tuple(t.shape) != spec.shape)):
+        t = t.view(torch_dtype(spec.dtype)).view(spec.shape)
+    return check_input(k, t, spec)
+
+
+def keep_outputs(s: Session, outs: list[Any]) -> list[tuple[int, int, str, tuple[int, ...]]]:
+    """Store a launch's outputs in the session: (handle, nbytes, dtype, shape) each."""
+    kept = []
+    for out in outs:
+        t = out if isinstance(out, torch.Tensor) else torch.tensor(out)
+        hid = s.new_id()
+        s.put(hid, t, "launch output")
+        kept.append((hid, t.numel() * t.element_size(), str(t.dtype).removeprefix("torch."), tuple(t.shape)))
+    return kept
+
 class Servicer(pb_grpc.GvirtusServicer):
     """The backend's RPCs over one torch device and one SessionStore."""
 
@@ -309,18 +339,8 @@ class Servicer(pb_grpc.GvirtusServicer):
 
     def _launch_input(self, s: Session, k: int, item: pb.LaunchInput, spec: Spec) -> torch.Tensor:
         if item.WhichOneof("source") == "handle":
-            t = s.get(item.handle)
-            raw = t.dtype == torch.uint8 and t.is_contiguous() and t.numel() == nbytes_of(spec.dtype, spec.shape)
-            if raw and (spec.dtype != "uint8" or (t.dim() == 1 and tuple(t.shape) != spec.shape)):
-                t = t.view(torch_dtype(spec.dtype)).view(spec.shape)   # a raw malloc buffer, typed now
-        else:
-            t = from_wire(item.host).to(self.device)
-        got = Spec(str(t.dtype).removeprefix("torch."), tuple(t.shape))
-        if got != spec:
-            raise InvalidRequest(f"launch input {k}: expected {spec.dtype} {list(spec.shape)}, got {got.dtype} "
-                                 f"{list(got.shape)} (modules are registered for fixed shapes; register again "
-                                 "for other sizes)")
-        return t
+            return handle_input(s, k, item.handle, spec)
+        return check_input(k, from_wire(item.host).to(self.device), spec)
 
     @unary
     def Launch(self, request: pb.LaunchRequest, context: grpc.ServicerContext) -> pb.LaunchReply:  # noqa: N802
@@ -335,15 +355,12 @@ class Servicer(pb_grpc.GvirtusServicer):
                   for k, (item, spec) in enumerate(zip(request.inputs, specs, strict=True))]
         outs = m.graph.run(inputs)
         reply = pb.LaunchReply()
-        for out in outs:
-            t = out if isinstance(out, torch.Tensor) else torch.tensor(out)
-            if request.keep_on_device:
-                hid = s.new_id()
-                s.put(hid, t, "launch output")
-                reply.outputs.add(device=pb.BufferInfo(id=hid, nbytes=t.numel() * t.element_size(),
-                                                       dtype=str(t.dtype).removeprefix("torch."), shape=t.shape))
-            else:
-                reply.outputs.add(host=to_wire(t))
+        if request.keep_on_device:
+            for hid, nbytes, dtype, shape in keep_outputs(s, outs):
+                reply.outputs.add(device=pb.BufferInfo(id=hid, nbytes=nbytes, dtype=dtype, shape=shape))
+        else:
+            for out in outs:
+                reply.outputs.add(host=to_wire(out if isinstance(out, torch.Tensor) else torch.tensor(out)))
         return reply
 
     # transparent layer ----------------------------------------------------------

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -157,28 +160,73 @@ def test_structured_outputs_and_several_inputs(dev: gvirtus.RemoteDevice) -> Non
 
 
 class _Photo(nn.Module):
-    """A uint8 photo and a float input of more than STAGE_MIN_BYTES each, plus a small one."""
+    """A uint8 photo, a float map and a scalar: host inputs of a launch whose outputs stay on the device."""
 
     def forward(self, image: torch.Tensor, field: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return image.clone(), image.float().mean(dim=-1) * scale + field
 
 
-def test_big_host_inputs_of_a_kept_launch_travel_as_temporary_buffers(dev: gvirtus.RemoteDevice) -> None:
-    from gvirtus.frontend import STAGE_MIN_BYTES
-
+def test_kept_launches_with_host_and_handle_inputs(dev: gvirtus.RemoteDevice) -> None:
+    """Launches with handles or kept outputs go over the data channel (op K): host bytes, raw malloc
+    buffers typed to the spec and kept handles mix; nothing is left behind; bad inputs are named."""
     image = torch.randint(0, 256, (150, 160, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(5))
-    field = torch.rand(150, 160)
-    assert image.numel() >= STAGE_MIN_BYTES and field.numel() * 4 >= STAGE_MIN_BYTES
-    scale = torch.tensor(0.5)
+    field, scale = torch.rand(150, 160), torch.tensor(0.5)
     mod = dev.register_module(_Photo(), [image, field, scale])
     before = dev.stats()["session_bytes"]
-    kept = mod(image, field, scale, keep_on_device=True)
-    assert all(isinstance(h, gvirtus.DeviceBuffer) for h in kept)
-    assert torch.equal(torch.from_numpy(dev.memcpy_dtoh(kept[0])), image)
-    np.testing.assert_allclose(dev.memcpy_dtoh(kept[1]), (image.float().mean(dim=-1) * 0.5 + field).numpy(),
-                               rtol=1e-6)
-    for h in kept:
-        dev.free(h)
-    assert dev.stats()["session_bytes"] == before          # the temporary buffers were freed
+    raw = dev.malloc(image.numel())                      # a raw buffer holding the photo's bytes
+    dev.memcpy_htod(raw, image.numpy())
+    for first in (image, dataclasses.replace(raw, shape=tuple(image.shape))):
+        kept = mod(first, field, scale, keep_on_device=True)
+        assert all(isinstance(h, gvirtus.DeviceBuffer) for h in kept)
+        assert kept[0].dtype == "uint8" and kept[0].shape == (150, 160, 3)
+        assert torch.equal(torch.from_numpy(dev.memcpy_dtoh(kept[0])), image)
+        again = mod(kept[0], field, scale)              # a kept handle as input, outputs to the host
+        np.testing.assert_allclose(again[1].numpy(), (image.float().mean(dim=-1) * 0.5 + field).numpy(), rtol=1e-6)
+        for h in kept:
+            dev.free(h)
+    dev.free(raw)
+    assert dev.stats()["session_bytes"] == before
     with pytest.raises(gvirtus.InvalidRequest, match=r"input 0: expected uint8 \[150, 160, 3\]"):
         mod(image[:60], field, scale, keep_on_device=True)
+    assert torch.equal(mod(image, field, scale)[0], image)   # the session still works
+
+
+def test_malformed_kept_launches_get_typed_errors_and_the_data_channel_stays_in_step(
+        dev: gvirtus.RemoteDevice) -> None:
+    from gvirtus.datachannel import ERROR_LEN, REQUEST
+
+    image = torch.zeros(150, 160, 3, dtype=torch.uint8)
+    field, scale = torch.rand(150, 160), torch.tensor(0.5)
+    mod = dev.register_module(_Photo(), [image, field, scale])
+    data = dev._conn.data
+    assert data is not None
+
+    def send(body: bytes, module_id: int = mod.module_id) -> None:
+        def run() -> None:
+            data._sock.sendall(REQUEST.pack(b"K", module_id, 1, len(body)) + body)
+            data._status("raw op K")
+        data._guard("raw op K", run)
+
+    def listing(refs: object, tail: bytes = b"") -> bytes:
+        head = json.dumps(refs).encode()
+        return ERROR_LEN.pack(len(head)) + head + tail
+
+    cases = [
+        (b"", gvirtus.InvalidRequest, "has no input list"),
+        (ERROR_LEN.pack(4) + b"[1,", gvirtus.InvalidRequest, "input list of 4 bytes"),
+        (ERROR_LEN.pack(3) + b"[1,", gvirtus.InvalidRequest, "not JSON"),
+        (listing([["b", 72000]]), gvirtus.InvalidRequest, "module takes 3 inputs"),
+        (listing([["b", 5], ["b", 96000], ["b", 4]], b"x" * 96009), gvirtus.InvalidRequest,
+         r"input 0: expected uint8 \[150, 160, 3\] \(72000 bytes\), got 5 bytes"),
+        (listing([["x", 1], ["b", 96000], ["b", 4]]), gvirtus.InvalidRequest, "input 0: expected"),
+        (listing([["b", 72000], ["b", 96000], ["b", 4]], b"x" * 10), gvirtus.InvalidRequest,
+         "declares 168004 host bytes, the body has 10"),
+        (listing([["h", 987654], ["b", 96000], ["b", 4]], bytes(96004)), gvirtus.InvalidHandle, "987654"),
+    ]
+    for body, error, message in cases:
+        with pytest.raises(error, match=message):
+            send(body)
+    with pytest.raises(gvirtus.InvalidHandle, match="module 424242 is not registered"):
+        send(listing([]), module_id=424242)
+    assert not data.broken
+    assert torch.equal(mod(image, field, scale)[0], image)   # still in step
