@@ -60,10 +60,7 @@ fi
 # --- 3. models ------------------------------------------------------------
 .venv/bin/python scripts/fetch_models.py
 
-# --- 3b. demo garment catalog (generated, seeded; paths.catalog_dir/demo) ---------------
-.venv/bin/python scripts/prepare_catalog.py
-
-# --- 4. secrets -----------------------------------------------------------
+# --- 4. secrets (before the catalog: it loads env_config, which names the token files) -----------
 mkdir -p secrets && chmod 700 secrets
 for name in gvirtus.token operator.token; do
   if [[ ! -s secrets/$name ]]; then
@@ -71,4 +68,7 @@ for name in gvirtus.token operator.token; do
     log "generated secrets/$name"
   fi
 done
+
+# --- 3b. demo garment catalog (generated, seeded; paths.catalog_dir/demo) ---------------
+.venv/bin/python scripts/prepare_catalog.py
 log "ready"
