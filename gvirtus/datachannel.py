@@ -9,14 +9,13 @@ reach it uses the gRPC copy RPCs instead.
 Wire format (little-endian), after the TLS handshake when gvirtus.secure:
     hello    client: MAGIC + session id (32 ASCII hex)        server: status
     request  client: struct REQUEST (op, handle, offset, nbytes), then the bytes for W. Ops: W write,
-             R read, L launch, P null call (status only), M malloc(nbytes) -> u64 id, F free(handle)
-             (for L: handle = module id, nbytes = all inputs, then each input's bytes in order)
-             K launch with handle inputs and/or outputs kept on the device: handle = module id,
-             offset = 1 to keep the outputs, nbytes = the body: u32 length + JSON [["h", id] | ["b", n],
-             ...] (one per input: a handle, or n host bytes that follow), then the host bytes in order
-    reply    server: status; for R with status 0, the nbytes bytes; for L (and K without keep), u32
-             length + JSON [[dtype, shape], ...] of the outputs, then each output's bytes; for K with
-             keep, u32 length + JSON [[id, nbytes, dtype, shape], ...]
+             R read, K launch, P null call (status only), M malloc(nbytes) -> u64 id, F free(handle)
+             (for K: handle = module id, offset = 1 to keep the outputs on the device, nbytes = the
+             body: u32 length + JSON [["h", id] | ["b", n], ...] (one per input: a handle, or n host
+             bytes that follow), then the host bytes in order)
+    reply    server: status; for R with status 0, the nbytes bytes; for K, u32 length + JSON: without
+             keep [[dtype, shape], ...] of the outputs, then each output's bytes; with keep
+             [[id, nbytes, dtype, shape], ...]
     status   one byte 0 = ok; else 1, u32 length, JSON {"kind": error class, "message": ...}
 """
 
@@ -127,10 +126,8 @@ class DataServer:
                     self._write(conn, sid, handle, offset, nbytes)
                 elif op == b"R":
                     self._read(conn, sid, handle, offset, nbytes)
-                elif op == b"L":
-                    self._launch(conn, sid, handle, nbytes)
                 elif op == b"K":
-                    self._launch_refs(conn, sid, handle, bool(offset), nbytes)
+                    self._launch(conn, sid, handle, bool(offset), nbytes)
                 elif op == b"P":                   # null call: session check only
                     self._reply(conn, lambda: self.store.get(sid))
                 elif op == b"M":                   # malloc(nbytes) -> u64 id
@@ -183,31 +180,8 @@ class DataServer:
                 dst[a:a + n].copy_(torch.from_numpy(staging[:n]))
         self._reply(conn, lambda: None)
 
-    def _launch(self, conn: socket.socket, sid: str, module_id: int, nbytes: int) -> None:
-        """Module launch with host inputs and host outputs in one exchange (raw bytes both ways)."""
-        from gvirtus.protocol import torch_dtype
-
-        try:
-            module, specs = _launch_inputs(self.store, sid, module_id, nbytes)
-        except Exception as exc:
-            _discard(conn, nbytes)
-            failure = exc
-            self._reply(conn, lambda: _raise(failure))
-            return
-        inputs = []
-        for dtype, shape in specs:
-            t = torch.empty(shape, dtype=torch_dtype(dtype))
-            if t.numel():
-                _recv_exact(conn, t.view(-1).view(torch.uint8).numpy().data)
-            inputs.append(t if self.device.type == "cpu" else t.to(self.device))
-
-        def run() -> list[torch.Tensor]:
-            return _host_outputs(module.graph.run(inputs))
-
-        self._reply(conn, run, _outputs_payload)
-
-    def _launch_refs(self, conn: socket.socket, sid: str, module_id: int, keep: bool, nbytes: int) -> None:
-        """Op K: inputs are handles or host bytes; outputs come back or stay on the device."""
+    def _launch(self, conn: socket.socket, sid: str, module_id: int, keep: bool, nbytes: int) -> None:
+        """Op K: inputs are handles or host bytes; outputs come back as raw bytes or stay on the device."""
         from gvirtus.server import check_input, handle_input, keep_outputs
 
         left = nbytes
@@ -297,17 +271,6 @@ def _launch_plan(refs: Any, specs: list[Any], host_bytes: int) -> dict[int, torc
     if total != host_bytes:
         raise InvalidRequest(f"launch: the input list declares {total} host bytes, the body has {host_bytes}")
     return plan
-
-
-def _launch_inputs(store: Any, sid: str, module_id: int, nbytes: int) -> tuple[Any, list[tuple[str, tuple[int, ...]]]]:
-    from gvirtus.protocol import nbytes_of
-
-    m, all_specs = _module_of(store, sid, module_id)
-    specs = [(sp.dtype, sp.shape) for sp in all_specs]
-    expected = sum(nbytes_of(d, sh) for d, sh in specs)
-    if expected != nbytes:
-        raise InvalidRequest(f"launch inputs: module takes {expected} bytes ({specs}), got {nbytes}")
-    return m, specs
 
 
 def _send_all(sock: socket.socket, parts: list[Any]) -> None:
@@ -430,35 +393,11 @@ class DataClient:
             self._status("ping")
         self._guard("ping", run)
 
-    def launch(self, module_id: int, inputs: list[memoryview], what: str) -> list[torch.Tensor]:
-        """Send the inputs' bytes, run the module, receive every output (host tensors)."""
-        def run() -> list[torch.Tensor]:
-            total = sum(b.nbytes for b in inputs)
-            _send_all(self._sock, [REQUEST.pack(b"L", module_id, 0, total), *(b for b in inputs if b.nbytes)])
-            self._status(what)
-            return self._recv_tensors(self._recv_listing())
-        return self._guard(what, run)
-
-    def _recv_listing(self) -> Any:
-        (n,) = ERROR_LEN.unpack(_recv_bytes(self._sock, ERROR_LEN.size))
-        if n > MAX_ERROR_BYTES:
-            raise ConnectionError("malformed launch reply")
-        return json.loads(_recv_bytes(self._sock, n))
-
-    def _recv_tensors(self, listing: Any) -> list[torch.Tensor]:
-        from gvirtus.protocol import torch_dtype
-
-        outs = []
-        for dtype, shape in listing:
-            t = torch.empty(shape, dtype=torch_dtype(dtype))
-            if t.numel():
-                _recv_exact(self._sock, t.view(-1).view(torch.uint8).numpy().data)
-            outs.append(t)
-        return outs
-
-    def launch_refs(self, module_id: int, inputs: list[int | memoryview], keep: bool, what: str) -> list[Any]:
+    def launch(self, module_id: int, inputs: list[int | memoryview], keep: bool, what: str) -> list[Any]:
         """Op K. inputs: a handle id or host bytes each. Returns host tensors, or with `keep`
         (id, nbytes, dtype, shape) of each output left on the device."""
+        from gvirtus.protocol import torch_dtype
+
         def run() -> list[Any]:
             refs = [["h", x] if isinstance(x, int) else ["b", x.nbytes] for x in inputs]
             head = json.dumps(refs).encode()
@@ -467,10 +406,19 @@ class DataClient:
             _send_all(self._sock, [REQUEST.pack(b"K", module_id, int(keep), body), ERROR_LEN.pack(len(head)) + head,
                                    *host])
             self._status(what)
-            listing = self._recv_listing()
+            (n,) = ERROR_LEN.unpack(_recv_bytes(self._sock, ERROR_LEN.size))
+            if n > MAX_ERROR_BYTES:
+                raise ConnectionError("malformed launch reply")
+            listing = json.loads(_recv_bytes(self._sock, n))
             if keep:
                 return [(int(hid), int(nb), str(dtype), tuple(shape)) for hid, nb, dtype, shape in listing]
-            return self._recv_tensors(listing)
+            outs = []
+            for dtype, shape in listing:
+                t = torch.empty(shape, dtype=torch_dtype(dtype))
+                if t.numel():
+                    _recv_exact(self._sock, t.view(-1).view(torch.uint8).numpy().data)
+                outs.append(t)
+            return outs
         return list(self._guard(what, run))
 
     def close(self) -> None:

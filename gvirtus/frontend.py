@@ -301,12 +301,17 @@ class RemoteModule:
             self.module_id, self.uploaded = self.device._register(self._capture)
             self.generation = self.device.generation
 
-    def _host_inputs(self, inputs: Sequence[Any]) -> list[torch.Tensor]:
-        """Host inputs as CPU tensors, checked against the registered specs."""
+    def _checked(self, inputs: Sequence[Any]) -> list[DeviceBuffer | torch.Tensor]:
+        """The inputs checked against the registered specs: this session's handles, or host CPU tensors."""
         if len(inputs) != len(self.input_specs):
             raise InvalidRequest(f"module takes {len(self.input_specs)} inputs, got {len(inputs)}")
-        out = []
+        out: list[DeviceBuffer | torch.Tensor] = []
         for k, (x, spec) in enumerate(zip(inputs, self.input_specs, strict=True)):
+            if isinstance(x, DeviceBuffer):
+                if x.session != self.device.session_id:
+                    raise InvalidRequest(f"input {k} is a handle of another session; handles live in one session")
+                out.append(x)
+                continue
             t = as_tensor(x, f"input {k}")
             got = Spec(dtype_name(t.dtype), tuple(t.shape))
             if got != spec:
@@ -315,42 +320,15 @@ class RemoteModule:
             out.append(t)
         return out
 
-    def _refs(self, inputs: Sequence[Any]) -> list[int | memoryview]:
-        """Per input for the data channel: a handle id, or the host bytes (checked against the specs)."""
-        if len(inputs) != len(self.input_specs):
-            raise InvalidRequest(f"module takes {len(self.input_specs)} inputs, got {len(inputs)}")
-        out: list[int | memoryview] = []
-        for k, (x, spec) in enumerate(zip(inputs, self.input_specs, strict=True)):
-            if isinstance(x, DeviceBuffer):
-                if x.session != self.device.session_id:
-                    raise InvalidRequest(f"input {k} is a handle of another session; handles live in one session")
-                out.append(x.id)
-                continue
-            t = as_tensor(x, f"input {k}")
-            got = Spec(dtype_name(t.dtype), tuple(t.shape))
-            if got != spec:
-                raise InvalidRequest(f"input {k}: expected {spec.dtype} {list(spec.shape)}, got {got.dtype} "
-                                     f"{list(got.shape)}; register the module again for other shapes")
-            out.append(_host_bytes(t))
-        return out
-
-    def _inputs(self, inputs: Sequence[Any]) -> list[pb.LaunchInput]:
-        if len(inputs) != len(self.input_specs):
-            raise InvalidRequest(f"module takes {len(self.input_specs)} inputs, got {len(inputs)}")
+    def _inputs(self, checked: list[DeviceBuffer | torch.Tensor]) -> list[pb.LaunchInput]:
+        """Checked inputs as gRPC launch inputs (host tensors inline, within the message limit)."""
         out, total = [], 0
-        for k, (x, spec) in enumerate(zip(inputs, self.input_specs, strict=True)):
+        for x in checked:
             if isinstance(x, DeviceBuffer):
-                if x.session != self.device.session_id:
-                    raise InvalidRequest(f"input {k} is a handle of another session; handles live in one session")
                 out.append(pb.LaunchInput(handle=x.id))
-                continue
-            t = as_tensor(x, f"input {k}")
-            got = Spec(dtype_name(t.dtype), tuple(t.shape))
-            if got != spec:
-                raise InvalidRequest(f"input {k}: expected {spec.dtype} {list(spec.shape)}, got {got.dtype} "
-                                     f"{list(got.shape)}; register the module again for other shapes")
-            total += t.numel() * t.element_size()
-            out.append(pb.LaunchInput(host=to_wire(t)))
+            else:
+                total += x.numel() * x.element_size()
+                out.append(pb.LaunchInput(host=to_wire(x)))
         if total + LAUNCH_HEADROOM_BYTES > self.device.max_message_bytes:
             raise InvalidRequest(f"inline inputs total {total} bytes, over the {self.device.max_message_bytes}-byte "
                                  "message limit; upload them with memcpy_htod and pass handles")
@@ -363,22 +341,18 @@ class RemoteModule:
         `keep_on_device` (chain them into the next launch without a round trip of the data).
         """
         self.ensure_registered()
-        data = self.device._conn.data
-        if data is not None and not keep_on_device and not any(isinstance(x, DeviceBuffer) for x in inputs):
-            host = [_host_bytes(t) for t in self._host_inputs(inputs)]
-            outs = data.launch(self.module_id, host, f"launch module {self.content_hash[:19]}")
-            return self._capture.assemble(outs)
-        sid = self.device.session_id
-        if data is not None:   # handles and/or outputs kept on the device: op K of the data channel
-            refs = self._refs(inputs)
-            got = data.launch_refs(self.module_id, refs, keep_on_device, f"launch module {self.content_hash[:19]}")
+        checked = self._checked(inputs)
+        what, sid, data = f"launch module {self.content_hash[:19]}", self.device.session_id, self.device._conn.data
+        if data is not None:   # the data channel: host inputs as raw bytes, handles by id (op K)
+            refs = [x.id if isinstance(x, DeviceBuffer) else _host_bytes(x) for x in checked]
+            got = data.launch(self.module_id, refs, keep_on_device, what)
             if keep_on_device:
                 return self._capture.assemble([DeviceBuffer(hid, nbytes, dtype, shape, sid)
                                                for hid, nbytes, dtype, shape in got])
             return self._capture.assemble(got)
-        request = pb.LaunchRequest(module_id=self.module_id, inputs=self._inputs(inputs),
+        request = pb.LaunchRequest(module_id=self.module_id, inputs=self._inputs(checked),
                                    keep_on_device=keep_on_device)
-        reply = self.device._call("Launch", request, f"launch module {self.content_hash[:19]}")
+        reply = self.device._call("Launch", request, what)
         leaves = [DeviceBuffer.from_info(o.device, sid) if o.WhichOneof("dest") == "device" else from_wire(o.host)
                   for o in reply.outputs]
         return self._capture.assemble(leaves)
