@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import operator
-import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -44,7 +43,6 @@ from gvirtus.protocol import DTYPE_NAMES, dtype_name
 # on whichever gRPC / data-channel thread received the call made one spinning team per RPC thread, and with
 # 2 torch threads on a 2-core VM the pose step took 2-3x longer than the same graphs run locally.
 COMPUTE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gvirtus-compute")
-_COMPUTE_THREAD: dict[str, threading.Thread] = {}
 
 GRAPH_FORMAT = "gvirtus.graph"
 GRAPH_VERSION = 1
@@ -268,12 +266,9 @@ class CompiledGraph:
         """Run on `inputs` (on the backend's device, matching `input_specs`); returns the flat outputs.
 
         Runs on the process's one compute thread (gvirtus.graph.COMPUTE), whichever RPC thread asks."""
-        if threading.current_thread() is _COMPUTE_THREAD.get("thread"):
-            return self._run(inputs)
         return COMPUTE.submit(self._run, inputs).result()
 
     def _run(self, inputs: Sequence[torch.Tensor]) -> list[Any]:
-        _COMPUTE_THREAD.setdefault("thread", threading.current_thread())
         env: list[Any] = [None] * len(self.ops)
         weights = self.weights
 

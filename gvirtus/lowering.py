@@ -66,6 +66,9 @@ class _Packed:
         self._by_size: dict[tuple[int, ...], torch.Tensor] = {}
 
     def get(self, weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The packed weight for input ``x``, which must be a 4-d float32 tensor."""
+        if x.dtype != torch.float32 or x.dim() != 4:
+            raise RuntimeError(f"lowered convolution expects a 4-d float32 input, got {x.dtype} {tuple(x.shape)}")
         size = tuple(x.shape)
         packed = self._by_size.get(size)
         if packed is None:
@@ -81,13 +84,9 @@ def _fused_call(packed: _Packed, binary: bool, unary: str, scalars: list[float])
     padding, stride, dilation, groups = packed.conv
 
     def conv_unary(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-        if x.dtype != torch.float32 or x.dim() != 4:
-            raise RuntimeError(f"lowered convolution expects a 4-d float32 input, got {x.dtype} {tuple(x.shape)}")
         return _POINTWISE.default(x, packed.get(w, x), b, padding, stride, dilation, groups, unary, scalars, "")
 
     def conv_binary(x: torch.Tensor, other: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-        if x.dtype != torch.float32 or x.dim() != 4:
-            raise RuntimeError(f"lowered convolution expects a 4-d float32 input, got {x.dtype} {tuple(x.shape)}")
         return _POINTWISE.binary(x, other, packed.get(w, x), b, padding, stride, dilation, groups, "add", None,
                                  None if unary == "none" else unary, scalars, "")
 
