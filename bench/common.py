@@ -60,3 +60,24 @@ def loopback_backend(threads: int, device: str = "cpu") -> Iterator[Any]:
             yield dev
         finally:
             dev.close()
+
+
+def device_options(parser: Any) -> None:
+    """The options the pose and preprocess benchmarks share: runs, threads, the loopback gvirtus backend
+    (--no-remote, --backend-device), the local GPU column (--gpu) and --json."""
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-remote", action="store_true")
+    parser.add_argument("--backend-device", default="cpu", help="gvirtus.device of the loopback backend (cpu, cuda)")
+    parser.add_argument("--gpu", default="cuda:0", help="local GPU column's device when CUDA is available; none = skip")
+    parser.add_argument("--json", action="store_true")
+
+
+def gpu_device(choice: str) -> str | None:
+    """The local GPU column's device: None when skipped ("none") or when this torch sees no CUDA device."""
+    import torch
+
+    if choice == "none" or not torch.cuda.is_available():
+        return None
+    return choice
+

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bench.common import HEIGHT, WIDTH, loopback_backend, photo  # noqa: E402
+from bench.common import HEIGHT, WIDTH, device_options, gpu_device, loopback_backend, photo  # noqa: E402
 
 
 def median_ms(fn: Callable[[], Any], runs: int, warmup: int = 3) -> float:
@@ -135,21 +135,9 @@ def remote_step(image: np.ndarray, runs: int, threads: int, device: str = "cpu")
         return pose_step(image, dev, runs)
 
 
-def gpu_device(choice: str) -> str | None:
-    """The local GPU column's device: None when skipped or when this torch sees no CUDA device."""
-    if choice == "none" or not torch.cuda.is_available():
-        return None
-    return choice
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--runs", type=int, default=20)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--no-remote", action="store_true")
-    p.add_argument("--backend-device", default="cpu", help="gvirtus.device of the loopback backend (cpu, cuda)")
-    p.add_argument("--gpu", default="cuda:0", help="local GPU column's device when CUDA is available; none = skip")
-    p.add_argument("--json", action="store_true")
+    device_options(p)
     p.add_argument("--litert-only", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.litert_only:

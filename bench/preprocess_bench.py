@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bench.common import HEIGHT, WIDTH, loopback_backend, photo  # noqa: E402
+from bench.common import HEIGHT, WIDTH, device_options, gpu_device, loopback_backend, photo  # noqa: E402
 
 ORIGINAL_MS = 16500.0 + 7900.0      # CLEVER: OpenPose through GVirtuS + human parsing, one image
 
@@ -81,17 +81,12 @@ def run_all(image: np.ndarray, runs: int, threads: int, with_remote: bool, backe
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--runs", type=int, default=20)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--no-remote", action="store_true")
-    p.add_argument("--backend-device", default="cpu", help="gvirtus.device of the loopback backend (cpu, cuda)")
-    p.add_argument("--gpu", default="cuda:0", help="local GPU column's device when CUDA is available; none = skip")
-    p.add_argument("--json", action="store_true")
+    device_options(p)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     image = photo()
     load_before = os.getloadavg()[0]
-    gpu_dev = None if args.gpu == "none" or not torch.cuda.is_available() else args.gpu
+    gpu_dev = gpu_device(args.gpu)
     res = run_all(image, args.runs, args.threads, not args.no_remote, args.backend_device, gpu_dev)
     local, far, gpu = res["local"], res.get("remote"), res.get("gpu")
     result = {
