@@ -16,7 +16,7 @@ import os
 
 import torch
 
-from gvirtus.datachannel import DataServer
+from gvirtus.dataserver import DataServer
 from gvirtus.device import CONTEXT_LOST, DeviceUnavailable, pick_device, use_full_float32
 from gvirtus.errors import GvirtusError
 from gvirtus.protocol import MIB, REAPER_INTERVAL_S, SESSION_TIMEOUT_S

@@ -149,7 +149,7 @@ def test_null_calls_on_every_path(dev: gvirtus.RemoteDevice) -> None:
 def test_data_channel_drops_silent_unauthenticated_connections(dev: gvirtus.RemoteDevice) -> None:
     import socket
 
-    from gvirtus.datachannel import HELLO_TIMEOUT_S
+    from gvirtus.dataserver import HELLO_TIMEOUT_S
 
     port = dev._conn.open_reply.data_port
     with socket.create_connection(("127.0.0.1", port), timeout=HELLO_TIMEOUT_S + 10) as s:

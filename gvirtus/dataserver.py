@@ -1,0 +1,268 @@
+"""The backend side of the bulk-data stream (wire format: gvirtus.datachannel): accept authenticated
+connections and serve copies, malloc/free, module launches (op K) and the null call against sessions."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import ssl
+import threading
+from typing import Any
+
+import numpy as np
+import torch
+
+from gvirtus.datachannel import (
+    ERROR_LEN,
+    ID,
+    MAGIC,
+    MAX_ERROR_BYTES,
+    REQUEST,
+    SESSION_ID_BYTES,
+    recv_bytes,
+    recv_exact,
+    send_all,
+    tune_socket,
+)
+from gvirtus.errors import InvalidRequest
+
+log = logging.getLogger("gvirtus.dataserver")
+ACCEPT_BACKLOG = 64
+STAGING_CHUNK_BYTES = 4 * 1024 * 1024   # CUDA backend: host staging between socket and device
+HELLO_TIMEOUT_S = 2.0                    # a connection must authenticate this fast (no idle unauthenticated threads)
+
+
+class DataServer:
+    """The backend side: accept data connections, serve W/R requests against session handles."""
+
+    def __init__(self, store: Any, device: torch.device, bind: str, tls: tuple[bytes, bytes] | None,
+                 port: int = 0) -> None:
+        from gvirtus.server import byte_view, check_range, translate  # the same checks as the RPCs
+
+        self._byte_view, self._check_range, self._translate = byte_view, check_range, translate
+        self.store = store
+        self.device = device
+        family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+        self._listener = socket.create_server((bind, port), family=family, backlog=ACCEPT_BACKLOG)
+        self.port = int(self._listener.getsockname()[1])
+        self._ssl: ssl.SSLContext | None = None
+        if tls is not None:
+            self._ssl = _server_context(*tls)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept_loop, name="gvirtus-data-accept", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        try:
+            self._listener.close()
+        except OSError:
+            pass
+
+    def _accept_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, peer = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn, peer), name="gvirtus-data", daemon=True).start()
+
+    def _serve(self, conn: socket.socket, peer: Any) -> None:
+        try:
+            tune_socket(conn)
+            conn.settimeout(HELLO_TIMEOUT_S)
+            if self._ssl is not None:
+                conn = self._ssl.wrap_socket(conn, server_side=True)
+            hello = recv_bytes(conn, len(MAGIC) + SESSION_ID_BYTES)
+            if hello[:len(MAGIC)] != MAGIC:
+                return
+            sid = hello[len(MAGIC):].decode("ascii", errors="replace")
+            if not self._reply(conn, lambda: self.store.get(sid)):
+                return
+            conn.settimeout(None)
+            header = bytearray(REQUEST.size)
+            while True:
+                recv_exact(conn, memoryview(header))
+                op, handle, offset, nbytes = REQUEST.unpack(header)
+                if op == b"W":
+                    self._write(conn, sid, handle, offset, nbytes)
+                elif op == b"R":
+                    self._read(conn, sid, handle, offset, nbytes)
+                elif op == b"K":
+                    self._launch(conn, sid, handle, bool(offset), nbytes)
+                elif op == b"P":                   # null call: session check only
+                    self._reply(conn, lambda: self.store.get(sid))
+                elif op == b"M":                   # malloc(nbytes) -> u64 id
+                    self._reply(conn, lambda n=nbytes: self.store.get(sid).allocate(n, self.device),
+                                lambda hid: [ID.pack(hid)])
+                elif op == b"F":                   # free(handle)
+                    self._reply(conn, lambda h=handle: self.store.get(sid).release(h))
+                else:
+                    return
+        except (OSError, ConnectionError, ssl.SSLError) as exc:
+            log.debug("data connection from %s ended: %s", peer, exc)
+        finally:
+            conn.close()
+
+    def _reply(self, conn: socket.socket, action: Any, payload: Any = None) -> bool:
+        """Run `action`; send status 0 (+ `payload(result)` in the same write), or the typed error."""
+        try:
+            result = action()
+            parts = payload(result) if payload is not None else []
+        except Exception as exc:
+            err = self._translate(exc)
+            body = json.dumps({"kind": type(err).__name__, "message": str(err)[:4000]}).encode()
+            conn.sendall(b"\x01" + ERROR_LEN.pack(len(body)) + body)
+            return False
+        send_all(conn, [b"\x00", *(p for p in parts if memoryview(p).nbytes)])
+        return True
+
+    def _target(self, sid: str, handle: int, offset: int, nbytes: int, what: str) -> torch.Tensor:
+        t = self.store.get(sid).get(handle)
+        view = self._byte_view(t, f"handle {handle}")
+        self._check_range(offset, nbytes, view.numel(), f"{what} handle {handle}")
+        return view[offset:offset + nbytes]
+
+    def _write(self, conn: socket.socket, sid: str, handle: int, offset: int, nbytes: int) -> None:
+        try:
+            dst = self._target(sid, handle, offset, nbytes, "memcpy_htod to")
+        except Exception as exc:
+            _discard(conn, nbytes)                  # keep the stream in step, then report
+            failure = exc
+            self._reply(conn, lambda: _raise(failure))
+            return
+        if dst.device.type == "cpu":
+            if nbytes:
+                recv_exact(conn, dst.numpy().data)
+        else:
+            staging = np.empty(min(nbytes, STAGING_CHUNK_BYTES), dtype=np.uint8)
+            for a in range(0, nbytes, staging.nbytes):
+                n = min(staging.nbytes, nbytes - a)
+                recv_exact(conn, staging[:n].data)
+                dst[a:a + n].copy_(torch.from_numpy(staging[:n]))
+        self._reply(conn, lambda: None)
+
+    def _launch(self, conn: socket.socket, sid: str, module_id: int, keep: bool, nbytes: int) -> None:
+        """Op K: inputs are handles or host bytes; outputs come back as raw bytes or stay on the device."""
+        from gvirtus.server import check_input, handle_input, keep_outputs
+
+        left = nbytes
+        try:
+            module, specs = _module_of(self.store, sid, module_id)
+            if left < ERROR_LEN.size:
+                raise InvalidRequest(f"launch: a {left}-byte body has no input list")
+            (n,) = ERROR_LEN.unpack(recv_bytes(conn, ERROR_LEN.size))
+            left -= ERROR_LEN.size
+            if n > min(MAX_ERROR_BYTES, left):
+                raise InvalidRequest(f"launch: input list of {n} bytes in a {nbytes}-byte body")
+            text = recv_bytes(conn, n)
+            left -= n
+            try:
+                refs = json.loads(text)
+            except ValueError:
+                raise InvalidRequest(f"launch: the input list is not JSON: {text[:80]!r}") from None
+            plan = _launch_plan(refs, specs, left)
+        except Exception as exc:
+            _discard(conn, left)
+            failure = exc
+            self._reply(conn, lambda: _raise(failure))
+            return
+        host: dict[int, torch.Tensor] = {}
+        for k in sorted(plan):   # the host inputs, in order
+            t = torch.empty(specs[k].shape, dtype=plan[k])
+            if t.numel():
+                recv_exact(conn, t.view(-1).view(torch.uint8).numpy().data)
+            host[k] = t if self.device.type == "cpu" else t.to(self.device)
+
+        def run() -> Any:
+            s = self.store.get(sid)
+            inputs = [check_input(k, host[k], spec) if k in host else handle_input(s, k, int(refs[k][1]), spec)
+                      for k, spec in enumerate(specs)]
+            outs = module.graph.run(inputs)
+            return keep_outputs(s, outs) if keep else _host_outputs(outs)
+
+        self._reply(conn, run, _kept_payload if keep else _outputs_payload)
+
+    def _read(self, conn: socket.socket, sid: str, handle: int, offset: int, nbytes: int) -> None:
+        self._reply(conn, lambda: self._target(sid, handle, offset, nbytes, "memcpy_dtoh from"),
+                    lambda src: [(src if src.device.type == "cpu" else src.cpu()).numpy().data])
+
+
+def _host_outputs(outs: list[Any]) -> list[torch.Tensor]:
+    return [(o if isinstance(o, torch.Tensor) else torch.tensor(o)).detach().cpu().contiguous() for o in outs]
+
+
+def _outputs_payload(outs: list[torch.Tensor]) -> list[Any]:
+    from gvirtus.protocol import dtype_name
+
+    head = json.dumps([[dtype_name(o.dtype), list(o.shape)] for o in outs]).encode()
+    return [ERROR_LEN.pack(len(head)) + head, *(o.view(-1).view(torch.uint8).numpy().data for o in outs)]
+
+
+def _kept_payload(kept: list[tuple[int, int, str, tuple[int, ...]]]) -> list[Any]:
+    head = json.dumps([[hid, n, dtype, list(shape)] for hid, n, dtype, shape in kept]).encode()
+    return [ERROR_LEN.pack(len(head)) + head]
+
+
+def _module_of(store: Any, sid: str, module_id: int) -> tuple[Any, list[Any]]:
+    from gvirtus.errors import InvalidHandle
+
+    m = store.get(sid).modules.get(module_id)
+    if m is None:
+        raise InvalidHandle(f"module {module_id} is not registered in this session")
+    return m, list(m.graph.input_specs)
+
+
+def _launch_plan(refs: Any, specs: list[Any], host_bytes: int) -> dict[int, torch.dtype]:
+    """Check op K's input list against the module's specs; the dtype of each host input, by position."""
+    from gvirtus.protocol import nbytes_of, torch_dtype
+
+    if not isinstance(refs, list) or len(refs) != len(specs):
+        raise InvalidRequest(f"launch: module takes {len(specs)} inputs, the input list is {str(refs)[:80]}")
+    plan, total = {}, 0
+    for k, (ref, spec) in enumerate(zip(refs, specs, strict=True)):
+        if not (isinstance(ref, list) and len(ref) == 2 and ref[0] in ("h", "b") and isinstance(ref[1], int)):
+            raise InvalidRequest(f"launch input {k}: expected [\"h\", id] or [\"b\", nbytes], got {str(ref)[:80]}")
+        if ref[0] == "b":
+            want = nbytes_of(spec.dtype, spec.shape)
+            if ref[1] != want:
+                raise InvalidRequest(f"launch input {k}: expected {spec.dtype} {list(spec.shape)} ({want} bytes), "
+                                     f"got {ref[1]} bytes")
+            plan[k] = torch_dtype(spec.dtype)
+            total += want
+    if total != host_bytes:
+        raise InvalidRequest(f"launch: the input list declares {total} host bytes, the body has {host_bytes}")
+    return plan
+
+
+def _raise(exc: Exception) -> None:
+    raise exc
+
+
+def _discard(conn: socket.socket, nbytes: int) -> None:
+    scratch = memoryview(bytearray(min(nbytes, STAGING_CHUNK_BYTES) or 1))
+    left = nbytes
+    while left:
+        n = conn.recv_into(scratch, min(left, scratch.nbytes))
+        if n == 0:
+            raise ConnectionError("peer closed the data channel")
+        left -= n
+
+
+def _server_context(key_pem: bytes, cert_pem: bytes) -> ssl.SSLContext:
+    import os
+    import tempfile
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    with tempfile.TemporaryDirectory() as tmp:   # ssl loads PEM only from files
+        cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
+        with open(cert, "wb") as f:
+            f.write(cert_pem)
+        with open(key, "wb") as f:
+            f.write(key_pem)
+        ctx.load_cert_chain(cert, key)
+    return ctx
