@@ -29,7 +29,8 @@ from gvirtus.errors import (
     RemoteExecutionError,
     SessionLost,
 )
-from gvirtus.frontend import DeviceBuffer, RemoteDevice, RemoteModule
+from gvirtus.frontend import RemoteDevice
+from gvirtus.modules import DeviceBuffer, RemoteModule
 from gvirtus.protocol import CALL_TIMEOUT_S, DEFAULT_MAX_MESSAGE_MB
 
 
