@@ -237,7 +237,7 @@ class RemoteDevice:
     # transparent ----------------------------------------------------------------------
     def pipeline(self) -> Any:
         """The transparent layer's op stream of this session (opened on first use)."""
-        from gvirtus.transparent import Pipeline
+        from gvirtus.opstream import Pipeline
 
         if self._conn.closed:
             raise RemoteDeviceLost("this RemoteDevice is closed; open a new one with gvirtus.connect")

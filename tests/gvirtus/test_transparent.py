@@ -107,7 +107,7 @@ def test_mixing_sessions_is_rejected(backend: object, dev: gvirtus.RemoteDevice)
 def test_releases_stay_behind_the_ops_that_use_them(dev: gvirtus.RemoteDevice,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Tiny batches make the queue long: a released id must never overtake a queued op using it."""
-    monkeypatch.setattr("gvirtus.transparent.PIPELINE_MAX_BATCH", 3)
+    monkeypatch.setattr("gvirtus.opstream.PIPELINE_MAX_BATCH", 3)
     a = dev.tensor(torch.zeros(2))
     for _ in range(600):
         a = a * 1 + 1          # the previous `a` and the product are released while still queued
