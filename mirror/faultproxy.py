@@ -22,7 +22,7 @@ Fault model (what a stream socket can see of a faulty network):
                     stalls: a "lost" chunk is delivered `rto_s` (default LOSS_RTO_S) late, and
                     the chunks behind it wait too. Bytes are never dropped silently.
     cut             like a pulled cable: no FIN, no RST; bytes wait in the proxy (bounded by
-                    QUEUE_CHUNKS per direction, then the proxy stops reading, so the sender's TCP
+                    faultlink.QUEUE_CHUNKS per direction, then the proxy stops reading, so the sender's TCP
                     window fills). Liveness checks (zmq / gRPC heartbeats) are what notice it.
     reset / refuse  like a crashed peer or a firewall's reject: SO_LINGER 0 then close = RST.
     bandwidth       a token bucket per direction (all connections share the link).
@@ -40,21 +40,18 @@ import dataclasses
 import logging
 import random
 import socket
-import struct
 import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from mirror.errors import MirrorError
+from mirror.faultlink import CHUNK_BYTES, DOWN, UP, Link, reset_socket
 
-CHUNK_BYTES = 64 * 1024          # largest read per turn; delay and loss apply per chunk
-QUEUE_CHUNKS = 64                # chunks held per direction (during a cut or delay) before reading stops
 LOSS_RTO_S = 0.2                 # a "lost" chunk arrives this much later (Linux's minimum TCP RTO)
 CONNECT_TIMEOUT_S = 5.0          # proxy -> target connect
 START_TIMEOUT_S = 5.0
 STOP_TIMEOUT_S = 5.0
-UP, DOWN = "up", "down"          # up: client -> target, down: target -> client
 
 log = logging.getLogger("mirror.faultproxy")
 
@@ -96,98 +93,6 @@ class ProxyStats:
     chunks_lost: int = 0         # chunks that took the loss penalty
 
 
-def _rst(writer: asyncio.StreamWriter) -> None:
-    """Close with a TCP RST (SO_LINGER 0) instead of a FIN."""
-    sock = writer.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    writer.transport.abort()
-
-
-class _Link:
-    """One proxied connection: two pumps (up, down), each a reader and a delayed writer."""
-
-    def __init__(self, proxy: FaultProxy, client: tuple[asyncio.StreamReader, asyncio.StreamWriter],
-                 target: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> None:
-        self.proxy = proxy
-        self.client, self.target = client, target
-        self.tasks: list[asyncio.Task[None]] = []
-        self.was_reset = False
-
-    async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        pumps = [loop.create_task(self._pump(self.client[0], self.target[1], UP)),
-                 loop.create_task(self._pump(self.target[0], self.client[1], DOWN))]
-        self.tasks = pumps
-        try:
-            await asyncio.gather(*pumps)
-        except (ConnectionError, OSError):
-            self.reset()
-        except asyncio.CancelledError:
-            if not self.was_reset:    # the proxy is shutting down: let the cancellation through
-                raise
-        finally:
-            for _, w in (self.client, self.target):
-                w.close()
-
-    def reset(self) -> None:
-        self.was_reset = True
-        for t in self.tasks:
-            t.cancel()
-        _rst(self.client[1])
-        _rst(self.target[1])
-
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, direction: str) -> None:
-        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue(QUEUE_CHUNKS)
-        feeder = asyncio.get_running_loop().create_task(self._read(reader, queue))
-        try:
-            await self._write(writer, queue, direction)
-        finally:
-            feeder.cancel()
-
-    async def _read(self, reader: asyncio.StreamReader, queue: asyncio.Queue[tuple[float, bytes]]) -> None:
-        p = self.proxy
-        loop = asyncio.get_running_loop()
-        try:
-            while True:
-                data = await reader.read(CHUNK_BYTES)
-                f = p.faults
-                due = loop.time() + f.delay_s + (p.rng.uniform(0.0, f.jitter_s) if f.jitter_s else 0.0)
-                if data and f.loss and p.rng.random() < f.loss:
-                    due += f.rto_s
-                    p.counters.chunks_lost += 1
-                await queue.put((due, data))
-                if not data:
-                    return
-        except (ConnectionError, OSError):
-            await queue.put((0.0, b""))
-
-    async def _write(self, writer: asyncio.StreamWriter, queue: asyncio.Queue[tuple[float, bytes]],
-                     direction: str) -> None:
-        p = self.proxy
-        loop = asyncio.get_running_loop()
-        last_due = 0.0
-        while True:
-            due, data = await queue.get()
-            last_due = max(due, last_due)         # order is kept: never overtake an earlier chunk
-            if last_due > loop.time():
-                await asyncio.sleep(last_due - loop.time())
-            await p.link_up.wait()                # cut: hold everything until restored
-            if not data:
-                if writer.can_write_eof():
-                    with contextlib.suppress(OSError):
-                        writer.write_eof()
-                return
-            await p.throttle(direction, len(data))
-            writer.write(data)
-            await writer.drain()
-            if direction == UP:
-                p.counters.bytes_up += len(data)
-            else:
-                p.counters.bytes_down += len(data)
-
-
 class FaultProxy:
     """A TCP proxy to `target` ("host", port) with controllable faults (see the module docstring).
 
@@ -209,7 +114,7 @@ class FaultProxy:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.base_events.Server | None = None
-        self._links: set[_Link] = set()
+        self._links: set[Link] = set()
         self._bw_free_at: dict[str, float] = {UP: 0.0, DOWN: 0.0}
         self._started = threading.Event()
         self._start_error: BaseException | None = None
@@ -340,7 +245,7 @@ class FaultProxy:
         self.counters.accepted += 1
         if self.faults.refuse:
             self.counters.refused += 1
-            _rst(writer)
+            reset_socket(writer)
             return
         try:
             target = await asyncio.wait_for(asyncio.open_connection(*self.target, limit=CHUNK_BYTES),
@@ -348,14 +253,14 @@ class FaultProxy:
         except (OSError, TimeoutError) as exc:
             log.info("%s: target %s:%d unreachable (%s); resetting the client", self.name, *self.target, exc)
             self.counters.refused += 1
-            _rst(writer)
+            reset_socket(writer)
             return
         for _, w in ((reader, writer), target):
             sock = w.get_extra_info("socket")
             if sock is not None:
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        link = _Link(self, (reader, writer), target)
+        link = Link(self, (reader, writer), target)
         self._links.add(link)
         try:
             await link.run()
