@@ -6,7 +6,7 @@ with LiteRT running the same two models in the same run as the floor.
 
 Rows: whole pose step (estimate_pose) local and remote, its stages (detector, crop, landmark, post =
 mask warp + host post-processing), and model-only times: our torch modules as the local path runs them
-(portable detector + oneDNN-lowered landmark model), both models lowered, and the portable graphs, vs
+(detector lowered bit-exactly + oneDNN-fused landmark model), both models fused, and the portable graphs, vs
 LiteRT (XNNPACK, measured in a child process during the same run, so its spinning thread pool cannot
 starve torch's threads) on the same input sizes.
 --backend-device: the gvirtus backend's device (default cpu; "cuda" on a GPU machine). When this torch sees
@@ -199,7 +199,8 @@ def main() -> int:
         print(f"{stage:<28}{t:10.2f}{pt:10.2f}{lw:10.2f}{lr:11.2f}{t / lr:8.2f}{lw / lr:16.2f}")
     print(f"{'both (model_torch_ms)':<28}{torch_ms:10.2f}{portable_ms:10.2f}{lowered_ms:10.2f}{litert_ms:11.2f}"
           f"{torch_ms / litert_ms:8.2f}{lowered_ms / litert_ms:16.2f}   target ratio <= 2")
-    print("torch = as the local pose step runs them (detector unlowered: docs/pose.md, Sensitivity)")
+    print("torch = as the local pose step runs them (detector lowered bit-exactly: docs/pose.md, Sensitivity);"
+          " portable = unlowered")
     return 0
 
 

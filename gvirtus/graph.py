@@ -15,7 +15,8 @@ shapes and dtypes; register again for other sizes (different content, a differen
 
 A CPU backend lowers convolution chains to oneDNN fused calls (gvirtus.lowering: same values up to float
 rounding, 1.5-2.6x faster); a module whose results must keep the plain aten arithmetic sets the attribute
-``gvirtus_exact = True``, which capture records as the graph option "exact".
+``gvirtus_exact = True``, which capture records as the graph option "exact": such a graph is lowered by
+the bit-exact rules instead (gvirtus.lowering.lower_exact: the same bits as unlowered, still faster).
 """
 
 from __future__ import annotations
@@ -222,8 +223,10 @@ class CompiledGraph:
         if not isinstance(options, dict) or not set(options) <= {"exact"}:
             raise InvalidRequest(f"module graph options must be a dict with keys from ['exact'], got {options!r}")
         self.lowered = 0
-        if lowering.available(device) and not options.get("exact"):
-            self.lowered = lowering.lower_convolutions(self.ops, self.calls, self.outputs, self.weights)
+        exact = bool(options.get("exact"))
+        if lowering.available(device, exact):
+            lower = lowering.lower_exact if exact else lowering.lower_convolutions
+            self.lowered = lower(self.ops, self.calls, self.outputs, self.weights)
         self.last_use = self._last_uses(len(nodes))
 
     def _check_refs(self, value: Any, limit: int, where: str) -> None:
@@ -285,6 +288,6 @@ class CompiledGraph:
                 for dead in self.last_use[j]:
                     env[dead] = None
             outs = [codec.substitute(v, lookup) for v in self.outputs]
-        if self.lowered:  # oneDNN's channels-last results leave as the contiguous tensors the graph was traced with
-            outs = [o.contiguous() if isinstance(o, torch.Tensor) else o for o in outs]
+        if self.lowered:  # oneDNN's channels-last or blocked results leave as the graph was traced to return them
+            outs = [lowering.leave(o) for o in outs]
         return outs

@@ -11,7 +11,9 @@ may need a copy).
 These are the fusion rules of node1.tflite.cpu (the local CPU path), so a graph lowered here gives the same
 numbers as the same model lowered there (tests/pose/test_remote.py checks bit-equality). The results differ
 from the unlowered graph by float rounding only; a client that needs the unlowered arithmetic registers its
-module with ``gvirtus_exact = True`` (graph option "exact").
+module with ``gvirtus_exact = True`` (graph option "exact"), and ``lower_exact`` lowers that graph by
+gvirtus.exactconv's rules instead (aten's own kernels on blocked activations: bit-identical, and faster
+than unlowered; node1.tflite.cpu.lower_exact is the same pass on fx graphs).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 
 import torch
 
-from gvirtus import codec
+from gvirtus import codec, exactconv
 
 _CONV = torch.ops.aten.convolution.default
 _ADD = torch.ops.aten.add.Tensor
@@ -35,9 +37,14 @@ _VIEWS = {torch.ops.aten.view.default: torch.ops.aten.reshape.default,
           torch.ops.aten._unsafe_view.default: torch.ops.aten.reshape.default}
 
 
-def available(device: torch.device) -> bool:
-    """Lowering applies to CPU backends with oneDNN."""
-    return device.type == "cpu" and torch.backends.mkldnn.is_available()
+def available(device: torch.device, exact: bool = False) -> bool:
+    """Lowering applies to CPU backends with oneDNN (``exact``: and aten's backend choice inspectable)."""
+    return device.type == "cpu" and (exactconv.available() if exact else torch.backends.mkldnn.is_available())
+
+
+def leave(value: Any) -> Any:
+    """A lowered graph's output as the graph was traced to return it: dense and contiguous."""
+    return exactconv.dense(value).contiguous() if isinstance(value, torch.Tensor) else value
 
 
 def _users(ops: list[Any], calls: list[tuple[list[Any], dict[str, Any]]], outputs: Any) -> dict[int, list[int]]:
@@ -182,3 +189,79 @@ def _conv_out_shape(x: torch.Tensor, w: torch.Tensor, conv_args: list[Any]) -> t
         k = (int(w.shape[2 + d]) - 1) * int(dilation[d]) + 1
         out.append((int(x.shape[2 + d]) + 2 * int(padding[d]) - k) // int(stride[d]) + 1)
     return tuple(out)
+
+
+def _refs_to(value: Any, nodes: set[int]) -> bool:
+    return any(i in nodes for i in codec.node_refs(value))
+
+
+def _densifying(op: Any) -> Callable[..., Any]:
+    """``op`` with every blocked tensor among its arguments (also inside lists) made dense first."""
+    def dense_tree(v: Any) -> Any:
+        if isinstance(v, (list, tuple)):
+            return type(v)(dense_tree(x) for x in v)
+        return exactconv.dense(v)
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return op(*dense_tree(args), **{k: dense_tree(v) for k, v in kwargs.items()})
+
+    return call
+
+
+def lower_exact(ops: list[Any], calls: list[tuple[list[Any], dict[str, Any]]], outputs: Any,
+                weights: list[torch.Tensor]) -> int:
+    """Rewrite ``ops`` / ``calls`` in place by gvirtus.exactconv (bit-identical to the unlowered graph):
+    each qualifying ``convolution [-> relu | hardtanh(0, 6)]`` becomes an ExactConv, an add of two of their
+    results an exact_add, and every other op reading one of them densifies its arguments first (the
+    outputs go through ``leave``). Returns how many convolutions were rewritten."""
+    users = _users(ops, calls, outputs)
+    convs: dict[int, exactconv.ExactConv] = {}   # tail node -> its ExactConv
+    blocked: set[int] = set()                     # nodes whose value may be blocked
+    adds: set[int] = set()
+    done: set[int] = set()
+    for j, op in enumerate(ops):
+        if j in done:
+            continue
+        args, kwargs = calls[j]
+        if op is _CONV and not kwargs:
+            x, w, b, stride, padding, dilation, transposed, _out_pad, groups = args
+            if not transposed and isinstance(w, codec.Ref) and w.kind == "w" and len(stride) == 2 \
+                    and weights[w.index].dim() == 4 and weights[w.index].dtype == torch.float32:
+                only = users.get(j, [])
+                user = only[0] if len(only) == 1 and only[0] >= 0 else None
+                tail, unary = j, "none"
+                if user is not None and not calls[user][1] and (found := _unary(ops[user], calls[user][0])):
+                    tail, unary = user, found[0]
+                conv = exactconv.ExactConv(list(stride), list(padding), list(dilation), int(groups),
+                                           weight_shape=tuple(weights[w.index].shape), has_bias=b is not None,
+                                           unary=unary)
+                _replace(ops, calls, conv=j, add=None, tail=tail, fn=conv, args=[x, w, b])
+                convs[tail] = conv
+                blocked.add(tail)
+                done.add(tail)
+                continue
+        if op is _ADD and not kwargs and len(args) == 2 and all(
+                isinstance(a, codec.Ref) and a.kind == "n" and a.index in blocked for a in args):
+            ops[j] = exactconv.exact_add
+            blocked.add(j)
+            adds.add(j)
+            continue
+        if _refs_to([args, kwargs], blocked):
+            ops[j] = _densifying(op)
+    for tail, conv in convs.items():
+        conv.consumers = _readers(tail, calls, users, convs, adds)
+    return len(convs)
+
+
+def _readers(node: int, calls: list[tuple[list[Any], dict[str, Any]]], users: dict[int, list[int]],
+             convs: dict[int, exactconv.ExactConv], adds: set[int]) -> list[exactconv.ExactConv]:
+    """The ExactConvs reading ``node``'s value as their input, directly or through exact adds."""
+    readers: list[exactconv.ExactConv] = []
+    for u in users.get(node, []):
+        if u in convs:
+            x = calls[u][0][0]
+            if isinstance(x, codec.Ref) and x.kind == "n" and x.index == node:
+                readers.append(convs[u])
+        elif u in adds:
+            readers.extend(_readers(u, calls, users, convs, adds))
+    return readers

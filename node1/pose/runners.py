@@ -46,21 +46,24 @@ MODEL_INPUTS = {  # model stage -> (tflite file, example input (1, 3, N, N))
 }
 
 
-# Stages that take the oneDNN lowering when cpu_fast. The pose detector stays portable: its keypoints set
-# the ROI, and mediapipe's pipeline is so sensitive to the ROI (heatmap-window flips) that ~1e-4 px changes
-# from float rounding moved a hand by 25 px on skimage's camera photo with the fused detector, while the
-# portable one reproduces mediapipe there (docs/pose.md, "Sensitivity"). The landmark model is not sensitive.
+# Stages that take the oneDNN lowering when cpu_fast. The pose detector takes the bit-exact one instead: its
+# keypoints set the ROI, and mediapipe's pipeline is so sensitive to the ROI (heatmap-window flips) that
+# ~1e-4 px changes from float rounding moved a hand by 25 px on skimage's camera photo with the fused
+# detector, while the portable arithmetic reproduces mediapipe there (docs/pose.md, "Sensitivity"). The
+# landmark model is not sensitive.
 CPU_FAST_STAGES = ("pose_landmarks", "face_detector", "selfie")
+CPU_EXACT_STAGES = ("pose_detector",)
 
 
 def _model(stage: str, cpu_fast: bool) -> nn.Module:
     file_name, size = MODEL_INPUTS[stage]
     model = load_model(file_name, "nchw")
-    if cpu_fast and stage in CPU_FAST_STAGES:
-        from node1.tflite.cpu import optimize_for_cpu
+    if cpu_fast and stage in CPU_FAST_STAGES + CPU_EXACT_STAGES:
+        from node1.tflite.cpu import optimize_exact_for_cpu, optimize_for_cpu
 
         example = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
-        return optimize_for_cpu(model, example)
+        optimize = optimize_exact_for_cpu if stage in CPU_EXACT_STAGES else optimize_for_cpu
+        return optimize(model, example)
     return model
 
 
@@ -85,7 +88,7 @@ def _cpu_stages(cpu_fast: bool = False) -> dict[str, nn.Module]:
         "selfie": SelfieModel(_model("selfie", cpu_fast)),
         "selfie_resize": ResizeMask(),
     }
-    # the detector's keypoints set the ROI (see CPU_FAST_STAGES): a gvirtus CPU backend must not lower it either
+    # the detector's keypoints set the ROI (see CPU_EXACT_STAGES): a gvirtus CPU backend lowers it exactly too
     stages["pose_detector"].gvirtus_exact = True  # type: ignore[assignment]  # read by gvirtus.graph.capture
     if cpu_fast:  # the local photo is already where the stages read it: no device copy (never mutated)
         stages["prepare"] = nn.Identity()

@@ -1,10 +1,11 @@
 """The same numbers locally and through gvirtus (a real backend process on loopback).
 
 The local CPU path lowers the models with node1.tflite.cpu; the CPU backend lowers the portable graphs it
-is sent with gvirtus.lowering, by the same rules (the pose detector is registered "exact" and stays
-unlowered on both sides). The test backend runs 1 torch thread, so the local reference runs with 1 thread
-too: then the numbers are bit-identical. (With a different thread count, CPU convolutions may sum in
-another order; the ~1e-6 differences then move landmarks by up to ~0.05 px on sensitive photos.)
+is sent with gvirtus.lowering, by the same rules (the pose detector is registered "exact" and is lowered
+bit-exactly on both sides, gvirtus.exactconv). The test backend runs 1 torch thread, so the local
+reference runs with 1 thread too: then the numbers are bit-identical. (With a different thread count,
+CPU convolutions may sum in another order; the ~1e-6 differences then move landmarks by up to ~0.05 px
+on sensitive photos.)
 """
 
 from __future__ import annotations

@@ -1,0 +1,100 @@
+"""gvirtus.exactconv and the exact lowerings built on it: the same bits as aten, at 1 and 2 threads.
+
+aten picks its convolution kernel by shape and thread count, so each check runs at both counts (the
+2-core VM's default is 2; the test backends run 1). The pose detector is the model that needs it.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gvirtus import exactconv
+from gvirtus.graph import COMPUTE, CompiledGraph, capture
+from node1.pose.runners import stage_module
+from node1.tflite import load_model
+from node1.tflite.cpu import optimize_exact_for_cpu
+
+pytestmark = pytest.mark.skipif(not exactconv.available(), reason="this torch build has no oneDNN")
+
+# (input shape, weight shape, stride, padding, groups): the pose detector's kinds of convolution
+CASES = [((1, 3, 64, 64), (24, 3, 3, 3), 2, 1, 1),        # first layer, dense 3x3
+         ((1, 48, 40, 40), (48, 1, 3, 3), 1, 1, 48),      # depthwise 3x3
+         ((1, 48, 40, 40), (48, 1, 5, 5), 2, 2, 48),      # depthwise 5x5, strided
+         ((1, 64, 40, 40), (24, 64, 1, 1), 1, 0, 1),      # 1x1, large (oneDNN at 2 threads)
+         ((1, 80, 14, 14), (96, 80, 1, 1), 1, 0, 1)]      # 1x1, small (aten's own GEMM)
+UNARY = {"none": lambda y: y, "relu": F.relu, "hardtanh": F.relu6}
+
+
+@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
+def threads(request):  # type: ignore[no-untyped-def]
+    before = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("unary", list(UNARY))
+def test_exact_conv_gives_atens_bits_from_either_layout(threads: int, unary: str) -> None:
+    g = torch.Generator().manual_seed(0)
+    for x_shape, w_shape, stride, pad, groups in CASES:
+        x, w, b = torch.randn(x_shape, generator=g), torch.randn(w_shape, generator=g), torch.randn(w_shape[0])
+        want = UNARY[unary](F.conv2d(x, w, b, stride, pad, 1, groups))
+        conv = exactconv.ExactConv([stride] * 2, [pad] * 2, [1, 1], groups, weight_shape=w_shape, has_bias=True,
+                                   unary=unary)
+        reader = exactconv.ExactConv([1, 1], [1, 1], [1, 1], w_shape[0], weight_shape=(w_shape[0], 1, 3, 3),
+                                     has_bias=True)
+        assert reader.uses_onednn(conv.out_shape(x_shape))  # aten runs depthwise 3x3 on oneDNN at any count
+        conv.consumers = [reader]  # so a dense input turns blocked where this conv runs on oneDNN
+        with torch.inference_mode():
+            from_dense, from_blocked = conv(x, w, b), conv(x.to_mkldnn(), w, b)
+        assert from_dense.is_mkldnn == conv.uses_onednn(x_shape)
+        for got in (from_dense, from_blocked):
+            assert torch.equal(exactconv.dense(got), want), (x_shape, w_shape, unary, threads)
+
+
+def test_exact_conv_rejects_what_it_cannot_run() -> None:
+    with pytest.raises(ValueError, match="unary must be one of .* got 'tanh'"):
+        exactconv.ExactConv([1, 1], [0, 0], [1, 1], 1, weight_shape=(4, 4, 1, 1), has_bias=True, unary="tanh")
+    with pytest.raises(ValueError, match=r"4-d .* got shape \(4, 4\)"):
+        exactconv.ExactConv([1, 1], [0, 0], [1, 1], 1, weight_shape=(4, 4), has_bias=True)
+
+
+def _detector_inputs() -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(3)
+    return [torch.rand(1, 3, 224, 224, generator=g) * 2 - 1 for _ in range(2)]
+
+
+def test_pose_detector_lowered_exactly_on_the_cpu_keeps_every_bit(threads: int) -> None:
+    model = load_model("pose_detection.tflite", "nchw").eval()
+    exact = optimize_exact_for_cpu(model, _detector_inputs()[0])
+    assert exact is not model, "the exact lowering fell back to the portable module"
+    assert sum(isinstance(m, torch.nn.Module) and type(m).__name__ == "_ExactConvModule"
+               for m in exact.modules()) == 73  # every convolution of the detector
+    with torch.inference_mode():
+        for x in _detector_inputs():
+            for got, want in zip(exact(x), model(x), strict=True):
+                assert torch.equal(got, want)
+
+
+def test_exact_graphs_are_lowered_exactly_on_a_cpu_backend(threads: int) -> None:
+    stage = stage_module("pose_detector")  # the portable stage gvirtus is sent; registered "exact"
+    x = _detector_inputs()[0]
+    cap = capture(stage, [x])
+    assert '"options":{"exact":true}' in cap.graph_json
+    graph = CompiledGraph(cap.graph_json, cap.weights, cap.input_specs, torch.device("cpu"))
+    assert graph.lowered == 73
+    with torch.no_grad():
+        out = stage(x)
+    want = list(out) if isinstance(out, (tuple, list)) else [out]
+    before = COMPUTE.submit(torch.get_num_threads).result()  # graphs run on the compute thread: same count
+    COMPUTE.submit(torch.set_num_threads, threads).result()
+    try:
+        for _ in range(2):  # the second run uses the cached kernel choices
+            got = graph.run([x])
+            assert len(got) == len(want)
+            for g, w in zip(got, want, strict=True):
+                assert not g.is_mkldnn and torch.equal(g, w)
+    finally:
+        COMPUTE.submit(torch.set_num_threads, before).result()
