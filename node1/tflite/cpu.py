@@ -152,17 +152,6 @@ def optimize_for_cpu(module: fx.GraphModule, example: torch.Tensor) -> torch.nn.
     return fast
 
 
-class _ExactConvModule(torch.nn.Module):
-    """An fx call_module wrapper for gvirtus.exactconv.ExactConv (fx codegen needs a module or function)."""
-
-    def __init__(self, conv: exactconv.ExactConv) -> None:
-        super().__init__()
-        self.conv = conv
-
-    def forward(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-        return self.conv(x, w, b)
-
-
 def lower_exact(gm: fx.GraphModule) -> int:
     """Rewrite every conv2d [-> relu | relu6] into gvirtus.exactconv in place, adds of two rewritten
     results into exact_add, and put ``dense`` before every other use of them; returns how many convs."""
@@ -178,9 +167,8 @@ def lower_exact(gm: fx.GraphModule) -> int:
             conv = exactconv.ExactConv(list(stride), list(padding), list(dilation), groups,
                                        weight_shape=tuple(getattr(gm, w.target).shape), has_bias=b is not None,
                                        unary=unary or "none")
-            gm.add_submodule(f"exact_conv_{n}", _ExactConvModule(conv))
-            with g.inserting_after(tail):
-                new = g.call_module(f"exact_conv_{n}", (x, w, b))
+            with g.inserting_after(tail):  # the instance itself is the target (no nn.Module call overhead)
+                new = g.call_function(conv, (x, w, b))
             tail.replace_all_uses_with(new)
             blocked[new] = conv
             n += 1
