@@ -4,14 +4,16 @@ For a float32 NCHW input, aten's CPU convolution picks a backend per call from t
 count (``torch._C._select_conv_backend``): oneDNN for most convolutions, its own im2col + GEMM ("Slow2d")
 for small 1x1 ones. When it picks oneDNN it re-orders the input into oneDNN's blocked layout (nChw16c),
 convolves, and re-orders the result back to NCHW, on every call. Between two convolutions that round
-trip is pure overhead: about 40 % of the pose detector's time on the 2-core VM.
+trip is pure overhead: 3.5 of the 7.8 ms oneDNN spends in one pose detector call on the 2-core VM.
 
 ``ExactConv`` makes the same choice and, where aten would use oneDNN, calls the same oneDNN kernel on
 an input kept in the blocked layout (an opaque ``torch._mkldnn`` tensor), fusing a following relu /
 relu6 as the kernel's post-op (a clamp gives the same float either way). ``exact_add`` adds two blocked
 tensors in place of a dense add, ``dense`` brings a blocked tensor back for every other op. The results
 are bit-identical to the unlowered module at the same thread count (tests/gvirtus/test_exactconv.py),
-unlike gvirtus.lowering's pre-packed channels-last kernels, which round differently.
+unlike gvirtus.lowering's pre-packed channels-last kernels, which round differently. Which kernel the
+fused call picks is the torch build's choice, so each plan is checked against aten's ops on its first
+input and falls back to them where they differ (torch 2.11 on a Xeon: every plan; 2.13.0: none).
 
 Used by node1.tflite.cpu.lower_exact (the local CPU path) and gvirtus.lowering.lower_exact (a CPU
 backend), for models whose every bit matters (the pose detector, docs/pose.md "Sensitivity").
@@ -19,11 +21,14 @@ backend), for models whose every bit matters (the pose detector, docs/pose.md "S
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+log = logging.getLogger("gvirtus.exactconv")
 
 _POINTWISE = torch.ops.mkldnn._convolution_pointwise
 _UNARY_DENSE = {"none": lambda y: y, "relu": torch.relu, "hardtanh": lambda y: F.hardtanh(y, 0.0, 6.0)}
@@ -59,7 +64,10 @@ class ExactConv:
     lowering) will also use oneDNN; otherwise the call is the portable ops themselves (aten's
     convolution, then the activation) and returns a dense NCHW tensor. Moving a dense input into the
     blocked layout costs a copy, so a chain starts only where a next oneDNN convolution reads it.
-    Thread-safe; the plan is cached per (input shape, dtype, layout, thread count).
+    The plan is cached per (input shape, dtype, layout, thread count); the first call of each plan also
+    runs the portable ops and keeps the fused call only if the two agree bit for bit (with torch 2.13.0,
+    the project's pin, they do; torch 2.11's fused call picks channels-last kernels that round
+    differently, and then every call runs the portable ops). Thread-safe.
     """
 
     __name__ = "exact_conv"  # an instance is an fx call_function target: fx codegen names it by this
@@ -108,26 +116,50 @@ class ExactConv:
     def _plan(self, key: tuple[Any, ...]) -> int:
         shape, dtype, blocked, _threads = key
         if dtype != torch.float32 or not self.uses_onednn(tuple(shape)):
-            plan = _ATEN
-        elif blocked:
-            plan = _ONEDNN
-        elif any(c.uses_onednn(self.out_shape(tuple(shape))) for c in self.consumers):
-            plan = _ONEDNN_FROM_DENSE
-        else:  # nothing would read a blocked result: exactly the portable ops (the fused call is no faster)
-            plan = _ATEN
+            return _ATEN
+        if blocked:
+            return _ONEDNN
+        if any(c.uses_onednn(self.out_shape(tuple(shape))) for c in self.consumers):
+            return _ONEDNN_FROM_DENSE
+        return _ATEN  # nothing would read a blocked result: exactly the portable ops (the fused call is no faster)
+
+    def _portable(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        y = F.conv2d(dense(x), w, b, self.stride, self.padding, self.dilation, self.groups)
+        return _UNARY_DENSE[self.unary](y)
+
+    def _fused(self, plan: int, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        if plan == _ONEDNN_FROM_DENSE:
+            x = x.contiguous().to_mkldnn()
+        return _POINTWISE.default(x, w, b, self.padding, self.stride, self.dilation, self.groups,
+                                  self.unary, self._scalars, "")
+
+    def _first_call(self, key: tuple[Any, ...], x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None
+                    ) -> torch.Tensor:
+        """Choose the plan for ``key`` and check it: a fused plan is kept only if its result on this input is
+        bit-identical to the portable ops' (torch builds differ in which kernel the fused call picks)."""
+        plan = self._plan(key)
+        if plan == _ATEN:
+            out = self._portable(x, w, b)
+        else:
+            out = self._fused(plan, x, w, b)
+            want = self._portable(x, w, b)
+            if not torch.equal(dense(out), want):
+                log.info("%r: this torch's fused oneDNN call rounds differently for input %s; using aten's ops",
+                         self, tuple(key[0]))
+                plan, out = _ATEN, want
         with self._lock:
             self._plans[key] = plan
-        return plan
+        return out
+
+    def fused(self) -> int:
+        """How many (shape, layout, threads) plans use the fused oneDNN call (checked bit-identical)."""
+        return sum(plan != _ATEN for plan in self._plans.values())
 
     def __call__(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
         key = (x.shape, x.dtype, x.is_mkldnn, torch.get_num_threads())
         plan = self._plans.get(key)
         if plan is None:
-            plan = self._plan(key)
+            return self._first_call(key, x, w, b)
         if plan == _ATEN:
-            y = F.conv2d(dense(x), w, b, self.stride, self.padding, self.dilation, self.groups)
-            return _UNARY_DENSE[self.unary](y)
-        if plan == _ONEDNN_FROM_DENSE:
-            x = x.contiguous().to_mkldnn()
-        return _POINTWISE.default(x, w, b, self.padding, self.stride, self.dilation, self.groups,
-                                  self.unary, self._scalars, "")
+            return self._portable(x, w, b)
+        return self._fused(plan, x, w, b)
