@@ -38,9 +38,14 @@ def segment_distance_sq(gx: torch.Tensor, gy: torch.Tensor, a: torch.Tensor, b: 
     ax, ay = a[:, 0, None, None], a[:, 1, None, None]
     abx, aby = (b[:, 0] - a[:, 0])[:, None, None], (b[:, 1] - a[:, 1])[:, None, None]
     dx, dy = gx[None] - ax, gy[None] - ay
-    t = ((dx * abx + dy * aby) / (abx * abx + aby * aby + EPS)).clamp(0.0, 1.0)
-    ex, ey = dx - t * abx, dy - t * aby
-    return ex * ex + ey * ey
+    # t = clamp((dx*abx + dy*aby) / |ab|^2, 0, 1); e = d - t*ab; |e|^2 -- in place on the (K, h, w) planes:
+    # the same float operations in the same order as the out-of-place form (bit-identical, tested), with
+    # 3 fresh planes instead of 12 (0.4 vs 3.2 ms for 12 segments on the 2-core VM)
+    t = dx * abx
+    t.add_(dy * aby).div_(abx * abx + aby * aby + EPS).clamp_(0.0, 1.0)
+    dx.sub_(t * abx)
+    dy.sub_(t.mul_(aby))
+    return dx.mul_(dx).add_(dy.mul_(dy))
 
 
 def polygon_inside(gx: torch.Tensor, gy: torch.Tensor, poly: torch.Tensor) -> torch.Tensor:
