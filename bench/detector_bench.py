@@ -26,7 +26,6 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench.common import photo, table  # noqa: E402
-from mirror.memory import keep_freed_memory  # noqa: E402
 
 
 def main() -> None:
@@ -36,7 +35,6 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    keep_freed_memory()  # as the node processes do (mirror.memory); VM_GLIBC_DEFAULTS=1 to compare
     torch.set_num_threads(args.threads)
 
     from node1.pose import estimate_pose

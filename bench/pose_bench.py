@@ -33,7 +33,6 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench.common import HEIGHT, WIDTH, device_options, gpu_device, loopback_backend, photo  # noqa: E402
-from mirror.memory import keep_freed_memory  # noqa: E402
 
 
 def median_ms(fn: Callable[[], Any], runs: int, warmup: int = 3) -> float:
@@ -141,7 +140,6 @@ def main() -> int:
     device_options(p)
     p.add_argument("--litert-only", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
-    keep_freed_memory()  # as the node processes do (mirror.memory); VM_GLIBC_DEFAULTS=1 to compare
     if args.litert_only:
         print(json.dumps(litert_times(args.runs, args.threads)))
         return 0

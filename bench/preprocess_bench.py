@@ -29,7 +29,6 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench.common import HEIGHT, WIDTH, device_options, gpu_device, loopback_backend, photo  # noqa: E402
-from mirror.memory import keep_freed_memory  # noqa: E402
 
 ORIGINAL_MS = 16500.0 + 7900.0      # CLEVER: OpenPose through GVirtuS + human parsing, one image
 
@@ -84,7 +83,6 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     device_options(p)
     args = p.parse_args()
-    keep_freed_memory()  # as the node processes do (mirror.memory); VM_GLIBC_DEFAULTS=1 to compare
     torch.set_num_threads(args.threads)
     image = photo()
     load_before = os.getloadavg()[0]

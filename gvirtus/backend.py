@@ -24,7 +24,6 @@ from gvirtus.server import build_server
 from gvirtus.sessions import SessionStore
 from mirror import ConfigError, load_config, notify_ready, setup_logging
 from mirror.lifecycle import install_stop_handlers
-from mirror.memory import keep_freed_memory
 
 STOP_GRACE_S = 2.0
 EXIT_CONFIG = 2
@@ -44,7 +43,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     log = setup_logging("gvirtus.backend", node=os.environ.get("VM_NODE") or "node2")   # it runs on node 2
-    keep_freed_memory()
     try:
         cfg = load_config()
         gv = cfg["gvirtus"]

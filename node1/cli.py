@@ -50,9 +50,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from mirror.memory import keep_freed_memory
-
-    keep_freed_memory()  # photos and datasets: many tensors of a few MB each
     module_name, func_name = COMMANDS[args.command].split(":")
     func = getattr(importlib.import_module(module_name), func_name)
     return int(func(args))

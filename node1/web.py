@@ -38,7 +38,6 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger as GunicornLogger
 
 from mirror import Config, ConfigError, load_config, notify_ready, setup_logging
-from mirror.memory import keep_freed_memory
 from node1.pipeline_api import GarmentCatalog, TryOnPipeline
 from node1.tls import ensure_certificate, server_ssl_context
 
@@ -272,7 +271,6 @@ def serve(cfg: Config, factory_spec: str | None = None, *, io_timeout_s: float =
 
 def main() -> int:
     setup_logging(COMPONENT)
-    keep_freed_memory()  # before gunicorn forks: the worker inherits it
     try:
         cfg = load_config()
         # $VM_WEB_IO_TIMEOUT_S: tests shorten the slow-client timeout (default CLIENT_IO_TIMEOUT_S).

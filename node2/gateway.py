@@ -13,7 +13,6 @@ from typing import Any
 
 from mirror import load_config, notify_ready, setup_logging
 from mirror.lifecycle import install_stop_handlers, run_until_signal
-from mirror.memory import keep_freed_memory
 from node2.device_info import DeviceInfo, gvirtus_connector
 from node2.health import HealthServer
 from node2.metrics import GatewayMetrics
@@ -74,7 +73,6 @@ def start(c: Any) -> RunningGateway:
 
 def main() -> int:
     setup_logging("node2.gateway")
-    keep_freed_memory()
     stop = install_stop_handlers()
     cfg = load_config()
     running = start(cfg)

@@ -29,7 +29,6 @@ import zmq
 
 from mirror import load_config, notify_ready, request_context, setup_logging
 from mirror.lifecycle import install_stop_handlers
-from mirror.memory import keep_freed_memory
 from transport.endpoints import viton_bind_endpoint
 from transport.errors import FrameError, FrameTooLarge
 from transport.frames import Frame, decode, decode_header, encode, error_frame
@@ -206,7 +205,6 @@ class TryOnService:
 
 def main() -> int:
     setup_logging("viton.service")
-    keep_freed_memory()
     cfg = load_config()
     vt = cfg["viton"]
     ckpt = cfg.path(vt["checkpoint_dir"]) if vt.get("checkpoint_dir") else None
