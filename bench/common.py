@@ -80,4 +80,3 @@ def gpu_device(choice: str) -> str | None:
     if choice == "none" or not torch.cuda.is_available():
         return None
     return choice
-

@@ -110,7 +110,6 @@ def check_range(offset: int, nbytes: int, size: int, what: str) -> None:
         raise InvalidRequest(f"{what}: bytes [{offset}, {offset + nbytes}) are outside the buffer of {size} bytes")
 
 
-
 def check_input(k: int, t: torch.Tensor, spec: Spec) -> torch.Tensor:
     """Launch input k, if it has the registered dtype and shape (InvalidRequest naming both otherwise)."""
     got = Spec(str(t.dtype).removeprefix("torch."), tuple(t.shape))
@@ -139,6 +138,7 @@ def keep_outputs(s: Session, outs: list[Any]) -> list[tuple[int, int, str, tuple
         s.put(hid, t, "launch output")
         kept.append((hid, t.numel() * t.element_size(), str(t.dtype).removeprefix("torch."), tuple(t.shape)))
     return kept
+
 
 class Servicer(pb_grpc.GvirtusServicer):
     """The backend's RPCs over one torch device and one SessionStore."""
