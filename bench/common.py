@@ -1,4 +1,4 @@
-"""Shared pieces of the benchmarks: the 768x1024 test photo, percentiles, a plain-text table."""
+"""Shared pieces of the benchmarks: the 768x1024 test photo, percentiles, a plain-text table, the allocator."""
 
 from __future__ import annotations
 
@@ -15,6 +15,15 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 WIDTH, HEIGHT = 768, 1024
+
+
+def service_allocator() -> str:
+    """Put this benchmark on the allocator the services run on (mirror.allocator: tcmalloc; the process
+    restarts with it preloaded) and return its name for the report. VM_ALLOCATOR=system keeps glibc's."""
+    from mirror.allocator import in_use, reexec_with_tcmalloc
+
+    reexec_with_tcmalloc()
+    return in_use()
 
 
 def photo() -> np.ndarray:

@@ -25,10 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bench.common import photo, table  # noqa: E402
+from bench.common import photo, service_allocator, table  # noqa: E402
 
 
 def main() -> None:
+    allocator = service_allocator()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--steps", type=int, default=4, help="pose steps per runner per round")
@@ -76,12 +77,12 @@ def main() -> None:
     out = {"detector_exact_ms": med(stage_ms[("exact", "pose_detector")]),
            "detector_portable_ms": med(stage_ms[("portable", "pose_detector")]),
            "step_exact_ms": med(step_ms["exact"]), "step_portable_ms": med(step_ms["portable"]),
-           "threads": args.threads, "samples": args.rounds * args.steps}
+           "threads": args.threads, "samples": args.rounds * args.steps, "allocator": allocator}
     if args.json:
         print(json.dumps(out))
         return
     print(f"pose step at 768x1024, {args.threads} threads, one process, {out['samples']} steps per runner "
-          "in alternating rounds; medians; landmarks identical")
+          f"in alternating rounds; medians; landmarks identical; allocator {allocator}")
     print(table(["", "exact ms", "portable ms", "exact / portable"], [
         ["detector stage", out["detector_exact_ms"], out["detector_portable_ms"],
          f"{out['detector_exact_ms'] / out['detector_portable_ms']:.2f}"],

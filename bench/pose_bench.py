@@ -32,7 +32,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bench.common import HEIGHT, WIDTH, device_options, gpu_device, loopback_backend, photo  # noqa: E402
+from bench.common import (  # noqa: E402
+    HEIGHT,
+    WIDTH,
+    device_options,
+    gpu_device,
+    loopback_backend,
+    photo,
+    service_allocator,
+)
 
 
 def median_ms(fn: Callable[[], Any], runs: int, warmup: int = 3) -> float:
@@ -136,6 +144,7 @@ def remote_step(image: np.ndarray, runs: int, threads: int, device: str = "cpu")
 
 
 def main() -> int:
+    allocator = service_allocator()
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     device_options(p)
     p.add_argument("--litert-only", action="store_true", help=argparse.SUPPRESS)
@@ -169,14 +178,15 @@ def main() -> int:
         "gpu_device": gpu_dev,
         "gpu_stages_ms": {k: round(v, 2) for k, v in gpu.items()} if gpu else None,
         "models_ms": {k: round(v, 2) for k, v in models.items()},
-        "threads": args.threads, "image": f"{WIDTH}x{HEIGHT}",
+        "threads": args.threads, "image": f"{WIDTH}x{HEIGHT}", "allocator": allocator,
         "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
     if args.json:
         print(json.dumps(result))
         return 0
     print(f"pose step at {WIDTH}x{HEIGHT}, {args.threads} threads, median of {args.runs}; "
-          f"1-min load avg {load_before:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+          f"1-min load avg {load_before:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; "
+          f"allocator {allocator}")
     if not args.no_remote:
         print(f"gvirtus backend device: {args.backend_device}")
     gpu_head = f"{str(gpu_dev) + ' ms':>14}" if gpu else ""

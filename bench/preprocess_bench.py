@@ -28,7 +28,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bench.common import HEIGHT, WIDTH, device_options, gpu_device, loopback_backend, photo  # noqa: E402
+from bench.common import (  # noqa: E402
+    HEIGHT,
+    WIDTH,
+    device_options,
+    gpu_device,
+    loopback_backend,
+    photo,
+    service_allocator,
+)
 
 ORIGINAL_MS = 16500.0 + 7900.0      # CLEVER: OpenPose through GVirtuS + human parsing, one image
 
@@ -80,6 +88,7 @@ def run_all(image: np.ndarray, runs: int, threads: int, with_remote: bool, backe
 
 
 def main() -> int:
+    allocator = service_allocator()
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     device_options(p)
     args = p.parse_args()
@@ -99,14 +108,15 @@ def main() -> int:
         "preprocess_gpu_ms": round(gpu["total"], 2) if gpu else None,
         "gpu_device": gpu_dev,
         "gpu_ms": {k: round(v, 2) for k, v in gpu.items()} if gpu else None,
-        "threads": args.threads, "image": f"{WIDTH}x{HEIGHT}",
+        "threads": args.threads, "image": f"{WIDTH}x{HEIGHT}", "allocator": allocator,
         "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
     if args.json:
         print(json.dumps(result))
         return 0
     print(f"preprocess (pose + parsing) at {WIDTH}x{HEIGHT}, {args.threads} threads, median of {args.runs}; "
-          f"1-min load avg {load_before:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+          f"1-min load avg {load_before:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; "
+          f"allocator {allocator}")
     if far:
         print(f"gvirtus backend device: {args.backend_device}")
     gpu_head = f"{str(gpu_dev) + ' ms':>14}" if gpu else ""

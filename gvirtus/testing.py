@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from gvirtus.errors import GvirtusError
+from mirror.allocator import child_env
 from mirror.config import DEFAULT_CONFIG_PATH, ROOT
 from mirror.lifecycle import NOTIFY_ENV, READY_PREFIX
 
@@ -101,6 +102,7 @@ class BackendProcess:
         env.update(VM_CONFIG=str(self.config_path), VM_NODE="node2", PYTHONUNBUFFERED="1",
                    OMP_NUM_THREADS=str(self.torch_threads), **{NOTIFY_ENV: str(w)}, **self.extra_env)
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        env = child_env(env)  # the allocator a deployed backend runs on (mirror.allocator)
         log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
         try:
             self.proc = subprocess.Popen(

@@ -27,8 +27,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from mirror import allocator, logs
 from mirror import config as config_mod
-from mirror import logs
 from mirror.errors import ConfigError, LaunchError
 from mirror.lifecycle import NOTIFY_ENV, READY_PREFIX
 
@@ -136,6 +136,7 @@ class Child:
         env.setdefault("PYTHONUNBUFFERED", "1")
         if self.threads:
             env.setdefault("OMP_NUM_THREADS", str(self.threads))
+        env = allocator.child_env(env)  # tcmalloc unless VM_ALLOCATOR=system (mirror.allocator)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", self.spec.module], env=env, pass_fds=(w,),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -295,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     logs.setup("mirror.launch", node="supervisor")
     try:
         cfg = config_mod.load(args.config)
+        log.info("children's allocator: %s", allocator.choice())  # a bad VM_ALLOCATOR stops us here
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ DEV=0
 log() { printf '%s bootstrap %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
 # --- 1. apt ---------------------------------------------------------------
-APT_RUNTIME=(iproute2 rdma-core ibverbs-providers python3-pyverbs)
+APT_RUNTIME=(iproute2 rdma-core ibverbs-providers python3-pyverbs libtcmalloc-minimal4)
 APT_DEV=(chromium chromium-driver)
 want=("${APT_RUNTIME[@]}")
 (( DEV )) && want+=("${APT_DEV[@]}")
