@@ -228,6 +228,7 @@ class CompiledGraph:
             lower = lowering.lower_exact if exact else lowering.lower_convolutions
             self.lowered = lower(self.ops, self.calls, self.outputs, self.weights)
         self.last_use = self._last_uses(len(nodes))
+        self._steps = [_Step(op, *call) for op, call in zip(self.ops, self.calls, strict=True)]
 
     def _check_refs(self, value: Any, limit: int, where: str) -> None:
         bounds = {"w": len(self.weights), "i": len(self.input_specs), "n": limit}
@@ -273,21 +274,47 @@ class CompiledGraph:
 
     def _run(self, inputs: Sequence[torch.Tensor]) -> list[Any]:
         env: list[Any] = [None] * len(self.ops)
-        weights = self.weights
+        sources = {"n": env, "w": self.weights, "i": inputs}
 
         def lookup(r: codec.Ref) -> Any:
-            if r.kind == "n":
-                return env[r.index]
-            return weights[r.index] if r.kind == "w" else inputs[r.index]
+            return sources[r.kind][r.index]
 
         with torch.no_grad():
-            for j, op in enumerate(self.ops):
-                args, kwargs = self.calls[j]
-                env[j] = op(*codec.substitute(args, lookup), **{k: codec.substitute(v, lookup)
-                                                                   for k, v in kwargs.items()})
+            for j, step in enumerate(self._steps):
+                env[j] = step.run(sources, lookup)
                 for dead in self.last_use[j]:
                     env[dead] = None
             outs = [codec.substitute(v, lookup) for v in self.outputs]
         if self.lowered:  # oneDNN's channels-last or blocked results leave as the graph was traced to return them
             outs = [lowering.leave(o) for o in outs]
         return outs
+
+
+class _Step:
+    """One node's call with its arguments bound ahead of time: templates plus the positions of the tensor
+    references, so a launch fills in a few slots instead of walking every argument (the walk cost ~3 us a
+    node: a 330-node graph ran ~1 ms slower on a CPU backend than the same module run locally)."""
+
+    __slots__ = ("args", "arg_refs", "kwarg_refs", "kwargs", "nested", "op")
+
+    def __init__(self, op: Any, args: list[Any], kwargs: dict[str, Any]) -> None:
+        self.op = op
+        self.args, self.kwargs = list(args), dict(kwargs)
+        self.arg_refs = [(k, v.kind, v.index) for k, v in enumerate(self.args) if isinstance(v, codec.Ref)]
+        self.kwarg_refs = [(k, v.kind, v.index) for k, v in self.kwargs.items() if isinstance(v, codec.Ref)]
+        # lists holding references (e.g. the tensors of a cat): substituted whole at run time
+        keyed: list[tuple[int | str, Any]] = [*enumerate(self.args), *self.kwargs.items()]
+        self.nested = [(k, v) for k, v in keyed if not isinstance(v, codec.Ref) and codec.has_refs(v)]
+
+    def run(self, sources: dict[str, Any], lookup: Any) -> Any:
+        args, kwargs = self.args.copy(), self.kwargs.copy() if self.kwargs else self.kwargs
+        for pos, kind, index in self.arg_refs:
+            args[pos] = sources[kind][index]
+        for name, kind, index in self.kwarg_refs:
+            kwargs[name] = sources[kind][index]
+        for key, value in self.nested:
+            if isinstance(key, int):
+                args[key] = codec.substitute(value, lookup)
+            else:
+                kwargs[key] = codec.substitute(value, lookup)
+        return self.op(*args, **kwargs)
