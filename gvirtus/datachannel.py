@@ -10,7 +10,8 @@ the backend side is gvirtus.dataserver.
 Wire format (little-endian), after the TLS handshake when gvirtus.secure:
     hello    client: MAGIC + session id (32 ASCII hex)        server: status
     request  client: struct REQUEST (op, handle, offset, nbytes), then the bytes for W. Ops: W write,
-             R read, K launch, P null call (status only), M malloc(nbytes) -> u64 id, F free(handle)
+             R read, K launch, P null call (status only), M malloc(nbytes) -> u64 id, F free(handle),
+             G free many (handle = their count n <= MAX_FREE_BATCH, nbytes = 8n: the u64 ids follow)
              (for K: handle = module id, offset = 1 to keep the outputs on the device, nbytes = the
              body: u32 length + JSON [["h", id] | ["b", n], ...] (one per input: a handle, or n host
              bytes that follow), then the host bytes in order)
@@ -41,6 +42,7 @@ REQUEST = struct.Struct("<cQQQ")
 ERROR_LEN = struct.Struct("<I")
 ID = struct.Struct("<Q")
 MAX_ERROR_BYTES = 64 * 1024
+MAX_FREE_BATCH = 4096  # handles one G request may free
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
 
 
@@ -147,6 +149,16 @@ class DataClient:
             self._sock.sendall(REQUEST.pack(b"F", handle, 0, 0))
             self._status(f"free({handle})")
         self._guard(f"free({handle})", run)
+
+    def free_many(self, handles: list[int]) -> None:
+        """Free several handles in one round trip (all are tried; the error names the first unknown one)."""
+        what = f"free({len(handles)} handles)"
+
+        def run() -> None:
+            self._sock.sendall(REQUEST.pack(b"G", len(handles), 0, ID.size * len(handles))
+                               + struct.pack(f"<{len(handles)}Q", *handles))
+            self._status(what)
+        self._guard(what, run)
 
     def ping(self) -> None:
         """A null round trip through the backend's session lookup."""

@@ -7,6 +7,7 @@ import json
 import logging
 import socket
 import ssl
+import struct
 import threading
 from typing import Any
 
@@ -18,6 +19,7 @@ from gvirtus.datachannel import (
     ID,
     MAGIC,
     MAX_ERROR_BYTES,
+    MAX_FREE_BATCH,
     REQUEST,
     SESSION_ID_BYTES,
     recv_bytes,
@@ -25,7 +27,7 @@ from gvirtus.datachannel import (
     send_all,
     tune_socket,
 )
-from gvirtus.errors import InvalidRequest
+from gvirtus.errors import GvirtusError, InvalidRequest
 
 log = logging.getLogger("gvirtus.dataserver")
 ACCEPT_BACKLOG = 64
@@ -100,12 +102,34 @@ class DataServer:
                                 lambda hid: [ID.pack(hid)])
                 elif op == b"F":                   # free(handle)
                     self._reply(conn, lambda h=handle: self.store.get(sid).release(h))
+                elif op == b"G":                   # free(handle count, nbytes = 8 x count ids follow)
+                    self._free_many(conn, sid, handle, nbytes)
                 else:
                     return
         except (OSError, ConnectionError, ssl.SSLError) as exc:
             log.debug("data connection from %s ended: %s", peer, exc)
         finally:
             conn.close()
+
+    def _free_many(self, conn: socket.socket, sid: str, count: int, nbytes: int) -> None:
+        """Free every listed handle (all are tried); the reply names the first that was not this session's."""
+        if count > MAX_FREE_BATCH or nbytes != count * ID.size:
+            _discard(conn, nbytes)
+            self._reply(conn, lambda: _raise(InvalidRequest(
+                f"free of {count} handles with {nbytes} bytes of ids: at most {MAX_FREE_BATCH}, {ID.size} bytes each")))
+            return
+        ids = struct.unpack(f"<{count}Q", recv_bytes(conn, nbytes)) if count else ()
+
+        def release_all() -> None:
+            session, first_error = self.store.get(sid), None
+            for hid in ids:
+                try:
+                    session.release(hid)
+                except GvirtusError as exc:
+                    first_error = first_error or exc
+            if first_error is not None:
+                raise first_error
+        self._reply(conn, release_all)
 
     def _reply(self, conn: socket.socket, action: Any, payload: Any = None) -> bool:
         """Run `action`; send status 0 (+ `payload(result)` in the same write), or the typed error."""

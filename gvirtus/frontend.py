@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from gvirtus.client import Connection
-from gvirtus.errors import InvalidRequest, RemoteDeviceLost
+from gvirtus.datachannel import MAX_FREE_BATCH
+from gvirtus.errors import GvirtusError, InvalidRequest, RemoteDeviceLost
 from gvirtus.graph import CapturedGraph, as_tensor, capture
 from gvirtus.modules import DeviceBuffer, RemoteModule, host_bytes, module_chunks
 from gvirtus.proto import gvirtus_pb2 as pb
@@ -144,6 +145,24 @@ class RemoteDevice:
             data.free(_hid(handle))
         else:
             self._call("Free", pb.Handle(id=_hid(handle)), f"free({_hid(handle)})")
+
+    def free_many(self, handles: Sequence[DeviceBuffer]) -> None:
+        """Free several buffers: one round trip on the data channel (a pose step frees 7), else one Free
+        RPC each. Every handle is tried; the error (InvalidHandle) names the first that was not freed."""
+        ids = [_hid(h) for h in handles]
+        data = self._conn.data
+        if data is not None and not self._conn.closed:
+            for start in range(0, len(ids), MAX_FREE_BATCH):
+                data.free_many(ids[start:start + MAX_FREE_BATCH])
+            return
+        first_error: GvirtusError | None = None
+        for hid in ids:
+            try:
+                self._call("Free", pb.Handle(id=hid), f"free({hid})")
+            except GvirtusError as exc:
+                first_error = first_error or exc
+        if first_error is not None:
+            raise first_error
 
     def memcpy_htod(self, handle: DeviceBuffer, data: np.ndarray | torch.Tensor, offset: int = 0) -> None:
         """Copy a host array's bytes (C order) into the buffer at byte `offset`."""

@@ -70,8 +70,9 @@ class RemoteRunner:
         return tuple(out) if isinstance(out, (tuple, list)) else (out,)
 
     def release(self, *handles: Any) -> None:
-        for h in handles:
-            try:
-                self.device.free(h)
-            except Exception as exc:  # noqa: BLE001 - freeing is best effort; the session's end frees the rest
-                log.debug("freeing %s failed: %s", h, exc)
+        if not handles:
+            return
+        try:
+            self.device.free_many(handles)  # one round trip for all of a step's intermediates
+        except Exception as exc:  # noqa: BLE001 - freeing is best effort; the session's end frees the rest
+            log.debug("freeing %d handles failed: %s", len(handles), exc)

@@ -76,6 +76,30 @@ def test_freed_handle_is_invalid(dev: gvirtus.RemoteDevice) -> None:
         dev.free(h)
 
 
+def test_free_many_frees_all_in_one_call_and_names_a_stranger(dev: gvirtus.RemoteDevice) -> None:
+    in_use = dev.properties()["session_bytes_in_use"]
+    hs = [dev.malloc(1024) for _ in range(5)]
+    assert dev.properties()["session_bytes_in_use"] == in_use + 5 * 1024
+    dev.free_many(hs[:3])
+    assert dev.properties()["session_bytes_in_use"] == in_use + 2 * 1024
+    with pytest.raises(gvirtus.InvalidHandle, match=f"handle {hs[0].id} is not owned by this session"):
+        dev.free_many([hs[0], hs[3], hs[4]])  # one already freed: the others are still freed
+    assert dev.properties()["session_bytes_in_use"] == in_use
+    dev.free_many([])
+    dev.ping()
+
+
+def test_free_many_over_the_limit_is_refused_and_the_channel_stays_in_step(dev: gvirtus.RemoteDevice) -> None:
+    from gvirtus.datachannel import MAX_FREE_BATCH
+
+    data = dev._conn.data
+    assert data is not None, "this backend's data channel is expected to be reachable on loopback"
+    with pytest.raises(gvirtus.InvalidRequest, match=f"at most {MAX_FREE_BATCH}"):
+        data.free_many(list(range(1, MAX_FREE_BATCH + 2)))
+    h = dev.malloc(8)  # the stream is still in step
+    dev.free_many([h])
+
+
 def test_sessions_are_isolated(backend: BackendProcess) -> None:
     a = gvirtus.connect(backend.target, token=backend.token)
     b = gvirtus.connect(backend.target, token=backend.token)
