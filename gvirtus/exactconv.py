@@ -15,6 +15,11 @@ unlike gvirtus.lowering's pre-packed channels-last kernels, which round differen
 fused call picks is the torch build's choice, so each plan is checked against aten's ops on its first
 input and falls back to them where they differ (torch 2.11 on a Xeon: every plan; 2.13.0: none).
 
+Where aten runs a small 1x1 convolution on its own GEMM and the input is blocked, the call may instead
+take oneDNN's channels-last 1x1 kernel with the weight pre-packed, which sums in the same order (with
+torch 2.13.0 on the 2-core VM: the detector's 7 such calls, ~2x faster); that plan too is kept only if
+its first result is aten's, bit for bit, and it returns NCHW.
+
 Used by node1.tflite.cpu.lower_exact (the local CPU path) and gvirtus.lowering.lower_exact (a CPU
 backend), for models whose every bit matters (the pose detector, docs/pose.md "Sensitivity").
 """
@@ -33,7 +38,7 @@ log = logging.getLogger("gvirtus.exactconv")
 _POINTWISE = torch.ops.mkldnn._convolution_pointwise
 _UNARY_DENSE = {"none": lambda y: y, "relu": torch.relu, "hardtanh": lambda y: F.hardtanh(y, 0.0, 6.0)}
 UNARIES = tuple(_UNARY_DENSE)  # "hardtanh" means relu6: hardtanh(0, 6)
-_ATEN, _ONEDNN, _ONEDNN_FROM_DENSE = 0, 1, 2  # how a call runs (cached per input shape, layout, threads)
+_ATEN, _ONEDNN, _ONEDNN_FROM_DENSE, _NHWC = 0, 1, 2, 3  # how a call runs (per input shape, layout, threads)
 
 
 def available() -> bool:
@@ -85,6 +90,7 @@ class ExactConv:
         self._scalars = [0.0, 6.0] if unary == "hardtanh" else []
         self._onednn: dict[tuple[Any, ...], bool] = {}
         self._plans: dict[tuple[Any, ...], int] = {}
+        self._packed: dict[tuple[Any, ...], tuple[tuple[int, int], torch.Tensor]] = {}  # key -> (weight id, packed)
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -115,8 +121,12 @@ class ExactConv:
 
     def _plan(self, key: tuple[Any, ...]) -> int:
         shape, dtype, blocked, _threads = key
-        if dtype != torch.float32 or not self.uses_onednn(tuple(shape)):
+        if dtype != torch.float32:
             return _ATEN
+        if not self.uses_onednn(tuple(shape)):
+            # aten's own GEMM (a small 1x1): oneDNN's channels-last kernel gives the same sums (checked on the first
+            # call) in ~half the time; worth its layout copies when the input is blocked (aten would copy it too)
+            return _NHWC if blocked and self.groups == 1 and self.weight_shape[2:] == (1, 1) else _ATEN
         if blocked:
             return _ONEDNN
         if any(c.uses_onednn(self.out_shape(tuple(shape))) for c in self.consumers):
@@ -126,6 +136,20 @@ class ExactConv:
     def _portable(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
         y = F.conv2d(dense(x), w, b, self.stride, self.padding, self.dilation, self.groups)
         return _UNARY_DENSE[self.unary](y)
+
+    def _nhwc(self, key: tuple[Any, ...], x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        """The fused call on a channels-last copy of ``x`` with the weight pre-packed for it; an NCHW result
+        (a channels-last one would make aten pick other kernels for the ops after it)."""
+        wid = (w.data_ptr(), w._version)
+        hit = self._packed.get(key)
+        if hit is None or hit[0] != wid:
+            packed = torch._C._nn.mkldnn_reorder_conv2d_weight(  # type: ignore[call-arg]  # stub lacks input_size
+                w.to_mkldnn(), self.padding, self.stride, self.dilation, self.groups, list(key[0]))
+            with self._lock:
+                self._packed[key] = hit = (wid, packed)
+        xd = dense(x).contiguous(memory_format=torch.channels_last)
+        return _POINTWISE.default(xd, hit[1], b, self.padding, self.stride, self.dilation, self.groups,
+                                  self.unary, self._scalars, "").contiguous()
 
     def _fused(self, plan: int, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
         if plan == _ONEDNN_FROM_DENSE:
@@ -141,7 +165,7 @@ class ExactConv:
         if plan == _ATEN:
             out = self._portable(x, w, b)
         else:
-            out = self._fused(plan, x, w, b)
+            out = self._nhwc(key, x, w, b) if plan == _NHWC else self._fused(plan, x, w, b)
             want = self._portable(x, w, b)
             if not torch.equal(dense(out), want):
                 log.info("%r: this torch's fused oneDNN call rounds differently for input %s; using aten's ops",
@@ -162,4 +186,6 @@ class ExactConv:
             return self._first_call(key, x, w, b)
         if plan == _ATEN:
             return self._portable(x, w, b)
+        if plan == _NHWC:
+            return self._nhwc(key, x, w, b)
         return self._fused(plan, x, w, b)
