@@ -5,11 +5,15 @@ Run this in a separate, throw-away venv:
 
     python3 -m venv /tmp/mpvenv && /tmp/mpvenv/bin/pip install mediapipe==0.10.21 scikit-image
     /tmp/mpvenv/bin/python scripts/make_pose_oracle.py --out tests/data/pose_oracle.json
+    /tmp/mpvenv/bin/python scripts/make_pose_oracle.py --variants --out tests/data/pose_oracle_variants.json
 
 It records, for skimage's astronaut and camera (grey copied to RGB) and a horizontally flipped copy of
 each: mediapipe's 33 pose landmarks in pixels (x, y), z, visibility; the pose segmentation mask and
 the selfie-segmentation (general model) mask, each averaged to 32x32; and the short-range face
 detections (box and 6 keypoints in pixels, score).
+--variants: instead, mediapipe's pose landmarks (or null: no person) for the 60 variants of those four
+photos that scripts/pose_variants.py makes (scales, paddings, crops, gammas, rotations, JPEG), each with
+its image digest.
 Settings are those node1.pose reproduces: static_image_mode=True, model_complexity=1,
 enable_segmentation=True, min_detection_confidence=0.5, min_tracking_confidence=0.5.
 """
@@ -80,11 +84,31 @@ def face_record(img: np.ndarray) -> list[dict[str, Any]]:
     return faces
 
 
+def variant_records() -> dict[str, Any]:
+    from pose_variants import digest, variants  # scripts/ is this script's directory
+
+    out: dict[str, Any] = {}
+    for base, img in images().items():
+        for name, v in variants(img):
+            rec = pose_record(v)
+            lms = None if rec["landmarks"] is None else [[round(c, 4) for c in lm] for lm in rec["landmarks"]]
+            out[f"{base}/{name}"] = {"landmarks": lms, "shape": list(v.shape), "sha256": digest(v)}
+            print(f"{base}/{name}: {'no person' if rec['landmarks'] is None else 'landmarks'}")
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", required=True)
+    p.add_argument("--variants", action="store_true", help="the 60 variants' pose landmarks instead")
     args = p.parse_args()
     import mediapipe as mp
+
+    if args.variants:
+        doc = {"mediapipe": mp.__version__, "images": variant_records()}
+        with open(args.out, "w", encoding="utf-8") as f:
+            json.dump(doc, f, separators=(",", ":"))
+        return 0
 
     out: dict[str, Any] = {"mediapipe": mp.__version__, "mask_grid": MASK_GRID, "images": {}}
     for name, img in images().items():
