@@ -90,7 +90,7 @@ class ExactConv:
         self._scalars = [0.0, 6.0] if unary == "hardtanh" else []
         self._onednn: dict[tuple[Any, ...], bool] = {}
         self._plans: dict[tuple[Any, ...], int] = {}
-        self._packed: dict[tuple[Any, ...], tuple[tuple[int, int], torch.Tensor]] = {}  # key -> (weight id, packed)
+        self._packed: dict[tuple[Any, ...], tuple[Any, torch.Tensor]] = {}  # key -> (weight identity, packed weight)
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -140,7 +140,7 @@ class ExactConv:
     def _nhwc(self, key: tuple[Any, ...], x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
         """The fused call on a channels-last copy of ``x`` with the weight pre-packed for it; an NCHW result
         (a channels-last one would make aten pick other kernels for the ops after it)."""
-        wid = (w.data_ptr(), w._version)
+        wid = (w.data_ptr(), tuple(w.shape))  # weights are constants (fx attributes, read-only backend weights)
         hit = self._packed.get(key)
         if hit is None or hit[0] != wid:
             packed = torch._C._nn.mkldnn_reorder_conv2d_weight(  # type: ignore[call-arg]  # stub lacks input_size

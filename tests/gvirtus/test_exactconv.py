@@ -98,9 +98,12 @@ def _detector_inputs() -> list[torch.Tensor]:
     return [torch.rand(1, 3, 224, 224, generator=g) * 2 - 1 for _ in range(2)]
 
 
-def test_pose_detector_lowered_exactly_on_the_cpu_keeps_every_bit(threads: int) -> None:
-    model = load_model("pose_detection.tflite", "nchw").eval()
-    exact = optimize_exact_for_cpu(model, _detector_inputs()[0])
+@pytest.mark.parametrize("built_in", ["grad_mode", "inference_mode"])
+def test_pose_detector_lowered_exactly_on_the_cpu_keeps_every_bit(threads: int, built_in: str) -> None:
+    # LocalRunner loads its modules inside torch.inference_mode(): their weights are inference tensors
+    with torch.inference_mode(built_in == "inference_mode"):
+        model = load_model("pose_detection.tflite", "nchw").eval()
+        exact = optimize_exact_for_cpu(model, _detector_inputs()[0])
     assert exact is not model, "the exact lowering fell back to the portable module"
     assert sum(isinstance(n.target, exactconv.ExactConv) for n in exact.graph.nodes) == 73  # every convolution
     with torch.inference_mode():
