@@ -146,12 +146,10 @@ def estimate_pose(image: Any, device: Any = "cpu") -> PoseResult:
     kept: list[Any] = []
     marks = [time.perf_counter()]
     try:
-        (handle,) = run.call("prepare", torch.from_numpy(img), keep=True)
-        kept.append(handle)
-        det_in = run.call("pose_input", handle, keep=True)
-        kept.extend(det_in)
+        handle, det_in = run.call("pose_prepare", torch.from_numpy(img), keep=True)  # one launch: upload + letterbox
+        kept.extend((handle, det_in))
         marks.append(time.perf_counter())
-        rows = run.call("pose_detector", *det_in)[0].numpy()
+        rows = run.call("pose_detector", det_in)[0].numpy()
         marks.append(time.perf_counter())
         people = _detections(rows, 4, (w, h))
         if not people:

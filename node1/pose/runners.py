@@ -27,6 +27,7 @@ from node1.pose.stages import (
     PoseCrop,
     PoseLandmarks,
     PoseMask,
+    PreparedInput,
     PrepareImage,
     ResizeMask,
     SelfieModel,
@@ -92,6 +93,7 @@ def _cpu_stages(cpu_fast: bool = False) -> dict[str, nn.Module]:
     stages["pose_detector"].gvirtus_exact = True  # type: ignore[assignment]  # read by gvirtus.graph.capture
     if cpu_fast:  # the local photo is already where the stages read it: no device copy (never mutated)
         stages["prepare"] = nn.Identity()
+    stages["pose_prepare"] = PreparedInput(stages["prepare"], stages["pose_input"])  # upload + letterbox
     return {k: m.eval() for k, m in stages.items()}
 
 
