@@ -32,15 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bench.common import (  # noqa: E402
-    HEIGHT,
-    WIDTH,
-    device_options,
-    gpu_device,
-    loopback_backend,
-    photo,
-    service_allocator,
-)
+from bench import common  # noqa: E402
+from bench.common import HEIGHT, WIDTH, device_options, gpu_device, loopback_backend, photo  # noqa: E402
 
 
 def median_ms(fn: Callable[[], Any], runs: int, warmup: int = 3) -> float:
@@ -144,7 +137,7 @@ def remote_step(image: np.ndarray, runs: int, threads: int, device: str = "cpu")
 
 
 def main() -> int:
-    allocator = service_allocator()
+    allocator = common.service_allocator()  # the services' allocator (re-executes this process once)
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     device_options(p)
     p.add_argument("--litert-only", action="store_true", help=argparse.SUPPRESS)

@@ -28,15 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bench.common import (  # noqa: E402
-    HEIGHT,
-    WIDTH,
-    device_options,
-    gpu_device,
-    loopback_backend,
-    photo,
-    service_allocator,
-)
+from bench import common  # noqa: E402
+from bench.common import HEIGHT, WIDTH, device_options, gpu_device, loopback_backend, photo  # noqa: E402
 
 ORIGINAL_MS = 16500.0 + 7900.0      # CLEVER: OpenPose through GVirtuS + human parsing, one image
 
@@ -88,7 +81,7 @@ def run_all(image: np.ndarray, runs: int, threads: int, with_remote: bool, backe
 
 
 def main() -> int:
-    allocator = service_allocator()
+    allocator = common.service_allocator()  # the services' allocator (re-executes this process once)
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     device_options(p)
     args = p.parse_args()
