@@ -15,6 +15,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("vm_request_id", default="-")
 LOG_FORMAT = "%(asctime)s %(node)s %(component)s req=%(request_id)s %(levelname)s %(message)s"
@@ -39,6 +40,23 @@ class _UTCFormatter(logging.Formatter):
         return f"{t}.{int(record.msecs):03d}Z"
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record is emitted, not the one at setup: a test that
+    runs a CLI's main() in-process sets logging up on pytest's captured stream, which is closed by the
+    time a background thread of a later test logs ("--- Logging error --- ... I/O operation on closed file")."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def setup(component: str, node: str | None = None, level: str | None = None) -> logging.Logger:
     """Configure this process's logging; returns the component's logger.
 
@@ -48,7 +66,7 @@ def setup(component: str, node: str | None = None, level: str | None = None) -> 
         level: default `$VM_LOG_LEVEL` or INFO.
     """
     node = node or os.environ.get("VM_NODE") or component.split(".", maxsplit=1)[0]
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(_UTCFormatter(LOG_FORMAT))
     handler.addFilter(_ContextFilter(node, component))
     root = logging.getLogger()

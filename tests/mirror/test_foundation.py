@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 import shutil
@@ -101,6 +102,20 @@ def test_log_format_has_time_node_component_request(capsys: pytest.CaptureFixtur
     stamp = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z node2 gvirtus\.backend "
     assert re.match(stamp + r"req=req-42 INFO hello$", err[0]), err[0]
     assert re.match(stamp + r"req=- INFO outside$", err[1]), err[1]
+
+
+def test_log_records_go_to_the_current_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A handler set up on a stream that is later closed (pytest's capture of an earlier test) must not fail."""
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    log = setup_logging("node1.pose", node="node1")
+    try:
+        first.close()
+        monkeypatch.setattr(sys, "stderr", second)
+        log.error("written later, from elsewhere")
+    finally:
+        logging.getLogger().handlers.clear()
+    assert "ERROR written later, from elsewhere" in second.getvalue()
 
 
 def test_packages_have_public_faces() -> None:
