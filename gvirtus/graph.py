@@ -8,7 +8,8 @@ The graph is JSON (never pickle, never TorchScript):
 
 Arguments use `gvirtus.codec`: {"w": k} is weight k (parameters, buffers, then constants made in
 forward), {"i": k} input k, {"n": j} the result of node j (earlier nodes only). Weights travel
-separately as raw bytes; `content_hash` covers the JSON and every weight's dtype, shape and bytes.
+separately as raw bytes; `content_hash` covers the JSON, the input specs and every weight's dtype, shape
+and bytes.
 
 Capture traces with `make_fx` at the example inputs' shapes, so a module is registered for those
 shapes and dtypes; register again for other sizes (different content, a different graph).
@@ -161,13 +162,17 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[Any]) -> CapturedG
     out_specs = [Spec.of(t) for t in real_out if isinstance(t, torch.Tensor)]
     cap = CapturedGraph(graph_json, weights, [Spec.of(t) for t in inputs], out_specs, holder["spec"],
                         output_consts=output_consts, num_outputs=len(leaves))
-    cap.content_hash = content_hash(graph_json, weights)
+    cap.content_hash = content_hash(graph_json, weights, cap.input_specs)
     return cap
 
 
-def content_hash(graph_json: str, weights: Sequence[torch.Tensor]) -> str:
-    """sha256 over the graph JSON and each weight's dtype, shape and raw bytes."""
+def content_hash(graph_json: str, weights: Sequence[torch.Tensor], input_specs: Sequence[Spec]) -> str:
+    """sha256 over the graph JSON, the input specs and each weight's dtype, shape and raw bytes.
+
+    The input specs count: a graph that names no shape (an elementwise op, a clone) registered for two input
+    sizes is two modules, else the second size's launches would be checked against the first's specs."""
     h = hashlib.sha256(graph_json.encode())
+    h.update(b"|inputs:" + repr([(sp.dtype, tuple(sp.shape)) for sp in input_specs]).encode())
     for w in weights:
         h.update(f"|{dtype_name(w.dtype)}{tuple(w.shape)}|".encode())
         if w.numel():

@@ -319,13 +319,13 @@ class Servicer(pb_grpc.GvirtusServicer):
             weights.append(bytes_to_tensor(memoryview(buf)[pos:pos + n], w.dtype, w.shape))
             pos += n
         del buf
-        digest = content_hash(header.graph_json, weights)
-        if digest != header.content_hash:
-            raise InvalidRequest(f"module content hash mismatch: client said {header.content_hash}, "
-                                 f"content is {digest}")
         inputs = [Spec(i.dtype, tuple(i.shape)) for i in header.inputs]
         for spec in inputs:
             torch_dtype(spec.dtype)
+        digest = content_hash(header.graph_json, weights, inputs)
+        if digest != header.content_hash:
+            raise InvalidRequest(f"module content hash mismatch: client said {header.content_hash}, "
+                                 f"content is {digest}")
         graph = CompiledGraph(header.graph_json, [w.to(self.device) for w in weights], inputs, self.device)
         m = self.store.add_module(s, digest, graph, total)
         log.info("module %s registered: %d nodes (%d convolution chains lowered), %d weights, %d bytes",

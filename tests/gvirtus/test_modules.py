@@ -116,6 +116,20 @@ def test_identical_content_is_not_uploaded_again(backend: BackendProcess) -> Non
         d2.close()
 
 
+def test_a_shape_free_graph_registered_for_two_sizes_is_two_modules(dev: gvirtus.RemoteDevice) -> None:
+    """A clone names no shape in its graph: the input specs must still tell its registrations apart."""
+
+    class Copy(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.clone()
+
+    small, large = torch.arange(12.0).reshape(3, 4), torch.arange(20.0).reshape(4, 5)
+    m_small, m_large = dev.register_module(Copy(), [small]), dev.register_module(Copy(), [large])
+    assert m_small is not m_large and m_small.content_hash != m_large.content_hash
+    torch.testing.assert_close(m_large(large), large)
+    torch.testing.assert_close(m_small(small), small)
+
+
 def test_launch_input_checks(dev: gvirtus.RemoteDevice) -> None:
     net = make_convnet()
     mod = dev.register_module(net, [torch.zeros(1, 3, 16, 16)])

@@ -46,7 +46,7 @@ def _graph_with(cap: CapturedGraph, mutate: Callable[[dict], None]) -> CapturedG
     mutate(graph)
     text = json.dumps(graph)
     return CapturedGraph(text, cap.weights, cap.input_specs, cap.output_specs, cap.out_spec,
-                         content_hash(text, cap.weights))
+                         content_hash(text, cap.weights, cap.input_specs))
 
 
 def test_disallowed_op_in_a_graph_is_rejected(dev: gvirtus.RemoteDevice) -> None:
@@ -81,7 +81,7 @@ def test_graph_writing_into_a_weight_is_rejected(dev: gvirtus.RemoteDevice) -> N
     graph["nodes"].append({"op": "aten::add_.Tensor", "args": [{"w": 0}, {"f": 1.0}], "kwargs": {}})
     text = json.dumps(graph)
     bad = CapturedGraph(text, cap.weights, cap.input_specs, cap.output_specs, cap.out_spec,
-                        content_hash(text, cap.weights))
+                        content_hash(text, cap.weights, cap.input_specs))
     with pytest.raises(gvirtus.OpNotAllowed, match="writes in place into weight 0"):
         dev._register(bad)
 
