@@ -56,6 +56,30 @@ def test_faces_and_selfie_through_gvirtus_equal_local(remote, astronaut: np.ndar
     np.testing.assert_array_equal(segment_person(astronaut, remote), segment_person(astronaut, "cpu"))
 
 
+def test_another_image_size_through_the_same_backend(remote, astronaut: np.ndarray) -> None:
+    """Every weight-free stage is registered again for a new size (its content hash covers the input specs:
+    until session 4 the second size got the first size's 'prepare' module back and every launch failed)."""
+    for image in (astronaut, np.ascontiguousarray(astronaut[:480, :448])):
+        far, near = estimate_pose(image, remote), estimate_pose(image, "cpu")
+        np.testing.assert_array_equal(far.landmarks, near.landmarks)
+        assert far.mask.shape == image.shape[:2]
+        assert len(detect_faces(image, remote)) == 1
+        assert segment_person(image, remote).shape == image.shape[:2]
+    assert remote.stats()["session_bytes"] == 0
+
+
+def test_a_kept_photo_stays_until_released(remote, astronaut: np.ndarray) -> None:
+    from node1.pose import release_photo
+
+    result = estimate_pose(astronaut, remote, keep_photo=True)
+    assert tuple(result.device_photo.shape) == astronaut.shape
+    assert remote.stats()["session_bytes"] == astronaut.nbytes  # only the photo is left
+    release_photo(result, remote)
+    release_photo(result, remote)  # idempotent
+    assert result.device_photo is None and remote.stats()["session_bytes"] == 0
+    assert estimate_pose(astronaut, "cpu", keep_photo=True).device_photo is not None  # locally: the host tensor
+
+
 def test_fallback_device_prefers_the_remote(remote, astronaut: np.ndarray) -> None:
     chooser = FallbackDevice(lambda: remote, local="cpu")
     assert chooser.run(estimate_pose, astronaut).served_by.startswith("gvirtus:")
