@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from node1.parsing import parse_person
-from node1.pose import as_rgb_uint8, estimate_pose, openpose_json, release_photo, render_skeleton
+from node1.pose import as_rgb_uint8, estimate_pose, openpose_json, render_skeleton
 
 
 @dataclass
@@ -61,12 +61,9 @@ def preprocess(photo: Any, device: Any = "cpu") -> Preprocessed:
     """
     t0 = time.perf_counter()
     img = as_rgb_uint8(photo)
-    pose = estimate_pose(img, device, keep_photo=True)  # the photo stays on the device for the parsing
+    pose = estimate_pose(img, device)
     t1 = time.perf_counter()
-    try:
-        parsed = parse_person(img, pose.landmarks, pose.mask, device, device_image=pose.device_photo)
-    finally:
-        release_photo(pose, device)
+    parsed = parse_person(img, pose.landmarks, pose.mask, device)
     t2 = time.perf_counter()
     pose_image = render_skeleton(pose.body25, img.shape[:2])
     mask = pose.mask.astype(np.float32) * np.float32(1.0 / 255.0)

@@ -41,8 +41,7 @@ def _check(image: np.ndarray, landmarks: np.ndarray, mask: np.ndarray) -> None:
                                   f"{getattr(mask, 'dtype', type(mask))} {getattr(mask, 'shape', '')}")
 
 
-def parse_person(image: np.ndarray, landmarks: np.ndarray, mask: np.ndarray, device: Any = "cpu", *,
-                 device_image: Any = None) -> ParseResult:
+def parse_person(image: np.ndarray, landmarks: np.ndarray, mask: np.ndarray, device: Any = "cpu") -> ParseResult:
     """CIHP-20 human parsing of one photo.
 
     Args:
@@ -50,8 +49,6 @@ def parse_person(image: np.ndarray, landmarks: np.ndarray, mask: np.ndarray, dev
         landmarks: (33, 4) float32 BlazePose landmarks [x px, y px, z, visibility] (PoseResult.landmarks).
         mask: (H, W) person mask, uint8 255 = person (PoseResult.mask) or float32 in [0, 1].
         device: a local torch device or a gvirtus RemoteDevice (run it where the pose ran).
-        device_image: ``PoseResult.device_photo`` of ``estimate_pose(image, device, keep_photo=True)``: through
-            gvirtus the photo is not uploaded again (~1 ms of 2.4 MB at 768x1024); ignored locally.
     Raises:
         InvalidParsingInput: an argument of the wrong shape / dtype (the message names it).
         Errors of the device (gvirtus.RemoteDeviceLost, ...) pass through.
@@ -62,7 +59,7 @@ def parse_person(image: np.ndarray, landmarks: np.ndarray, mask: np.ndarray, dev
     x = torch.from_numpy(np.ascontiguousarray(image))[None]  # (1, H, W, 3): the photo's own layout, no copy
     m = torch.from_numpy(np.ascontiguousarray(mask))[None, None]
     lm = torch.from_numpy(np.ascontiguousarray(landmarks, dtype=np.float32))[None]
-    parse, parts, face = run(x, m, lm, device_image=device_image)
+    parse, parts, face = run(x, m, lm)
     f = face[0].numpy().astype(float)
     return ParseResult(
         parse=parse[0].numpy(), parts=parts[0].numpy(),

@@ -15,9 +15,7 @@ import threading
 from typing import Any
 
 import torch
-from torch import nn
 
-from node1.parsing.errors import InvalidParsingInput
 from node1.parsing.model import ParsingModule
 
 
@@ -56,23 +54,11 @@ class LocalParsing:
             mod = copy.deepcopy(mod).to(self.device)
         self.module = mod
 
-    def __call__(self, image: torch.Tensor, mask: torch.Tensor, landmarks: torch.Tensor, device_image: Any = None
+    def __call__(self, image: torch.Tensor, mask: torch.Tensor, landmarks: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``device_image`` is for remote devices (the photo is already local here): ignored."""
         with torch.inference_mode():
             out = self.module(image.to(self.device), mask.to(self.device), landmarks.to(self.device))
         return out[0].cpu(), out[1].cpu(), out[2].cpu()
-
-
-class _OnDevicePhoto(nn.Module):
-    """ParsingModule taking the photo as estimate_pose(keep_photo=True) left it on the device: (H, W, 3)."""
-
-    def __init__(self, parsing: nn.Module) -> None:
-        super().__init__()
-        self.parsing = parsing
-
-    def forward(self, image: torch.Tensor, mask: torch.Tensor, landmarks: torch.Tensor) -> Any:
-        return self.parsing(image[None], mask, landmarks)
 
 
 class RemoteParsing:
@@ -84,34 +70,20 @@ class RemoteParsing:
         self._lock = threading.Lock()
         self._registered: dict[tuple[Any, ...], Any] = {}
 
-    def _module(self, examples: tuple[torch.Tensor, ...], on_device: bool) -> Any:
-        key = (self.device.generation, on_device, *((str(t.dtype), tuple(t.shape)) for t in examples))
+    def _module(self, inputs: tuple[torch.Tensor, ...]) -> Any:
+        key = (self.device.generation, *((str(t.dtype), tuple(t.shape)) for t in inputs))
         with self._lock:
             mod = self._registered.get(key)
         if mod is None:
-            parsing = _OnDevicePhoto(cpu_module()) if on_device else cpu_module()
-            mod = self.device.register_module(parsing, list(examples))
+            mod = self.device.register_module(cpu_module(), list(inputs))
             with self._lock:
                 self._registered[key] = mod
         return mod
 
-    def __call__(self, image: torch.Tensor, mask: torch.Tensor, landmarks: torch.Tensor,
-                 device_image: Any = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``device_image``: the same photo already on this device as (H, W, 3) uint8 (a DeviceBuffer from
-        node1.pose.estimate_pose(keep_photo=True)); then only the mask and landmarks are uploaded."""
-        if device_image is None:
-            out = self._module((image, mask, landmarks), False)(image, mask, landmarks)
-        else:
-            from gvirtus import DeviceBuffer
-
-            want = tuple(image.shape[1:])
-            if not isinstance(device_image, DeviceBuffer) or device_image.dtype != "uint8" \
-                    or tuple(device_image.shape) != want:
-                raise InvalidParsingInput(f"device_image must be this device's uint8 {want} copy of the photo, got "
-                                          f"{getattr(device_image, 'dtype', type(device_image).__name__)} "
-                                          f"{getattr(device_image, 'shape', '')}")
-            example = torch.zeros(want, dtype=torch.uint8)
-            out = self._module((example, mask, landmarks), True)(device_image, mask, landmarks)
+    def __call__(self, image: torch.Tensor, mask: torch.Tensor, landmarks: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        inputs = (image, mask, landmarks)
+        out = self._module(inputs)(*inputs)
         return out[0], out[1], out[2]
 
 
@@ -130,6 +102,8 @@ def parsing_runner(device: Any) -> LocalParsing | RemoteParsing:
                 _local[key] = LocalParsing(key)
             return _local[key]
     if not hasattr(device, "register_module"):
+        from node1.parsing.errors import InvalidParsingInput
+
         raise InvalidParsingInput(f"device must be a torch device or a gvirtus RemoteDevice, got "
                                   f"{type(device).__name__}")
     with _lock:

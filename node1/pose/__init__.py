@@ -2,15 +2,13 @@
 as torch modules, on a local device or on node 2's GPU through gvirtus.
 
 Public face:
-    estimate_pose(image, device="cpu", keep_photo=False) -> PoseResult
+    estimate_pose(image, device="cpu") -> PoseResult
         image: (H, W, 3) uint8 RGB (grey/RGBA/PIL accepted), short side >= 128 px.
         device: "cpu" / "cuda:0" / torch.device, or a gvirtus RemoteDevice.
         PoseResult: landmarks (33, 4) [x px, y px, z, visibility], world_landmarks (33, 3) m,
                     body25 (25, 3) / coco18 (18, 3) OpenPose [x, y, c] (missing = 0, 0, 0),
                     mask (H, W) uint8 person mask (255 = person), presence, detection_score,
-                    num_people (the largest person is used), roi, served_by, timings_ms; with
-                    keep_photo, device_photo: the photo on the device for a next step there
-                    (node1.parsing.parse_person(device_image=...)), freed by release_photo(result, device).
+                    num_people (the largest person is used), roi, served_by, timings_ms.
     detect_faces(image, device="cpu") -> list[Face]     short-range face detector; Face.box_xywh (4,) px,
                                                         Face.keypoints (6, 2) px, Face.score; [] if none
     segment_person(image, device="cpu") -> (H, W) uint8 selfie-segmentation person mask, 255 = person
@@ -34,19 +32,11 @@ from node1.pose.keypoints import (
     to_coco18,
     write_openpose_json,
 )
-from node1.pose.pipeline import (
-    Face,
-    PoseResult,
-    as_rgb_uint8,
-    detect_faces,
-    estimate_pose,
-    release_photo,
-    segment_person,
-)
+from node1.pose.pipeline import Face, PoseResult, as_rgb_uint8, detect_faces, estimate_pose, segment_person
 
 __all__ = [
     "BLAZEPOSE_NAMES", "BODY25_NAMES", "COCO18_NAMES", "CircuitBreaker", "DeviceUnavailable", "Face",
     "FallbackDevice", "InvalidImage", "NoPersonDetected", "PoseError", "PoseResult", "as_rgb_uint8",
-    "detect_faces", "estimate_pose", "openpose_json", "release_photo", "render_skeleton", "segment_person", "to_body25",
+    "detect_faces", "estimate_pose", "openpose_json", "render_skeleton", "segment_person", "to_body25",
     "to_coco18", "write_openpose_json",
 ]

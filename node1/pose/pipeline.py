@@ -52,7 +52,6 @@ class PoseResult:
     roi: Roi
     served_by: str
     timings_ms: dict[str, float] = field(default_factory=dict)
-    device_photo: Any = field(default=None, repr=False)  # estimate_pose(keep_photo=True): see release_photo
 
 
 @dataclass(frozen=True)
@@ -130,15 +129,12 @@ _local_runners: dict[str, LocalRunner] = {}
 _remote_runners: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
-def estimate_pose(image: Any, device: Any = "cpu", *, keep_photo: bool = False) -> PoseResult:
+def estimate_pose(image: Any, device: Any = "cpu") -> PoseResult:
     """33 BlazePose landmarks, OpenPose BODY_25 / COCO-18 and the person mask of the largest person.
 
     Args:
         image: (H, W, 3) uint8 RGB (grey / RGBA / PIL accepted, see :func:`as_rgb_uint8`); short side >= 128 px.
         device: a local torch device ("cpu", "cuda:0", torch.device) or a gvirtus ``RemoteDevice``.
-        keep_photo: leave the photo where the device holds it, as ``PoseResult.device_photo``, for a next
-            step on the same device (node1.parsing.parse_person's ``device_image``: through gvirtus the
-            photo is then uploaded once); the caller frees it with :func:`release_photo`.
     Raises:
         InvalidImage: not an RGB-convertible image or too small.
         NoPersonDetected: nobody in the photo ("no person detected — step into the frame").
@@ -148,7 +144,6 @@ def estimate_pose(image: Any, device: Any = "cpu", *, keep_photo: bool = False) 
     h, w = img.shape[:2]
     run = resolve_runner(device)
     kept: list[Any] = []
-    photo: Any = None  # set once the step succeeded, if the caller keeps the photo on the device
     marks = [time.perf_counter()]
     try:
         handle, det_in = run.call("pose_prepare", torch.from_numpy(img), keep=True)  # one launch: upload + letterbox
@@ -170,11 +165,10 @@ def estimate_pose(image: Any, device: Any = "cpu", *, keep_photo: bool = False) 
         marks.append(time.perf_counter())
         landmarks, world, presence, mask = run.call("pose_mask", handle, seg, roi, landmarks, world, presence)
         marks.append(time.perf_counter())
-        if float(presence[0]) <= MIN_PRESENCE:
-            raise NoPersonDetected(f"pose presence {float(presence[0]):.2f} is not above {MIN_PRESENCE}")
-        photo = handle if keep_photo else None
     finally:
-        run.release(*(k for k in kept if k is not photo))
+        run.release(*kept)
+    if float(presence[0]) <= MIN_PRESENCE:
+        raise NoPersonDetected(f"pose presence {float(presence[0]):.2f} is not above {MIN_PRESENCE}")
     lm = landmarks.numpy()[:33, :4].copy()
     lm[:, 2] /= w
     body25 = to_body25(lm, (w, h))
@@ -187,15 +181,7 @@ def estimate_pose(image: Any, device: Any = "cpu", *, keep_photo: bool = False) 
         presence=float(presence[0]), detection_score=best.score, num_people=len(people),
         roi=Roi(*(float(v) for v in roi)), served_by=run.name,
         timings_ms={k: (b - a) * 1000 for k, a, b in zip(names, marks[:-1], marks[1:], strict=True)},
-        device_photo=photo,
     )
-
-
-def release_photo(result: PoseResult, device: Any) -> None:
-    """Free ``result.device_photo`` (kept by ``estimate_pose(..., keep_photo=True)``) on ``device``; idempotent."""
-    if result.device_photo is not None:
-        photo, result.device_photo = result.device_photo, None
-        resolve_runner(device).release(photo)
 
 
 def detect_faces(image: Any, device: Any = "cpu") -> list[Face]:
