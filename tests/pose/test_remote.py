@@ -68,18 +68,6 @@ def test_another_image_size_through_the_same_backend(remote, astronaut: np.ndarr
     assert remote.stats()["session_bytes"] == 0
 
 
-def test_a_kept_photo_stays_until_released(remote, astronaut: np.ndarray) -> None:
-    from node1.pose import release_photo
-
-    result = estimate_pose(astronaut, remote, keep_photo=True)
-    assert tuple(result.device_photo.shape) == astronaut.shape
-    assert remote.stats()["session_bytes"] == astronaut.nbytes  # only the photo is left
-    release_photo(result, remote)
-    release_photo(result, remote)  # idempotent
-    assert result.device_photo is None and remote.stats()["session_bytes"] == 0
-    assert estimate_pose(astronaut, "cpu", keep_photo=True).device_photo is not None  # locally: the host tensor
-
-
 def test_fallback_device_prefers_the_remote(remote, astronaut: np.ndarray) -> None:
     chooser = FallbackDevice(lambda: remote, local="cpu")
     assert chooser.run(estimate_pose, astronaut).served_by.startswith("gvirtus:")
