@@ -162,10 +162,8 @@ class ExactConv:
         """Choose the plan for ``key`` and check it: a fused plan is kept only if its result on this input is
         bit-identical to the portable ops' (torch builds differ in which kernel the fused call picks)."""
         plan = self._plan(key)
-        if plan == _ATEN:
-            out = self._portable(x, w, b)
-        else:
-            out = self._nhwc(key, x, w, b) if plan == _NHWC else self._fused(plan, x, w, b)
+        out = self._run(plan, key, x, w, b)
+        if plan != _ATEN:
             want = self._portable(x, w, b)
             if not torch.equal(dense(out), want):
                 log.info("%r: this torch's fused oneDNN call rounds differently for input %s; using aten's ops",
@@ -184,6 +182,10 @@ class ExactConv:
         plan = self._plans.get(key)
         if plan is None:
             return self._first_call(key, x, w, b)
+        return self._run(plan, key, x, w, b)
+
+    def _run(self, plan: int, key: tuple[Any, ...], x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None
+             ) -> torch.Tensor:
         if plan == _ATEN:
             return self._portable(x, w, b)
         if plan == _NHWC:

@@ -156,9 +156,9 @@ class RemoteDevice:
                 data.free_many(ids[start:start + MAX_FREE_BATCH])
             return
         first_error: GvirtusError | None = None
-        for hid in ids:
+        for h in handles:
             try:
-                self._call("Free", pb.Handle(id=hid), f"free({hid})")
+                self.free(h)
             except GvirtusError as exc:
                 first_error = first_error or exc
         if first_error is not None:

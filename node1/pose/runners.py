@@ -78,7 +78,6 @@ def _cpu_stages(cpu_fast: bool = False) -> dict[str, nn.Module]:
     """
     stages: dict[str, nn.Module] = {
         "prepare": PrepareImage(),
-        "pose_input": FullImageInput(POSE_DETECTOR_SIZE, -1.0, 1.0),
         "pose_detector": SsdDetector(_model("pose_detector", cpu_fast), POSE_DETECTOR_SIZE, POSE_STRIDES),
         "pose_crop": PoseCrop(),
         "pose_landmarks": PoseLandmarks(_model("pose_landmarks", cpu_fast)),
@@ -93,7 +92,8 @@ def _cpu_stages(cpu_fast: bool = False) -> dict[str, nn.Module]:
     stages["pose_detector"].gvirtus_exact = True  # type: ignore[assignment]  # read by gvirtus.graph.capture
     if cpu_fast:  # the local photo is already where the stages read it: no device copy (never mutated)
         stages["prepare"] = nn.Identity()
-    stages["pose_prepare"] = PreparedInput(stages["prepare"], stages["pose_input"])  # upload + letterbox
+    # upload + the detector's letterbox in one launch (no stage of its own: nothing else reads the letterbox)
+    stages["pose_prepare"] = PreparedInput(stages["prepare"], FullImageInput(POSE_DETECTOR_SIZE, -1.0, 1.0))
     return {k: m.eval() for k, m in stages.items()}
 
 
