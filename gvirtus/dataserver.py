@@ -27,7 +27,7 @@ from gvirtus.datachannel import (
     send_all,
     tune_socket,
 )
-from gvirtus.errors import GvirtusError, InvalidRequest
+from gvirtus.errors import InvalidRequest, each_then_raise
 
 log = logging.getLogger("gvirtus.dataserver")
 ACCEPT_BACKLOG = 64
@@ -120,16 +120,7 @@ class DataServer:
             return
         ids = struct.unpack(f"<{count}Q", recv_bytes(conn, nbytes)) if count else ()
 
-        def release_all() -> None:
-            session, first_error = self.store.get(sid), None
-            for hid in ids:
-                try:
-                    session.release(hid)
-                except GvirtusError as exc:
-                    first_error = first_error or exc
-            if first_error is not None:
-                raise first_error
-        self._reply(conn, release_all)
+        self._reply(conn, lambda: each_then_raise(self.store.get(sid).release, ids))
 
     def _reply(self, conn: socket.socket, action: Any, payload: Any = None) -> bool:
         """Run `action`; send status 0 (+ `payload(result)` in the same write), or the typed error."""

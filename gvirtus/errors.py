@@ -16,9 +16,25 @@ back (falling back on the gRPC status code), so every backend error arrives type
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from typing import Any
+
 
 class GvirtusError(Exception):
     """Base of the remote device's errors."""
+
+
+def each_then_raise(action: Callable[[Any], object], items: Iterable[Any]) -> None:
+    """``action(item)`` for every item, even after one fails; then the first GvirtusError, if any (freeing
+    many handles: every one is tried, and the error names the first that was not freed)."""
+    first: GvirtusError | None = None
+    for item in items:
+        try:
+            action(item)
+        except GvirtusError as exc:
+            first = first or exc
+    if first is not None:
+        raise first
 
 
 class RemoteDeviceLost(GvirtusError):  # noqa: N818 - names from the design

@@ -22,7 +22,7 @@ import torch
 
 from gvirtus.client import Connection
 from gvirtus.datachannel import MAX_FREE_BATCH
-from gvirtus.errors import GvirtusError, InvalidRequest, RemoteDeviceLost
+from gvirtus.errors import InvalidRequest, RemoteDeviceLost, each_then_raise
 from gvirtus.graph import CapturedGraph, as_tensor, capture
 from gvirtus.modules import DeviceBuffer, RemoteModule, host_bytes, module_chunks
 from gvirtus.proto import gvirtus_pb2 as pb
@@ -155,14 +155,7 @@ class RemoteDevice:
             for start in range(0, len(ids), MAX_FREE_BATCH):
                 data.free_many(ids[start:start + MAX_FREE_BATCH])
             return
-        first_error: GvirtusError | None = None
-        for h in handles:
-            try:
-                self.free(h)
-            except GvirtusError as exc:
-                first_error = first_error or exc
-        if first_error is not None:
-            raise first_error
+        each_then_raise(self.free, handles)
 
     def memcpy_htod(self, handle: DeviceBuffer, data: np.ndarray | torch.Tensor, offset: int = 0) -> None:
         """Copy a host array's bytes (C order) into the buffer at byte `offset`."""
