@@ -11,7 +11,7 @@ the local CPU fallback, and first one back on the remote device).
 
 Part B (DISTRIBUTED roles, two supervisors): node 2's role (gvirtus, VITON, gateway) runs in its
 own network namespace behind a veth pair when this runs as root (else on loopback), node 1's role
-(the web app) in the root namespace, and mirror.faultproxy sits on both links (gateway TCP and
+(the web app) in the root namespace, and testing.faultproxy sits on both links (gateway TCP and
 gvirtus gRPC). Phases of --phase-s seconds each under load: none, delay 50 ms +-10 ms, loss 5 %
 (a chunk stalls one 200 ms RTO), bandwidth 20 MB/s, a 8 s cut then restore, and a reset of every
 connection. Per phase: ok / errors by code / lost, p50 and p95 of successful try-ons, and for the
@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.load_bench import Outcomes, garment_ids, pct, run_load, warm_up  # noqa: E402
-from mirror.faultproxy import FaultProxy  # noqa: E402
+from testing.faultproxy import FaultProxy  # noqa: E402
 from tests.faults.deployment import Deployment, astronaut_jpeg, free_ports, write_config  # noqa: E402
 
 SETTLE_S = 10.0                 # after a restarted child is READY, before the next fault

@@ -38,7 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from node1.web_client import encode_multipart  # noqa: E402
+from node1.cli.http_client import encode_multipart  # noqa: E402
 from tests.faults.deployment import Deployment, astronaut_jpeg  # noqa: E402
 
 BASELINE_REQUESTS = 8

@@ -59,8 +59,7 @@ def _crop_scale(p: PersonData, factor: int, x0: int, width: int) -> PersonData:
     kp = p.keypoints.copy()
     kp[:, :2] = kp[:, :2] * factor - np.array([x0, 0], np.float32)
     kp[p.keypoints[:, 2] <= 0] = 0
-    return PersonData(big(p.image, cv2.INTER_LINEAR), big(p.parse, cv2.INTER_NEAREST), kp,
-                      big(p.pose_render, cv2.INTER_LINEAR))
+    return PersonData(big(p.image, cv2.INTER_LINEAR), big(p.parse, cv2.INTER_NEAREST), kp)
 
 
 def _inputs(kind: str) -> tuple[dict[str, PersonData], GarmentData, str]:
@@ -69,11 +68,12 @@ def _inputs(kind: str) -> tuple[dict[str, PersonData], GarmentData, str]:
             from skimage import data
 
             from garments.demo import DEMO_DESIGNS, render_garment
-            from node1.tryon_cli import _person
+            from node1.preprocess import preprocess
         except ImportError as exc:
             print(f"(no real preprocessing or demo garments: {exc}; using the drawn person)")
         else:
-            base = _person(np.ascontiguousarray(data.astronaut()))
+            pre = preprocess(np.ascontiguousarray(data.astronaut()), device="cpu")
+            base = PersonData(pre.image, pre.parse, pre.body25)
             r = render_garment(DEMO_DESIGNS[0])
             garment = GarmentData(r.image, r.mask, np.asarray(r.landmarks, np.float32), DEMO_DESIGNS[0].kind)
             return ({"512": _crop_scale(base, 1, 50, 384), "1024": _crop_scale(base, 2, 100, 768)}, garment,

@@ -18,7 +18,7 @@ from node2.health import HealthServer
 from node2.metrics import GatewayMetrics
 from node2.service import MAX_PENDING_PER_CHANNEL, Gateway
 from transport import ServerChannel, TcpClient, listen, viton_endpoint
-from transport.auto import max_message_bytes
+from transport.auto import client_curve_keys, max_message_bytes
 
 log = logging.getLogger("node2.gateway")
 
@@ -48,10 +48,12 @@ def start(c: Any) -> RunningGateway:
     """
     n2 = c["node2"]
     bind = n2.get("bind_host") or n2["host"]
-    # The VITON service answers pings from its socket thread even while a try-on runs (the
-    # protocol in docs/transport.md), so a dead service is noticed within HEARTBEAT_TIMEOUT_S.
-    viton = TcpClient(viton_endpoint(c), max_message_bytes=max_message_bytes(c),
-                      max_in_flight=4 * MAX_PENDING_PER_CHANNEL)
+    # The VITON service's channel answers pings from its I/O thread even while a try-on runs, so a
+    # dead service is noticed within HEARTBEAT_TIMEOUT_S; the link is CurveZMQ when transport.secure
+    # is on and VITON is reached over tcp:// (it may run on another host).
+    endpoint = viton_endpoint(c)
+    viton = TcpClient(endpoint, max_message_bytes=max_message_bytes(c), max_in_flight=4 * MAX_PENDING_PER_CHANNEL,
+                      curve=client_curve_keys(c, endpoint))
     metrics = GatewayMetrics()
     gateway = Gateway(viton, request_timeout_s=float(c["limits"]["request_timeout_s"]),
                       metrics=metrics)

@@ -1,6 +1,6 @@
 """The gateway's request handling: try-on forwarding to VITON, the garment cache, health.
 
-Kinds from node 1 (see transport/client.py for the tensors):
+Kinds from node 1 (the try-on contract, viton/contract.py, names every tensor and code):
     tryon    -> `result` / `error` from VITON (+ meta.timings_ms.gateway_ms), or `need_garment`
     garment  -> `garment_stored` / `error`
     health   -> `health` (meta: the same dict as GET /health)
@@ -19,19 +19,11 @@ from typing import Any
 
 from node2.garment_cache import GarmentCache, GarmentRejected
 from node2.metrics import GatewayMetrics
-from transport import (
-    ClientChannel,
-    Frame,
-    InvalidRequest,
-    PeerUnavailable,
-    RequestTimeout,
-    TransportError,
-    check_tensors,
-    error_frame,
-    new_request_id,
-)
+from transport import ClientChannel, Frame, PeerUnavailable, RequestTimeout, TransportError, error_frame
 from transport.base import ChannelInfo
-from transport.client import GARMENT_TENSORS, OPTIONAL_PERSON_TENSORS, PERSON_TENSORS, check_garment_id
+from transport.frames import new_request_id
+from viton import contract
+from viton.contract import ContractError, ErrorCode, Kind
 
 MAX_PENDING_PER_CHANNEL = 64       # a server channel stops reading beyond this many unanswered requests
 VITON_PING_TIMEOUT_S = 0.5         # /health's check of the VITON service
@@ -57,14 +49,14 @@ class Gateway:
     # -- dispatch ----------------------------------------------------------------------------
     def handle(self, frame: Frame, reply: Reply) -> None:
         kind = frame.kind
-        if kind == "tryon":
+        if kind == Kind.TRYON:
             self._tryon(frame, reply)
-        elif kind == "garment":
+        elif kind == Kind.GARMENT:
             reply(self._count(frame, self._garment(frame)))
-        elif kind == "health":
+        elif kind == Kind.HEALTH:
             self._health_async(frame, reply)
         else:
-            reply(self._count(frame, error_frame(frame.request_id, "unknown_kind",
+            reply(self._count(frame, error_frame(frame.request_id, ErrorCode.UNKNOWN_KIND,
                                                  f"kind {kind!r} is not served here; use tryon, garment or health")))
 
     def _count(self, request: Frame, answer: Frame) -> Frame:
@@ -74,35 +66,35 @@ class Gateway:
     # -- garments ----------------------------------------------------------------------------
     def _garment(self, frame: Frame) -> Frame:
         try:
-            check_tensors(frame.tensors, GARMENT_TENSORS, what="garment")
-            gid = check_garment_id(frame.meta.get("garment_id"))
-            kind = frame.meta.get("kind")
-            if not isinstance(kind, str) or not kind:
-                raise InvalidRequest(f"garment meta 'kind' must be a non-empty string, got {kind!r:.40}")
+            contract.check_tensors(frame.tensors, contract.GARMENT_TENSORS, tuple(contract.GARMENT_TENSORS),
+                                   what="garment")
+            gid = contract.check_garment_id(frame.meta.get("garment_id"))
+            kind = contract.check_garment_kind(frame.meta.get("kind"))
             t = frame.tensors
             self.cache.put(gid, kind, t["image"], t["mask"], t["landmarks"])
-        except (InvalidRequest, GarmentRejected) as exc:
-            return error_frame(frame.request_id, "bad_garment", str(exc))
+        except (ContractError, GarmentRejected) as exc:
+            return error_frame(frame.request_id, ErrorCode.BAD_GARMENT, str(exc))
         self.metrics.cache_items.set(self.cache.stats()["items"])
-        return Frame("garment_stored", frame.request_id, meta={"garment_id": gid})
+        return Frame(Kind.GARMENT_STORED, frame.request_id, meta={"garment_id": gid})
 
     # -- try-on ------------------------------------------------------------------------------
     def _tryon(self, frame: Frame, reply: Reply) -> None:
         t0 = time.perf_counter()
         try:
-            check_tensors(frame.tensors, PERSON_TENSORS, OPTIONAL_PERSON_TENSORS, what="tryon")
-            gid = check_garment_id(frame.meta.get("garment_id"))
-        except InvalidRequest as exc:
-            reply(self._count(frame, error_frame(frame.request_id, "bad_request", str(exc))))
+            # Shapes and dtypes here; which tensors the engine reads, the VITON service checks.
+            contract.check_person(frame.tensors, ("person",))
+            gid = contract.check_garment_id(frame.meta.get("garment_id"))
+        except ContractError as exc:
+            reply(self._count(frame, error_frame(frame.request_id, exc.code, str(exc))))
             return
         garment = self.cache.get(gid)
         if garment is None:
-            reply(self._count(frame, Frame("need_garment", frame.request_id, meta={"garment_id": gid})))
+            reply(self._count(frame, Frame(Kind.NEED_GARMENT, frame.request_id, meta={"garment_id": gid})))
             return
-        tensors = dict(frame.tensors)
-        tensors.update(garment_image=garment.image, garment_mask=garment.mask, garment_landmarks=garment.landmarks)
-        forward = Frame("tryon", new_request_id(), meta={"garment_id": gid, "garment_kind": garment.kind,
-                                                         "origin_id": frame.request_id}, tensors=tensors)
+        meta, tensors = contract.viton_request(frame.tensors, garment.image, garment.mask, garment.landmarks,
+                                               garment_kind=garment.kind, garment_id=gid,
+                                               origin_id=frame.request_id)
+        forward = Frame(Kind.TRYON, new_request_id(), meta=meta, tensors=tensors)  # type: ignore[arg-type]
         try:
             fut = self.viton.submit(forward, self.request_timeout_s)
         except TransportError as exc:
@@ -136,11 +128,11 @@ class Gateway:
     @staticmethod
     def _viton_error(request_id: str, exc: BaseException) -> Frame:
         if isinstance(exc, PeerUnavailable):
-            code = "viton_unavailable"
+            code = ErrorCode.VITON_UNAVAILABLE
         elif isinstance(exc, RequestTimeout):
-            code = "viton_timeout"
+            code = ErrorCode.VITON_TIMEOUT
         else:
-            code = "viton_error"
+            code = ErrorCode.VITON_ERROR
         log.warning("try-on %r failed at the VITON service: %s", request_id, exc)
         return error_frame(request_id, code, f"VITON service: {exc}")
 
@@ -149,7 +141,7 @@ class Gateway:
         """Answer a `health` frame without blocking the channel thread on the VITON ping."""
         t0 = time.perf_counter()
         try:
-            fut = self.viton.submit(Frame("ping", f"health:{new_request_id()}"), VITON_PING_TIMEOUT_S)
+            fut = self.viton.submit(Frame(Kind.HEALTH, f"health:{new_request_id()}"), VITON_PING_TIMEOUT_S)
         except TransportError as exc:
             reply(self._count(frame, Frame("health", frame.request_id, meta=self._health_dict(
                 {"endpoint": self.viton.info.endpoint, "reachable": False, "error": str(exc)}))))
@@ -162,16 +154,17 @@ class Gateway:
         if exc is not None:
             return {"endpoint": self.viton.info.endpoint, "reachable": False, "error": str(exc)}
         answer = fut.result()
-        return {"endpoint": self.viton.info.endpoint, "reachable": answer.kind == "pong",
+        return {"endpoint": self.viton.info.endpoint, "reachable": answer.kind == Kind.HEALTH,
+                "ok": answer.kind == Kind.HEALTH and answer.meta.get("status") == "ok",
                 "answer": answer.kind, "rtt_ms": round((time.perf_counter() - t0) * 1000.0, 3),
                 **({"meta": answer.meta} if answer.meta else {})}
 
     def viton_status(self) -> dict[str, Any]:
-        """Ping the VITON service (blocks up to VITON_PING_TIMEOUT_S: for the HTTP thread only)."""
+        """Ask the VITON service for its health (blocks up to VITON_PING_TIMEOUT_S: for the HTTP thread only)."""
         t0 = time.perf_counter()
         fut: Future[Frame] = Future()
         try:
-            fut.set_result(self.viton.request(Frame("ping", f"health:{new_request_id()}"), VITON_PING_TIMEOUT_S))
+            fut.set_result(self.viton.request(Frame(Kind.HEALTH, f"health:{new_request_id()}"), VITON_PING_TIMEOUT_S))
         except TransportError as exc:
             fut.set_exception(exc)
         return self._ping_status(fut, t0)
@@ -184,7 +177,7 @@ class Gateway:
         with self._lock:
             in_flight = self._in_flight
         return {
-            "status": "ok" if viton["reachable"] else "degraded",
+            "status": "ok" if viton.get("ok") else "degraded",
             "component": "node2.gateway",
             "channels": [{"backend": c.backend, "endpoint": c.endpoint, "reason": c.reason} for c in self.channels],
             "viton": viton,

@@ -1,12 +1,11 @@
 """transport: tensor frames and channels (tcp via pyzmq, rdma via pyverbs, chosen by auto).
 
 Public face:
-    Frame, encode, decode, error_frame          the message format (frames.py)
+    Frame, encode, decode, error_frame, new_request_id   the message format (frames.py)
     ClientChannel, ServerChannel, ChannelObserver  the channel interface (base.py)
     TcpClient, TcpServer                        pyzmq DEALER/ROUTER backend (tcp.py)
     RdmaClient, RdmaServer, probe_rdma          pyverbs backend (rdma.py; never ran on RDMA hardware)
     connect(cfg), listen(cfg, handler)          backend chosen by transport.mode (auto.py)
-    TryOnClient                                 node 1's try-on API (client.py)
     viton_endpoint, viton_bind_endpoint, gateway_endpoint, gateway_bind_endpoint  (endpoints.py)
     errors: TransportError, FrameError, FrameTooLarge, DtypeNotAllowed, ChannelClosed,
             PeerUnavailable, RequestTimeout, RdmaUnavailable, InvalidRequest
@@ -19,7 +18,6 @@ from typing import Any
 
 from transport.auto import connect, listen
 from transport.base import ChannelInfo, ChannelObserver, ClientChannel, ServerChannel
-from transport.client import GarmentLike, TryOnClient, check_tensors, garment_frame, new_request_id
 from transport.endpoints import gateway_bind_endpoint, gateway_endpoint, viton_bind_endpoint, viton_endpoint
 from transport.errors import (
     ChannelClosed,
@@ -32,7 +30,7 @@ from transport.errors import (
     RequestTimeout,
     TransportError,
 )
-from transport.frames import Frame, decode, encode, error_frame
+from transport.frames import Frame, decode, encode, error_frame, new_request_id
 from transport.tcp import TcpClient
 from transport.tcp_server import TcpServer
 
@@ -48,8 +46,8 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ChannelClosed", "ChannelInfo", "ChannelObserver", "ClientChannel", "DtypeNotAllowed", "Frame", "FrameError",
-    "FrameTooLarge", "GarmentLike", "InvalidRequest", "PeerUnavailable", "RdmaUnavailable", "RequestTimeout",
-    "ServerChannel", "TcpClient", "TcpServer", "TransportError", "TryOnClient", "check_tensors", "connect",
-    "decode", "encode", "error_frame", "garment_frame", "gateway_bind_endpoint", "gateway_endpoint", "listen",
+    "FrameTooLarge", "InvalidRequest", "PeerUnavailable", "RdmaUnavailable", "RequestTimeout",
+    "ServerChannel", "TcpClient", "TcpServer", "TransportError", "connect",
+    "decode", "encode", "error_frame", "gateway_bind_endpoint", "gateway_endpoint", "listen",
     "new_request_id", "viton_bind_endpoint", "viton_endpoint",
 ]

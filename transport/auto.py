@@ -97,3 +97,18 @@ def listen(cfg: Any, handler: Handler, observer: ChannelObserver | None = None,
             log.warning("transport auto: not listening for RDMA because %s; serving TCP only", exc)
             servers[0].info.reason = f"RDMA unavailable, TCP only: {exc}"
     return servers
+
+
+def _leaves_host(endpoint: str) -> bool:
+    return not endpoint.startswith(("ipc://", "inproc://"))
+
+
+def server_curve_keys(cfg: Any, endpoint: str) -> curve_mod.CurveKeys | None:
+    """CurveZMQ server keys for another zmq link of the deployment (the VITON service's) when
+    `transport.secure` is on and the link can leave the host (tcp://); None for ipc:// and when off."""
+    return _curve_server(cfg) if _leaves_host(endpoint) else None
+
+
+def client_curve_keys(cfg: Any, endpoint: str) -> curve_mod.CurveKeys | None:
+    """The client side of `server_curve_keys` (the gateway's link to the VITON service)."""
+    return _curve_client(cfg) if _leaves_host(endpoint) else None

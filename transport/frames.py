@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -170,3 +171,8 @@ def decode(parts: Sequence[Buffer], max_bytes: int = DEFAULT_MAX_BYTES) -> Frame
 def error_frame(request_id: str, code: str, message: str, **meta: Any) -> Frame:
     """The reply every receiver sends for a request it cannot serve."""
     return Frame(kind="error", request_id=request_id, meta={"code": code, "message": message, **meta})
+
+
+def new_request_id() -> str:
+    """A fresh request id (16 hex characters)."""
+    return uuid.uuid4().hex[:16]

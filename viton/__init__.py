@@ -1,23 +1,31 @@
-"""viton: try-on engines (`geometric`, `vitonhd`) and the long-running try-on service.
+"""viton: try-on engines (`geometric`, `vitonhd`), the try-on service, and its input contract.
 
 Public face:
-    PersonData, GarmentData, TryOnOutput, Engine   the engine contract (viton/engine.py)
+    contract                                       the try-on messages (viton/contract.py; numpy only)
+    PersonData, GarmentData, TryOnOutput, Engine   the engine interface (viton/engine.py)
     make_engine(name, device, checkpoint_dir)      build the engine named in viton.engine
-    GeometricEngine                                the weight-free default engine
+    GeometricEngine                                the weight-free default engine (imported on first use)
     errors: VitonError, InvalidInput, PoseIncomplete, UnknownEngine, EngineConfigError, EngineFailed
 The service is `python -m viton.service` (viton/service.py).
+
+Importing `viton` (or `viton.contract`) loads no engine and no torch: the gateway and node 1's web
+process import the contract alone; an engine's code loads when it is built.
 """
 
 from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from viton import contract
 from viton.engine import Engine, GarmentData, PersonData, TryOnOutput
 from viton.errors import EngineConfigError, EngineFailed, InvalidInput, PoseIncomplete, UnknownEngine, VitonError
-from viton.geometric import GeometricEngine
 
-ENGINE_NAMES = ("geometric", "vitonhd")
+if TYPE_CHECKING:
+    from viton.geometric import GeometricEngine
+
+ENGINE_NAMES = tuple(contract.ENGINE_READS)
 
 
 def make_engine(name: str, device: str = "auto", checkpoint_dir: str | Path | None = None) -> Engine:
@@ -35,6 +43,8 @@ def make_engine(name: str, device: str = "auto", checkpoint_dir: str | Path | No
             its weights must refuse to start and say why.
     """
     if name == "geometric":
+        from viton.geometric import GeometricEngine
+
         return GeometricEngine(device=device)
     if name == "vitonhd":
         if checkpoint_dir is None:
@@ -46,7 +56,15 @@ def make_engine(name: str, device: str = "auto", checkpoint_dir: str | Path | No
     raise UnknownEngine(f"viton.engine = {name!r} is not an engine; choose one of {', '.join(ENGINE_NAMES)}")
 
 
+def __getattr__(name: str) -> Any:
+    if name == "GeometricEngine":  # torch and kornia: loaded on first use, not by `import viton`
+        from viton.geometric import GeometricEngine
+
+        return GeometricEngine
+    raise AttributeError(f"module 'viton' has no attribute {name!r}")
+
+
 __all__ = [
     "ENGINE_NAMES", "Engine", "EngineConfigError", "EngineFailed", "GarmentData", "GeometricEngine", "InvalidInput",
-    "PersonData", "PoseIncomplete", "TryOnOutput", "UnknownEngine", "VitonError", "make_engine",
+    "PersonData", "PoseIncomplete", "TryOnOutput", "UnknownEngine", "VitonError", "contract", "make_engine",
 ]

@@ -21,14 +21,16 @@ class PersonData:
         parse: (H, W) uint8 CIHP-20 labels (0 bg, 2 hair, 5 upper-clothes, 9 pants, 10 neck/torso
             skin, 13 face, 14/15 left/right arm (subject's own), 16/17 legs, ...).
         keypoints: (25, 3) float32 OpenPose BODY_25 (x, y, confidence) in pixels; missing = 0, 0, 0.
-        pose_render: (H, W, 3) uint8 RGB skeleton in OpenPose colours on black.
-        person_mask: (H, W) float32 in [0, 1] person segmentation, or None.
+        person_mask: (H, W) uint8 person segmentation 0..255, or None (sent only to an engine that
+            reads it: viton.contract.ENGINE_READS).
+
+    The tensors' wire form is viton.contract.PERSON_TENSORS; the OpenPose skeleton picture VITON-HD
+    reads is drawn from `keypoints` by that engine (viton.skeleton), not carried here.
     """
 
     image: np.ndarray
     parse: np.ndarray
     keypoints: np.ndarray
-    pose_render: np.ndarray
     person_mask: np.ndarray | None = None
 
 
@@ -68,9 +70,11 @@ class TryOnOutput:
 
 class Engine(Protocol):
     """A try-on engine. Load weights in the constructor; `try_on` must be re-entrant-safe
-    for sequential calls and deterministic for the same input."""
+    for sequential calls and deterministic for the same input. `reads` names the person tensors it
+    reads (viton.contract.ENGINE_READS[name]): node 1 sends those and nothing else."""
 
     name: str
     device: str
+    reads: tuple[str, ...]
 
     def try_on(self, person: PersonData, garment: GarmentData) -> TryOnOutput: ...

@@ -1,18 +1,20 @@
 """The try-on service: `python -m viton.service`.
 
-Long-running; the engine (viton.engine in env_config.json) is built once at start. One zmq
-ROUTER socket bound at `transport.endpoints.viton_bind_endpoint(cfg)` speaks the gateway ->
-VITON protocol of docs/transport.md:
+Long-running; the engine (viton.engine in env_config.json) is built once at start. It serves the
+gateway -> VITON half of the try-on contract (viton/contract.py) on transport's server channel
+(transport.TcpServer: zmq ROUTER, heartbeats, malformed-frame replies, CurveZMQ when configured)
+bound at `transport.viton_bind_endpoint(cfg)`:
 
-    tryon   -> result (tensor image, meta timings_ms/engine/device) or error (meta code/message)
-    ping    -> pong (meta = health)          health -> health (meta = health)
-    other   -> error code unknown_kind;  undecodable -> error code malformed_frame
+    tryon   -> result (tensor image; meta timings_ms, engine, device) or error (meta code, message)
+    health  -> health (meta = the service's health document)
+    ping    -> pong (answered by the channel itself, even while a try-on runs)
+    other   -> error code unknown_kind
 
-Concurrency: the socket thread decodes and validates every request at the boundary and
-answers ping/health itself at once; valid try-ons go to ONE worker thread through a bounded
-queue (QUEUE_SIZE; beyond it the reply is error code "busy"). The worker hands its replies back
-over an inproc socket, so only the socket thread touches the ROUTER. Every request gets a reply,
-and no bad frame stops the service.
+Concurrency: `handle` runs on the channel's I/O thread; it validates every request against the
+contract at once and queues valid try-ons for ONE engine thread through a bounded queue
+(QUEUE_SIZE; beyond it the reply is error code "busy"). The engine thread replies itself
+(transport's `reply` may be called from any thread). Every request gets a reply, and no bad
+request stops the service.
 """
 
 from __future__ import annotations
@@ -21,165 +23,137 @@ import logging
 import queue
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import zmq
 
 from mirror import load_config, notify_ready, request_context, setup_logging
-from mirror.lifecycle import install_stop_handlers
-from transport.endpoints import viton_bind_endpoint
-from transport.errors import FrameError, FrameTooLarge
-from transport.frames import Frame, decode, decode_header, encode, error_frame
-from viton import make_engine
-from viton.checks import check_garment, check_person
+from mirror.lifecycle import install_stop_handlers, run_until_signal
+from transport import Frame, TcpServer, TransportError, error_frame, viton_bind_endpoint
+from transport.auto import max_message_bytes, server_curve_keys
+from viton import contract, make_engine
+from viton.checks import check_garment
+from viton.contract import ContractError, ErrorCode, Kind
 from viton.engine import Engine, GarmentData, PersonData
-from viton.errors import InvalidInput, VitonError
+from viton.errors import VitonError
 
 _log = logging.getLogger("viton.service")
 
-QUEUE_SIZE = 4                  # try-ons waiting for the worker before "busy"
-POLL_INTERVAL_MS = 200          # how often the socket loop looks at the stop flag
-LINGER_MS = 0                   # drop unsent replies at close (the gateway times out on its own)
+QUEUE_SIZE = 4                  # try-ons waiting for the engine thread before "busy"
 WORKER_JOIN_TIMEOUT_S = 5.0
-PERSON_TENSORS = ("person", "parse", "keypoints", "pose_render")
-GARMENT_TENSORS = ("garment_image", "garment_mask", "garment_landmarks")
-_STOP = object()
+_GARMENT_SPECS = {contract.FORWARDED_GARMENT_NAMES[k]: v for k, v in contract.GARMENT_TENSORS.items()}
+
+Reply = Any  # transport's Callable[[Frame], None]
 
 
-def frame_to_inputs(frame: Frame) -> tuple[PersonData, GarmentData]:
-    """Build and validate engine inputs from a "tryon" frame. Raises InvalidInput naming the problem."""
+@dataclass
+class _Job:
+    request_id: str
+    person: PersonData
+    garment: GarmentData
+    reply: Reply
+    queued_at: float
+
+
+def frame_to_inputs(frame: Frame, reads: tuple[str, ...]) -> tuple[PersonData, GarmentData]:
+    """Build and validate engine inputs from a gateway `tryon` frame for an engine reading `reads`.
+
+    Raises:
+        ContractError: code missing_tensor naming an absent tensor the engine reads, else bad_input
+            naming the tensor or meta key, what was expected and what arrived.
+        viton.errors.InvalidInput: the garment is unusable (e.g. an empty mask).
+    """
     t = frame.tensors
-    missing = [n for n in (*PERSON_TENSORS, *GARMENT_TENSORS) if n not in t]
-    if missing:
-        raise InvalidInput(f"tryon request lacks tensor(s) {', '.join(missing)}; "
-                           f"expected {', '.join((*PERSON_TENSORS, *GARMENT_TENSORS))} (+ optional person_mask)")
+    person_part = {k: v for k, v in t.items() if k not in _GARMENT_SPECS}
+    contract.check_person(person_part, reads, code=ErrorCode.BAD_INPUT)
+    contract.check_tensors({k: v for k, v in t.items() if k in _GARMENT_SPECS}, _GARMENT_SPECS,
+                           tuple(_GARMENT_SPECS), what="tryon garment", code=ErrorCode.BAD_INPUT)
     kind = frame.meta.get("garment_kind", "tshirt")
-    if not isinstance(kind, str):
-        raise InvalidInput(f"meta garment_kind must be a string; got {kind!r:.40}")
+    if not isinstance(kind, str) or not kind:
+        raise ContractError(f"meta garment_kind must be a non-empty string; got {kind!r:.40}", ErrorCode.BAD_INPUT)
     person = PersonData(image=t["person"], parse=t["parse"], keypoints=t["keypoints"],
-                        pose_render=t["pose_render"], person_mask=t.get("person_mask"))
+                        person_mask=t.get("person_mask"))
     garment = GarmentData(image=t["garment_image"], mask=t["garment_mask"], landmarks=t["garment_landmarks"],
                           kind=kind)
-    check_person(person)
     check_garment(garment)
     return person, garment
 
 
-def _request_id(parts: list[Any]) -> str:
-    try:
-        return str(decode_header(parts[0])["id"])
-    except Exception:  # noqa: BLE001 - best effort: an error reply with no id still reaches the sender
-        return ""
-
-
 class TryOnService:
-    """The ROUTER loop + one engine worker. `serve(stop)` blocks until `stop` is set."""
+    """The contract's handler plus one engine thread. `start()` then `handle` on a server channel."""
 
-    def __init__(self, engine: Engine, endpoint: str, max_bytes: int, context: zmq.Context | None = None) -> None:
+    def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.endpoint = endpoint
-        self.max_bytes = max_bytes
-        self.ctx = context or zmq.Context.instance()
-        self._jobs: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_SIZE)
-        self._inproc = f"inproc://viton-replies-{id(self)}"
+        self._jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=QUEUE_SIZE)
         self._started = time.monotonic()
         self._busy = False
+        self._worker: threading.Thread | None = None
         self.served = 0
         self.failed = 0
-        self.bound = threading.Event()
 
     def health(self) -> dict[str, Any]:
-        return {"status": "ok", "engine": self.engine.name, "device": self.engine.device,
+        alive = self._worker is not None and self._worker.is_alive()
+        return {"status": "ok" if alive else "degraded", "engine": self.engine.name, "device": self.engine.device,
+                "reads": list(self.engine.reads), "contract_version": contract.CONTRACT_VERSION,
                 "busy": self._busy, "queued": self._jobs.qsize(), "served": self.served,
                 "failed": self.failed, "uptime_s": round(time.monotonic() - self._started, 3)}
 
-    def serve(self, stop: threading.Event) -> None:
-        if self.endpoint.startswith("ipc://"):
-            Path(self.endpoint[len("ipc://"):]).parent.mkdir(parents=True, exist_ok=True)
-        router = self.ctx.socket(zmq.ROUTER)
-        router.setsockopt(zmq.LINGER, LINGER_MS)
-        replies = self.ctx.socket(zmq.PULL)
-        replies.bind(self._inproc)
-        try:
-            router.bind(self.endpoint)
-        except zmq.ZMQError:
-            router.close()
-            replies.close()
-            raise
-        worker = threading.Thread(target=self._work, name="viton-worker", daemon=True)
-        worker.start()
-        poller = zmq.Poller()
-        poller.register(router, zmq.POLLIN)
-        poller.register(replies, zmq.POLLIN)
-        self.bound.set()
-        try:
-            while not stop.is_set():
-                events = dict(poller.poll(POLL_INTERVAL_MS))
-                if replies in events:
-                    router.send_multipart(replies.recv_multipart(copy=False), copy=False)
-                if router in events:
-                    msg = router.recv_multipart(copy=False)
-                    reply = self._on_message(msg[0], [m.buffer for m in msg[1:]])
-                    if reply is not None:
-                        router.send_multipart([msg[0], *encode(reply)], copy=False)
-        finally:
-            self._jobs.put(_STOP)
-            worker.join(WORKER_JOIN_TIMEOUT_S)
-            router.close()
-            replies.close()
+    def start(self) -> None:
+        self._worker = threading.Thread(target=self._work, name="viton-engine", daemon=True)
+        self._worker.start()
 
-    def _on_message(self, identity: Any, parts: list[Any]) -> Frame | None:
-        """Reply now (health, errors) or queue the try-on (returns None)."""
+    def stop(self) -> None:
+        if self._worker is None:
+            return
+        self._jobs.put(None)
+        self._worker.join(WORKER_JOIN_TIMEOUT_S)
+
+    # -- I/O thread: never blocks ----------------------------------------------------------------
+    def handle(self, frame: Frame, reply: Reply) -> None:
+        if frame.kind == Kind.HEALTH:
+            reply(Frame(Kind.HEALTH, frame.request_id, meta=self.health()))
+        elif frame.kind == Kind.TRYON:
+            answer = self._queue(frame, reply)
+            if answer is not None:
+                reply(answer)
+        else:
+            reply(error_frame(frame.request_id, ErrorCode.UNKNOWN_KIND,
+                              f"request kind {frame.kind!r:.40} is not served here; use tryon, ping or health"))
+
+    def _queue(self, frame: Frame, reply: Reply) -> Frame | None:
         try:
-            frame = decode(parts, max_bytes=self.max_bytes)
-        except FrameTooLarge as exc:
-            return error_frame(_request_id(parts), "frame_too_large", str(exc))
-        except FrameError as exc:
-            return error_frame(_request_id(parts), "malformed_frame", str(exc))
-        except Exception as exc:  # noqa: BLE001 - no message may take the router thread down
-            _log.warning("undecodable frame (%s: %s)", type(exc).__name__, exc)
-            return error_frame(_request_id(parts), "malformed_frame", f"{type(exc).__name__}: {exc}")
-        if frame.kind == "ping":
-            return Frame("pong", frame.request_id, meta=self.health())
-        if frame.kind == "health":
-            return Frame("health", frame.request_id, meta=self.health())
-        if frame.kind != "tryon":
-            return error_frame(frame.request_id, "unknown_kind",
-                               f"request kind {frame.kind!r:.40} is not served here; use tryon, ping or health")
-        try:
-            inputs = frame_to_inputs(frame)
+            person, garment = frame_to_inputs(frame, self.engine.reads)
+        except ContractError as exc:
+            self.failed += 1
+            return error_frame(frame.request_id, exc.code, str(exc))
         except VitonError as exc:
             self.failed += 1
             return error_frame(frame.request_id, exc.code, str(exc))
         try:
-            self._jobs.put_nowait((identity, frame.request_id, inputs, time.perf_counter()))
+            self._jobs.put_nowait(_Job(frame.request_id, person, garment, reply, time.perf_counter()))
         except queue.Full:
-            return error_frame(frame.request_id, "busy",
-                               f"{QUEUE_SIZE} try-ons are already waiting; retry later")
+            return error_frame(frame.request_id, ErrorCode.BUSY, f"{QUEUE_SIZE} try-ons are already waiting; "
+                               "retry later")
         return None
 
+    # -- engine thread -------------------------------------------------------------------------
     def _work(self) -> None:
-        out = self.ctx.socket(zmq.PUSH)
-        out.connect(self._inproc)
-        try:
-            while True:
-                job = self._jobs.get()
-                if job is _STOP:
-                    return
-                identity, rid, (person, garment), t_in = job
-                with request_context(rid):
-                    reply = self._run(rid, person, garment, t_in)
-                out.send_multipart([identity, *encode(reply)], copy=False)
-        finally:
-            out.close(linger=LINGER_MS)
+        while (job := self._jobs.get()) is not None:
+            with request_context(job.request_id):
+                answer = self._run(job)
+            try:
+                job.reply(answer)
+            except TransportError as exc:
+                _log.warning("could not reply to try-on %r: %s", job.request_id, exc)
 
-    def _run(self, rid: str, person: PersonData, garment: GarmentData, t_in: float) -> Frame:
+    def _run(self, job: _Job) -> Frame:
+        rid = job.request_id
         self._busy = True
         t0 = time.perf_counter()
         try:
-            result = self.engine.try_on(person, garment)
+            result = self.engine.try_on(job.person, job.garment)
         except VitonError as exc:
             self.failed += 1
             _log.warning("try-on rejected: %s", exc)
@@ -187,20 +161,42 @@ class TryOnService:
         except MemoryError as exc:
             self.failed += 1
             _log.error("out of memory in the engine: %s", exc)
-            return error_frame(rid, "out_of_memory", f"the engine ran out of memory: {exc}")
+            return error_frame(rid, ErrorCode.OUT_OF_MEMORY, f"the engine ran out of memory: {exc}")
         except Exception as exc:  # the service must survive any engine failure and say so
             self.failed += 1
             _log.exception("engine failed")
-            return error_frame(rid, "engine_failed", f"{type(exc).__name__}: {exc}")
+            return error_frame(rid, ErrorCode.ENGINE_FAILED, f"{type(exc).__name__}: {exc}")
         finally:
             self._busy = False
         timings = {f"engine_{k}": float(v) for k, v in result.timings_ms.items()}
-        timings["queue_ms"] = round((t0 - t_in) * 1000.0, 3)
-        timings["viton_ms"] = round((time.perf_counter() - t_in) * 1000.0, 3)
+        timings["queue_ms"] = round((t0 - job.queued_at) * 1000.0, 3)
+        timings["viton_ms"] = round((time.perf_counter() - job.queued_at) * 1000.0, 3)
         self.served += 1
-        image = np.ascontiguousarray(result.image)
-        return Frame("result", rid, meta={"timings_ms": timings, "engine": self.engine.name,
-                                          "device": self.engine.device}, tensors={"image": image})
+        return Frame(Kind.RESULT, rid, meta={"timings_ms": timings, "engine": self.engine.name,
+                                             "device": self.engine.device},
+                     tensors={"image": np.ascontiguousarray(result.image)})
+
+
+def serve(service: TryOnService, endpoint: str, *, max_bytes: int, curve: Any = None) -> TcpServer:
+    """Start the engine thread and a server channel on `endpoint` handing requests to `service`.
+    Raises transport.TransportError when the endpoint cannot be bound (the message says how to fix it)."""
+    if endpoint.startswith("ipc://"):
+        Path(endpoint[len("ipc://"):]).parent.mkdir(parents=True, exist_ok=True)
+    server = TcpServer(endpoint, service.handle, max_message_bytes=max_bytes, curve=curve,
+                       max_outstanding=QUEUE_SIZE + 64)
+    service.start()
+    try:
+        server.start()
+    except BaseException:
+        service.stop()
+        raise
+    return server
+
+
+def remove_ipc_file(endpoint: str) -> None:
+    """An ipc:// endpoint leaves its socket file behind after close: remove it (no stale var/viton.sock)."""
+    if endpoint.startswith("ipc://"):
+        Path(endpoint[len("ipc://"):]).unlink(missing_ok=True)
 
 
 def main() -> int:
@@ -213,19 +209,21 @@ def main() -> int:
     except Exception as exc:  # no fallback engine: refuse to start, and say why
         _log.error("cannot start the %r try-on engine: %s: %s", vt["engine"], type(exc).__name__, exc)
         return 1
-    endpoint = viton_bind_endpoint(cfg)
-    max_bytes = int(cfg["transport"]["max_message_mb"]) * 1024 * 1024
-    service = TryOnService(engine, endpoint, max_bytes)
     stop = install_stop_handlers()
-    thread = threading.Thread(target=service.serve, args=(stop,), name="viton-router")
-    thread.start()
-    while not service.bound.wait(0.1):
-        if not thread.is_alive():
-            _log.error("could not bind %s", endpoint)
-            return 1
-    notify_ready("viton.service", listen=endpoint, engine=engine.name, device=engine.device)
-    while thread.is_alive():  # join in slices: the main thread must stay free for SIGTERM
-        thread.join(POLL_INTERVAL_MS / 1000.0)
+    endpoint = viton_bind_endpoint(cfg)
+    service = TryOnService(engine)
+    try:
+        server = serve(service, endpoint, max_bytes=max_message_bytes(cfg), curve=server_curve_keys(cfg, endpoint))
+    except TransportError as exc:
+        _log.error("%s", exc)
+        return 1
+    try:
+        notify_ready("viton.service", listen=server.info.endpoint, engine=engine.name, device=engine.device)
+        run_until_signal(stop)
+    finally:
+        server.close()
+        service.stop()
+        remove_ipc_file(endpoint)
     return 0
 
 

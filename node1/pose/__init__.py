@@ -13,7 +13,7 @@ Public face:
                                                         Face.keypoints (6, 2) px, Face.score; [] if none
     segment_person(image, device="cpu") -> (H, W) uint8 selfie-segmentation person mask, 255 = person
     FallbackDevice(connect_remote, local="cpu"), CircuitBreaker   remote-first device choice with fallback
-    to_body25, to_coco18, openpose_json, write_openpose_json, render_skeleton   OpenPose outputs
+    to_body25, to_coco18, openpose_json, write_openpose_json   OpenPose outputs
     BLAZEPOSE_NAMES, BODY25_NAMES, COCO18_NAMES
     errors: PoseError, NoPersonDetected, InvalidImage, DeviceUnavailable
 """
@@ -27,7 +27,6 @@ from node1.pose.keypoints import (
     BODY25_NAMES,
     COCO18_NAMES,
     openpose_json,
-    render_skeleton,
     to_body25,
     to_coco18,
     write_openpose_json,
@@ -37,6 +36,6 @@ from node1.pose.pipeline import Face, PoseResult, as_rgb_uint8, detect_faces, es
 __all__ = [
     "BLAZEPOSE_NAMES", "BODY25_NAMES", "COCO18_NAMES", "CircuitBreaker", "DeviceUnavailable", "Face",
     "FallbackDevice", "InvalidImage", "NoPersonDetected", "PoseError", "PoseResult", "as_rgb_uint8",
-    "detect_faces", "estimate_pose", "openpose_json", "render_skeleton", "segment_person", "to_body25",
+    "detect_faces", "estimate_pose", "openpose_json", "segment_person", "to_body25",
     "to_coco18", "write_openpose_json",
 ]

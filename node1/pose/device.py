@@ -89,6 +89,10 @@ class FallbackDevice:
         self._lock = threading.Lock()
         self.last_served_by = ""
 
+    def remote_session(self) -> Any:
+        """The connected remote device, or None; never connects (health reads it)."""
+        return self._remote
+
     def _remote_device(self) -> Any:
         with self._lock:
             if self._remote is None and self.connect_remote is not None:

@@ -1,4 +1,5 @@
-"""BlazePose 33 -> OpenPose BODY_25 / COCO-18, OpenPose JSON, and the skeleton rendering VITON-HD reads.
+"""BlazePose 33 -> OpenPose BODY_25 / COCO-18 and OpenPose JSON (the skeleton picture VITON-HD reads is
+drawn on node 2 from the keypoints: viton.skeleton).
 
 A keypoint is kept when its visibility is at least ``VISIBILITY_THRESHOLD`` and it lies inside the
 image; otherwise it is written as ``0, 0, 0`` (OpenPose's "missing"). Neck = mid-shoulders and
@@ -10,7 +11,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import cv2
 import numpy as np
 
 VISIBILITY_THRESHOLD = 0.5
@@ -36,20 +36,6 @@ COCO18_NAMES = (
     "LHip", "LKnee", "LAnkle", "REye", "LEye", "REar", "LEar",
 )
 COCO18_FROM_BODY25 = (0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18)
-
-# OpenPose's BODY_25 render pairs and per-keypoint colours (RGB); a limb takes its second keypoint's colour.
-BODY25_PAIRS = (
-    (1, 8), (1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (8, 9), (9, 10), (10, 11), (8, 12), (12, 13),
-    (13, 14), (1, 0), (0, 15), (15, 17), (0, 16), (16, 18), (14, 19), (19, 20), (14, 21), (11, 22), (22, 23),
-    (11, 24),
-)
-BODY25_COLORS = (
-    (255, 0, 85), (255, 0, 0), (255, 85, 0), (255, 170, 0), (255, 255, 0), (170, 255, 0), (85, 255, 0),
-    (0, 255, 0), (255, 0, 0), (0, 255, 85), (0, 255, 170), (0, 255, 255), (0, 170, 255), (0, 85, 255),
-    (0, 0, 255), (255, 0, 170), (170, 0, 255), (255, 0, 255), (85, 0, 255), (0, 0, 255), (0, 0, 255),
-    (0, 0, 255), (0, 255, 255), (0, 255, 255), (0, 255, 255),
-)
-
 
 def to_body25(landmarks: np.ndarray, image_wh: tuple[int, int]) -> np.ndarray:
     """BlazePose landmarks (33, >=4) [x px, y px, z, visibility, ...] -> (25, 3) float32 [x, y, c]."""
@@ -80,25 +66,3 @@ def openpose_json(keypoints: np.ndarray | None, key: str = "pose_keypoints_2d") 
 def write_openpose_json(path: str, keypoints: np.ndarray | None) -> None:
     with open(path, "w", encoding="utf-8") as f:
         json.dump(openpose_json(keypoints), f)
-
-
-def render_skeleton(body25: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
-    """OpenPose-style skeleton on black: (H, W, 3) uint8 RGB. Missing points (c == 0) are not drawn.
-
-    Sizes follow OpenPose's renderer: circle thickness ~ sqrt(H W) / 75 (radius half of it), limbs 3/4 of it.
-    """
-    h, w = image_hw
-    canvas = np.zeros((h, w, 3), dtype=np.uint8)
-    circle = max(int(round(np.sqrt(h * w) / 75)), 2)
-    line = max(int(round(circle * 0.75)), 2)
-    radius = max(circle // 2, 1)
-    present = body25[:, 2] > 0
-    for a, b in BODY25_PAIRS:
-        if present[a] and present[b]:
-            pa = (int(round(body25[a, 0])), int(round(body25[a, 1])))
-            pb = (int(round(body25[b, 0])), int(round(body25[b, 1])))
-            cv2.line(canvas, pa, pb, BODY25_COLORS[b], line, lineType=cv2.LINE_AA)
-    for k in np.flatnonzero(present):
-        centre = (int(round(body25[k, 0])), int(round(body25[k, 1])))
-        cv2.circle(canvas, centre, radius, BODY25_COLORS[k], circle, lineType=cv2.LINE_AA)
-    return canvas

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mirror.deployment import LocalDeployment
-from node1.web_client import ApiError, WebClient
+from node1.cli.http_client import ApiError, WebClient
+from testing.deployment import LocalDeployment
 from tests.web.test_browser import ARTIFACTS, CHROMEDRIVER, CHROMIUM, _try_on_and_wait, make_driver, write_y4m
 from tests.web.test_imageio import png_header_claiming
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from gvirtus.testing import BackendProcess
-from node1.web_client import ApiError, ApiUnreachable, WebClient
+from node1.cli.http_client import ApiError, ApiUnreachable, WebClient
 from tests.faults.deployment import START_TIMEOUT_S, Deployment, astronaut_jpeg
 
 WARMUP_TIMEOUT_S = 180.0     # first remote preprocessing registers the models on the backend

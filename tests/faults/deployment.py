@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mirror import deployment as mirror_deployment
-from mirror.deployment import children, descendants, free_ports
+from testing import deployment as mirror_deployment
+from testing.deployment import children, descendants, free_ports
 
 __all__ = ["Deployment", "free_ports", "write_config"]
 

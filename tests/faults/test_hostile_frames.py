@@ -21,7 +21,7 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from node1.web_client import WebClient
+from node1.cli.http_client import WebClient
 from tests.faults.deployment import Deployment
 from transport import Frame, FrameError, TcpClient, decode, encode
 from transport.frames import ALLOWED_DTYPES, MAX_HEADER_BYTES

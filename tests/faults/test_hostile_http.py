@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from node1.web import CLIENT_IO_TIMEOUT_S, HTTP_THREADS
-from node1.web_client import WebClient, encode_multipart
+from node1.cli.http_client import WebClient, encode_multipart
+from node1.web.server import CLIENT_IO_TIMEOUT_S, HTTP_THREADS
 from tests.faults.deployment import Deployment
 
 FLOOD_CLIENT = "127.0.0.5"

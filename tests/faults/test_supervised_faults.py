@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from node1.web_client import ApiError, ApiUnreachable, WebClient
+from node1.cli.http_client import ApiError, ApiUnreachable, WebClient
 from tests.faults.deployment import Deployment
 
 FAIL_FAST_S = 20.0

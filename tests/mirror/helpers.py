@@ -1,11 +1,11 @@
-"""Helpers for foundation tests: temporary configs on free ports (see mirror.deployment)."""
+"""Helpers for foundation tests: temporary configs on free ports (see testing.deployment)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from mirror.deployment import ROOT, free_ports, write_config
+from testing.deployment import ROOT, free_ports, write_config
 
 __all__ = ["ROOT", "free_ports", "make_config"]
 

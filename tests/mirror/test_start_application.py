@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mirror.deployment import LocalDeployment, descendants
+from testing.deployment import LocalDeployment, descendants
 from tests.mirror.helpers import ROOT, make_config
 
 START_TIMEOUT_S = 240

@@ -23,7 +23,7 @@ class TinyViton:
     """Answers the VITON-facing protocol of docs/transport.md over a real ROUTER socket.
 
     tryon -> result whose image is the person blended 50/50 with the garment's mean colour
-    (so tests can check the garment arrived); ping -> pong. `delay_s` and `fail_code` shape its answers.
+    (so tests can check the garment arrived); ping -> pong; health -> health {status ok}. `delay_s` and `fail_code` shape its answers.
     """
 
     def __init__(self, endpoint: str) -> None:
@@ -51,7 +51,7 @@ class TinyViton:
                 if sock.poll(ROUTER_POLL_MS if not pending else 5):
                     ident, *parts = sock.recv_multipart(copy=False)
                     reply = self._answer(parts)
-                    pending.append((time.monotonic() + (self.delay_s if reply.kind != "pong" else 0),
+                    pending.append((time.monotonic() + (self.delay_s if reply.kind not in ("pong", "health") else 0),
                                     [ident, *encode(reply)]))
                 now = time.monotonic()
                 for item in [p for p in pending if p[0] <= now]:
@@ -66,7 +66,9 @@ class TinyViton:
         except Exception as exc:
             return error_frame("", "malformed_frame", str(exc))
         if frame.kind == "ping":
-            return Frame("pong", frame.request_id, {"engine": "tiny"})
+            return Frame("pong", frame.request_id)
+        if frame.kind == "health":
+            return Frame("health", frame.request_id, {"status": "ok", "engine": "tiny"})
         self.received.append(frame)
         if self.fail_code:
             return error_frame(frame.request_id, self.fail_code, "told to fail")
@@ -93,7 +95,6 @@ def person_tensors(h: int = 64, w: int = 48, seed: int = 0) -> dict[str, np.ndar
         "person": rng.integers(0, 255, (h, w, 3), dtype=np.uint8),
         "parse": rng.integers(0, 20, (h, w), dtype=np.uint8),
         "keypoints": rng.random((25, 3), dtype=np.float32) * np.float32(w),
-        "pose_render": np.zeros((h, w, 3), np.uint8),
     }
 
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from node1.tryon.node2_client import TryOnClient
 from tests.node2.conftest import TinyViton, make_garment, person_tensors
 from tests.node2.procs import start_gateway, stop, write_config
-from transport import Frame, PeerUnavailable, TcpClient, TryOnClient
+from transport import Frame, PeerUnavailable, TcpClient
 from transport.endpoints import gateway_endpoint
 
 

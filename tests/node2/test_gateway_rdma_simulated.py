@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import pytest
 
+from node1.tryon.node2_client import TryOnClient
 from tests.node2.conftest import TinyViton, free_tcp_port, make_garment, person_tensors
 from tests.transport.conftest import make_config
 from tests.transport.fake_verbs import CM_VERBS
-from transport import TryOnClient, connect
+from transport import connect
 
 
 def test_auto_prefers_rdma_and_gateway_serves_it(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from node1.tryon.node2_client import TryOnClient
 from tests.node2.conftest import TinyViton, free_tcp_port, make_garment, person_tensors
 from tests.node2.procs import start_gateway, stop, write_config
 from tests.transport.conftest import make_config
-from transport import Frame, PeerUnavailable, TcpClient, TryOnClient
+from transport import Frame, PeerUnavailable, TcpClient
 
 pytestmark = pytest.mark.needs_root
 

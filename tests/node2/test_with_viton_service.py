@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from node1.tryon.node2_client import TryOnClient
 from tests.node2.conftest import free_tcp_port
 from tests.transport.conftest import make_config
-from transport import TcpClient, TryOnClient
+from transport import TcpClient
 from transport.endpoints import gateway_endpoint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,7 +52,7 @@ def test_tryon_through_gateway_and_real_viton_service(tmp_path: Path, astronaut:
             kp[i] = (x, y, 0.9)
         parse = np.zeros((h, w), np.uint8)
         parse[180:450, 150:360] = 5
-        person = {"person": astronaut, "parse": parse, "keypoints": kp, "pose_render": np.zeros_like(astronaut)}
+        person = {"person": astronaut, "parse": parse, "keypoints": kp}
         with TryOnClient(TcpClient(gateway_endpoint(cfg))) as client:
             r = client.tryon(person, garment, timeout_s=60)
         assert r.kind == "result", r.meta

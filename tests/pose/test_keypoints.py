@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 
-from node1.pose import BODY25_NAMES, COCO18_NAMES, openpose_json, render_skeleton, to_body25, to_coco18
-from node1.pose.keypoints import BODY25_COLORS
+from node1.pose import BODY25_NAMES, COCO18_NAMES, openpose_json, to_body25, to_coco18
+from viton.skeleton import BODY25_COLORS, render_skeleton
 
 
 def _landmarks(vis: float = 0.9) -> np.ndarray:

@@ -18,7 +18,7 @@ def test_without_a_running_deployment_the_api_path_says_so(tmp_path: Path, astro
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     from PIL import Image
 
-    from mirror.deployment import write_config
+    from testing.deployment import write_config
 
     monkeypatch.setenv("VM_CONFIG", str(write_config(tmp_path / "cfg")))  # free ports: nothing listens
     photo = tmp_path / "p.png"

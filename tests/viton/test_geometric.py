@@ -31,8 +31,7 @@ def flipped(p: PersonData) -> PersonData:
     kp = p.keypoints.copy()
     kp[:, 0] = np.where(kp[:, 2] > 0, w - 1 - kp[:, 0], 0)
     swap = [0, 1, 5, 6, 7, 2, 3, 4, 8, 12, 13, 14, 9, 10, 11, 16, 15, 18, 17, 22, 23, 24, 19, 20, 21]
-    return PersonData(image=p.image[:, ::-1].copy(), parse=parse, keypoints=kp[swap].copy(),
-                      pose_render=p.pose_render[:, ::-1].copy())
+    return PersonData(image=p.image[:, ::-1].copy(), parse=parse, keypoints=kp[swap].copy())
 
 
 def check_invariants(person: PersonData, out: np.ndarray, alpha: np.ndarray) -> tuple[float, float]:

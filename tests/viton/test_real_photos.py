@@ -44,7 +44,7 @@ _PEOPLE: dict[tuple[str, bool], PersonData] = {}
 
 def preprocessed(name: str, photo: np.ndarray, flip: bool) -> PersonData:
     """Real preprocessing of the photo (or its mirror image), once per test session."""
-    from node1.tryon_cli import _person
+    from node1.cli.tryon import _person
 
     if (name, flip) not in _PEOPLE:
         _PEOPLE[name, flip] = _person(np.ascontiguousarray(photo[:, ::-1] if flip else photo))

@@ -1,9 +1,9 @@
-"""The try-on service over real zmq sockets (ipc in a temp folder): try-on, ping/health while
-busy, typed errors for bad requests, and it keeps serving; the engine factory's errors."""
+"""The try-on service over real zmq sockets (transport's server channel on ipc in a temp folder): try-on,
+ping/health while busy, typed errors for bad requests (a missing tensor named), and it keeps serving; the
+engine factory's errors; the process leaves no socket file behind."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +15,7 @@ from viton_synth import drawn_person, make_garment
 from transport.frames import Frame, decode, encode
 from viton import EngineConfigError, UnknownEngine, make_engine
 from viton.geometric import GeometricEngine
-from viton.service import TryOnService
+from viton.service import TryOnService, serve
 
 REPLY_TIMEOUT_MS = 10_000
 
@@ -23,16 +23,12 @@ REPLY_TIMEOUT_MS = 10_000
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[str]:
     endpoint = f"ipc://{tmp_path}/viton.sock"
-    svc = TryOnService(GeometricEngine(), endpoint, max_bytes=64 * 1024 * 1024, context=zmq.Context())
-    stop = threading.Event()
-    thread = threading.Thread(target=svc.serve, args=(stop,), daemon=True)
-    thread.start()
-    assert svc.bound.wait(5)
+    svc = TryOnService(GeometricEngine())
+    server = serve(svc, endpoint, max_bytes=64 * 1024 * 1024)
     yield endpoint
-    stop.set()
-    thread.join(5)
-    assert not thread.is_alive()
-    svc.ctx.term()
+    server.close()
+    svc.stop()
+    assert svc._worker is not None and not svc._worker.is_alive()
 
 
 @pytest.fixture
@@ -50,7 +46,7 @@ def client(service: str) -> Iterator[zmq.Socket]:
 def tryon_frame(rid: str) -> Frame:
     p, g = drawn_person(), make_garment("tshirt")
     return Frame("tryon", rid, meta={"garment_kind": g.kind, "garment_id": "0" * 64}, tensors={
-        "person": p.image, "parse": p.parse, "keypoints": p.keypoints, "pose_render": p.pose_render,
+        "person": p.image, "parse": p.parse, "keypoints": p.keypoints,
         "garment_image": g.image, "garment_mask": g.mask, "garment_landmarks": g.landmarks})
 
 
@@ -70,9 +66,10 @@ def test_tryon_result_matches_the_engine(client: zmq.Socket) -> None:
 
 def test_ping_and_health(client: zmq.Socket) -> None:
     pong = call(client, Frame("ping", "p1"))
-    assert pong.kind == "pong" and pong.request_id == "p1" and pong.meta["status"] == "ok"
+    assert pong.kind == "pong" and pong.request_id == "p1"
     health = call(client, Frame("health", "h1"))
-    assert health.kind == "health" and health.meta["engine"] == "geometric"
+    assert health.kind == "health" and health.meta["engine"] == "geometric" and health.meta["status"] == "ok"
+    assert health.meta["reads"] == ["person", "parse", "keypoints"]
 
 
 def test_health_answers_while_tryons_are_queued(client: zmq.Socket) -> None:
@@ -86,7 +83,10 @@ def test_health_answers_while_tryons_are_queued(client: zmq.Socket) -> None:
 
 
 @pytest.mark.parametrize(("mutate", "code", "text"), [
-    (lambda f: f.tensors.pop("parse"), "bad_input", "lacks tensor(s) parse"),
+    (lambda f: f.tensors.pop("parse"), "missing_tensor", "lacks tensor(s) parse"),
+    (lambda f: f.tensors.pop("keypoints"), "missing_tensor", "lacks tensor(s) keypoints"),
+    (lambda f: f.tensors.__setitem__("pose_render", np.zeros((512, 384, 3), np.uint8)), "bad_input",
+     "unknown tensor(s) pose_render"),
     (lambda f: f.tensors.__setitem__("parse", np.zeros((7, 7), np.uint8)), "bad_input",
      r"'parse' must be uint8 (512, 384); got uint8 (7, 7)"),
     (lambda f: f.tensors.__setitem__("parse", np.full((512, 384), 33, np.uint8)), "bad_input", "label 33"),
@@ -154,6 +154,7 @@ def test_service_process_serves_and_stops_on_sigterm(tmp_path: Path, repo_root: 
         out, _ = proc.communicate(timeout=10)
         assert proc.returncode == 0, out
         assert "ready" in out
+        assert not (tmp_path / "svc.sock").exists(), "the service left its ipc socket file behind"
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -56,14 +56,6 @@ def _keypoints(points: dict[int, tuple[float, float]]) -> np.ndarray:
     return kp
 
 
-def _render_pose(shape: tuple[int, int], kp: np.ndarray) -> np.ndarray:
-    out = np.zeros((*shape, 3), np.uint8)
-    for a, b in ((1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9), (8, 12), (0, 1)):
-        if kp[a, 2] > 0 and kp[b, 2] > 0:
-            cv2.line(out, tuple(int(v) for v in kp[a, :2]), tuple(int(v) for v in kp[b, :2]), (255, 85, 0), 4)
-    return out
-
-
 def drawn_person(h: int = 512, w: int = 384) -> PersonData:
     """A flat drawn person with an exact CIHP parse: shirt (5), pants (9), arms, face, hair, neck."""
     s = w / 384.0
@@ -93,7 +85,7 @@ def drawn_person(h: int = 512, w: int = 384) -> PersonData:
     kp = _keypoints({0: (192 * s, 92 * s), 1: (192 * s, 152 * s), 2: (125 * s, 155 * s), 3: (92 * s, 230 * s),
                      4: (88 * s, 300 * s), 5: (259 * s, 155 * s), 6: (292 * s, 230 * s), 7: (296 * s, 300 * s),
                      8: (192 * s, 380 * s), 9: (165 * s, 380 * s), 12: (219 * s, 380 * s)})
-    return PersonData(image=img, parse=parse, keypoints=kp, pose_render=_render_pose((h, w), kp))
+    return PersonData(image=img, parse=parse, keypoints=kp)
 
 
 def astronaut_person(image: np.ndarray) -> PersonData:
@@ -117,5 +109,4 @@ def astronaut_person(image: np.ndarray) -> PersonData:
     parse[(neck > 0) & (parse != 13)] = 10
     kp = _keypoints({0: (222, 130), 1: (220, 262), 2: (105, 262), 3: (55, 410), 4: (140, 495),
                      5: (335, 262), 6: (365, 440), 15: (205, 112), 16: (240, 112)})
-    return PersonData(image=np.ascontiguousarray(image), parse=parse, keypoints=kp,
-                      pose_render=_render_pose((h, w), kp))
+    return PersonData(image=np.ascontiguousarray(image), parse=parse, keypoints=kp)

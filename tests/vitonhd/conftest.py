@@ -24,7 +24,7 @@ from torch import nn
 
 from tests.vitonhd.scene import astronaut_person, tshirt_garment
 from viton.engine import GarmentData, PersonData, TryOnOutput
-from viton.vitonhd import PipelineResult, VitonHDEngine, build_networks
+from viton.vitonhd import InferenceResult, VitonHDEngine, build_networks
 
 MANIFEST = Path(__file__).resolve().parents[1] / "data" / "vitonhd_state_dicts.json"
 TEST_THREADS = int(os.environ.get("VITONHD_TEST_THREADS", "1"))
@@ -78,7 +78,7 @@ def engine(nets: dict[str, nn.Module]) -> VitonHDEngine:
 
 
 @pytest.fixture(scope="session")
-def full_run(engine: VitonHDEngine, person: PersonData, garment: GarmentData) -> tuple[TryOnOutput, PipelineResult]:
+def full_run(engine: VitonHDEngine, person: PersonData, garment: GarmentData) -> tuple[TryOnOutput, InferenceResult]:
     """One whole try-on of the astronaut at 1024 x 768 with random weights on CPU."""
     with torch_threads():
         return engine.try_on_detailed(person, garment)

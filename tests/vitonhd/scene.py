@@ -67,8 +67,7 @@ def render_pose(keypoints: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def astronaut_person(photo: np.ndarray) -> PersonData:
     kp = astronaut_keypoints()
-    return PersonData(image=photo, parse=astronaut_parse(photo.shape[:2]), keypoints=kp,
-                      pose_render=render_pose(kp, photo.shape[:2]))
+    return PersonData(image=photo, parse=astronaut_parse(photo.shape[:2]), keypoints=kp)
 
 
 def tshirt_garment(texture: np.ndarray, size: tuple[int, int] = (400, 300)) -> GarmentData:

@@ -14,6 +14,7 @@ import torch
 
 from viton.engine import GarmentData, PersonData
 from viton.errors import InvalidInput, PoseIncomplete
+from viton.skeleton import render_skeleton
 from viton.vitonhd import InputError, KeypointsMissing, Letterbox, VitonHDError, VitonHDInputs, make_inputs
 from viton.vitonhd.agnostic import complete_keypoints, parse_agnostic
 from viton.vitonhd.labels import CIHP_TO_SEG13, SEG13_TO_ALIAS7, seg13_to_alias7
@@ -143,8 +144,6 @@ def test_bad_inputs_raise_typed_errors(person: PersonData, garment: GarmentData)
         make_inputs(dataclasses.replace(person, keypoints=person.keypoints[:18]), garment)
     with pytest.raises(InputError, match="garment.mask has no cloth"):
         make_inputs(person, dataclasses.replace(garment, mask=np.zeros_like(garment.mask)))
-    with pytest.raises(InputError, match=r"person.pose_render must have size \(512, 512\)"):
-        make_inputs(dataclasses.replace(person, pose_render=person.pose_render[:100]), garment)
 
 
 def test_native_resolution_is_not_resampled(person: PersonData, garment: GarmentData) -> None:
@@ -152,9 +151,11 @@ def test_native_resolution_is_not_resampled(person: PersonData, garment: Garment
 
     big = np.asarray(Image.fromarray(person.image).resize((768, 1024)))
     parse = np.asarray(Image.fromarray(person.parse).resize((768, 1024), Image.Resampling.NEAREST))
-    pose = np.asarray(Image.fromarray(person.pose_render).resize((768, 1024)))
     kp = person.keypoints.copy()
-    native = PersonData(image=big, parse=parse, keypoints=kp, pose_render=pose)
+    kp[:, 0] *= 768 / person.image.shape[1]
+    kp[:, 1] *= 1024 / person.image.shape[0]
+    pose = render_skeleton(kp, (1024, 768))  # drawn at the native size by the adapter itself
+    native = PersonData(image=big, parse=parse, keypoints=kp)
     out = make_inputs(native, garment)
     assert out.frame.box == (0, 0, 1024, 768)
     torch.testing.assert_close(out.pose[0].permute(1, 2, 0), torch.from_numpy(pose.copy()).float() / 255 * 2 - 1)

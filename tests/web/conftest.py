@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from mirror.config import ROOT, validate
-from tests.web.doubles import InMemoryTestCatalog, TorsoTintTestPipeline
+from tests.web.doubles import InMemoryTestCatalog, TorsoTintTestRunner
 
 OPERATOR_TOKEN = "test-operator-token-0123456789abcdef"
 
@@ -82,20 +82,20 @@ def catalog() -> InMemoryTestCatalog:
 
 
 @pytest.fixture
-def pipeline(catalog: InMemoryTestCatalog) -> TorsoTintTestPipeline:
-    return TorsoTintTestPipeline(catalog)
+def runner(catalog: InMemoryTestCatalog) -> TorsoTintTestRunner:
+    return TorsoTintTestRunner(catalog)
 
 
 @pytest.fixture
-def app_factory(make_config: Callable[..., Any], pipeline: TorsoTintTestPipeline,
+def app_factory(make_config: Callable[..., Any], runner: TorsoTintTestRunner,
                 catalog: InMemoryTestCatalog) -> Callable[..., Any]:
-    from node1.webapp import create_app, state_of
+    from node1.web import create_app, state_of
 
     made = []
 
     def make(cfg_over: dict | None = None, **kw: Any):  # type: ignore[no-untyped-def]
         cfg = make_config(**(cfg_over or {}))
-        app = create_app(cfg, pipeline=kw.pop("pipeline", pipeline), catalog=kw.pop("catalog", catalog), **kw)
+        app = create_app(cfg, runner=kw.pop("runner", runner), catalog=kw.pop("catalog", catalog), **kw)
         app.testing = True
         made.append(app)
         return app

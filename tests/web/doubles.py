@@ -1,14 +1,14 @@
 """TEST DOUBLES for testing node 1's WEB LAYER IN ISOLATION — not a try-on implementation.
 
-`TorsoTintTestPipeline` stands in for the real pipeline (pose -> parsing -> transfer -> VITON)
+`TorsoTintTestRunner` stands in for the real pipeline (pose -> parsing -> transfer -> VITON)
 only so the HTTP API, SSE progress, errors, limits and the page can be tested without the other
 components; it tints a fixed torso box of the photo with the garment's colour, deterministically,
 so tests can check "torso changed, face did not". The end-to-end tests with the real pipeline
 are the integrator's (issue 9, tests a/b with start_application.sh).
 
-`build_for_tests(cfg)` is a pipeline factory for `VM_PIPELINE_FACTORY=tests.web.doubles:build_for_tests`;
+`build_for_tests(cfg)` is a pipeline factory for `VM_RUNNER_FACTORY=tests.web.doubles:build_for_tests`;
 it reads VM_TEST_PIPELINE_DELAY_S (seconds per stage) so the page's progress can be watched, and
-VM_TEST_CATALOG=demo to serve the real garment catalog (node1.garment_catalog) instead of the test one.
+VM_TEST_CATALOG=demo to serve the real garment catalog (node1.tryon.catalog) instead of the test one.
 """
 
 from __future__ import annotations
@@ -22,16 +22,16 @@ import numpy as np
 from PIL import Image
 
 from mirror import Config
-from node1.imageio import decode_upload
-from node1.pipeline_api import (
+from node1.tryon import (
     STAGES,
     BadGarment,
     GarmentInfo,
-    PipelineHealth,
-    PipelineResult,
+    RunnerHealth,
     TryOnError,
+    TryOnResult,
     UnknownGarment,
 )
+from node1.web.uploads import decode_upload
 
 # Torso box as fractions of (H, W): rows 55%..95%, cols 22%..78% (below the astronaut's face).
 TORSO_ROWS = (0.55, 0.95)
@@ -112,11 +112,11 @@ def garment_colour(catalog: object, garment_id: str) -> tuple[int, int, int]:
     return int(r), int(gr), int(b)
 
 
-class TorsoTintTestPipeline:
-    """TEST DOUBLE pipeline (web layer only): tints the torso box with the garment colour.
+class TorsoTintTestRunner:
+    """TEST DOUBLE runner (web layer only): tints the torso box with the garment colour.
 
     Args:
-        catalog: where garment colours come from (InMemoryTestCatalog or node1.garment_catalog.WebCatalog).
+        catalog: where garment colours come from (InMemoryTestCatalog or node1.tryon.catalog.WebCatalog).
         delay_s: sleep per stage (to watch progress).
         fail_with: raise this error instead of producing a result.
     """
@@ -128,38 +128,38 @@ class TorsoTintTestPipeline:
         self.fail_with = fail_with
         self.calls = 0
 
-    def run(self, photo: np.ndarray, garment_id: str, progress) -> PipelineResult:  # type: ignore[no-untyped-def]
+    def run(self, photo: np.ndarray, garment_id: str, progress) -> TryOnResult:  # type: ignore[no-untyped-def]
         self.calls += 1
         timings: dict[str, float] = {}
         for stage in STAGES:
             t0 = time.perf_counter()
-            progress(stage)
             if self.delay_s:
                 time.sleep(self.delay_s)
             if self.fail_with is not None and stage == "pose":
                 raise self.fail_with
             timings[stage] = (time.perf_counter() - t0) * 1000.0
+            progress(stage, timings[stage])
         out = photo.copy()
         rows, cols = torso_box(*photo.shape[:2])
         colour = np.array(garment_colour(self.catalog, garment_id), np.float32)
         out[rows, cols] = (TINT_ALPHA * colour + (1 - TINT_ALPHA) * out[rows, cols]).astype(np.uint8)
-        return PipelineResult(image=out, timings_ms=timings, device="cpu (web test double)",
+        return TryOnResult(image=out, timings_ms=timings, device="cpu (web test double)",
                               transport="none (web test double)", gvirtus_calls=3, transport_bytes=1000)
 
-    def health(self) -> PipelineHealth:
-        return PipelineHealth(models_loaded=["web-test-double"], transport="none (web test double)",
+    def health(self) -> RunnerHealth:
+        return RunnerHealth(models_loaded=["web-test-double"], transport="none (web test double)",
                               node2_reachable=not isinstance(self.fail_with, TryOnError) or
                               self.fail_with.code != "node2_unavailable")
 
 
-def build_for_tests(cfg: Config) -> tuple[TorsoTintTestPipeline, object]:
-    """VM_TEST_CATALOG=demo: the real catalog (node1.garment_catalog over paths.catalog_dir), else the test one."""
+def build_for_tests(cfg: Config) -> tuple[TorsoTintTestRunner, object]:
+    """VM_TEST_CATALOG=demo: the real catalog (node1.tryon.catalog over paths.catalog_dir), else the test one."""
     catalog: object
     if os.environ.get("VM_TEST_CATALOG") == "demo":
-        from node1.garment_catalog import open_catalog
+        from node1.tryon.catalog import open_catalog
 
         catalog = open_catalog(cfg, generate_demo=False)
     else:
         catalog = InMemoryTestCatalog()
     delay = float(os.environ.get("VM_TEST_PIPELINE_DELAY_S", "0") or 0)
-    return TorsoTintTestPipeline(catalog, delay_s=delay), catalog
+    return TorsoTintTestRunner(catalog, delay_s=delay), catalog

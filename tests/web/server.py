@@ -63,7 +63,7 @@ def start_server(tmp_path: Path, env_extra: dict[str, str] | None = None, **cfg_
     cfg_path = tmp_path / "env_config.json"
     cfg_path.write_text(json.dumps(cfg))
     r, w = os.pipe()
-    env = dict(os.environ, VM_CONFIG=str(cfg_path), VM_PIPELINE_FACTORY=TEST_FACTORY, VM_NOTIFY_FD=str(w),
+    env = dict(os.environ, VM_CONFIG=str(cfg_path), VM_RUNNER_FACTORY=TEST_FACTORY, VM_NOTIFY_FD=str(w),
                PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
     env.update(env_extra or {})
     log_path = tmp_path / "web.log"

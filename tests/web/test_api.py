@@ -1,7 +1,7 @@
 """The JSON API in process (Flask test client) with the web-layer TEST DOUBLE pipeline.
 
 These test the web layer only: HTTP codes, JSON bodies, SSE progress, limits, the operator
-token, TTL expiry, metrics. The pipeline here is tests/web/doubles.TorsoTintTestPipeline.
+token, TTL expiry, metrics. The pipeline here is tests/web/doubles.TorsoTintTestRunner.
 """
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ import threading
 import numpy as np
 import pytest
 from PIL import Image
-
-from node1.pipeline_api import Busy, Node2Unavailable, NoPersonInPhoto, PipelineResult
-from node1.store import TTLStore
-from node1.webapp import state_of
-from node1.webapp.jobs import JobRunner
-from node1.webapp.metrics import Metrics
-from tests.web.conftest import OPERATOR_TOKEN, encode
-from tests.web.doubles import TorsoTintTestPipeline, torso_box
 from tests.web.test_imageio import png_header_claiming
+
+from node1.tryon import Busy, Node2Unavailable, NoPersonInPhoto, TryOnResult
+from node1.web import state_of
+from node1.web.jobs import JobRunner
+from node1.web.metrics import Metrics
+from node1.web.store import TTLStore
+from tests.web.conftest import OPERATOR_TOKEN, encode
+from tests.web.doubles import TorsoTintTestRunner, torso_box
 
 GARMENT = "test-red-tee"
 
@@ -83,7 +83,7 @@ def test_async_tryon_streams_stages_then_done(app_factory, astronaut_jpeg):
 
 
 def test_result_not_ready_while_running(app_factory, catalog, astronaut_jpeg):
-    app = app_factory(pipeline=TorsoTintTestPipeline(catalog, delay_s=0.15))
+    app = app_factory(runner=TorsoTintTestRunner(catalog, delay_s=0.15))
     client = app.test_client()
     job = post_tryon(client, astronaut_jpeg, query="?mode=async").json
     r = client.get(job["result_url"])
@@ -164,7 +164,7 @@ def test_uploads_are_never_spooled_to_disk(app_factory, astronaut, monkeypatch):
     (RuntimeError("boom"), 500, "pipeline_failed"),
 ])
 def test_pipeline_errors_map_to_status_and_sse(app_factory, catalog, astronaut_jpeg, fail_with, status, code):
-    client = app_factory(pipeline=TorsoTintTestPipeline(catalog, fail_with=fail_with)).test_client()
+    client = app_factory(runner=TorsoTintTestRunner(catalog, fail_with=fail_with)).test_client()
     r = post_tryon(client, astronaut_jpeg)
     assert r.status_code == status and r.json["error"]["code"] == code
     if code == "no_person":
@@ -176,7 +176,7 @@ def test_pipeline_errors_map_to_status_and_sse(app_factory, catalog, astronaut_j
 
 
 def test_timeout_is_504_and_job_fails(app_factory, catalog, astronaut_jpeg):
-    app = app_factory({"limits": {"request_timeout_s": 0.3}}, pipeline=TorsoTintTestPipeline(catalog, delay_s=0.2))
+    app = app_factory({"limits": {"request_timeout_s": 0.3}}, runner=TorsoTintTestRunner(catalog, delay_s=0.2))
     r = post_tryon(app.test_client(), astronaut_jpeg)
     assert r.status_code == 504 and r.json["error"]["code"] == "timeout"
     assert "0.3 s" in r.json["error"]["message"]
@@ -185,7 +185,7 @@ def test_timeout_is_504_and_job_fails(app_factory, catalog, astronaut_jpeg):
 def test_busy_when_queue_full(catalog, astronaut):
     gate = threading.Event()
 
-    class Blocking(TorsoTintTestPipeline):
+    class Blocking(TorsoTintTestRunner):
         def run(self, photo, garment_id, progress):
             gate.wait(5)
             return super().run(photo, garment_id, progress)
@@ -281,7 +281,7 @@ def test_health_and_metrics(app_factory, catalog, astronaut_jpeg):
     assert 'tryon_duration_seconds_count{stage="pose"} 1.0' in text
     assert "gvirtus_calls_total 3.0" in text and "transport_bytes_total 1000.0" in text
 
-    down = app_factory(pipeline=TorsoTintTestPipeline(catalog, fail_with=Node2Unavailable())).test_client()
+    down = app_factory(runner=TorsoTintTestRunner(catalog, fail_with=Node2Unavailable())).test_client()
     assert down.get("/health").json["status"] == "degraded"
 
 
@@ -295,10 +295,10 @@ def test_page_and_security_headers(app_factory):
 
 
 def test_pipeline_result_type_is_checked(app_factory, catalog, astronaut_jpeg):
-    class Wrong(TorsoTintTestPipeline):
+    class Wrong(TorsoTintTestRunner):
         def run(self, photo, garment_id, progress):
             return {"image": photo}
 
-    r = post_tryon(app_factory(pipeline=Wrong(catalog)).test_client(), astronaut_jpeg)
-    assert r.status_code == 500 and "expected PipelineResult" in r.json["error"]["message"]
-    assert PipelineResult.__dataclass_fields__.keys() >= {"image", "timings_ms", "device", "transport"}
+    r = post_tryon(app_factory(runner=Wrong(catalog)).test_client(), astronaut_jpeg)
+    assert r.status_code == 500 and "expected TryOnResult" in r.json["error"]["message"]
+    assert TryOnResult.__dataclass_fields__.keys() >= {"image", "timings_ms", "device", "transport"}

@@ -1,4 +1,4 @@
-"""node1.garment_catalog: the garments package's real Catalog behind the web API (demo catalog + drops)."""
+"""node1.tryon.catalog: the garments package's real Catalog behind the web API (demo catalog + drops)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from node1.garment_catalog import WebCatalog, open_catalog
-from node1.pipeline_api import BadGarment, UnknownGarment
+from node1.tryon import BadGarment, UnknownGarment
+from node1.tryon.catalog import WebCatalog, open_catalog
 from tests.web.conftest import OPERATOR_TOKEN, encode
 
 
@@ -65,7 +65,7 @@ def test_operator_add_refuses_a_photo_without_garment_and_writes_nothing(web_cat
         web_catalog.add(flat, "!!!")
 
 
-def test_operator_api_with_the_real_catalog(web_catalog: WebCatalog, app_factory, pipeline):
+def test_operator_api_with_the_real_catalog(web_catalog: WebCatalog, app_factory, runner):
     client = app_factory(catalog=web_catalog).test_client()
     items = client.get("/api/garments").get_json()["garments"]
     assert len(items) == 10

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import re
 
-import node1.pipeline_api as api
+import node1.tryon.errors as api
 from mirror.config import ROOT
+from node1.web.errors import HTTP_STATUS
 
 SPEC = (ROOT / "docs" / "openapi.yaml").read_text()
 
@@ -28,6 +29,6 @@ def test_every_route_is_described(app_factory):
 
 def test_every_error_code_is_listed():
     enum = SPEC.split("code:\n          type: string\n          enum:", 1)[1].split("message:", 1)[0]
-    for cls in api.HTTP_STATUS:
+    for cls in HTTP_STATUS:
         assert cls.code in enum or cls.code in ("internal", "bad_upload", "service_error") and \
             cls in (api.TryOnError, api.UploadError, api.ServiceError), cls.code

@@ -16,11 +16,11 @@ from collections.abc import Iterator
 
 import pytest
 from cryptography import x509
-
-from node1.tls import write_self_signed
-from node1.web import HTTP_THREADS
-from tests.web.server import Server, client_context, multipart, request, start_server
 from tests.web.test_imageio import png_header_claiming
+
+from node1.web.server import HTTP_THREADS
+from node1.web.tls import write_self_signed
+from tests.web.server import Server, client_context, multipart, request, start_server
 
 IO_TIMEOUT_S = 2.0
 GARMENT = "test-red-tee"
@@ -158,7 +158,7 @@ def test_a_stalled_upload_body_is_cut_off(server: Server, astronaut_jpeg: bytes)
 
 
 def test_web_client_verifies_the_self_signed_certificate(server: Server, astronaut_jpeg: bytes):
-    from node1.web_client import ApiError, ApiUnreachable, WebClient
+    from node1.cli.http_client import ApiError, ApiUnreachable, WebClient
 
     client = WebClient(server.base, cafile=str(server.var_dir / "tls" / "node1.crt"))
     assert client.health()["status"] == "ok"

@@ -1,10 +1,10 @@
-"""node1.store.TTLStore: entries expire after the TTL; memory stays bounded."""
+"""node1.web.store.TTLStore: entries expire after the TTL; memory stays bounded."""
 
 from __future__ import annotations
 
 import pytest
 
-from node1.store import TTLStore
+from node1.web.store import TTLStore
 
 
 class FakeClock:

@@ -134,6 +134,7 @@ class GeometricEngine:
     """
 
     name = "geometric"
+    reads: tuple[str, ...] = ("person", "parse", "keypoints")
 
     def __init__(self, device: str = "cpu") -> None:
         self.device = "cpu"

@@ -8,7 +8,7 @@ ALIAS generator) and of the official inference contract. Typical use::
     out = engine.try_on(person, garment)                     # viton.engine.TryOnOutput
 
 Public API: build_networks, load_networks, save_networks, state_dict_signature, load_engine,
-VitonHDEngine, make_inputs, VitonHDInputs, run_pipeline, PipelineResult, VitonHDOptions,
+VitonHDEngine, make_inputs, VitonHDInputs, run_inference, InferenceResult, VitonHDOptions,
 CHECKPOINT_FILES, and the errors VitonHDError, CheckpointError, DeviceUnavailable, InputError,
 KeypointsMissing.
 """
@@ -21,9 +21,9 @@ from viton.vitonhd.checkpoint import check_checkpoint_files, load_networks, read
 from viton.vitonhd.engine import VitonHDEngine, load_engine, resolve_device
 from viton.vitonhd.errors import CheckpointError, DeviceUnavailable, InputError, KeypointsMissing, VitonHDError
 from viton.vitonhd.gmm import GMM
+from viton.vitonhd.inference import InferenceResult, run_inference
 from viton.vitonhd.networks import NETWORK_NAMES, build_networks, state_dict_signature
 from viton.vitonhd.options import CHECKPOINT_FILES, VitonHDOptions
-from viton.vitonhd.pipeline import PipelineResult, run_pipeline
 from viton.vitonhd.seg import SegGenerator
 
 __all__ = [
@@ -36,7 +36,7 @@ __all__ = [
     "InputError",
     "KeypointsMissing",
     "Letterbox",
-    "PipelineResult",
+    "InferenceResult",
     "SegGenerator",
     "VitonHDEngine",
     "VitonHDError",
@@ -49,7 +49,7 @@ __all__ = [
     "make_inputs",
     "read_state_dict",
     "resolve_device",
-    "run_pipeline",
+    "run_inference",
     "save_networks",
     "state_dict_signature",
 ]

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from viton.engine import GarmentData, PersonData
+from viton.skeleton import render_skeleton
 from viton.vitonhd.agnostic import NUM_BODY25, complete_keypoints, image_agnostic, parse_agnostic
 from viton.vitonhd.errors import InputError
 from viton.vitonhd.labels import cihp_to_seg13_onehot
@@ -136,10 +137,10 @@ def prepare_person(person: PersonData, options: VitonHDOptions) -> tuple[dict[st
     image = _check_image("person.image", person.image)
     size = image.shape[:2]
     parse = _check_plane("person.parse", person.parse, size)
-    pose_render = _check_image("person.pose_render", person.pose_render, size)
     kp = person.keypoints
     if not isinstance(kp, np.ndarray) or kp.shape != (NUM_BODY25, 3) or not np.isfinite(kp).all():
         raise InputError(f"person.keypoints must be a finite ({NUM_BODY25}, 3) BODY_25 array, got {_describe(kp)}")
+    pose_render = render_skeleton(kp, size)  # drawn here, on node 2: the picture never crosses the network
     if int(parse.max()) >= CIHP_NUM_LABELS:
         bad = sorted(int(v) for v in np.unique(parse[parse >= CIHP_NUM_LABELS]))
         raise InputError(f"person.parse holds labels {bad[:8]} outside CIHP 0..{CIHP_NUM_LABELS - 1}")

@@ -11,14 +11,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from viton.contract import ENGINE_READS
 from viton.engine import GarmentData, PersonData, TryOnOutput
 from viton.vitonhd.adapter import make_inputs
 from viton.vitonhd.checkpoint import load_networks
 from viton.vitonhd.errors import DeviceUnavailable
+from viton.vitonhd.inference import InferenceResult, run_inference
 from viton.vitonhd.labels import ALIAS7_UPPER
 from viton.vitonhd.networks import NETWORK_NAMES
 from viton.vitonhd.options import VitonHDOptions
-from viton.vitonhd.pipeline import PipelineResult, run_pipeline
 
 DEFAULT_SEED = 0
 log = logging.getLogger("viton.vitonhd")
@@ -60,6 +61,7 @@ class VitonHDEngine:
     """
 
     name = "vitonhd"
+    reads: tuple[str, ...] = ENGINE_READS["vitonhd"]
 
     def __init__(self, networks: Mapping[str, nn.Module], device: str | torch.device = "cpu", *,
                  seed: int = DEFAULT_SEED, options: VitonHDOptions | None = None):
@@ -78,7 +80,7 @@ class VitonHDEngine:
         """Dress ``person`` in ``garment``; raises viton.vitonhd.InputError on bad data."""
         return self.try_on_detailed(person, garment)[0]
 
-    def try_on_detailed(self, person: PersonData, garment: GarmentData) -> tuple[TryOnOutput, PipelineResult]:
+    def try_on_detailed(self, person: PersonData, garment: GarmentData) -> tuple[TryOnOutput, InferenceResult]:
         """try_on plus every pipeline intermediate (at the model's 1024 x 768 frame)."""
         t0 = time.perf_counter()
         with torch.inference_mode():
@@ -86,7 +88,7 @@ class VitonHDEngine:
             t1 = time.perf_counter()
             if inputs.notes:
                 log.info("vitonhd adapter filled keypoints: %s", "; ".join(inputs.notes))
-            result = run_pipeline(self.networks, inputs, self.options, self.seed)
+            result = run_inference(self.networks, inputs, self.options, self.seed)
             t2 = time.perf_counter()
             frame = inputs.frame
             image = _to_uint8_image(frame.restore(result.output))

@@ -1,0 +1,165 @@
+"""The garments package's Catalog seen through the web app's GarmentCatalog interface.
+
+`open_catalog(cfg)` loads the demo garments (paths.catalog_dir/demo, generated if missing) and the
+photos dropped into paths.garment_drop_dir. `WebCatalog.add` (the operator's POST /api/garments)
+prepares the uploaded photo in memory first — a photo without a usable garment is refused before
+anything is written — then writes the file into the drop folder, so it is part of the catalog
+after a restart too, and swaps in a reloaded catalog. Readers never wait for a reload.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from pathlib import Path
+
+from garments import (
+    Catalog,
+    DropLimits,
+    Garment,
+    GarmentError,
+    GarmentFileRejected,
+    GarmentNotFound,
+    decode_garment_file,
+    prepare_garment,
+)
+from mirror import Config
+from node1.tryon.errors import BadGarment, UnknownGarment
+from node1.tryon.interface import GarmentInfo
+
+THUMBNAIL_PX = 192
+THUMBNAIL_MIME = "image/jpeg"
+MAX_NAME_CHARS = 80
+_EXT = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}
+
+log = logging.getLogger(__name__)
+
+
+def _image_format(data: bytes) -> str:
+    """'JPEG', 'PNG', 'WEBP' (PIL's name for the already-validated upload), '' when unknown."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return str(im.format or "")
+    except (OSError, UnidentifiedImageError):
+        return ""
+
+
+class WebCatalog:
+    """Thread-safe GarmentCatalog over a garments.Catalog (also gives the pipeline the Garment itself)."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+        self._swap = threading.Lock()      # guards the reference only
+        self._adding = threading.Lock()    # one operator add at a time
+
+    @property
+    def catalog(self) -> Catalog:
+        with self._swap:
+            return self._catalog
+
+    def garment(self, garment_id: str) -> Garment:
+        """The prepared garment (image, mask, landmarks) for the pipeline. Raises UnknownGarment."""
+        try:
+            return self.catalog.get(garment_id)
+        except GarmentNotFound as exc:
+            raise UnknownGarment(f"no garment with id {garment_id[:80]!r}; list them with GET /api/garments") from exc
+
+    def list(self) -> list[GarmentInfo]:
+        return [GarmentInfo(g.id, g.name) for g in self.catalog.garments]
+
+    def get(self, garment_id: str) -> GarmentInfo:
+        g = self.garment(garment_id)
+        return GarmentInfo(g.id, g.name)
+
+    def thumbnail(self, garment_id: str) -> tuple[bytes, str]:
+        catalog = self.catalog
+        try:
+            return catalog.thumbnail(garment_id, THUMBNAIL_PX, "JPEG"), THUMBNAIL_MIME
+        except GarmentNotFound as exc:
+            raise UnknownGarment(f"no garment with id {garment_id[:80]!r}") from exc
+
+    def add(self, data: bytes, name: str) -> GarmentInfo:
+        """Prepare an operator's garment photo (JPEG/PNG/WebP bytes; PNG/WebP alpha = cloth mask) and add it.
+
+        Raises BadGarment naming what is wrong (type, size, no garment found, not a top).
+        """
+        catalog = self.catalog
+        clean = re.sub(r"\s+", " ", re.sub(r"[^\w \-]", "", name)).strip()[:MAX_NAME_CHARS]
+        if not clean:
+            raise BadGarment(f"the garment name {name[:40]!r} has no letters or digits; give it a readable name")
+        try:
+            image, alpha_mask = decode_garment_file(data, clean, catalog.limits)
+            prepare_garment(image, clean, mask=alpha_mask)     # refuse before anything is written
+        except GarmentFileRejected as exc:
+            raise BadGarment(f"the garment photo was refused: {exc.reason}") from exc
+        except GarmentError as exc:
+            raise BadGarment(f"no usable garment in the photo ({exc}); photograph one top, front view, "
+                             "flat on a plain background") from exc
+        drop_dir = catalog.drop_dir
+        if drop_dir is None:
+            raise BadGarment("no garment drop folder is configured (paths.garment_drop_dir)")
+        with self._adding:
+            catalog = self.catalog
+            same = self._drop_with_bytes(catalog, data)
+            if same is not None:       # the same file was added before: the same garment
+                return GarmentInfo(same.id, same.name)
+            path = self._write_drop(drop_dir, clean, data)
+            fresh = Catalog(catalog.catalog_dir, catalog.drop_dir, limits=catalog.limits,
+                            generate_demo=False).load()
+            # Found by file name, not by content id: preparation is not bit-for-bit repeatable.
+            added = next((e.garment for e in fresh.entries if e.source == "drop" and e.file == path.name), None)
+            if added is None:
+                reason = next((r.reason for r in fresh.rejected if r.file == path.name), "not found after reload")
+                path.unlink(missing_ok=True)
+                raise BadGarment(f"the garment photo could not be added: {reason}")
+            with self._swap:
+                self._catalog = fresh
+        log.info("operator added garment %s (%s) as %s", added.id[:12], clean, path.name)
+        return GarmentInfo(added.id, added.name)
+
+    @staticmethod
+    def _drop_with_bytes(catalog: Catalog, data: bytes) -> Garment | None:
+        if catalog.drop_dir is None:
+            return None
+        for entry in catalog.entries:
+            if entry.source == "drop" and entry.file:
+                path = catalog.drop_dir / entry.file
+                try:
+                    if path.stat().st_size == len(data) and path.read_bytes() == data:
+                        return entry.garment
+                except OSError:
+                    continue
+        return None
+
+    @staticmethod
+    def _write_drop(drop_dir: Path, name: str, data: bytes) -> Path:
+        ext = _EXT.get(_image_format(data), ".img")
+        drop_dir.mkdir(parents=True, exist_ok=True)
+        stem = name.replace(" ", "_")
+        path = drop_dir / f"{stem}{ext}"
+        n = 2
+        while path.exists():
+            path = drop_dir / f"{stem}_{n}{ext}"
+            n += 1
+        tmp = drop_dir / f".{path.name}.{os.getpid()}.tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+        return path
+
+
+def open_catalog(cfg: Config, *, generate_demo: bool = True) -> WebCatalog:
+    """The catalog the web app serves: paths.catalog_dir (demo) + paths.garment_drop_dir (dropped photos)."""
+    paths, limits = cfg["paths"], cfg["limits"]
+    drop = paths.get("garment_drop_dir")
+    max_side = int(limits["image_max_side"])
+    catalog = Catalog(cfg.path(paths["catalog_dir"]), cfg.path(drop) if drop else None,
+                      limits=DropLimits(max_bytes=int(limits["upload_max_mb"] * 1024 * 1024), max_side=max_side,
+                                        max_pixels=max_side * max_side),
+                      generate_demo=generate_demo).load()
+    return WebCatalog(catalog)

@@ -1,0 +1,120 @@
+"""The distributed deployment's runner: preprocessing through gvirtus on node 2's device (local CPU
+fallback behind a circuit breaker), the try-on message over the transport (RDMA or TCP) to node 2's
+gateway, the try-on in the VITON service there.
+
+`build_distributed(cfg)` is node1.web's default runner factory. The request path itself is
+node1.tryon.runner's, shared with the in-process runner.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from mirror import Config
+from node1.tryon.catalog import WebCatalog, open_catalog
+from node1.tryon.interface import RunnerHealth
+from node1.tryon.node2_client import TryOnClient
+from node1.tryon.runner import Runner
+from transport import Frame
+from viton.contract import Kind
+
+log = logging.getLogger("node1.tryon.distributed")
+
+HEALTH_CACHE_S = 2.0          # /health probes node 2 at most this often
+HEALTH_PROBE_TIMEOUT_S = 1.0
+REMOTE_CONNECT_TIMEOUT_S = 3.0
+PREPROCESS_MODELS = ("pose_detection", "pose_landmark_full", "face_detection_short_range", "parsing")
+
+
+class GatewayLink:
+    """Node2Link over the transport: node 1's TryOnClient to node 2's gateway."""
+
+    def __init__(self, client: TryOnClient) -> None:
+        self.client = client
+
+    @property
+    def transport(self) -> str:
+        return str(self.client.channel.info.backend)
+
+    def tryon(self, person: dict[str, np.ndarray], garment: Any, timeout_s: float) -> Frame:
+        return self.client.tryon(person, garment, timeout_s=timeout_s)
+
+    def health(self, timeout_s: float) -> Frame:
+        return self.client.health(timeout_s=timeout_s)
+
+
+class DistributedHealth:
+    """The runner's part of GET /health, probed at most every HEALTH_CACHE_S: node 2's own health
+    document (its `status` included) and the gvirtus device's, if a session is open."""
+
+    def __init__(self, link: GatewayLink, device: Any) -> None:
+        self.link = link
+        self.device = device
+        self._lock = threading.Lock()
+        self._cached: tuple[float, RunnerHealth] | None = None
+
+    def __call__(self) -> RunnerHealth:
+        with self._lock:
+            now = time.monotonic()
+            if self._cached is None or now - self._cached[0] >= HEALTH_CACHE_S:
+                self._cached = (now, self._probe())
+            return self._cached[1]
+
+    def _probe(self) -> RunnerHealth:
+        details: dict[str, Any] = {"preprocess_breaker": self.device.breaker.state,
+                                   "preprocess_last_served_by": self.device.last_served_by or "none yet",
+                                   "transport_reason": self.link.client.channel.info.reason}
+        reachable = False
+        try:
+            reply = self.link.health(timeout_s=HEALTH_PROBE_TIMEOUT_S)
+            reachable = reply.kind == Kind.HEALTH
+            details["node2"] = reply.meta
+        except Exception as exc:  # noqa: BLE001 - health reports whatever went wrong
+            details["node2_error"] = f"{type(exc).__name__}: {exc}"
+        return RunnerHealth(models_loaded=list(PREPROCESS_MODELS), transport=self.link.transport,
+                            node2_reachable=reachable, gpu=self._gpu(details), details=details)
+
+    def _gpu(self, details: dict[str, Any]) -> dict[str, Any] | None:
+        remote = self.device.remote_session()  # the live session, if any; health never opens one
+        if remote is None:
+            return None
+        try:
+            props = remote.properties()
+        except Exception as exc:  # noqa: BLE001
+            details["gvirtus_error"] = f"{type(exc).__name__}: {exc}"
+            return None
+        total, free = int(props.get("total_memory", 0)), int(props.get("free_memory", 0))
+        return {"name": props.get("name"), "device_type": props.get("device_type"),
+                "memory_used_mb": round((total - free) / 2**20), "memory_total_mb": round(total / 2**20),
+                "temperature_c": props.get("temperature_c")}
+
+
+def _remote_connector(cfg: Config) -> Any:
+    def connect() -> Any:
+        import gvirtus
+
+        return gvirtus.connect_from_config(cfg, client_name="node1.tryon", timeout_s=REMOTE_CONNECT_TIMEOUT_S)
+
+    return connect
+
+
+def build_distributed(cfg: Config) -> tuple[Runner, WebCatalog]:
+    """node1.web's runner factory: the catalog, a transport client to node 2, and the preprocessing
+    device (gvirtus remote when node1.preprocess_device is "remote", the CPU otherwise)."""
+    from node1.pose import FallbackDevice
+
+    catalog = open_catalog(cfg)
+    client = TryOnClient.from_config(cfg)
+    log.info("transport to node 2: %s %s (%s)", client.channel.info.backend, client.channel.info.endpoint,
+             client.channel.info.reason)
+    remote = _remote_connector(cfg) if cfg["node1"]["preprocess_device"] == "remote" else None
+    device = FallbackDevice(remote, local="cpu")
+    link = GatewayLink(client)
+    runner = Runner(catalog, device, link, client.reads,
+                    timeout_s=float(cfg["limits"]["request_timeout_s"]), health_fn=DistributedHealth(link, device))
+    return runner, catalog

@@ -1,0 +1,86 @@
+"""The in-process runner: the same request path as the distributed one (node1.tryon.runner), minus
+the wire. Preprocessing runs on this process's CPU and the try-on message goes to a VITON service
+object (viton.service.TryOnService: the same contract check, queue and engine thread as the
+service process) instead of over the transport. No servers, no gvirtus.
+
+It is what `python -m node1.cli tryon --in-process` and the benchmarks' baseline run, and a
+single-machine web app:
+
+    VM_RUNNER_FACTORY=node1.tryon.in_process:build_in_process python -m node1.web
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+import numpy as np
+
+from mirror import Config
+from node1.tryon.catalog import WebCatalog, open_catalog
+from node1.tryon.interface import RunnerHealth
+from node1.tryon.runner import Runner
+from transport import Frame, RequestTimeout, new_request_id
+from viton import contract
+from viton.contract import Kind
+
+TRANSPORT = "inproc"
+
+
+class InProcessLink:
+    """Node2Link to a TryOnService in this process: the message the gateway would forward, built by
+    the contract, handed to the service's handler; its engine thread answers."""
+
+    transport = TRANSPORT
+
+    def __init__(self, engine: Any) -> None:
+        from viton.service import TryOnService
+
+        self.service = TryOnService(engine)
+        self.service.start()
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        return tuple(self.service.engine.reads)
+
+    def tryon(self, person: dict[str, np.ndarray], garment: Any, timeout_s: float) -> Frame:
+        rid = new_request_id()
+        meta, tensors = contract.viton_request(person, garment.image, garment.mask,
+                                               np.asarray(garment.landmarks, np.float32), garment_kind=garment.kind,
+                                               garment_id=garment.id, origin_id=rid)
+        answer: Future[Frame] = Future()
+        self.service.handle(Frame(Kind.TRYON, rid, meta=meta, tensors=tensors), answer.set_result)  # type: ignore[arg-type]
+        try:
+            return answer.result(timeout=timeout_s)
+        except FutureTimeout as exc:
+            raise RequestTimeout(f"the in-process try-on {rid!r} did not finish within {timeout_s:.1f} s") from exc
+
+    def health(self, timeout_s: float) -> Frame:
+        return Frame(Kind.HEALTH, new_request_id(), meta=self.service.health())
+
+    def close(self) -> None:
+        self.service.stop()
+
+
+def build_in_process(cfg: Config, catalog: WebCatalog | None = None) -> tuple[Runner, WebCatalog]:
+    """Runner factory for node1.web ($VM_RUNNER_FACTORY=node1.tryon.in_process:build_in_process), the
+    CLI's --in-process and the benchmarks' baseline: preprocessing on the CPU, the engine here."""
+    from viton import make_engine
+
+    vt = cfg["viton"]
+    catalog = catalog if catalog is not None else open_catalog(cfg)
+    engine = make_engine(vt["engine"], device="cpu",
+                         checkpoint_dir=cfg.path(vt["checkpoint_dir"]) if vt.get("checkpoint_dir") else None)
+    link = InProcessLink(engine)
+
+    def health() -> RunnerHealth:
+        doc = link.service.health()
+        return RunnerHealth(models_loaded=["node1 preprocessing (cpu)", f"viton.{doc['engine']}"],
+                            transport=TRANSPORT, node2_reachable=doc["status"] == "ok", gpu=None,
+                            details={"mode": "in-process: preprocessing and VITON run in this process; "
+                                             "node 2 unused", "viton": doc})
+
+    runner = Runner(catalog, "cpu", link, link.reads, timeout_s=float(cfg["limits"]["request_timeout_s"]),
+                    health_fn=health)
+    return runner, catalog

@@ -1,0 +1,122 @@
+"""What node 1's web app needs of the try-on: a `TryOnRunner`, a `GarmentCatalog`, their results.
+
+The web app (`node1.web`) depends only on this module and node1.tryon.errors. Runners
+(node1.tryon.runner: distributed over node 2, or in process) translate their components' exceptions
+into those errors at their boundary (`raise NoPersonInPhoto(...) from exc`); the HTTP status of each
+error is node1.web.errors.HTTP_STATUS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+# The stages of a try-on, in order. The page shows one step per stage; timings_ms has one key each.
+STAGES: tuple[str, ...] = ("pose", "parsing", "transfer", "tryon")
+
+# progress(stage, ms): called when `stage` has FINISHED, with its measured wall time in milliseconds.
+ProgressFn = Callable[[str, float], None]
+
+
+# ----------------------------------------------------------------------------- runner
+@dataclass(frozen=True)
+class TryOnResult:
+    """What one try-on produced.
+
+    Attributes:
+        image: (H, W, 3) uint8 RGB, the shopper wearing the garment (any size; usually the
+            photo's size or 768x1024).
+        timings_ms: wall time per stage in milliseconds, keys from STAGES (others allowed).
+        device: where preprocessing ran, e.g. "cuda:0 (gvirtus)" or "cpu (local fallback)".
+        transport: how tensors reached VITON: "rdma", "tcp", "inproc".
+        gvirtus_calls: remote CUDA calls this request made (feeds gvirtus_calls_total).
+        transport_bytes: bytes sent + received over the transport (feeds transport_bytes_total).
+    """
+
+    image: np.ndarray
+    timings_ms: dict[str, float]
+    device: str
+    transport: str
+    gvirtus_calls: int = 0
+    transport_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class RunnerHealth:
+    """The pipeline's part of GET /health. `health()` must answer fast (cache probes).
+
+    Attributes:
+        models_loaded: names of the loaded models, e.g. ["pose_landmark_full", "geometric"].
+        transport: transport in use ("rdma", "tcp", "inproc").
+        node2_reachable: the gateway / VITON service answered its last probe.
+        gpu: {"name", "memory_used_mb", "memory_total_mb", "temperature_c"} when known
+            (temperature may be None), else None.
+        details: anything else worth showing (gvirtus session, fallback state, ...).
+    """
+
+    models_loaded: list[str]
+    transport: str
+    node2_reachable: bool
+    gpu: dict[str, Any] | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class TryOnRunner(Protocol):
+    """Dresses a photo in a catalog garment. Must be safe to call from several threads."""
+
+    def run(self, photo: np.ndarray, garment_id: str, progress: ProgressFn) -> TryOnResult:
+        """Try the garment on the person in the photo.
+
+        Args:
+            photo: (H, W, 3) uint8 RGB, EXIF orientation already applied, sides <= image_max_side.
+            garment_id: a catalog id (the web app checked it exists).
+            progress: called with each stage of STAGES and its wall time in ms when the stage
+                has finished (ProgressFn).
+
+        Raises:
+            NoPersonInPhoto, UnknownGarment, Node2Unavailable, TryOnTimeout, TryOnFailed
+            (or another TryOnError). Any other exception is reported as TryOnFailed.
+        """
+        ...
+
+    def health(self) -> RunnerHealth:
+        ...
+
+
+# ----------------------------------------------------------------------------- catalog
+@dataclass(frozen=True)
+class GarmentInfo:
+    """A catalog entry as the web app shows it."""
+
+    id: str
+    name: str
+
+
+@runtime_checkable
+class GarmentCatalog(Protocol):
+    """The garments a shopper can pick. Must be safe to call from several threads."""
+
+    def list(self) -> list[GarmentInfo]:
+        ...
+
+    def get(self, garment_id: str) -> GarmentInfo:
+        """Raises UnknownGarment."""
+        ...
+
+    def thumbnail(self, garment_id: str) -> tuple[bytes, str]:
+        """(encoded image bytes, MIME type) of a small preview. Raises UnknownGarment."""
+        ...
+
+    def add(self, data: bytes, name: str) -> GarmentInfo:
+        """Prepare and store an operator's garment photo: the uploaded JPEG/PNG/WebP bytes (already
+        checked by node1.web.uploads; PNG/WebP alpha may carry the cloth mask). Raises BadGarment."""
+        ...
+
+
+__all__ = [
+    "STAGES", "GarmentCatalog", "GarmentInfo", "ProgressFn", "RunnerHealth", "TryOnResult", "TryOnRunner",
+]

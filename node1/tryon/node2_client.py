@@ -1,0 +1,118 @@
+"""Node 1's client of node 2's gateway: person tensors + a garment in, the gateway's reply Frame out.
+
+The messages are the try-on contract's (viton/contract.py): `tryon` carries the person tensors the
+configured engine reads and meta garment_id; a `need_garment` answer makes the client send the
+garment once (kind `garment`) and repeat the try-on, all within one timeout.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import numpy as np
+
+from transport import ClientChannel, Frame, InvalidRequest, RequestTimeout, error_frame, new_request_id
+from viton import contract
+from viton.contract import ContractError, ErrorCode, Kind
+
+
+class GarmentLike(Protocol):
+    """What `tryon` needs of a garment (`garments.Garment` fits)."""
+
+    id: str
+    kind: str
+    image: np.ndarray
+    mask: np.ndarray
+    landmarks: np.ndarray
+
+
+def garment_frame(garment: GarmentLike, request_id: str | None = None) -> Frame:
+    """The contract's `garment` message. Raises transport.InvalidRequest when it is off-contract."""
+    tensors = {"image": garment.image, "mask": garment.mask, "landmarks": garment.landmarks}
+    try:
+        contract.check_tensors(tensors, contract.GARMENT_TENSORS, tuple(tensors), what=f"garment {garment.id[:12]}")
+        gid = contract.check_garment_id(garment.id)
+    except ContractError as exc:
+        raise InvalidRequest(str(exc)) from exc
+    return Frame(kind=Kind.GARMENT, request_id=request_id or new_request_id(),
+                 meta={"garment_id": gid, "kind": str(garment.kind)}, tensors=tensors)
+
+
+class TryOnClient:
+    """Thread-safe: many try-ons may be in flight on one client.
+
+    Args:
+        channel: a transport channel to the gateway (transport.connect(cfg)).
+        reads: the person tensors the configured engine reads (viton.contract.reads_of(engine)).
+    """
+
+    def __init__(self, channel: ClientChannel, reads: tuple[str, ...] = contract.ENGINE_READS["geometric"]) -> None:
+        self.channel = channel
+        self.reads = reads
+
+    @classmethod
+    def from_config(cls, cfg: Any, mode: str | None = None) -> TryOnClient:
+        from transport.auto import connect
+
+        return cls(connect(cfg, mode), contract.reads_of(cfg["viton"]["engine"]))
+
+    def tryon(self, person: Mapping[str, np.ndarray], garment: GarmentLike, timeout_s: float,
+              request_id: str | None = None) -> Frame:
+        """Ask node 2 for a try-on. Returns a `result` or `error` Frame.
+
+        Args:
+            person: exactly the person tensors in `self.reads` (viton.contract.PERSON_TENSORS).
+            garment: sent only if the gateway does not hold it yet (`need_garment`).
+        Raises:
+            InvalidRequest: tensors off-contract (names the tensor). TransportError subclasses: the
+            channel failed (PeerUnavailable, RequestTimeout, ...).
+        """
+        try:
+            contract.check_person(person, self.reads)
+            if set(person) - set(self.reads):
+                raise ContractError(f"tryon carries {sorted(set(person) - set(self.reads))}, which the engine "
+                                    f"does not read (it reads {', '.join(self.reads)})")
+            gid = contract.check_garment_id(garment.id)
+        except ContractError as exc:
+            raise InvalidRequest(str(exc)) from exc
+        rid = request_id or new_request_id()
+        deadline = time.monotonic() + timeout_s
+        reply = self.channel.request(Frame(Kind.TRYON, rid, {"garment_id": gid}, dict(person)), timeout_s)
+        if reply.kind != Kind.NEED_GARMENT:
+            return reply
+        stored = self.channel.request(garment_frame(garment, f"{rid}.g"), self._left(deadline, rid))
+        if stored.kind != Kind.GARMENT_STORED:
+            return stored if stored.kind == Kind.ERROR else error_frame(
+                rid, ErrorCode.PROTOCOL, f"gateway answered the garment with {stored.kind!r}")
+        reply = self.channel.request(Frame(Kind.TRYON, f"{rid}.2", {"garment_id": gid}, dict(person)),
+                                     self._left(deadline, rid))
+        reply.request_id = rid
+        if reply.kind == Kind.NEED_GARMENT:
+            return error_frame(rid, ErrorCode.GARMENT_NOT_CACHED, f"the gateway asked for garment {gid} again "
+                               "right after storing it (its cache may be too small)")
+        return reply
+
+    def put_garment(self, garment: GarmentLike, timeout_s: float) -> Frame:
+        """Send a garment ahead of use; returns `garment_stored` or `error`."""
+        return self.channel.request(garment_frame(garment), timeout_s)
+
+    def health(self, timeout_s: float) -> Frame:
+        return self.channel.request(Frame(Kind.HEALTH, new_request_id()), timeout_s)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> TryOnClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @staticmethod
+    def _left(deadline: float, rid: str) -> float:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise RequestTimeout(f"try-on {rid!r} ran out of time while sending its garment")
+        return left

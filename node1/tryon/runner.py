@@ -1,0 +1,165 @@
+"""The one try-on request path of node 1, shared by the web app, the CLI and the benchmarks:
+
+    photo ─▶ fit to WORK_MAX_SIDE ─▶ preprocess (pose, parsing) on the preprocessing device
+          ─▶ the person tensors the engine reads (viton.contract) ─▶ a Node2Link ─▶ result image
+
+Runners differ only in the `Node2Link` (node1.tryon.links): over the transport to node 2's gateway
+(the distributed deployment), or to a VITON service object in this process (no wire). Every
+component's failure is translated here, at the boundary, into node1.tryon.errors.
+
+Progress (ProgressFn): "pose" and "parsing" fire the moment each finishes on the device; "transfer"
+and "tryon" fire when node 2's answer arrives, since node 1 only sees the round trip: "tryon" is
+VITON's own time (queue + engine, measured by the service) and "transfer" the rest of the round
+trip (the tensors and the result on the wire, the gateway).
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+
+from node1.preprocess import Preprocessed, preprocess
+from node1.tryon.catalog import WebCatalog
+from node1.tryon.errors import BadRequest, Node2Unavailable, NoPersonInPhoto, TryOnFailed, TryOnTimeout
+from node1.tryon.interface import ProgressFn, RunnerHealth, TryOnResult
+from transport import Frame, PeerUnavailable, RequestTimeout, TransportError
+from viton.contract import NO_PERSON_CODES, TIMEOUT_CODES, UNAVAILABLE_CODES, Kind
+
+WORK_MAX_SIDE = 1024          # photos are tried on at most this size (VITON-HD's 1024x768 scale)
+MIN_TIMEOUT_S = 0.1           # the node-2 leg always gets at least this long
+
+
+class Node2Link(Protocol):
+    """Where the try-on message goes (node1.tryon.links): `tryon` returns the `result` or `error`
+    Frame and raises transport errors (PeerUnavailable, RequestTimeout, TransportError)."""
+
+    @property
+    def transport(self) -> str: ...
+
+    def tryon(self, person: dict[str, np.ndarray], garment: Any, timeout_s: float) -> Frame: ...
+
+    def health(self, timeout_s: float) -> Frame: ...
+
+
+def fit_for_tryon(photo: np.ndarray, max_side: int = WORK_MAX_SIDE) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> the same photo scaled down (area filter) so max(H, W) <= max_side."""
+    h, w = photo.shape[:2]
+    scale = max_side / max(h, w)
+    if scale >= 1.0:
+        return np.ascontiguousarray(photo)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(photo, size, interpolation=cv2.INTER_AREA)
+
+
+def person_tensors(pre: Preprocessed, reads: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The person tensors of the try-on message: exactly those the engine reads (viton.contract)."""
+    available = {"person": pre.image, "parse": pre.parse, "keypoints": pre.body25, "person_mask": pre.person_mask}
+    dtypes = {"parse": np.uint8, "keypoints": np.float32, "person_mask": np.uint8}
+    return {name: np.ascontiguousarray(available[name], dtype=dtypes.get(name)) for name in reads}
+
+
+def run_preprocess(device: Any, photo: np.ndarray, on_stage: Any = None) -> Preprocessed:
+    """Pose + parsing on `device` (a node1.pose.FallbackDevice: remote first; or a local torch device).
+
+    Raises:
+        NoPersonInPhoto: nobody (or too little of a body) in the photo.
+        BadRequest: the photo cannot be used (e.g. under 128 px on its short side).
+    """
+    from node1.pose import FallbackDevice, InvalidImage, NoPersonDetected
+
+    try:
+        if isinstance(device, FallbackDevice):
+            return device.run(functools.partial(preprocess, on_stage=on_stage), photo)
+        return preprocess(photo, device=device, on_stage=on_stage)
+    except NoPersonDetected as exc:
+        raise NoPersonInPhoto(f"no person found in the photo ({exc}): stand facing the camera with your "
+                              "head, shoulders and upper body in the picture, and try again") from exc
+    except InvalidImage as exc:
+        raise BadRequest(f"the photo cannot be used: {exc}") from exc
+
+
+def error_from_reply(meta: dict[str, Any]) -> Exception:
+    """node 2's `error` reply (viton.contract.ErrorCode) -> the web contract's typed error."""
+    code, message = str(meta.get("code", "unknown")), str(meta.get("message", ""))
+    if code in NO_PERSON_CODES:
+        return NoPersonInPhoto(f"the photo does not show enough of the body for this garment ({message}); "
+                               "include both shoulders and the upper body")
+    if code in UNAVAILABLE_CODES:
+        return Node2Unavailable(f"the try-on service on node 2 is unavailable ({code}: {message})")
+    if code in TIMEOUT_CODES:
+        return TryOnTimeout(f"the try-on service on node 2 took too long ({message})")
+    return TryOnFailed(f"node 2 could not complete the try-on ({code}: {message})")
+
+
+class Runner:
+    """A TryOnRunner (node1.tryon.interface). Thread-safe: the link multiplexes requests, and
+    preprocessing calls are serialised (the models keep per-call buffers; 2 CPU cores).
+
+    Args:
+        catalog: the garments.
+        device: the preprocessing device: a FallbackDevice (remote first) or a torch device name.
+        link: where the try-on message goes (node1.tryon.links).
+        reads: the person tensors the configured engine reads (viton.contract.reads_of).
+        timeout_s: the whole try-on's limit (limits.request_timeout_s).
+        health_fn: the runner's part of GET /health (the deployment knows what to probe).
+    """
+
+    def __init__(self, catalog: WebCatalog, device: Any, link: Node2Link, reads: tuple[str, ...], *,
+                 timeout_s: float, health_fn: Any) -> None:
+        self.catalog = catalog
+        self.device = device
+        self.link = link
+        self.reads = reads
+        self.timeout_s = timeout_s
+        self._health_fn = health_fn
+        self._pre_lock = threading.Lock()
+
+    def run(self, photo: np.ndarray, garment_id: str, progress: ProgressFn) -> TryOnResult:
+        garment = self.catalog.garment(garment_id)  # UnknownGarment
+        deadline = time.monotonic() + self.timeout_s
+        work = fit_for_tryon(photo)
+        sent: set[str] = set()
+
+        def on_stage(stage: str, ms: float) -> None:  # a fallback rerun reports its stages again: once each
+            if stage not in sent:
+                sent.add(stage)
+                progress(stage, ms)
+
+        with self._pre_lock:
+            pre = run_preprocess(self.device, work, on_stage)
+        tensors = person_tensors(pre, self.reads)
+        t0 = time.perf_counter()
+        try:
+            reply = self.link.tryon(tensors, garment, max(MIN_TIMEOUT_S, deadline - time.monotonic()))
+        except RequestTimeout as exc:
+            raise TryOnTimeout(f"node 2 did not answer within {self.timeout_s:g} s ({exc})") from exc
+        except PeerUnavailable as exc:
+            raise Node2Unavailable(f"node 2's gateway cannot be reached ({exc})") from exc
+        except TransportError as exc:
+            raise Node2Unavailable(f"the transport to node 2 failed: {type(exc).__name__}: {exc}") from exc
+        round_trip_ms = (time.perf_counter() - t0) * 1000.0
+        if reply.kind == Kind.ERROR:
+            raise error_from_reply(reply.meta)
+        if reply.kind != Kind.RESULT or "image" not in reply.tensors:
+            raise TryOnFailed(f"node 2 answered with an unexpected {reply.kind!r} message")
+        viton_ms = {k: float(v) for k, v in dict(reply.meta.get("timings_ms", {})).items()
+                    if isinstance(v, int | float)}
+        tryon_ms = viton_ms.get("viton_ms", 0.0)
+        timings = {"pose": float(pre.timings_ms.get("pose", 0.0)), "parsing": float(pre.timings_ms.get("parse", 0.0)),
+                   "transfer": max(0.0, round_trip_ms - tryon_ms), "tryon": tryon_ms}
+        progress("transfer", timings["transfer"])
+        progress("tryon", timings["tryon"])
+        nbytes = sum(int(t.nbytes) for t in tensors.values()) + int(reply.tensors["image"].nbytes)
+        served_remote = getattr(self.device, "last_served_by", None) in (None, "remote")
+        device = str(pre.device) if served_remote else f"{pre.device} (local fallback)"
+        return TryOnResult(image=np.array(reply.tensors["image"]), timings_ms=timings, device=device,
+                           transport=self.link.transport, transport_bytes=nbytes)
+
+    def health(self) -> RunnerHealth:
+        health: RunnerHealth = self._health_fn()
+        return health

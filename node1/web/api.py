@@ -1,0 +1,227 @@
+"""The JSON API (mounted at /api; described in openapi.yaml).
+
+    POST /api/tryon                    multipart: photo (file), garment (catalog id)
+                                       -> 200 {"id", "result_url", "timings_ms", "device", "transport"}
+                                       with ?mode=async (or "Prefer: respond-async"): 202 at once
+                                       {"id", "status_url", "events_url", "result_url"}
+    GET  /api/jobs/<id>                job state (and the 200 body above once done)
+    GET  /api/jobs/<id>/events         server-sent events: stage*, then done | failed
+    GET  /api/result/<id>              the result, image/jpeg (?download=1: as an attachment)
+    GET  /api/garments                 {"garments": [{"id", "name", "thumbnail_url"}]}
+    GET  /api/garments/<id>/thumbnail  the garment's thumbnail image
+    POST /api/garments                 operator only (Authorization: Bearer <token>):
+                                       multipart image (file), name -> 201 {"id", "name", "thumbnail_url"}
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+
+from node1.tryon import (
+    BadRequest,
+    MissingField,
+    NotAuthorized,
+    NotFound,
+    OperatorApiDisabled,
+    ResultNotReady,
+    UnknownGarment,
+)
+from node1.web import WebState, state_of
+from node1.web.errors import error_body
+from node1.web.jobs import Job
+from node1.web.uploads import decode_upload
+
+bp = Blueprint("api", __name__)
+
+SSE_KEEPALIVE_S = 10.0      # comment line so proxies and browsers keep the stream open
+SSE_RETRY_MS = 2000
+RATE_LIMITED_ENDPOINTS = frozenset({"api.tryon", "api.add_garment"})
+
+
+def _state() -> WebState:
+    return state_of(current_app)
+
+
+def _no_store(resp: Response) -> Response:
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+@bp.before_request
+def _rate_limit() -> None:
+    if request.endpoint in RATE_LIMITED_ENDPOINTS:
+        _state().limiter.check(request.remote_addr or "unknown")
+
+
+def _require_multipart() -> None:
+    if request.mimetype != "multipart/form-data":
+        raise BadRequest(f"send multipart/form-data (got Content-Type {request.mimetype or 'none'!r}); "
+                         "see openapi.yaml")
+
+
+def _read_file_field(name: str, state: WebState) -> bytes:
+    f = request.files.get(name)
+    if f is None:
+        raise MissingField(f"the form field {name!r} (a file) is missing; send multipart/form-data with "
+                           f"{name}=<JPEG, PNG or WebP file>")
+    return f.read(state.upload_max_bytes + 1)
+
+
+def _text_field(name: str, what: str) -> str:
+    value = (request.form.get(name) or "").strip()
+    if not value:
+        raise MissingField(f"the form field {name!r} ({what}) is missing or empty")
+    return value
+
+
+def _job_links(job_id: str) -> dict[str, str]:
+    return {"status_url": f"/api/jobs/{job_id}", "events_url": f"/api/jobs/{job_id}/events",
+            "result_url": f"/api/result/{job_id}"}
+
+
+def _wants_async() -> bool:
+    return request.args.get("mode") == "async" or "respond-async" in request.headers.get("Prefer", "")
+
+
+@bp.post("/tryon")
+def tryon() -> tuple[Response, int]:
+    state = _state()
+    _require_multipart()
+    garment_id = _text_field("garment", "a garment id from GET /api/garments")
+    data = _read_file_field("photo", state)
+    try:
+        state.catalog.get(garment_id)
+    except (UnknownGarment, KeyError) as exc:
+        raise UnknownGarment(f"no garment with id {garment_id[:80]!r}; list them with GET /api/garments") from exc
+    t0 = time.perf_counter()
+    photo = decode_upload(data, state.upload_max_bytes, state.image_max_side)
+    decode_ms = (time.perf_counter() - t0) * 1000.0
+    job = state.jobs.submit(photo, garment_id, {"decode": decode_ms})
+    g.tryon_counted = True   # from here on the job counts its own outcome
+    if _wants_async():
+        return _no_store(jsonify({"id": job.id, **_job_links(job.id)})), 202
+    state.jobs.wait(job)
+    snap = job.snapshot()
+    if snap["error"] is not None:
+        raise snap["error"]
+    return _no_store(jsonify(snap["response"])), 200
+
+
+def _job_or_404(job_id: str) -> Job:
+    job = _state().jobs.get(job_id)
+    if job is None:
+        raise NotFound(f"no try-on with id {job_id[:40]!r}: it never existed or expired "
+                       f"(results are kept {_state().jobs.store.ttl_s:g} s)")
+    return job
+
+
+@bp.get("/jobs/<job_id>")
+def job_status(job_id: str) -> Response:
+    job = _job_or_404(job_id)
+    snap = job.snapshot()
+    body: dict[str, Any] = {"id": job.id, "state": snap["state"], "stages": snap["stages"], **_job_links(job.id)}
+    if snap["response"] is not None:
+        body.update(snap["response"])
+    if snap["error"] is not None:
+        body.update(error_body(snap["error"]))
+    return _no_store(jsonify(body))
+
+
+def _sse(event: str, data: dict[str, Any]) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+@bp.get("/jobs/<job_id>/events")
+def job_events(job_id: str) -> Response:
+    job = _job_or_404(job_id)
+    runner = _state().jobs
+
+    def stream() -> Iterator[str]:
+        yield f"retry: {SSE_RETRY_MS}\n\n"
+        sent = 0
+        while True:
+            with job.cond:
+                job.cond.wait_for(lambda n=sent: len(job.stages) > n or job.finished,  # type: ignore[misc]
+                                  timeout=min(SSE_KEEPALIVE_S, max(job.deadline - time.monotonic(), 0.0)))
+                stages, finished, stage_ms = job.stages[sent:], job.finished, dict(job.stage_ms)
+            for stage in stages:
+                yield _sse("stage", {"stage": stage, "ms": stage_ms.get(stage)})
+            sent += len(stages)
+            if finished:
+                snap = job.snapshot()
+                if snap["error"] is not None:
+                    yield _sse("failed", error_body(snap["error"]))
+                else:
+                    yield _sse("done", snap["response"])
+                return
+            if not stages:
+                runner.check_deadline(job)
+                yield ": keepalive\n\n"
+
+    return Response(stream(), mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+@bp.get("/result/<job_id>")
+def result(job_id: str) -> Response:
+    job = _job_or_404(job_id)
+    snap = job.snapshot()
+    if snap["error"] is not None:
+        raise snap["error"]
+    jpeg = job.result_jpeg
+    if jpeg is None:
+        raise ResultNotReady()
+    resp = Response(jpeg, mimetype="image/jpeg")
+    disposition = "attachment" if request.args.get("download") else "inline"
+    resp.headers["Content-Disposition"] = f'{disposition}; filename="tryon-{job.id[:12]}.jpg"'
+    return _no_store(resp)
+
+
+# ----------------------------------------------------------------------------- garments
+@bp.get("/garments")
+def list_garments() -> Response:
+    items = [{"id": gi.id, "name": gi.name, "thumbnail_url": f"/api/garments/{gi.id}/thumbnail"}
+             for gi in _state().catalog.list()]
+    return _no_store(jsonify({"garments": items}))
+
+
+@bp.get("/garments/<garment_id>/thumbnail")
+def garment_thumbnail(garment_id: str) -> Response:
+    try:
+        data, mime = _state().catalog.thumbnail(garment_id)
+    except (UnknownGarment, KeyError) as exc:
+        raise NotFound(f"no garment with id {garment_id[:80]!r}") from exc
+    resp = Response(data, mimetype=mime)
+    resp.headers["Cache-Control"] = "public, max-age=3600"
+    return resp
+
+
+def _check_operator() -> None:
+    token = _state().operator_token
+    if not token:
+        raise OperatorApiDisabled()
+    auth = request.headers.get("Authorization", "")
+    scheme, _, given = auth.partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        raise NotAuthorized()
+    if not hmac.compare_digest(given.strip().encode(), token.encode()):
+        raise NotAuthorized("operator API: the bearer token is wrong")
+
+
+@bp.post("/garments")
+def add_garment() -> tuple[Response, int]:
+    _check_operator()           # before the body is parsed
+    state = _state()
+    _require_multipart()
+    name = _text_field("name", "the garment's display name")[:120]
+    data = _read_file_field("image", state)
+    decode_upload(data, state.upload_max_bytes, state.image_max_side)   # typed errors for bad files
+    info = state.catalog.add(data, name)
+    body = {"id": info.id, "name": info.name, "thumbnail_url": f"/api/garments/{info.id}/thumbnail"}
+    return _no_store(jsonify(body)), 201
