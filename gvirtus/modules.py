@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,9 +18,7 @@ from gvirtus.errors import InvalidRequest
 from gvirtus.graph import CapturedGraph, Spec, as_tensor
 from gvirtus.proto import gvirtus_pb2 as pb
 from gvirtus.protocol import dtype_name, from_wire, to_wire
-
-if TYPE_CHECKING:
-    from gvirtus.frontend import RemoteDevice
+from gvirtus.session_api import DeviceSession
 
 LAUNCH_HEADROOM_BYTES = 64 * 1024   # protobuf framing around inline launch inputs
 
@@ -47,7 +45,7 @@ class DeviceBuffer:
 class RemoteModule:
     """A module registered on the backend; call it like the module (inputs at the registered shapes)."""
 
-    def __init__(self, device: RemoteDevice, cap: CapturedGraph) -> None:
+    def __init__(self, device: DeviceSession, cap: CapturedGraph) -> None:
         self.device = device
         self.content_hash = cap.content_hash
         self.input_specs: list[Spec] = cap.input_specs

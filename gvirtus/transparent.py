@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch.utils import _pytree as pytree
@@ -30,9 +30,7 @@ from gvirtus.errors import InvalidRequest
 from gvirtus.opstream import Pipeline
 from gvirtus.proto import gvirtus_pb2 as pb
 from gvirtus.protocol import CLIENT_HANDLE_BASE, from_wire, to_wire, torch_dtype
-
-if TYPE_CHECKING:
-    from gvirtus.frontend import RemoteDevice
+from gvirtus.session_api import DeviceSession
 
 aten = torch.ops.aten
 META = torch.device("meta")
@@ -85,7 +83,7 @@ def fetch(t: RemoteTensor) -> torch.Tensor:
     return from_wire(reply.fetched[0])
 
 
-def upload(dev: RemoteDevice, t: torch.Tensor) -> RemoteTensor:
+def upload(dev: DeviceSession, t: torch.Tensor) -> RemoteTensor:
     """A host tensor sent to the backend (queued, not awaited) as a RemoteTensor."""
     pipe = dev.pipeline()
     wire = to_wire(t)
@@ -97,7 +95,7 @@ def upload(dev: RemoteDevice, t: torch.Tensor) -> RemoteTensor:
     return RemoteTensor(tuple(t.shape), t.contiguous().stride(), t.dtype, pipe=pipe, hid=hid)
 
 
-def module_to_remote(module: torch.nn.Module, dev: RemoteDevice) -> torch.nn.Module:
+def module_to_remote(module: torch.nn.Module, dev: DeviceSession) -> torch.nn.Module:
     """Replace every parameter and buffer of `module` by a RemoteTensor (in place, for inference)."""
     for m in module.modules():
         for name, p in list(m._parameters.items()):

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import socket
 import struct
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from testing.faultproxy import FaultProxy
+from typing import Any, Protocol
 
 CHUNK_BYTES = 64 * 1024          # largest read per turn; delay and loss apply per chunk
 QUEUE_CHUNKS = 64                # chunks held per direction (during a cut or delay) before reading stops
@@ -27,10 +25,22 @@ def reset_socket(writer: asyncio.StreamWriter) -> None:
     writer.transport.abort()
 
 
+class LinkOwner(Protocol):
+    """What a Link reads of the proxy that owns it (testing.faultproxy.FaultProxy): its fault settings,
+    its random source, its counters, the link-up event and the bandwidth throttle."""
+
+    faults: Any
+    rng: random.Random
+    counters: Any
+    link_up: asyncio.Event
+
+    async def throttle(self, direction: str, nbytes: int) -> None: ...
+
+
 class Link:
     """One proxied connection: two pumps (up, down), each a reader and a delayed writer."""
 
-    def __init__(self, proxy: FaultProxy, client: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+    def __init__(self, proxy: LinkOwner, client: tuple[asyncio.StreamReader, asyncio.StreamWriter],
                  target: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> None:
         self.proxy = proxy
         self.client, self.target = client, target

@@ -21,7 +21,7 @@ from PIL import Image
 from node1.cli.http_client import ApiError, WebClient
 from testing.deployment import LocalDeployment
 from tests.web.test_browser import ARTIFACTS, CHROMEDRIVER, CHROMIUM, _try_on_and_wait, make_driver, write_y4m
-from tests.web.test_imageio import png_header_claiming
+from tests.web.test_uploads import png_header_claiming
 
 REQUEST_TIMEOUT_S = 240  # real preprocessing on a busy 2-core machine
 

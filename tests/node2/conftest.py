@@ -23,7 +23,8 @@ class TinyViton:
     """Answers the VITON-facing protocol of docs/transport.md over a real ROUTER socket.
 
     tryon -> result whose image is the person blended 50/50 with the garment's mean colour
-    (so tests can check the garment arrived); ping -> pong; health -> health {status ok}. `delay_s` and `fail_code` shape its answers.
+    (so tests can check the garment arrived); ping -> pong; health -> health {status ok}.
+    `delay_s` and `fail_code` shape its answers.
     """
 
     def __init__(self, endpoint: str) -> None:

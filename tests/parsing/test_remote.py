@@ -46,7 +46,6 @@ def test_preprocess_remote_reports_the_device(remote_device) -> None:
     # the remote pose differs from the local one by float summation order only (sub-pixel landmarks),
     # which may move a few label boundaries by a working-grid cell
     assert float((local.parse == remote.parse).mean()) >= 0.995
-    assert local.pose_image.shape == img.shape and local.pose_image.dtype == np.uint8
-    assert local.person_mask.dtype == np.float32 and 0.0 <= local.person_mask.min() <= local.person_mask.max() <= 1.0
+    assert local.person_mask.dtype == np.uint8 and local.person_mask.shape == img.shape[:2]
     assert set(local.timings_ms) >= {"pose", "parse", "render", "total"}
     assert len(local.pose_json["people"][0]["pose_keypoints_2d"]) == 75

@@ -32,7 +32,7 @@ def test_pose_cli_writes_json_and_render(tmp_path: Path, astronaut: np.ndarray, 
 
 
 def _in_process(*argv: str) -> int:
-    from node1.cli import main
+    from node1.cli.main import main
 
     return main(["pose", *argv])
 

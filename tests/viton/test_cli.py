@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from node1.cli import main
+from node1.cli.main import main
 
 
 def test_without_a_running_deployment_the_api_path_says_so(tmp_path: Path, astronaut: np.ndarray,

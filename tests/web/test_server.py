@@ -16,11 +16,11 @@ from collections.abc import Iterator
 
 import pytest
 from cryptography import x509
-from tests.web.test_imageio import png_header_claiming
 
 from node1.web.server import HTTP_THREADS
 from node1.web.tls import write_self_signed
 from tests.web.server import Server, client_context, multipart, request, start_server
+from tests.web.test_uploads import png_header_claiming
 
 IO_TIMEOUT_S = 2.0
 GARMENT = "test-red-tee"

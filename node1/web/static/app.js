@@ -172,12 +172,24 @@
   }
 
   // ------------------------------------------------------------------ try-on
-  function setStage(stage) {
-    let reached = false;
-    for (const li of [...els.progress.children].reverse()) {
-      if (li.dataset.stage === stage) { li.className = "active"; reached = true; }
-      else if (reached) li.className = "done";
+  // A "stage" event says that stage has FINISHED (with its measured ms): it and those before it are
+  // done, the next one is the one running now.
+  function setStage(stage, ms) {
+    let passed = false;
+    for (const li of els.progress.children) {
+      if (passed) { li.className = "active"; passed = false; break; }
+      li.className = "done";
+      if (li.dataset.stage === stage) {
+        if (typeof ms === "number") li.title = `${ms.toFixed(0)} ms`;
+        passed = true;
+      }
     }
+  }
+
+  function startProgress() {
+    resetProgress();
+    const first = els.progress.children[0];
+    if (first) first.className = "active";
   }
 
   function resetProgress(cls) {
@@ -243,7 +255,8 @@
   function follow(job) {
     const es = new EventSource(job.events_url);
     state.events = es;
-    es.addEventListener("stage", (e) => setStage(JSON.parse(e.data).stage));
+    startProgress();
+    es.addEventListener("stage", (e) => { const d = JSON.parse(e.data); setStage(d.stage, d.ms); });
     es.addEventListener("done", (e) => showResult(JSON.parse(e.data)));
     es.addEventListener("failed", (e) => {
       const err = JSON.parse(e.data).error || {};
