@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gvirtus.codec import loads
 from gvirtus.datachannel import (
     ERROR_LEN,
     ID,
@@ -194,10 +195,7 @@ class DataServer:
                 raise InvalidRequest(f"launch: input list of {n} bytes in a {nbytes}-byte body")
             text = recv_bytes(conn, n)
             left -= n
-            try:
-                refs = json.loads(text)
-            except ValueError:
-                raise InvalidRequest(f"launch: the input list is not JSON: {text[:80]!r}") from None
+            refs = loads(text, "launch: the input list")   # typed, depth-bounded
             plan = _launch_plan(refs, specs, left)
         except Exception as exc:
             _discard(conn, left)
@@ -258,7 +256,7 @@ def _launch_plan(refs: Any, specs: list[Any], host_bytes: int) -> dict[int, torc
         raise InvalidRequest(f"launch: module takes {len(specs)} inputs, the input list is {str(refs)[:80]}")
     plan, total = {}, 0
     for k, (ref, spec) in enumerate(zip(refs, specs, strict=True)):
-        if not (isinstance(ref, list) and len(ref) == 2 and ref[0] in ("h", "b") and isinstance(ref[1], int)):
+        if not (isinstance(ref, list) and len(ref) == 2 and ref[0] in ("h", "b") and type(ref[1]) is int):
             raise InvalidRequest(f"launch input {k}: expected [\"h\", id] or [\"b\", nbytes], got {str(ref)[:80]}")
         if ref[0] == "b":
             want = nbytes_of(spec.dtype, spec.shape)
