@@ -38,8 +38,13 @@ def photo() -> np.ndarray:
 
 
 def pct(samples: Sequence[float], q: float) -> float:
-    """The q-th percentile (0..100) of samples; nan when there are none."""
-    return float(np.percentile(np.asarray(samples, np.float64), q)) if len(samples) else float("nan")
+    """The q-th percentile (0..100) of ALL `samples` by the standard linear interpolation between order
+    statistics (numpy.percentile method="linear": Hyndman & Fan type 7, the same as
+    statistics.quantiles(method="inclusive")); nan when there are none. p100 is the maximum, p99 of 100
+    samples lies between the 99th and the 100th value (not the maximum)."""
+    if not len(samples):
+        return float("nan")
+    return float(np.percentile(np.asarray(samples, np.float64), q, method="linear"))
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

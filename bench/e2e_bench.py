@@ -13,8 +13,8 @@ Same run, in this order:
    node 1 is told node2.host = 127.0.0.2, where one proxy per port forwards to them. The proxies
    count the bytes node 1 sends (`bytes_to_node2_per_tryon`: gvirtus + transport, on the wire),
    then throttle every link to 1 Gbit/s per direction for `e2e_1gbit_p50_ms`.
-3. Baseline: the in-process runner (node1.tryon.in_process: the same request path minus the wire, in
-   this process; no HTTPS), `in_process_ms`.
+3. Baseline (inside step 1, the deployment idle): the in-process runner (node1.tryon.in_process:
+   the same request path minus the wire, in this process; no HTTPS), `in_process_ms`.
 
 --json keys: e2e_p50_ms, e2e_p95_ms, e2e_p99_ms, e2e_failures, e2e_concurrent_p50_ms,
 e2e_concurrent_p95_ms, e2e_throughput_per_s, concurrent_clients, in_process_ms,
@@ -80,7 +80,7 @@ def overrides(concurrent: int) -> dict[str, Any]:
     return {"limits": {"rate_limit_per_min": 1000000, "request_timeout_s": 600}, "node1": {"workers": concurrent}}
 
 
-def direct(body: bytes, args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
+def direct(img: np.ndarray, body: bytes, args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, LocalDeployment(tmp, overrides=overrides(args.concurrent)) as dep:
         client = WebClient(dep.url, cafile=dep.cafile, timeout_s=CLIENT_TIMEOUT_S)
         gid = next(g["id"] for g in client.garments() if "red" in g["name"].lower())
@@ -91,7 +91,8 @@ def direct(body: bytes, args: argparse.Namespace) -> tuple[dict[str, Any], Path]
         with ThreadPoolExecutor(args.concurrent) as pool:
             conc = list(pool.map(lambda _: one(client, body, gid), range(args.concurrent * args.rounds)))
         wall = time.perf_counter() - t0
-        cfg_text = dep.config_path.read_text()
+        # the baseline, with the deployment idle: its config (catalog, engine) is the deployment's
+        base_ms = in_process_ms(img, dep.config_path, max(5, args.requests // 2))
     ok_seq = [t for _, t, _ in seq if t is not None]
     res = {
         "e2e_p50_ms": _pct([ms for ms, _, _ in seq], 50), "e2e_p95_ms": _pct([ms for ms, _, _ in seq], 95),
@@ -100,13 +101,11 @@ def direct(body: bytes, args: argparse.Namespace) -> tuple[dict[str, Any], Path]
         "e2e_concurrent_p50_ms": _pct([ms for ms, _, _ in conc], 50),
         "e2e_concurrent_p95_ms": _pct([ms for ms, _, _ in conc], 95),
         "e2e_throughput_per_s": sum(t is not None for _, t, _ in conc) / wall,
-        "concurrent_clients": args.concurrent, "device": seq[-1][2] if seq else "none",
+        "concurrent_clients": args.concurrent, "device": seq[-1][2] if seq else "none", "in_process_ms": base_ms,
         **{f"stage_{s}_ms": statistics.median(t.get(s, 0.0) for t in ok_seq) if ok_seq else float("nan")
            for s in STAGES},
     }
-    cfg_copy = Path(tempfile.mkstemp(suffix=".json")[1])
-    cfg_copy.write_text(cfg_text)
-    return res, cfg_copy
+    return res
 
 
 @contextlib.contextmanager
@@ -170,10 +169,8 @@ def main() -> int:
     allocator = service_allocator()
     img = photo()
     body = _jpeg(img)
-    res, cfg_path = direct(body, args)
+    res = direct(img, body, args)
     res.update(proxied(body, args))
-    res["in_process_ms"] = in_process_ms(img, cfg_path, max(5, args.requests // 2))
-    cfg_path.unlink()
     res.update(photo_bytes=int(img.nbytes), upload_jpeg_bytes=len(body), allocator=allocator)
     if args.json:
         print(json.dumps(res))

@@ -14,9 +14,11 @@ own network namespace behind a veth pair when this runs as root (else on loopbac
 (the web app) in the root namespace, and testing.faultproxy sits on both links (gateway TCP and
 gvirtus gRPC). Phases of --phase-s seconds each under load: none, delay 50 ms +-10 ms, loss 5 %
 (a chunk stalls one 200 ms RTO), bandwidth 20 MB/s, a 8 s cut then restore, and a reset of every
-connection. Per phase: ok / errors by code / lost, p50 and p95 of successful try-ons, and for the
+connection. Per phase: ok / errors by code / lost (no HTTP response), p50 / p95 / p99 over all
+requests of the phase (numpy.percentile; failures included, ok_* and failed_* beside), and for the
 cut and the reset the recovery time. The baseline is phase "none" in the same run.
-`--json` keys: kills (per component), links (per phase), lost_total, machine.
+`--json` keys: kills (per component), links (per phase), lost_total (no response),
+contract_broken_total, machine.
 """
 
 from __future__ import annotations
@@ -36,7 +38,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.load_bench import Outcomes, garment_ids, pct, run_load, warm_up  # noqa: E402
+from bench.load_bench import (  # noqa: E402
+    CONTRACT,
+    NO_RESPONSE,
+    Outcomes,
+    garment_ids,
+    latency_summary,
+    run_load,
+    warm_up,
+)
 from testing.faultproxy import FaultProxy  # noqa: E402
 from tests.faults.deployment import Deployment, astronaut_jpeg, free_ports, write_config  # noqa: E402
 
@@ -87,16 +97,21 @@ class LoadInBackground:
 
 
 def summarize(events: list[tuple[float, str, float, str]]) -> dict[str, Any]:
+    """Outcomes of a window's requests: counts by code, lost (no response), and latency percentiles
+    (numpy.percentile) over ALL of them, with the successful and failed ones beside."""
     ok = [ms for _, k, ms, _ in events if k == "ok"]
+    failed = [ms for _, k, ms, _ in events if k != "ok"]
     errors: dict[str, int] = {}
     for _, k, _ms, _ in events:
         if k != "ok":
             errors[k] = errors.get(k, 0) + 1
-    failed_ms = [ms for _, k, ms, _ in events if k != "ok"]
     local = sum(1 for _, k, _ms, dev in events if k == "ok" and dev.endswith("(local fallback)"))
     return {"requests": len(events), "ok": len(ok), "served_on_local_fallback": local,
-            "errors_by_kind": errors, "p50_ms": pct(ok, 50),
-            "p95_ms": pct(ok, 95), "slowest_failure_ms": round(max(failed_ms), 1) if failed_ms else None}
+            "errors_by_code": dict(sorted(errors.items())), "errors_by_kind": dict(sorted(errors.items())),
+            "lost": sum(n for k, n in errors.items() if k.startswith(NO_RESPONSE)),
+            "contract_broken": sum(n for k, n in errors.items() if k.startswith(CONTRACT)),
+            **latency_summary([ms for _, _k, ms, _ in events], ok, failed),
+            "slowest_failure_ms": round(max(failed), 1) if failed else None}
 
 
 def part_a(tmp: Path, shoppers: int, photo: bytes) -> dict[str, Any]:
@@ -131,7 +146,8 @@ def part_a(tmp: Path, shoppers: int, photo: bytes) -> dict[str, Any]:
     survivors = {n: {"rss_mb": [start_stats[n]["rss_mb"], end_stats[n]["rss_mb"]],
                      "fds": [start_stats[n]["fds"], end_stats[n]["fds"]]}
                  for n in start_stats if n in end_stats and start_stats[n]["pid"] == end_stats[n]["pid"]}
-    return {"kills": kills, "lost": load.out.lost, "requests": load.out.requests, "surviving_processes": survivors}
+    return {"kills": kills, "lost": load.out.lost, "contract_broken": load.out.contract_broken,
+            "requests": load.out.requests, "surviving_processes": survivors}
 
 
 def _ip(*args: str) -> None:
@@ -217,7 +233,7 @@ def part_b(tmp: Path, shoppers: int, phase_s: float, photo: bytes, use_netns: bo
             phases[name] = row
             print(f"  link {name}: {row}", file=sys.stderr, flush=True)
         load.finish()
-        lost = load.out.lost
+        lost, broken = load.out.lost, load.out.contract_broken
     finally:
         for d in (node1, node2):
             if d is not None:
@@ -226,7 +242,7 @@ def part_b(tmp: Path, shoppers: int, phase_s: float, photo: bytes, use_netns: bo
             p.close()
         if net:
             remove_netns(net)
-    return {"links": phases, "lost": lost, "node2_in_netns": bool(net),
+    return {"links": phases, "lost": lost, "contract_broken": broken, "node2_in_netns": bool(net),
             "proxy_bytes": [p.stats().bytes_up + p.stats().bytes_down for p in proxies]}
 
 
@@ -246,25 +262,30 @@ def main(argv: list[str] | None = None) -> int:
             result.update(part_a(Path(tmp), args.shoppers, photo))
         if not args.skip_links:
             b = part_b(Path(tmp), args.shoppers, args.phase_s, photo, not args.no_netns)
-            result.update(links=b["links"], links_lost=b["lost"], node2_in_netns=b["node2_in_netns"])
+            result.update(links=b["links"], links_lost=b["lost"], links_contract_broken=b["contract_broken"],
+                          node2_in_netns=b["node2_in_netns"])
     result["lost_total"] = result.get("lost", 0) + result.get("links_lost", 0)
+    result["contract_broken_total"] = result.get("contract_broken", 0) + result.get("links_contract_broken", 0)
+    held = result["lost_total"] == 0 and result["contract_broken_total"] == 0
     result["loadavg_1m_end"] = round(os.getloadavg()[0], 2)
     if args.json:
         print(json.dumps(result))
-        return 0 if result["lost_total"] == 0 else 1
+        return 0 if held else 1
     print(f"faults under load: {args.shoppers} shoppers, {os.cpu_count()} CPUs, load avg {result['loadavg_1m_end']}")
     for comp, row in result.get("kills", {}).items():
         print(f"kill -9 {comp:<16} ready after {row['restart_ready_s']} s, recovered after {row['recovery_s']} s; "
-              f"{row['ok']}/{row['requests']} ok, errors {row['errors_by_kind']}, slowest failure "
+              f"{row['ok']}/{row['requests']} ok, p50/p95/p99 {row['p50_ms']}/{row['p95_ms']}/{row['p99_ms']} ms "
+              f"(all requests), errors {row['errors_by_code']}, lost {row['lost']}, slowest failure "
               f"{row['slowest_failure_ms']} ms")
     base = result.get("links", {}).get("none", {}).get("p50_ms")
     for name, row in result.get("links", {}).items():
         ratio = f"{row['p50_ms'] / base:.2f}x" if base and row.get("p50_ms") else "-"
         extra = {k: v for k, v in row.items() if k.startswith(("recovery", "connections"))}
-        print(f"link {name:<24} p50 {row['p50_ms']} ms ({ratio} of none), p95 {row['p95_ms']} ms, "
-              f"{row['ok']}/{row['requests']} ok, errors {row['errors_by_kind']} {extra}")
-    print(f"lost requests: {result['lost_total']}")
-    return 0 if result["lost_total"] == 0 else 1
+        print(f"link {name:<24} p50 {row['p50_ms']} ms ({ratio} of none), p95 {row['p95_ms']} ms, p99 "
+              f"{row['p99_ms']} ms (all requests), {row['ok']}/{row['requests']} ok, errors {row['errors_by_code']}, "
+              f"lost {row['lost']} {extra}")
+    print(f"lost requests (no response): {result['lost_total']}; contract broken: {result['contract_broken_total']}")
+    return 0 if held else 1
 
 
 if __name__ == "__main__":

@@ -9,6 +9,9 @@ mask warp + host post-processing), and model-only times: our torch modules as th
 (detector lowered bit-exactly + oneDNN-fused landmark model), both models fused, and the portable graphs, vs
 LiteRT (XNNPACK, measured in a child process during the same run, so its spinning thread pool cannot
 starve torch's threads) on the same input sizes.
+Same-run, alternating: the pose step runs local, remote (and GPU) in turn within every iteration (the
+order flips each iteration), so a load change on this shared machine hits every column alike; the
+model rows run in ROUNDS rounds, each a LiteRT child run then the torch models, medians pooled.
 --backend-device: the gvirtus backend's device (default cpu; "cuda" on a GPU machine). When this torch sees
 a CUDA device, a third column runs the step on a local GPU (--gpu, default cuda:0; "none" skips it).
 --json prints one object with pose_local_ms, pose_remote_ms, model_torch_ms, model_litert_ms (and more:
@@ -36,46 +39,48 @@ from bench import common  # noqa: E402
 from bench.common import HEIGHT, WIDTH, device_options, gpu_device, loopback_backend, photo  # noqa: E402
 
 
-def median_ms(fn: Callable[[], Any], runs: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1000
-
-
-def pose_step(image: np.ndarray, device: Any, runs: int) -> dict[str, float]:
+def pose_steps(image: np.ndarray, devices: dict[str, Any], runs: int, warmup: int = 3) -> dict[str, dict[str, float]]:
+    """Median ms of the whole pose step and of each stage, per device; the devices take turns within every
+    iteration (order reversed on odd iterations) so that all see the same machine load."""
     from node1.pose import estimate_pose
 
-    for _ in range(3):
-        estimate_pose(image, device)
-    totals, stages = [], []
-    for _ in range(runs):
-        t = time.perf_counter()
-        r = estimate_pose(image, device)
-        totals.append((time.perf_counter() - t) * 1000)
-        stages.append(r.timings_ms)
-    out = {"total": statistics.median(totals)}
-    for key in stages[0]:
-        out[key] = statistics.median(s[key] for s in stages)
+    for device in devices.values():
+        for _ in range(warmup):
+            estimate_pose(image, device)
+    totals: dict[str, list[float]] = {name: [] for name in devices}
+    stages: dict[str, list[dict[str, float]]] = {name: [] for name in devices}
+    order = list(devices)
+    for i in range(runs):
+        for name in (order if i % 2 == 0 else order[::-1]):
+            t = time.perf_counter()
+            r = estimate_pose(image, devices[name])
+            totals[name].append((time.perf_counter() - t) * 1000)
+            stages[name].append(r.timings_ms)
+    out: dict[str, dict[str, float]] = {}
+    for name in devices:
+        row = {"total": statistics.median(totals[name])}
+        for key in stages[name][0]:
+            row[key] = statistics.median(s[key] for s in stages[name])
+        out[name] = row
     return out
+
+
+ROUNDS = 3   # model rows: LiteRT child run and torch models alternate this many times
 
 
 MODELS = [("pose_detector", "pose_detection.tflite", 224), ("pose_landmarks", "pose_landmark_full.tflite", 256)]
 
 
-def litert_times(runs: int, threads: int) -> dict[str, float]:
-    """LiteRT (XNNPACK) per model. Run in a child process: XNNPACK's thread pool spins after each invoke
-    and, on 2 cores, starved torch's OpenMP threads in the same process (whole step 58 -> 300+ ms)."""
+def litert_samples(runs: int, threads: int) -> dict[str, list[float]]:
+    """LiteRT (XNNPACK) per model, every sample in ms. Run in a child process: XNNPACK's thread pool spins
+    after each invoke and, on 2 cores, starved torch's OpenMP threads in the same process (whole step
+    58 -> 300+ ms)."""
     from ai_edge_litert.interpreter import Interpreter
 
     from mirror import model_path
 
     rng = np.random.default_rng(0)
-    out: dict[str, float] = {}
+    out: dict[str, list[float]] = {}
     for stage, file_name, size in MODELS:
         x = rng.uniform(0, 1, (1, size, size, 3)).astype(np.float32)
         interp = Interpreter(model_path=str(model_path(file_name)), num_threads=threads)
@@ -86,39 +91,49 @@ def litert_times(runs: int, threads: int) -> dict[str, float]:
             interp.set_tensor(idx, x)
             interp.invoke()
 
-        out[f"{stage}_litert"] = median_ms(litert, runs)
+        out[f"{stage}_litert"] = samples_ms(litert, runs)
     return out
 
 
+def samples_ms(fn: Callable[[], Any], runs: int, warmup: int = 3) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1000)
+    return times
+
+
 def model_times(runs: int, threads: int) -> dict[str, float]:
+    """Median ms per model and implementation; LiteRT (child process) and torch alternate in ROUNDS rounds."""
     import subprocess
 
     from node1.pose.runners import LocalRunner
 
-    child = subprocess.run([sys.executable, __file__, "--litert-only", "--runs", str(runs), "--threads",
-                            str(threads)], capture_output=True, text=True, check=True)
-    out: dict[str, float] = json.loads(child.stdout.strip().splitlines()[-1])
     local, portable_runner = LocalRunner("cpu"), LocalRunner("cpu", cpu_fast=False)
     rng = np.random.default_rng(0)
+    fns: dict[str, Callable[[], Any]] = {}
     for stage, _, size in MODELS:
         xt = torch.from_numpy(rng.uniform(0, 1, (1, 3, size, size)).astype(np.float32))
+        for kind, model in (("torch", local.module(stage).model), ("portable", portable_runner.module(stage).model),
+                            ("lowered", _lowered(stage, size))):
+            def run(m: Any = model, xt: torch.Tensor = xt) -> None:
+                with torch.inference_mode():
+                    m(xt)
 
-        def ours(m: Any = local.module(stage).model, xt: torch.Tensor = xt) -> None:
-            with torch.inference_mode():
-                m(xt)
-
-        def plain(m: Any = portable_runner.module(stage).model, xt: torch.Tensor = xt) -> None:
-            with torch.inference_mode():
-                m(xt)
-
-        def lowered(m: Any = _lowered(stage, size), xt: torch.Tensor = xt) -> None:
-            with torch.inference_mode():
-                m(xt)
-
-        out[f"{stage}_torch"] = median_ms(ours, runs)
-        out[f"{stage}_portable"] = median_ms(plain, runs)
-        out[f"{stage}_lowered"] = median_ms(lowered, runs)
-    return out
+            fns[f"{stage}_{kind}"] = run
+    per_round = max(1, -(-runs // ROUNDS))
+    pooled: dict[str, list[float]] = {}
+    for _ in range(ROUNDS):
+        child = subprocess.run([sys.executable, __file__, "--litert-only", "--runs", str(per_round), "--threads",
+                                str(threads)], capture_output=True, text=True, check=True)
+        for key, values in json.loads(child.stdout.strip().splitlines()[-1]).items():
+            pooled.setdefault(key, []).extend(values)
+        for key, fn in fns.items():
+            pooled.setdefault(key, []).extend(samples_ms(fn, per_round))
+    return {key: statistics.median(values) for key, values in pooled.items()}
 
 
 def _lowered(stage: str, size: int) -> Any:
@@ -131,9 +146,15 @@ def _lowered(stage: str, size: int) -> Any:
                             torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)))
 
 
-def remote_step(image: np.ndarray, runs: int, threads: int, device: str = "cpu") -> dict[str, float]:
-    with loopback_backend(threads, device) as dev:
-        return pose_step(image, dev, runs)
+def step_columns(image: np.ndarray, args: Any, gpu_dev: str | None) -> dict[str, dict[str, float]]:
+    """The pose step on every column (local CPU, gvirtus on loopback, local GPU), interleaved."""
+    devices: dict[str, Any] = {"local": "cpu"}
+    if gpu_dev:
+        devices["gpu"] = gpu_dev
+    if args.no_remote:
+        return pose_steps(image, devices, args.runs)
+    with loopback_backend(args.threads, args.backend_device) as dev:
+        return pose_steps(image, {**devices, "remote": dev}, args.runs)
 
 
 def main() -> int:
@@ -143,16 +164,15 @@ def main() -> int:
     p.add_argument("--litert-only", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.litert_only:
-        print(json.dumps(litert_times(args.runs, args.threads)))
+        print(json.dumps(litert_samples(args.runs, args.threads)))
         return 0
     torch.set_num_threads(args.threads)
     image = photo()
     load_before = os.getloadavg()[0]
     models = model_times(args.runs, args.threads)
-    local = pose_step(image, "cpu", args.runs)
     gpu_dev = gpu_device(args.gpu)
-    gpu = pose_step(image, gpu_dev, args.runs) if gpu_dev else None
-    remote = None if args.no_remote else remote_step(image, args.runs, args.threads, args.backend_device)
+    columns = step_columns(image, args, gpu_dev)
+    local, gpu, remote = columns["local"], columns.get("gpu"), columns.get("remote")
     torch_ms = models["pose_detector_torch"] + models["pose_landmarks_torch"]
     litert_ms = models["pose_detector_litert"] + models["pose_landmarks_litert"]
     portable_ms = models["pose_detector_portable"] + models["pose_landmarks_portable"]
@@ -177,7 +197,7 @@ def main() -> int:
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"pose step at {WIDTH}x{HEIGHT}, {args.threads} threads, median of {args.runs}; "
+    print(f"pose step at {WIDTH}x{HEIGHT}, {args.threads} threads, median of {args.runs} (columns interleaved); "
           f"1-min load avg {load_before:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; "
           f"allocator {allocator}")
     if not args.no_remote:

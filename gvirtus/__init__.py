@@ -28,6 +28,7 @@ from gvirtus.errors import (
     RemoteDeviceLost,
     RemoteExecutionError,
     SessionLost,
+    SessionNotOwned,
 )
 from gvirtus.frontend import RemoteDevice
 from gvirtus.modules import DeviceBuffer, RemoteModule
@@ -66,5 +67,5 @@ def connect_from_config(cfg: Any, client_name: str = "", timeout_s: float = CALL
 __all__ = [
     "AuthenticationFailed", "DeviceBuffer", "GvirtusError", "InvalidHandle", "InvalidRequest", "OpNotAllowed",
     "QuotaExceeded", "RemoteDevice", "RemoteDeviceLost", "RemoteExecutionError", "RemoteModule", "SessionLost",
-    "connect", "connect_from_config",
+    "SessionNotOwned", "connect", "connect_from_config",
 ]

@@ -74,7 +74,10 @@ class Connection:
         options = [*channel_options(self.max_message_bytes),
                    ("grpc.initial_reconnect_backoff_ms", RECONNECT_BACKOFF_INITIAL_MS),
                    ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MAX_MS),
-                   ("grpc.enable_retries", 0)]
+                   ("grpc.enable_retries", 0),
+                   # The backend binds a session to the connection that opened it; without a private
+                   # subchannel pool, channels with equal arguments in one process share one connection.
+                   ("grpc.use_local_subchannel_pool", 1)]
         if secure:
             creds = grpc.ssl_channel_credentials(root_certificates=root_cert)
             self.channel = grpc.secure_channel(target, creds, options=options)

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -20,6 +21,7 @@ from gvirtus.errors import InvalidRequest
 from gvirtus.protocol import DTYPE_NAMES, DTYPES
 
 REF_KINDS = ("w", "i", "n", "r", "c")
+MAX_JSON_DEPTH = 64   # nesting of op arguments, graphs and launch lists from the network (real ones: < 10)
 _LAYOUTS = {"strided": torch.strided}
 _FORMATS = {"contiguous_format": torch.contiguous_format, "channels_last": torch.channels_last,
             "preserve_format": torch.preserve_format, "channels_last_3d": torch.channels_last_3d}
@@ -37,6 +39,36 @@ class Ref:
 
     def __repr__(self) -> str:
         return f"Ref({self.kind}{self.index})"
+
+
+def loads(text: str | bytes | bytearray, what: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Parse JSON that came from the network.
+
+    Raises:
+        InvalidRequest: naming `what`, when the text is not JSON (or not UTF-8), or nests lists and
+        objects deeper than `max_depth` (json's own parser gives up near the interpreter's recursion
+        limit with RecursionError, and deep data would recurse again in `decode`).
+    """
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise InvalidRequest(f"{what} nests deeper than {max_depth} levels") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+        raise InvalidRequest(f"{what} is not JSON ({reason})") from None
+    check_depth(data, max_depth, what)
+    return data
+
+
+def check_depth(data: Any, max_depth: int, what: str) -> None:
+    """InvalidRequest when lists/objects in `data` nest deeper than `max_depth` (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, list | dict):
+            if depth > max_depth:
+                raise InvalidRequest(f"{what} nests deeper than {max_depth} levels")
+            stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
 
 
 def encode(value: Any, ref: Callable[[Any], dict[str, int] | None]) -> Any:

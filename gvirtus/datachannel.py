@@ -118,7 +118,7 @@ class DataClient:
                 return fn()
             except GvirtusError:
                 raise
-            except (OSError, ConnectionError, ssl.SSLError, ValueError) as exc:
+            except (OSError, ConnectionError, ssl.SSLError, ValueError, RecursionError) as exc:   # a garbled reply
                 self.broken = True
                 raise RemoteDeviceLost(f"{what}: lost the data channel to {self.target} ({exc})") from None
 

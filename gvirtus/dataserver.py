@@ -1,19 +1,26 @@
 """The backend side of the bulk-data stream (wire format: gvirtus.datachannel): accept authenticated
-connections and serve copies, malloc/free, module launches (op K) and the null call against sessions."""
+connections and serve copies, malloc/free, module launches (op K) and the null call against sessions.
+
+Each connection is bound to the session its hello names (SessionStore.bind_data: once per session),
+and every later request on it is looked up as coming from that connection; a second connection
+presenting the same session id is refused with SessionNotOwned."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import socket
 import ssl
 import struct
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from gvirtus.codec import loads
 from gvirtus.datachannel import (
     ERROR_LEN,
     ID,
@@ -33,6 +40,18 @@ log = logging.getLogger("gvirtus.dataserver")
 ACCEPT_BACKLOG = 64
 STAGING_CHUNK_BYTES = 4 * 1024 * 1024   # CUDA backend: host staging between socket and device
 HELLO_TIMEOUT_S = 2.0                    # a connection must authenticate this fast (no idle unauthenticated threads)
+_CONNECTION_IDS = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A data connection and the session it is bound to: every lookup goes through the binding."""
+
+    sid: str
+    peer: str    # "data#N ADDR:PORT": unique per connection, never reused
+
+    def session(self, store: Any) -> Any:
+        return store.get(self.sid, self.peer)
 
 
 class DataServer:
@@ -82,7 +101,8 @@ class DataServer:
             if hello[:len(MAGIC)] != MAGIC:
                 return
             sid = hello[len(MAGIC):].decode("ascii", errors="replace")
-            if not self._reply(conn, lambda: self.store.get(sid)):
+            bound = Bound(sid, f"data#{next(_CONNECTION_IDS)} {_address(peer)}")
+            if not self._reply(conn, lambda: self.store.bind_data(sid, bound.peer)):
                 return
             conn.settimeout(None)
             header = bytearray(REQUEST.size)
@@ -90,20 +110,20 @@ class DataServer:
                 recv_exact(conn, memoryview(header))
                 op, handle, offset, nbytes = REQUEST.unpack(header)
                 if op == b"W":
-                    self._write(conn, sid, handle, offset, nbytes)
+                    self._write(conn, bound, handle, offset, nbytes)
                 elif op == b"R":
-                    self._read(conn, sid, handle, offset, nbytes)
+                    self._read(conn, bound, handle, offset, nbytes)
                 elif op == b"K":
-                    self._launch(conn, sid, handle, bool(offset), nbytes)
+                    self._launch(conn, bound, handle, bool(offset), nbytes)
                 elif op == b"P":                   # null call: session check only
-                    self._reply(conn, lambda: self.store.get(sid))
+                    self._reply(conn, lambda: bound.session(self.store))
                 elif op == b"M":                   # malloc(nbytes) -> u64 id
-                    self._reply(conn, lambda n=nbytes: self.store.get(sid).allocate(n, self.device),
+                    self._reply(conn, lambda n=nbytes: bound.session(self.store).allocate(n, self.device),
                                 lambda hid: [ID.pack(hid)])
                 elif op == b"F":                   # free(handle)
-                    self._reply(conn, lambda h=handle: self.store.get(sid).release(h))
+                    self._reply(conn, lambda h=handle: bound.session(self.store).release(h))
                 elif op == b"G":                   # free(handle count, nbytes = 8 x count ids follow)
-                    self._free_many(conn, sid, handle, nbytes)
+                    self._free_many(conn, bound, handle, nbytes)
                 else:
                     return
         except (OSError, ConnectionError, ssl.SSLError) as exc:
@@ -111,7 +131,7 @@ class DataServer:
         finally:
             conn.close()
 
-    def _free_many(self, conn: socket.socket, sid: str, count: int, nbytes: int) -> None:
+    def _free_many(self, conn: socket.socket, bound: Bound, count: int, nbytes: int) -> None:
         """Free every listed handle (all are tried); the reply names the first that was not this session's."""
         if count > MAX_FREE_BATCH or nbytes != count * ID.size:
             _discard(conn, nbytes)
@@ -120,7 +140,7 @@ class DataServer:
             return
         ids = struct.unpack(f"<{count}Q", recv_bytes(conn, nbytes)) if count else ()
 
-        self._reply(conn, lambda: each_then_raise(self.store.get(sid).release, ids))
+        self._reply(conn, lambda: each_then_raise(bound.session(self.store).release, ids))
 
     def _reply(self, conn: socket.socket, action: Any, payload: Any = None) -> bool:
         """Run `action`; send status 0 (+ `payload(result)` in the same write), or the typed error."""
@@ -135,15 +155,15 @@ class DataServer:
         send_all(conn, [b"\x00", *(p for p in parts if memoryview(p).nbytes)])
         return True
 
-    def _target(self, sid: str, handle: int, offset: int, nbytes: int, what: str) -> torch.Tensor:
-        t = self.store.get(sid).get(handle)
+    def _target(self, bound: Bound, handle: int, offset: int, nbytes: int, what: str) -> torch.Tensor:
+        t = bound.session(self.store).get(handle)
         view = self._byte_view(t, f"handle {handle}")
         self._check_range(offset, nbytes, view.numel(), f"{what} handle {handle}")
         return view[offset:offset + nbytes]
 
-    def _write(self, conn: socket.socket, sid: str, handle: int, offset: int, nbytes: int) -> None:
+    def _write(self, conn: socket.socket, bound: Bound, handle: int, offset: int, nbytes: int) -> None:
         try:
-            dst = self._target(sid, handle, offset, nbytes, "memcpy_htod to")
+            dst = self._target(bound, handle, offset, nbytes, "memcpy_htod to")
         except Exception as exc:
             _discard(conn, nbytes)                  # keep the stream in step, then report
             failure = exc
@@ -160,13 +180,13 @@ class DataServer:
                 dst[a:a + n].copy_(torch.from_numpy(staging[:n]))
         self._reply(conn, lambda: None)
 
-    def _launch(self, conn: socket.socket, sid: str, module_id: int, keep: bool, nbytes: int) -> None:
+    def _launch(self, conn: socket.socket, bound: Bound, module_id: int, keep: bool, nbytes: int) -> None:
         """Op K: inputs are handles or host bytes; outputs come back as raw bytes or stay on the device."""
         from gvirtus.server import check_input, handle_input, keep_outputs
 
         left = nbytes
         try:
-            module, specs = _module_of(self.store, sid, module_id)
+            module, specs = _module_of(bound.session(self.store), module_id)
             if left < ERROR_LEN.size:
                 raise InvalidRequest(f"launch: a {left}-byte body has no input list")
             (n,) = ERROR_LEN.unpack(recv_bytes(conn, ERROR_LEN.size))
@@ -175,10 +195,7 @@ class DataServer:
                 raise InvalidRequest(f"launch: input list of {n} bytes in a {nbytes}-byte body")
             text = recv_bytes(conn, n)
             left -= n
-            try:
-                refs = json.loads(text)
-            except ValueError:
-                raise InvalidRequest(f"launch: the input list is not JSON: {text[:80]!r}") from None
+            refs = loads(text, "launch: the input list")   # typed, depth-bounded
             plan = _launch_plan(refs, specs, left)
         except Exception as exc:
             _discard(conn, left)
@@ -193,7 +210,7 @@ class DataServer:
             host[k] = t if self.device.type == "cpu" else t.to(self.device)
 
         def run() -> Any:
-            s = self.store.get(sid)
+            s = bound.session(self.store)
             inputs = [check_input(k, host[k], spec) if k in host else handle_input(s, k, int(refs[k][1]), spec)
                       for k, spec in enumerate(specs)]
             outs = module.graph.run(inputs)
@@ -201,8 +218,8 @@ class DataServer:
 
         self._reply(conn, run, _kept_payload if keep else _outputs_payload)
 
-    def _read(self, conn: socket.socket, sid: str, handle: int, offset: int, nbytes: int) -> None:
-        self._reply(conn, lambda: self._target(sid, handle, offset, nbytes, "memcpy_dtoh from"),
+    def _read(self, conn: socket.socket, bound: Bound, handle: int, offset: int, nbytes: int) -> None:
+        self._reply(conn, lambda: self._target(bound, handle, offset, nbytes, "memcpy_dtoh from"),
                     lambda src: [(src if src.device.type == "cpu" else src.cpu()).numpy().data])
 
 
@@ -222,10 +239,10 @@ def _kept_payload(kept: list[tuple[int, int, str, tuple[int, ...]]]) -> list[Any
     return [ERROR_LEN.pack(len(head)) + head]
 
 
-def _module_of(store: Any, sid: str, module_id: int) -> tuple[Any, list[Any]]:
+def _module_of(session: Any, module_id: int) -> tuple[Any, list[Any]]:
     from gvirtus.errors import InvalidHandle
 
-    m = store.get(sid).modules.get(module_id)
+    m = session.modules.get(module_id)
     if m is None:
         raise InvalidHandle(f"module {module_id} is not registered in this session")
     return m, list(m.graph.input_specs)
@@ -239,7 +256,7 @@ def _launch_plan(refs: Any, specs: list[Any], host_bytes: int) -> dict[int, torc
         raise InvalidRequest(f"launch: module takes {len(specs)} inputs, the input list is {str(refs)[:80]}")
     plan, total = {}, 0
     for k, (ref, spec) in enumerate(zip(refs, specs, strict=True)):
-        if not (isinstance(ref, list) and len(ref) == 2 and ref[0] in ("h", "b") and isinstance(ref[1], int)):
+        if not (isinstance(ref, list) and len(ref) == 2 and ref[0] in ("h", "b") and type(ref[1]) is int):
             raise InvalidRequest(f"launch input {k}: expected [\"h\", id] or [\"b\", nbytes], got {str(ref)[:80]}")
         if ref[0] == "b":
             want = nbytes_of(spec.dtype, spec.shape)
@@ -251,6 +268,14 @@ def _launch_plan(refs: Any, specs: list[Any], host_bytes: int) -> dict[int, torc
     if total != host_bytes:
         raise InvalidRequest(f"launch: the input list declares {total} host bytes, the body has {host_bytes}")
     return plan
+
+
+def _address(peer: Any) -> str:
+    """ADDR:PORT of a socket peer (IPv4 or IPv6 tuple)."""
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host = str(peer[0])
+        return f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}"
+    return str(peer)
 
 
 def _raise(exc: Exception) -> None:

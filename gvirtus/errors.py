@@ -3,6 +3,7 @@
     GvirtusError                  base of everything this package raises
     ├── RemoteDeviceLost          the backend cannot be reached or dropped the session; open a new one
     │   └── SessionLost           the backend no longer knows this session (restart, missed heartbeats)
+    │       └── SessionNotOwned   a valid session id sent on a connection that did not open the session
     ├── AuthenticationFailed      wrong or missing token when opening a session
     ├── QuotaExceeded             the session's memory quota (or the device's memory) is exhausted
     ├── OpNotAllowed              an op outside the backend's allowlist of compute ops
@@ -47,6 +48,12 @@ class SessionLost(RemoteDeviceLost):  # noqa: N818
     its heartbeats and was freed). Every handle of the session is gone."""
 
 
+class SessionNotOwned(SessionLost):  # noqa: N818
+    """The session id is valid but the call came on another connection than the one that opened
+    the session (gRPC status PERMISSION_DENIED). A session is bound to its gRPC connection and to
+    the first data-channel connection that presents it; this connection must open its own."""
+
+
 class AuthenticationFailed(GvirtusError):  # noqa: N818 - names from the design
     """The backend refused the token. Check gvirtus.token_file / VM_GVIRTUS_TOKEN on both nodes."""
 
@@ -74,7 +81,7 @@ class RemoteExecutionError(GvirtusError):
 
 ERRORS: dict[str, type[GvirtusError]] = {
     cls.__name__: cls
-    for cls in (GvirtusError, RemoteDeviceLost, SessionLost, AuthenticationFailed, QuotaExceeded,
+    for cls in (GvirtusError, RemoteDeviceLost, SessionLost, SessionNotOwned, AuthenticationFailed, QuotaExceeded,
                 OpNotAllowed, InvalidHandle, InvalidRequest, RemoteExecutionError)
 }
 

@@ -7,7 +7,6 @@ goes on. Each distinct (op, argument JSON) pair is decoded once and cached.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -88,10 +87,7 @@ class PipelineExecutor:
         if hit is not None:
             return hit
         fn = resolve_op(target)
-        try:
-            data = json.loads(args_json)
-        except json.JSONDecodeError as exc:
-            raise InvalidRequest(f"op {target}: arguments are not valid JSON ({exc.msg})") from exc
+        data = codec.loads(args_json, f"op {target}: the arguments")   # typed, depth-bounded
         args, kwargs = codec.decode_call(data, self.device)
         entry = (fn, args, kwargs)
         if len(self._ops) < OP_CACHE_MAX:

@@ -190,10 +190,7 @@ class CompiledGraph:
 
     def __init__(self, graph_json: str, weights: list[torch.Tensor], input_specs: list[Spec],
                  device: torch.device) -> None:
-        try:
-            graph = json.loads(graph_json)
-        except json.JSONDecodeError as exc:
-            raise InvalidRequest(f"module graph is not valid JSON: {exc.msg}") from exc
+        graph = codec.loads(graph_json, "module graph")   # typed, depth-bounded
         if not isinstance(graph, dict) or graph.get("format") != GRAPH_FORMAT or graph.get("version") != GRAPH_VERSION:
             raise InvalidRequest(f"module graph must have format {GRAPH_FORMAT!r} version {GRAPH_VERSION}")
         if graph.get("num_weights") != len(weights) or graph.get("num_inputs") != len(input_specs):

@@ -30,6 +30,8 @@ REAPER_INTERVAL_S = 0.5             # how often the backend looks for expired se
 CONNECT_TIMEOUT_S = 5.0             # waiting for the channel to become ready
 CALL_TIMEOUT_S = 60.0               # default deadline of a unary call (launches included)
 HEARTBEAT_TIMEOUT_S = 2.0           # deadline of one heartbeat call
+MAX_NDIM = 16                       # dimensions of a tensor on the wire
+MAX_ELEMENTS = 2**48                # product of a wire shape's dimensions (zeros counted as 1): strides fit int64
 PIPELINE_MAX_BATCH = 512            # items coalesced into one pipeline message
 CLIENT_HANDLE_BASE = 1 << 62        # ids the transparent layer chooses itself start here
 SERVER_WORKERS = 16                 # gRPC worker threads on the backend
@@ -79,9 +81,16 @@ def dtype_name(dtype: torch.dtype | np.dtype | str) -> str:
 
 
 def check_shape(shape: Sequence[int]) -> tuple[int, ...]:
+    """A shape from the wire as a tuple, refused (InvalidRequest) when a tensor of it cannot exist: a
+    negative dimension, more than MAX_NDIM dimensions, or strides past int64 (even with a zero-size
+    dimension elsewhere, torch computes the strides and fails with its own RuntimeError)."""
     out = tuple(int(s) for s in shape)
     if any(s < 0 for s in out):
-        raise InvalidRequest(f"shape {list(out)} has a negative dimension")
+        raise InvalidRequest(f"shape {list(out)[:MAX_NDIM + 1]} has a negative dimension")
+    if len(out) > MAX_NDIM:
+        raise InvalidRequest(f"shape has {len(out)} dimensions; at most {MAX_NDIM}")
+    if math.prod(max(s, 1) for s in out) > MAX_ELEMENTS:
+        raise InvalidRequest(f"shape {list(out)} spans more than {MAX_ELEMENTS} elements (strides overflow)")
     return out
 
 

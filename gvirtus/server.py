@@ -30,6 +30,7 @@ from gvirtus.errors import (
     QuotaExceeded,
     RemoteDeviceLost,
     SessionLost,
+    SessionNotOwned,
 )
 from gvirtus.executor import PipelineExecutor, translate
 from gvirtus.graph import CompiledGraph, Spec, content_hash
@@ -56,6 +57,7 @@ log = logging.getLogger("gvirtus.backend")
 warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
 
 STATUS = (  # most specific first
+    (SessionNotOwned, grpc.StatusCode.PERMISSION_DENIED),
     (SessionLost, grpc.StatusCode.FAILED_PRECONDITION),
     (RemoteDeviceLost, grpc.StatusCode.UNAVAILABLE),
     (AuthenticationFailed, grpc.StatusCode.UNAUTHENTICATED),
@@ -153,9 +155,10 @@ class Servicer(pb_grpc.GvirtusServicer):
         self.executor = PipelineExecutor(device)
 
     def _session(self, context: grpc.ServicerContext) -> Session:
+        """The call's session, if the call came on the connection that opened it (SessionNotOwned if not)."""
         for key, value in context.invocation_metadata():
             if key == SESSION_METADATA_KEY:
-                return self.store.get(str(value))
+                return self.store.get(str(value), context.peer())
         raise SessionLost("no session id in the call; open a session first (gvirtus.connect)")
 
     # session -----------------------------------------------------------------
@@ -168,7 +171,7 @@ class Servicer(pb_grpc.GvirtusServicer):
             log.warning("rejected a session from %s: wrong token", context.peer())
             raise AuthenticationFailed("the backend rejected the token; node 1 and node 2 must share "
                                        "gvirtus.token_file (or VM_GVIRTUS_TOKEN)")
-        s = self.store.open(request.client or context.peer())
+        s = self.store.open(request.client or context.peer(), context.peer())
         timeout = self.store.session_timeout_s
         return pb.OpenReply(session_id=s.id, heartbeat_interval_s=timeout / HEARTBEATS_PER_TIMEOUT,
                             session_timeout_s=timeout, properties=self._props(s),

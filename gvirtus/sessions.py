@@ -1,9 +1,14 @@
 """Backend state: sessions (their handles and memory), the shared module registry, the reaper.
 
 A session owns tensors by handle id; ids are only looked up inside the session, so one client can
-never reach another's handles. Memory is counted per distinct storage (views cost nothing extra)
-plus the weights of every module the session uses; the quota covers both. Modules are shared
-between sessions by content hash and freed when the last session using them goes.
+never reach another's handles. A session is bound to the connections that may use it: the gRPC
+connection that opened it (its peer address, `ServicerContext.peer()`) and the first data-channel
+connection that presents its id (claimed once, never re-bound); a valid session id arriving on any
+other connection is refused with SessionNotOwned, so a leaked id alone does not give access.
+
+Memory is counted per distinct storage (views cost nothing extra) plus the weights of every module
+the session uses; the quota covers both. Modules are shared between sessions by content hash and
+freed when the last session using them goes.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from gvirtus.errors import InvalidHandle, QuotaExceeded, SessionLost
+from gvirtus.errors import InvalidHandle, QuotaExceeded, SessionLost, SessionNotOwned
 from gvirtus.graph import CompiledGraph
 
 log = logging.getLogger("gvirtus.backend")
@@ -41,9 +46,11 @@ class ModuleEntry:
 class Session:
     """One client's isolated state. All mutation happens under `lock`."""
 
-    def __init__(self, sid: str, quota_bytes: int, client: str) -> None:
+    def __init__(self, sid: str, quota_bytes: int, client: str, peer: str) -> None:
         self.id = sid
         self.client = client
+        self.peer = peer                      # the gRPC connection that opened the session
+        self.data_peer: str | None = None     # the data-channel connection bound to it (claimed once)
         self.quota_bytes = quota_bytes
         self.lock = threading.RLock()
         self.tensors: dict[int, torch.Tensor] = {}
@@ -137,19 +144,47 @@ class SessionStore:
         self._modules_by_id: dict[int, ModuleEntry] = {}
         self._module_ids = itertools.count(1)
 
-    def open(self, client: str) -> Session:
-        s = Session(secrets.token_hex(16), self.quota_bytes, client)
+    def open(self, client: str, peer: str) -> Session:
+        """A new session, bound to the gRPC connection `peer` (ServicerContext.peer()) that opened it."""
+        s = Session(secrets.token_hex(16), self.quota_bytes, client, peer)
         with self._lock:
             self._sessions[s.id] = s
-        log.info("session %s… opened for %s", s.id[:8], client or "?")
+        log.info("session %s… opened for %s on %s", s.id[:8], client or "?", peer)
         return s
 
-    def get(self, sid: str) -> Session:
+    def _lookup(self, sid: str) -> Session:
         with self._lock:
             s = self._sessions.get(sid)
         if s is None:
             raise SessionLost("this backend has no such session (it restarted, or the session expired); "
                               "open a new one with gvirtus.connect()")
+        return s
+
+    def get(self, sid: str, peer: str) -> Session:
+        """The session `sid`, for a call that arrived on connection `peer`.
+
+        Raises:
+            SessionLost: no such session. SessionNotOwned: `peer` is neither the gRPC connection that
+            opened it nor its bound data-channel connection.
+        """
+        s = self._lookup(sid)
+        if peer not in (s.peer, s.data_peer):
+            log.warning("refused a call on session %s… from %s: the session belongs to %s", sid[:8], peer, s.peer)
+            raise SessionNotOwned(f"session {sid[:8]}… belongs to the connection that opened it, not to {peer}; "
+                                  "a session id is not a credential: open your own session with gvirtus.connect()")
+        s.touch()
+        return s
+
+    def bind_data(self, sid: str, peer: str) -> Session:
+        """Bind the data-channel connection `peer` to session `sid` (once per session; the client opens it
+        right after OpenSession). A second data connection presenting the id is refused with SessionNotOwned."""
+        s = self._lookup(sid)
+        with s.lock:
+            if s.data_peer is not None:
+                log.warning("refused a data channel for session %s… from %s: already bound", sid[:8], peer)
+                raise SessionNotOwned(f"session {sid[:8]}… already has its data channel; {peer} cannot use it "
+                                      "(open your own session with gvirtus.connect())")
+            s.data_peer = peer
         s.touch()
         return s
 

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from mirror.errors import MirrorError
 from testing.faultlink import CHUNK_BYTES, DOWN, UP, Link, reset_socket
 
+BANDWIDTH_BURST_S = 0.002       # bandwidth limit: bucket size, in seconds of line rate
 LOSS_RTO_S = 0.2                 # a "lost" chunk arrives this much later (Linux's minimum TCP RTO)
 CONNECT_TIMEOUT_S = 5.0          # proxy -> target connect
 START_TIMEOUT_S = 5.0
@@ -236,10 +237,14 @@ class FaultProxy:
         bps = self.faults.bandwidth_bps
         if not bps:
             return
+        # A token bucket holding BANDWIDTH_BURST_S of line rate: a sleep that overshoots (timer and
+        # event-loop latency) is paid back by the next chunks instead of slowing the link for good.
         loop = asyncio.get_running_loop()
-        start = max(loop.time(), self._bw_free_at[direction])
+        now = loop.time()
+        start = max(now - BANDWIDTH_BURST_S, self._bw_free_at[direction])
         self._bw_free_at[direction] = start + nbytes / bps
-        await asyncio.sleep(self._bw_free_at[direction] - loop.time())
+        if self._bw_free_at[direction] > now:
+            await asyncio.sleep(self._bw_free_at[direction] - now)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.counters.accepted += 1

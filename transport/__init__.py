@@ -5,10 +5,10 @@ Public face:
     ClientChannel, ServerChannel, ChannelObserver  the channel interface (base.py)
     TcpClient, TcpServer                        pyzmq DEALER/ROUTER backend (tcp.py)
     RdmaClient, RdmaServer, probe_rdma          pyverbs backend (rdma.py; never ran on RDMA hardware)
-    connect(cfg), listen(cfg, handler)          backend chosen by transport.mode (auto.py)
+    connect(cfg), listen(cfg, handler), plan    backend chosen by transport.mode / .secure (auto.py)
     viton_endpoint, viton_bind_endpoint, gateway_endpoint, gateway_bind_endpoint  (endpoints.py)
     errors: TransportError, FrameError, FrameTooLarge, DtypeNotAllowed, ChannelClosed,
-            PeerUnavailable, RequestTimeout, RdmaUnavailable, InvalidRequest
+            PeerUnavailable, RequestTimeout, RdmaUnavailable, InsecureTransport, InvalidRequest
 See docs/transport.md.
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from transport.auto import connect, listen
+from transport.auto import ChannelPlan, connect, listen, plan
 from transport.base import ChannelInfo, ChannelObserver, ClientChannel, ServerChannel
 from transport.endpoints import gateway_bind_endpoint, gateway_endpoint, viton_bind_endpoint, viton_endpoint
 from transport.errors import (
@@ -24,6 +24,7 @@ from transport.errors import (
     DtypeNotAllowed,
     FrameError,
     FrameTooLarge,
+    InsecureTransport,
     InvalidRequest,
     PeerUnavailable,
     RdmaUnavailable,
@@ -45,9 +46,9 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "ChannelClosed", "ChannelInfo", "ChannelObserver", "ClientChannel", "DtypeNotAllowed", "Frame", "FrameError",
-    "FrameTooLarge", "InvalidRequest", "PeerUnavailable", "RdmaUnavailable", "RequestTimeout",
-    "ServerChannel", "TcpClient", "TcpServer", "TransportError", "connect",
-    "decode", "encode", "error_frame", "gateway_bind_endpoint", "gateway_endpoint", "listen",
-    "new_request_id", "viton_bind_endpoint", "viton_endpoint",
+    "ChannelClosed", "ChannelInfo", "ChannelObserver", "ChannelPlan", "ClientChannel", "DtypeNotAllowed", "Frame",
+    "FrameError", "FrameTooLarge", "InsecureTransport", "InvalidRequest", "PeerUnavailable",
+    "RdmaUnavailable", "RequestTimeout", "ServerChannel", "TcpClient", "TcpServer", "TransportError",
+    "connect", "decode", "encode", "error_frame", "gateway_bind_endpoint",
+    "gateway_endpoint", "listen", "new_request_id", "plan", "viton_bind_endpoint", "viton_endpoint",
 ]

@@ -8,6 +8,7 @@
     ├── PeerUnavailable          the peer does not answer (heartbeats missed, connect failed)
     ├── RequestTimeout           no reply within the per-request timeout
     ├── RdmaUnavailable          no RDMA device / pyverbs / connection (auto falls back to TCP)
+    ├── InsecureTransport        transport.mode = rdma asked for with transport.secure = true
     └── InvalidRequest           a caller passed tensors that break the message contract
 """
 
@@ -44,6 +45,11 @@ class RequestTimeout(TransportError):  # noqa: N818 (names say what went wrong)
 
 class RdmaUnavailable(TransportError):  # noqa: N818 (names say what went wrong)
     """RDMA cannot be used here: no pyverbs, no device, or the connection failed."""
+
+
+class InsecureTransport(TransportError):  # noqa: N818 (names say what went wrong)
+    """The configuration asks for a channel that cannot meet transport.secure (RDMA has no
+    authentication or encryption)."""
 
 
 class InvalidRequest(TransportError):  # noqa: N818 (names say what went wrong)

@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 
 import gvirtus
 from gvirtus.proto import gvirtus_pb2 as pb
-from gvirtus.proto import gvirtus_pb2_grpc as pb_grpc
 from gvirtus.protocol import ERROR_METADATA_KEY, SESSION_METADATA_KEY
 from gvirtus.testing import BackendProcess
 from tests.faults.deployment import proc_stats
@@ -33,12 +32,12 @@ u64 = st.one_of(st.integers(0, 64), st.integers(0, 2**20), st.integers(2**31, 2*
 
 
 class RawSession:
-    """A real session (opened with the token) driven through the raw gRPC stub."""
+    """A real session (opened with the token) driven through the raw gRPC stub of its own connection
+    (the backend binds a session to the connection that opened it)."""
 
     def __init__(self, backend: BackendProcess) -> None:
         self.dev = gvirtus.connect(backend.target, token=backend.token, timeout_s=10)
-        self.channel = grpc.insecure_channel(backend.target)
-        self.stub = pb_grpc.GvirtusStub(self.channel)
+        self.stub = self.dev._conn.stub
         self.md = ((SESSION_METADATA_KEY, self.dev.session_id),)
 
     def call(self, name: str, request: object) -> str | None:
@@ -53,7 +52,6 @@ class RawSession:
             return str(kind)
 
     def close(self) -> None:
-        self.channel.close()
         self.dev.close()
 
 

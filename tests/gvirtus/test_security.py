@@ -17,7 +17,7 @@ import gvirtus
 from gvirtus.graph import CapturedGraph, capture, content_hash
 from gvirtus.proto import gvirtus_pb2 as pb
 from gvirtus.proto import gvirtus_pb2_grpc as pb_grpc
-from gvirtus.protocol import SESSION_METADATA_KEY
+from gvirtus.protocol import ERROR_METADATA_KEY, SESSION_METADATA_KEY
 from gvirtus.testing import BackendProcess
 from tests.gvirtus.conftest import QUOTA_MB, make_convnet
 
@@ -188,3 +188,66 @@ def test_tls_channel(tls_backend: tuple[BackendProcess, str]) -> None:
         d.close()
     with pytest.raises(gvirtus.RemoteDeviceLost):         # a plaintext client cannot talk to it
         gvirtus.connect(b.target, token=b.token, timeout_s=2.0)
+
+
+# A session is bound to the connection that opened it ---------------------------------------------
+
+
+def _typed_rpc_error(call: Callable[[], object]) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as err:
+        call()
+    trailer = dict(err.value.trailing_metadata() or ())  # type: ignore[attr-defined]
+    return err.value.code(), str(trailer.get(ERROR_METADATA_KEY))  # type: ignore[attr-defined]
+
+
+def test_a_session_id_from_another_grpc_connection_is_refused(backend: BackendProcess) -> None:
+    """Two real clients: the owner's session id, sent on the other's gRPC connection, is refused
+    (PERMISSION_DENIED, SessionNotOwned) for every kind of call; the owner's session goes on untouched."""
+    owner = gvirtus.connect(backend.target, token=backend.token, timeout_s=10)
+    other = gvirtus.connect(backend.target, token=backend.token, timeout_s=10)   # authenticated, own session
+    try:
+        h = owner.malloc(64)
+        owner.memcpy_htod(h, np.full(16, 7, np.float32))
+        stolen = ((SESSION_METADATA_KEY, owner.session_id),)
+        stub = other._conn.stub                                   # the other client's own gRPC connection
+        calls = {
+            "Read": lambda: stub.Read(pb.ReadRequest(handle=h.id, offset=0, nbytes=64), metadata=stolen, timeout=10),
+            "Write": lambda: stub.Write(pb.CopyChunk(handle=h.id, offset=0, data=b"\0" * 64), metadata=stolen,
+                                        timeout=10),
+            "Malloc": lambda: stub.Malloc(pb.MallocRequest(nbytes=8), metadata=stolen, timeout=10),
+            "Heartbeat": lambda: stub.Heartbeat(pb.Empty(), metadata=stolen, timeout=10),
+            "CloseSession": lambda: stub.CloseSession(pb.Empty(), metadata=stolen, timeout=10),
+            "MemcpyDtoH": lambda: list(stub.MemcpyDtoH(pb.ReadRequest(handle=h.id), metadata=stolen, timeout=10)),
+            "Pipeline": lambda: list(stub.Pipeline(iter([pb.PipelineBatch(items=[pb.PipelineItem(
+                sync=pb.Sync(seq=1, fetch=[h.id]))])]), metadata=stolen, timeout=10)),
+        }
+        for name, call in calls.items():
+            assert _typed_rpc_error(call) == (grpc.StatusCode.PERMISSION_DENIED, "SessionNotOwned"), name
+        # the same refusal through the client API: a RemoteDevice whose calls carry the stolen id
+        other._conn.metadata = stolen
+        with pytest.raises(gvirtus.SessionNotOwned, match="belongs to the connection that opened it"):
+            other.properties()
+        # the owner was not closed, freed or overwritten by any of it
+        np.testing.assert_array_equal(owner.memcpy_dtoh(h, np.float32, (16,)), np.full(16, 7, np.float32))
+        assert owner.properties()["session_bytes_in_use"] >= 64
+    finally:
+        other.close()
+        owner.close()
+
+
+def test_a_second_data_channel_for_a_session_is_refused(backend: BackendProcess) -> None:
+    """The data channel is bound to the first connection that presents the session id (the owner's,
+    opened right after OpenSession); another TCP connection presenting it is refused, typed."""
+    from gvirtus.datachannel import DataClient
+
+    owner = gvirtus.connect(backend.target, token=backend.token, timeout_s=10)
+    try:
+        assert owner._conn.data is not None, "the owner's data channel did not open"
+        port = owner._conn.open_reply.data_port
+        with pytest.raises(gvirtus.SessionNotOwned, match="already has its data channel"):
+            DataClient("127.0.0.1", port, owner.session_id, timeout_s=5, root_cert=None, secure=False)
+        h = owner.malloc(32)                           # the owner's own data channel still serves
+        owner.memcpy_htod(h, np.arange(8, dtype=np.float32))
+        np.testing.assert_array_equal(owner.memcpy_dtoh(h, np.float32, (8,)), np.arange(8, dtype=np.float32))
+    finally:
+        owner.close()
