@@ -4,6 +4,7 @@ Public face:
     contract                                       the try-on messages (viton/contract.py; numpy only)
     PersonData, GarmentData, TryOnOutput, Engine   the engine interface (viton/engine.py)
     make_engine(name, device, checkpoint_dir)      build the engine named in viton.engine
+    engine_from_config(cfg)                        the engine env_config.json's viton section configures
     GeometricEngine                                the weight-free default engine (imported on first use)
     errors: VitonError, InvalidInput, PoseIncomplete, UnknownEngine, EngineConfigError, EngineFailed
 The service is `python -m viton.service` (viton/service.py).
@@ -56,6 +57,14 @@ def make_engine(name: str, device: str = "auto", checkpoint_dir: str | Path | No
     raise UnknownEngine(f"viton.engine = {name!r} is not an engine; choose one of {', '.join(ENGINE_NAMES)}")
 
 
+def engine_from_config(cfg: Any) -> Engine:
+    """The engine env_config.json configures: viton.engine on viton.device, weights from viton.checkpoint_dir.
+    The one place that reads those keys (the service process and node 1's in-process runner alike)."""
+    vt = cfg["viton"]
+    ckpt = cfg.path(vt["checkpoint_dir"]) if vt.get("checkpoint_dir") else None
+    return make_engine(vt["engine"], device=vt.get("device", "auto"), checkpoint_dir=ckpt)
+
+
 def __getattr__(name: str) -> Any:
     if name == "GeometricEngine":  # torch and kornia: loaded on first use, not by `import viton`
         from viton.geometric import GeometricEngine
@@ -66,5 +75,6 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ENGINE_NAMES", "Engine", "EngineConfigError", "EngineFailed", "GarmentData", "GeometricEngine", "InvalidInput",
-    "PersonData", "PoseIncomplete", "TryOnOutput", "UnknownEngine", "VitonError", "contract", "make_engine",
+    "PersonData", "PoseIncomplete", "TryOnOutput", "UnknownEngine", "VitonError", "contract", "engine_from_config",
+    "make_engine",
 ]

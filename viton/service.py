@@ -33,7 +33,7 @@ from mirror import load_config, notify_ready, request_context, setup_logging
 from mirror.lifecycle import install_stop_handlers, run_until_signal
 from transport import Frame, TcpServer, TransportError, error_frame, viton_bind_endpoint
 from transport.auto import max_message_bytes, server_curve_keys
-from viton import contract, make_engine
+from viton import contract, engine_from_config
 from viton.checks import check_garment
 from viton.contract import ContractError, ErrorCode, Kind
 from viton.engine import Engine, GarmentData, PersonData
@@ -202,12 +202,10 @@ def remove_ipc_file(endpoint: str) -> None:
 def main() -> int:
     setup_logging("viton.service")
     cfg = load_config()
-    vt = cfg["viton"]
-    ckpt = cfg.path(vt["checkpoint_dir"]) if vt.get("checkpoint_dir") else None
     try:
-        engine = make_engine(vt["engine"], device=vt.get("device", "auto"), checkpoint_dir=ckpt)
+        engine = engine_from_config(cfg)
     except Exception as exc:  # no fallback engine: refuse to start, and say why
-        _log.error("cannot start the %r try-on engine: %s: %s", vt["engine"], type(exc).__name__, exc)
+        _log.error("cannot start the %r try-on engine: %s: %s", cfg["viton"]["engine"], type(exc).__name__, exc)
         return 1
     stop = install_stop_handlers()
     endpoint = viton_bind_endpoint(cfg)

@@ -65,14 +65,11 @@ class InProcessLink:
 
 def build_in_process(cfg: Config, catalog: WebCatalog | None = None) -> tuple[Runner, WebCatalog]:
     """Runner factory for node1.web ($VM_RUNNER_FACTORY=node1.tryon.in_process:build_in_process), the
-    CLI's --in-process and the benchmarks' baseline: preprocessing on the CPU, the engine here."""
-    from viton import make_engine
+    CLI's --in-process and the benchmarks' baseline: preprocessing on the CPU, the configured engine here."""
+    from viton import engine_from_config
 
-    vt = cfg["viton"]
     catalog = catalog if catalog is not None else open_catalog(cfg)
-    engine = make_engine(vt["engine"], device="cpu",
-                         checkpoint_dir=cfg.path(vt["checkpoint_dir"]) if vt.get("checkpoint_dir") else None)
-    link = InProcessLink(engine)
+    link = InProcessLink(engine_from_config(cfg))
 
     def health() -> RunnerHealth:
         doc = link.service.health()

@@ -33,18 +33,18 @@ def local_parts(demo_catalog_dir, tmp_path_factory):
     cfg = validate(make_config_dict(tmp, paths={"catalog_dir": str(demo_catalog_dir)},
                                     limits={"request_timeout_s": 600}), "test-config")
     try:
-        pipeline, catalog = build_in_process(cfg)
+        runner, catalog = build_in_process(cfg)
     except ModelFileError as exc:
         pytest.skip(f"model files missing (run the model fetch step): {exc}")
-    return cfg, pipeline, catalog
+    return cfg, runner, catalog
 
 
 @pytest.mark.slow
 def test_real_in_process_tryon_over_the_api(local_parts, astronaut, astronaut_jpeg):
     from node1.web import create_app
 
-    cfg, pipeline, catalog = local_parts
-    app = create_app(cfg, runner=pipeline, catalog=catalog)
+    cfg, runner, catalog = local_parts
+    app = create_app(cfg, runner=runner, catalog=catalog)
     try:
         client = app.test_client()
         garment = next(g for g in client.get("/api/garments").get_json()["garments"] if "tee" in g["name"].lower())
