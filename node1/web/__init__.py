@@ -71,7 +71,7 @@ def create_app(cfg: Config, runner: TryOnRunner, catalog: GarmentCatalog, *,
     limits = cfg["limits"]
     if operator_token is ...:
         operator_token = cfg.secret("node1", "operator_token_file", "VM_OPERATOR_TOKEN")
-    metrics = Metrics()
+    metrics = Metrics(runner_counters=getattr(runner, "counters", None))
     store = store if store is not None else TTLStore(ttl_s=float(limits["result_ttl_s"]))
     state = WebState(
         cfg=cfg, runner=runner, catalog=catalog,
