@@ -26,6 +26,7 @@ from node1.tryon import (
     STAGES,
     BadGarment,
     GarmentInfo,
+    Node2Unavailable,
     RunnerHealth,
     TryOnError,
     TryOnResult,
@@ -163,4 +164,6 @@ def build_for_tests(cfg: Config) -> tuple[TorsoTintTestRunner, object]:
     else:
         catalog = InMemoryTestCatalog()
     delay = float(os.environ.get("VM_TEST_PIPELINE_DELAY_S", "0") or 0)
-    return TorsoTintTestRunner(catalog, delay_s=delay), catalog
+    # VM_TEST_FAIL=node2_unavailable: every try-on fails as if node 2 were down (503)
+    fail = {"node2_unavailable": Node2Unavailable()}.get(os.environ.get("VM_TEST_FAIL", ""))
+    return TorsoTintTestRunner(catalog, delay_s=delay, fail_with=fail), catalog
