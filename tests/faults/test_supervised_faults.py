@@ -12,6 +12,8 @@ LEAK_FDS file descriptors or LEAK_RSS_MB of resident memory.
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from typing import Any
@@ -22,6 +24,7 @@ from node1.cli.http_client import ApiError, ApiUnreachable, WebClient
 from tests.faults.deployment import Deployment
 
 FAIL_FAST_S = 20.0
+IN_FLIGHT_S = 1.0      # after this the request has left node 1's web app (it cannot finish: node 2 is frozen)
 RECOVERY_S = 90.0
 LEAK_REQUESTS = 12
 LEAK_FDS = 8
@@ -67,23 +70,26 @@ def test_no_fd_or_memory_growth_over_many_requests(deployment: Deployment, clien
 def test_kill_node2_process_in_flight_fails_fast_then_recovers(deployment: Deployment, client: WebClient,
                                                                photo: bytes, garment_id: str, component: str) -> None:
     mark = deployment.mark()
+    old = deployment.children()[component]
+    os.kill(old, signal.SIGSTOP)          # frozen first: the request cannot finish before the kill
     outcome: list[tuple[float, Any]] = []
     worker = threading.Thread(target=lambda: outcome.append(_tryon(client, photo, garment_id)))
-    worker.start()
-    time.sleep(0.2)                                      # the request is on its way
-    old = deployment.kill_child(component)
+    try:
+        worker.start()
+        time.sleep(IN_FLIGHT_S)           # the request is on its way (preprocessing, then node 2)
+    finally:
+        assert deployment.kill_child(component) == old
     worker.join(FAIL_FAST_S + 30)
     took, result = outcome[0]
-    if isinstance(result, ApiError):                     # it was in flight: a typed, readable 503
-        assert result.status == 503 and result.code == "node2_unavailable", result
-        assert "node 2" in result.message and ("unavailable" in result.message or "reached" in result.message)
-        assert took < FAIL_FAST_S, f"failed only after {took:.1f} s"
-    else:                                                 # it had finished before the kill: fine
-        assert result["result_url"]
+    assert isinstance(result, ApiError), f"a try-on succeeded through a frozen, then killed {component}: {result}"
+    assert result.status == 503 and result.code == "node2_unavailable", result
+    assert "node 2" in result.message and ("unavailable" in result.message or "reached" in result.message)
+    assert took < FAIL_FAST_S, f"failed only after {took:.1f} s"
     waited, ok = _until_ok(client, photo, garment_id)
     assert ok["result_url"] and waited < RECOVERY_S
     assert deployment.children()[component] != old       # a new process serves
     deployment.wait_ready_after(component, mark, timeout_s=5)
+    assert client.health()["status"] == "ok"
 
 
 def test_gvirtus_down_falls_back_to_local_then_returns_to_remote(deployment: Deployment, client: WebClient,
