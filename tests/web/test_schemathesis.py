@@ -77,3 +77,32 @@ def test_operation_conforms_to_the_spec(server: Server, operation: Any, mode: st
     cafile = str(server.var_dir / "tls" / "node1.crt")
     run()
     assert seen, "no request was made"
+
+
+def test_a_shoppers_and_an_operators_real_requests_conform(server: Server, astronaut_jpeg: bytes,
+                                                            demo_catalog_dir: Path) -> None:
+    """Explicit cases with real data (generated ones cannot guess a garment id or a job id): the
+    success answers of every operation conform to the spec too."""
+    ops = {op.label: op for op in OPERATIONS}
+    cafile = str(server.var_dir / "tls" / "node1.crt")
+    checks = _checks()
+
+    def call(label: str, expect: int, headers: dict[str, str] | None = None, **kw: Any) -> Any:
+        case = ops[label].Case(**kw)
+        resp = case.call(base_url=server.base, headers=headers or {}, verify=cafile, timeout=REQUEST_TIMEOUT_S)
+        case.validate_response(resp, checks=checks, headers=headers or {})
+        assert resp.status_code == expect, (label, resp.status_code, resp.text[:300])
+        return resp
+
+    garments = call("GET /api/garments", 200).json()["garments"]
+    gid = garments[0]["id"]
+    call("GET /api/garments/{id}/thumbnail", 200, path_parameters={"id": gid})
+    body = {"photo": astronaut_jpeg, "garment": gid}
+    done = call("POST /api/tryon", 200, body=body, media_type="multipart/form-data").json()
+    call("GET /api/jobs/{id}", 200, path_parameters={"id": done["id"]})
+    call("GET /api/result/{id}", 200, path_parameters={"id": done["id"]})
+    accepted = call("POST /api/tryon", 202, body=body, media_type="multipart/form-data", query={"mode": "async"})
+    call("GET /api/jobs/{id}/events", 200, path_parameters={"id": accepted.json()["id"]})
+    product = next(p for p in sorted(demo_catalog_dir.rglob("*.png")) if not p.stem.endswith("_mask"))
+    call("POST /api/garments", 201, headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"},
+         body={"image": product.read_bytes(), "name": "A demo tee"}, media_type="multipart/form-data")
