@@ -181,6 +181,7 @@ class FallbackDevice:
             else:
                 dev, reason = self._session()
                 if dev is not None:
+                    self.last_served_by, self.last_fallback_reason = "remote", None
                     try:
                         out = fn(image, device=dev)
                     except PoseError:
@@ -194,16 +195,15 @@ class FallbackDevice:
                                     self.local)
                     else:
                         self.breaker.record_success()
-                        self.last_served_by, self.last_fallback_reason = "remote", None
                         log.info("%s served by the remote device", getattr(fn, "__name__", "call"))
                         return out
+        self.last_served_by, self.last_fallback_reason = self.local, reason   # also when the photo is refused
         try:
             out = fn(image, device=self.local)
         except PoseError:
             raise
         except Exception as exc:
             raise DeviceUnavailable(f"the local fallback device {self.local!r} failed too: {exc}") from exc
-        self.last_served_by, self.last_fallback_reason = self.local, reason
         log.info("%s served by local %s", getattr(fn, "__name__", "call"), self.local)
         return out
 

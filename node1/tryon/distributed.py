@@ -27,7 +27,12 @@ log = logging.getLogger("node1.tryon.distributed")
 
 HEALTH_CACHE_S = 2.0          # /health probes node 2 at most this often
 HEALTH_PROBE_TIMEOUT_S = 1.0
-REMOTE_CONNECT_TIMEOUT_S = 3.0
+# Deadline of each gvirtus call of node 1's session (connecting waits at most gvirtus's CONNECT_TIMEOUT_S).
+# A new session's first launches lower and register the models on the backend: on a loaded 2-core
+# host one took over 3 s (the old value), failed, closed the session (freeing the models) and the next
+# session started over, so try-ons never returned to the remote device. A link cut costs the first
+# request up to this long; later ones fall back at once while node1.pose.FallbackDevice reconnects.
+REMOTE_CALL_TIMEOUT_S = 15.0
 
 
 class GatewayLink:
@@ -105,7 +110,7 @@ def _remote_connector(cfg: Config) -> Any:
     def connect() -> Any:
         import gvirtus
 
-        return gvirtus.connect_from_config(cfg, client_name="node1.tryon", timeout_s=REMOTE_CONNECT_TIMEOUT_S)
+        return gvirtus.connect_from_config(cfg, client_name="node1.tryon", timeout_s=REMOTE_CALL_TIMEOUT_S)
 
     return connect
 

@@ -117,3 +117,5 @@ def test_photo_errors_are_not_device_failures() -> None:
     with pytest.raises(NoPersonDetected):
         chooser.run(estimate_pose, np.zeros((256, 256, 3), np.uint8))
     assert chooser.breaker.failures == 0
+    # no remote configured: the CPU serving is not a fallback, even for a refused photo
+    assert chooser.last_served_by == "cpu" and chooser.last_fallback_reason is None
