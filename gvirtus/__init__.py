@@ -12,12 +12,14 @@ Three layers, one session per `RemoteDevice`:
 
 The backend is `python -m gvirtus.backend` (see gvirtus.backend); `gvirtus.testing.BackendProcess`
 starts one on a free loopback port for tests and benchmarks. Errors: see gvirtus.errors.
+`calls_made()` / `calls_made_by_this_thread()` count the remote calls made (gvirtus.client).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from gvirtus.client import calls_made, calls_made_by_this_thread
 from gvirtus.errors import (
     AuthenticationFailed,
     GvirtusError,
@@ -67,5 +69,5 @@ def connect_from_config(cfg: Any, client_name: str = "", timeout_s: float = CALL
 __all__ = [
     "AuthenticationFailed", "DeviceBuffer", "GvirtusError", "InvalidHandle", "InvalidRequest", "OpNotAllowed",
     "QuotaExceeded", "RemoteDevice", "RemoteDeviceLost", "RemoteExecutionError", "RemoteModule", "SessionLost",
-    "SessionNotOwned", "connect", "connect_from_config",
+    "SessionNotOwned", "calls_made", "calls_made_by_this_thread", "connect", "connect_from_config",
 ]

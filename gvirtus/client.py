@@ -1,4 +1,11 @@
-"""The client's connection: channel, session, heartbeats, and gRPC errors translated to gvirtus errors."""
+"""The client's connection: channel, session, heartbeats, and gRPC errors translated to gvirtus errors.
+
+Every remote call a RemoteDevice makes (a unary or streaming RPC, or one request on the bulk-copy
+data channel) is counted here, where it is made: `calls_made()` is the process total and
+`calls_made_by_this_thread()` the calling thread's (node 1's runner reads its delta around one
+try-on's preprocessing, so a concurrent health probe is not billed to the try-on). Heartbeats and
+opening/closing the session are not calls on the device and are not counted.
+"""
 
 from __future__ import annotations
 
@@ -36,6 +43,52 @@ log = logging.getLogger("gvirtus.frontend")
 T = TypeVar("T")
 RECONNECT_BACKOFF_INITIAL_MS = 200
 RECONNECT_BACKOFF_MAX_MS = 2000
+
+
+
+class _CallCounter:
+    """Remote calls counted per process and per thread (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._total = 0
+        self._local = threading.local()
+
+    def add(self) -> None:
+        with self._lock:
+            self._total += 1
+        self._local.n = getattr(self._local, "n", 0) + 1
+
+    @property
+    def total(self) -> int:
+        with self._lock:
+            return self._total
+
+    @property
+    def this_thread(self) -> int:
+        return int(getattr(self._local, "n", 0))
+
+
+_CALLS = _CallCounter()
+
+
+def calls_made() -> int:
+    """Remote calls (RPCs and data-channel requests) made by this process's gvirtus clients so far."""
+    return _CALLS.total
+
+
+def calls_made_by_this_thread() -> int:
+    """Remote calls made so far from the calling thread."""
+    return _CALLS.this_thread
+
+
+class CountingDataClient(DataClient):
+    """The bulk-copy data channel, each request counted as one remote call."""
+
+    def _guard(self, what: str, fn: Any) -> Any:
+        _CALLS.add()
+        return super()._guard(what, fn)
+
 
 _BY_STATUS: dict[grpc.StatusCode, type[GvirtusError]] = {
     grpc.StatusCode.UNAVAILABLE: RemoteDeviceLost,
@@ -107,7 +160,7 @@ class Connection:
         if reply.data_port:
             host = target.rsplit(":", 1)[0].strip("[]")
             try:
-                self.data = DataClient(host, reply.data_port, reply.session_id, timeout_s=timeout_s,
+                self.data = CountingDataClient(host, reply.data_port, reply.session_id, timeout_s=timeout_s,
                                        root_cert=root_cert, secure=secure)
             except (OSError, GvirtusError) as exc:   # e.g. a firewall: copies fall back to gRPC
                 log.warning("bulk-copy data channel %s:%d unavailable (%s); copies use gRPC", host,
@@ -133,6 +186,7 @@ class Connection:
         """Invoke a unary (or client-streaming) RPC with the session metadata; errors come back typed."""
         if self.closed:
             raise RemoteDeviceLost(f"{what}: this RemoteDevice is closed; open a new one with gvirtus.connect")
+        _CALLS.add()
         try:
             return method(request, metadata=self.metadata, timeout=timeout_s or self.timeout_s)
         except grpc.RpcError as exc:
@@ -142,6 +196,7 @@ class Connection:
         """Iterate a server-streaming RPC; errors come back typed."""
         if self.closed:
             raise RemoteDeviceLost(f"{what}: this RemoteDevice is closed")
+        _CALLS.add()
         try:
             yield from method(request, metadata=self.metadata, timeout=self.timeout_s)
         except grpc.RpcError as exc:

@@ -2,7 +2,8 @@
 
 A circuit breaker keeps a dead backend from costing every request a timeout: after
 ``FAILURES_TO_OPEN`` consecutive failures the remote is not tried for ``OPEN_FOR_S`` seconds; then one
-trial call decides (success closes it, failure opens it again). Every state switch is logged, and
+trial call decides (success closes it, failure opens it again). A lost backend is reconnected in the
+background; until it is back, calls go to the local device at once. Every state switch is logged, and
 every result says which device served it (``PoseResult.served_by``).
 """
 
@@ -20,6 +21,10 @@ log = logging.getLogger("node1.pose.device")
 
 FAILURES_TO_OPEN = 3
 OPEN_FOR_S = 30.0
+RECONNECT_INITIAL_S = 0.25    # first background reconnect after a loss; doubles per failure
+RECONNECT_MAX_S = 5.0         # ... up to this
+# Why the local device served a call although a remote is configured:
+FALLBACK_REASONS = ("connect_failed", "remote_failed", "reconnecting", "circuit_open")
 
 T = TypeVar("T")
 
@@ -69,15 +74,22 @@ class CircuitBreaker:
 
 
 class FallbackDevice:
-    """Run pipeline calls on the remote device when the breaker allows, else (or on failure) locally.
+    """Run pipeline calls on the remote device when one is connected and the breaker allows, else locally.
 
     Args:
-        connect_remote: returns a connected gvirtus ``RemoteDevice`` (called lazily, again after a failure).
+        connect_remote: returns a connected gvirtus ``RemoteDevice``.
         local: the local torch device used as fallback.
         breaker: the circuit breaker (default: FAILURES_TO_OPEN / OPEN_FOR_S).
 
     ``run(fn, image)`` calls ``fn(image, device=...)`` (e.g. ``estimate_pose``) and returns its result;
     errors about the photo itself (PoseError: no person, bad image) are not device failures and pass through.
+
+    Connecting: the first call connects in the caller's thread. Once a session is lost (a call failed)
+    or a connect failed, a background thread reconnects with capped backoff (RECONNECT_*_S) and every
+    call meanwhile goes to the local device AT ONCE: no request waits for a restarting backend.
+    After each call, ``last_served_by`` is "remote" or the local device, and ``last_fallback_reason``
+    why the local device served (one of FALLBACK_REASONS), or None when it did not fall back (or no
+    remote is configured). Callers that read them serialise their calls (node1.tryon.runner does).
     """
 
     def __init__(self, connect_remote: Callable[[], Any] | None, local: str = "cpu",
@@ -87,21 +99,74 @@ class FallbackDevice:
         self.breaker = breaker or CircuitBreaker()
         self._remote: Any = None
         self._lock = threading.Lock()
+        self._tried_connect = False
+        self._reconnector: threading.Thread | None = None
+        self._closed = threading.Event()
         self.last_served_by = ""
+        self.last_fallback_reason: str | None = None
 
     def remote_session(self) -> Any:
         """The connected remote device, or None; never connects (health reads it)."""
         return self._remote
 
-    def _remote_device(self) -> Any:
+    @property
+    def reconnecting(self) -> bool:
+        """A background reconnect is under way (the remote is known to be down)."""
+        t = self._reconnector
+        return t is not None and t.is_alive()
+
+    def _session(self) -> tuple[Any, str | None]:
+        """(the connected remote, None), or (None, why not) without waiting for a lost backend."""
         with self._lock:
-            if self._remote is None and self.connect_remote is not None:
+            if self._remote is not None:
+                return self._remote, None
+            if self._tried_connect or self.connect_remote is None:
+                self._start_reconnect_locked()
+                return None, "reconnecting"
+            self._tried_connect = True
+            try:
                 self._remote = self.connect_remote()
-            return self._remote
+            except Exception as exc:  # noqa: BLE001 - any connect failure means: fall back
+                log.warning("cannot connect the remote device (%s: %s); serving on local %s while reconnecting",
+                            type(exc).__name__, exc, self.local)
+                self.breaker.record_failure(exc)
+                self._start_reconnect_locked()
+                return None, "connect_failed"
+            return self._remote, None
+
+    def _start_reconnect_locked(self) -> None:
+        if self.connect_remote is None or self._closed.is_set():
+            return
+        if self._reconnector is None or not self._reconnector.is_alive():
+            self._reconnector = threading.Thread(target=self._reconnect_loop, name="remote-reconnect", daemon=True)
+            self._reconnector.start()
+
+    def _reconnect_loop(self) -> None:
+        if self.connect_remote is None:
+            return
+        wait_s = RECONNECT_INITIAL_S
+        while not self._closed.wait(wait_s):
+            try:
+                dev = self.connect_remote()
+            except Exception as exc:  # noqa: BLE001
+                log.info("remote device still unreachable (%s: %s); next try in %.1f s", type(exc).__name__, exc,
+                         min(wait_s * 2, RECONNECT_MAX_S))
+                wait_s = min(wait_s * 2, RECONNECT_MAX_S)
+                continue
+            with self._lock:
+                if self._closed.is_set():
+                    break
+                self._remote = dev
+            self.breaker.record_success()
+            log.warning("remote device reconnected; calls go to it again")
+            return
+        if self._closed.is_set() and self._remote is not None:
+            self._drop_remote()
 
     def _drop_remote(self) -> None:
         with self._lock:
             dev, self._remote = self._remote, None
+            self._start_reconnect_locked()
         if dev is not None:
             try:
                 dev.close()
@@ -109,30 +174,39 @@ class FallbackDevice:
                 log.debug("closing the remote device failed", exc_info=True)
 
     def run(self, fn: Callable[..., T], image: Any) -> T:
-        if self.connect_remote is not None and self.breaker.allow():
-            try:
-                out = fn(image, device=self._remote_device())
-            except PoseError:
-                self.breaker.record_success()  # the device worked; the photo was the problem
-                raise
-            except Exception as exc:  # noqa: BLE001 - any device/transport failure means: fall back
-                self.breaker.record_failure(exc)
-                self._drop_remote()
-                log.warning("remote device failed (%s: %s); serving on local %s", type(exc).__name__, exc, self.local)
+        reason: str | None = None
+        if self.connect_remote is not None:
+            if not self.breaker.allow():
+                reason = "circuit_open"
             else:
-                self.breaker.record_success()
-                self.last_served_by = "remote"
-                log.info("%s served by the remote device", getattr(fn, "__name__", "call"))
-                return out
+                dev, reason = self._session()
+                if dev is not None:
+                    self.last_served_by, self.last_fallback_reason = "remote", None
+                    try:
+                        out = fn(image, device=dev)
+                    except PoseError:
+                        self.breaker.record_success()  # the device worked; the photo was the problem
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - any device/transport failure means: fall back
+                        reason = "remote_failed"
+                        self.breaker.record_failure(exc)
+                        self._drop_remote()
+                        log.warning("remote device failed (%s: %s); serving on local %s", type(exc).__name__, exc,
+                                    self.local)
+                    else:
+                        self.breaker.record_success()
+                        log.info("%s served by the remote device", getattr(fn, "__name__", "call"))
+                        return out
+        self.last_served_by, self.last_fallback_reason = self.local, reason   # also when the photo is refused
         try:
             out = fn(image, device=self.local)
         except PoseError:
             raise
         except Exception as exc:
             raise DeviceUnavailable(f"the local fallback device {self.local!r} failed too: {exc}") from exc
-        self.last_served_by = self.local
         log.info("%s served by local %s", getattr(fn, "__name__", "call"), self.local)
         return out
 
     def close(self) -> None:
+        self._closed.set()
         self._drop_remote()

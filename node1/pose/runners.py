@@ -68,6 +68,9 @@ def _model(stage: str, cpu_fast: bool) -> nn.Module:
     return model
 
 
+_LOADED_KINDS: set[bool] = set()   # which kinds _cpu_stages has built (health reads it)
+
+
 @functools.lru_cache(maxsize=2)
 def _cpu_stages(cpu_fast: bool = False) -> dict[str, nn.Module]:
     """Every stage module, loaded once per process on the CPU (eval mode).
@@ -94,7 +97,13 @@ def _cpu_stages(cpu_fast: bool = False) -> dict[str, nn.Module]:
         stages["prepare"] = nn.Identity()
     # upload + the detector's letterbox in one launch (no stage of its own: nothing else reads the letterbox)
     stages["pose_prepare"] = PreparedInput(stages["prepare"], FullImageInput(POSE_DETECTOR_SIZE, -1.0, 1.0))
+    _LOADED_KINDS.add(cpu_fast)
     return {k: m.eval() for k, m in stages.items()}
+
+
+def loaded_stage_sets(cpu_fast: bool) -> bool:
+    """Whether the stage modules of this kind are already loaded (loads nothing; health reads it)."""
+    return cpu_fast in _LOADED_KINDS
 
 
 def stage_module(stage: str, cpu_fast: bool = False) -> nn.Module:

@@ -23,6 +23,8 @@ from node1.tryon.errors import (
     CorruptImage,
     DecompressionBomb,
     EmptyUpload,
+    GarmentNameTooLong,
+    GarmentShowsPerson,
     ImageTooLarge,
     MissingField,
     Node2Unavailable,
@@ -53,7 +55,8 @@ from node1.tryon.interface import (
 
 __all__ = [
     "STAGES", "BadGarment", "BadRequest", "Busy", "CorruptImage", "DecompressionBomb", "EmptyUpload",
-    "GarmentCatalog", "GarmentInfo", "ImageTooLarge", "MissingField", "NoPersonInPhoto", "Node2Unavailable",
+    "GarmentCatalog", "GarmentInfo", "GarmentNameTooLong", "GarmentShowsPerson",
+    "ImageTooLarge", "MissingField", "NoPersonInPhoto", "Node2Unavailable",
     "NotAuthorized", "NotFound", "OperatorApiDisabled", "ProgressFn", "RateLimited", "ResultNotReady",
     "RunnerHealth", "ServiceError", "TryOnError", "TryOnFailed", "TryOnResult", "TryOnRunner", "TryOnTimeout",
     "UnknownGarment", "UnsupportedImageType", "UploadError", "UploadTooLarge",

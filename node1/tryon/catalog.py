@@ -14,6 +14,9 @@ import os
 import re
 import threading
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from garments import (
     Catalog,
@@ -26,12 +29,12 @@ from garments import (
     prepare_garment,
 )
 from mirror import Config
-from node1.tryon.errors import BadGarment, UnknownGarment
+from node1.tryon.errors import BadGarment, GarmentNameTooLong, GarmentShowsPerson, UnknownGarment
 from node1.tryon.interface import GarmentInfo
 
 THUMBNAIL_PX = 192
 THUMBNAIL_MIME = "image/jpeg"
-MAX_NAME_CHARS = 80
+MAX_NAME_CHARS = 120          # docs/openapi.yaml: POST /api/garments name maxLength
 _EXT = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}
 
 log = logging.getLogger(__name__)
@@ -57,6 +60,8 @@ class WebCatalog:
         self._catalog = catalog
         self._swap = threading.Lock()      # guards the reference only
         self._adding = threading.Lock()    # one operator add at a time
+        self._detector_lock = threading.Lock()
+        self._detector: Any = None          # node1.pose's LocalRunner, made on the first add
 
     @property
     def catalog(self) -> Catalog:
@@ -90,11 +95,15 @@ class WebCatalog:
         Raises BadGarment naming what is wrong (type, size, no garment found, not a top).
         """
         catalog = self.catalog
-        clean = re.sub(r"\s+", " ", re.sub(r"[^\w \-]", "", name)).strip()[:MAX_NAME_CHARS]
+        if len(name.strip()) > MAX_NAME_CHARS:
+            raise GarmentNameTooLong(f"the garment name is {len(name.strip())} characters long; the limit is "
+                                     f"{MAX_NAME_CHARS} (POST /api/garments, field 'name')")
+        clean = re.sub(r"\s+", " ", re.sub(r"[^\w \-]", "", name)).strip()
         if not clean:
             raise BadGarment(f"the garment name {name[:40]!r} has no letters or digits; give it a readable name")
         try:
             image, alpha_mask = decode_garment_file(data, clean, catalog.limits)
+            self._refuse_a_person(image)
             prepare_garment(image, clean, mask=alpha_mask)     # refuse before anything is written
         except GarmentFileRejected as exc:
             raise BadGarment(f"the garment photo was refused: {exc.reason}") from exc
@@ -122,6 +131,28 @@ class WebCatalog:
                 self._catalog = fresh
         log.info("operator added garment %s (%s) as %s", added.id[:12], clean, path.name)
         return GarmentInfo(added.id, added.name)
+
+    def _refuse_a_person(self, image: np.ndarray) -> None:
+        """Raise GarmentShowsPerson when node 1's face detector or pose detector finds a person in the
+        (H, W, 3) uint8 RGB garment photo (on this process's CPU, the portable models)."""
+        from node1.pose import NoPersonDetected, detect_faces, estimate_pose
+        from node1.pose.runners import LocalRunner
+
+        with self._detector_lock:
+            if self._detector is None:
+                self._detector = LocalRunner("cpu", cpu_fast=False)
+            faces = detect_faces(image, self._detector)
+            if faces:
+                raise GarmentShowsPerson(f"the garment photo shows a person (a face, detector score "
+                                         f"{faces[0].score:.2f}); upload a product photo of the garment alone, "
+                                         "flat on a plain background")
+            try:
+                pose = estimate_pose(image, self._detector)
+            except NoPersonDetected:
+                return
+        raise GarmentShowsPerson(f"the garment photo shows a person (a body, pose detector score "
+                                 f"{float(pose.detection_score):.2f}); upload a product photo of the garment "
+                                 "alone, flat on a plain background")
 
     @staticmethod
     def _drop_with_bytes(catalog: Catalog, data: bytes) -> Garment | None:

@@ -19,7 +19,7 @@ from mirror import Config
 from node1.tryon.catalog import WebCatalog, open_catalog
 from node1.tryon.interface import RunnerHealth
 from node1.tryon.node2_client import TryOnClient
-from node1.tryon.runner import Runner
+from node1.tryon.runner import Runner, load_models, loaded_models
 from transport import Frame
 from viton.contract import Kind
 
@@ -27,8 +27,12 @@ log = logging.getLogger("node1.tryon.distributed")
 
 HEALTH_CACHE_S = 2.0          # /health probes node 2 at most this often
 HEALTH_PROBE_TIMEOUT_S = 1.0
-REMOTE_CONNECT_TIMEOUT_S = 3.0
-PREPROCESS_MODELS = ("pose_detection", "pose_landmark_full", "face_detection_short_range", "parsing")
+# Deadline of each gvirtus call of node 1's session (connecting waits at most gvirtus's CONNECT_TIMEOUT_S).
+# A new session's first launches lower and register the models on the backend: on a loaded 2-core
+# host one took over 3 s (the old value), failed, closed the session (freeing the models) and the next
+# session started over, so try-ons never returned to the remote device. A link cut costs the first
+# request up to this long; later ones fall back at once while node1.pose.FallbackDevice reconnects.
+REMOTE_CALL_TIMEOUT_S = 15.0
 
 
 class GatewayLink:
@@ -50,11 +54,14 @@ class GatewayLink:
 
 class DistributedHealth:
     """The runner's part of GET /health, probed at most every HEALTH_CACHE_S: node 2's own health
-    document (its `status` included) and the gvirtus device's, if a session is open."""
+    document (its `status` included) and the gvirtus device's, if a session is open. The models are
+    read from what is loaded; `needs` is the set the configured device runs ("portable" for gvirtus,
+    "cpu" for the local CPU)."""
 
-    def __init__(self, link: GatewayLink, device: Any) -> None:
+    def __init__(self, link: GatewayLink, device: Any, needs: str = "portable") -> None:
         self.link = link
         self.device = device
+        self.needs = needs
         self._lock = threading.Lock()
         self._cached: tuple[float, RunnerHealth] | None = None
 
@@ -66,18 +73,23 @@ class DistributedHealth:
             return self._cached[1]
 
     def _probe(self) -> RunnerHealth:
+        models = loaded_models()
         details: dict[str, Any] = {"preprocess_breaker": self.device.breaker.state,
                                    "preprocess_last_served_by": self.device.last_served_by or "none yet",
-                                   "transport_reason": self.link.client.channel.info.reason}
-        reachable = False
+                                   "preprocess_reconnecting": self.device.reconnecting,
+                                   "models": models, "transport_reason": self.link.client.channel.info.reason}
+        reachable, status = False, None
         try:
             reply = self.link.health(timeout_s=HEALTH_PROBE_TIMEOUT_S)
             reachable = reply.kind == Kind.HEALTH
             details["node2"] = reply.meta
+            status = str(reply.meta.get("status", "unknown")) if reachable else None
         except Exception as exc:  # noqa: BLE001 - health reports whatever went wrong
             details["node2_error"] = f"{type(exc).__name__}: {exc}"
-        return RunnerHealth(models_loaded=list(PREPROCESS_MODELS), transport=self.link.transport,
-                            node2_reachable=reachable, gpu=self._gpu(details), details=details)
+        loaded = sorted({m for names in models.values() for m in names})
+        return RunnerHealth(models_loaded=loaded, transport=self.link.transport, node2_reachable=reachable,
+                            gpu=self._gpu(details), details=details, node2_status=status,
+                            models_ready=bool(models[self.needs]))
 
     def _gpu(self, details: dict[str, Any]) -> dict[str, Any] | None:
         remote = self.device.remote_session()  # the live session, if any; health never opens one
@@ -98,7 +110,7 @@ def _remote_connector(cfg: Config) -> Any:
     def connect() -> Any:
         import gvirtus
 
-        return gvirtus.connect_from_config(cfg, client_name="node1.tryon", timeout_s=REMOTE_CONNECT_TIMEOUT_S)
+        return gvirtus.connect_from_config(cfg, client_name="node1.tryon", timeout_s=REMOTE_CALL_TIMEOUT_S)
 
     return connect
 
@@ -113,8 +125,12 @@ def build_distributed(cfg: Config) -> tuple[Runner, WebCatalog]:
     log.info("transport to node 2: %s %s (%s)", client.channel.info.backend, client.channel.info.endpoint,
              client.channel.info.reason)
     remote = _remote_connector(cfg) if cfg["node1"]["preprocess_device"] == "remote" else None
+    needs = "portable" if remote is not None else "cpu"
+    t0 = time.monotonic()
+    load_models(cpu_fast=needs == "cpu")   # before readiness, not on the first try-on
+    log.info("preprocessing models (%s) loaded in %.1f s", needs, time.monotonic() - t0)
     device = FallbackDevice(remote, local="cpu")
     link = GatewayLink(client)
-    runner = Runner(catalog, device, link, client.reads,
-                    timeout_s=float(cfg["limits"]["request_timeout_s"]), health_fn=DistributedHealth(link, device))
+    runner = Runner(catalog, device, link, client.reads, timeout_s=float(cfg["limits"]["request_timeout_s"]),
+                    health_fn=DistributedHealth(link, device, needs))
     return runner, catalog

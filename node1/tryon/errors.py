@@ -21,6 +21,8 @@ place where errors meet status codes):
     │   ├── UnknownGarment           no such garment id in the catalog           422 unknown_garment
     │   ├── NoPersonInPhoto         nobody in the photo                         422 no_person
     │   ├── BadGarment               an operator's garment image is unusable      422 bad_garment
+    │   │   ├── GarmentShowsPerson       the "garment" photo shows a person           422 garment_shows_person
+    │   │   └── GarmentNameTooLong       the name is over the API's maxLength         422 garment_name_too_long
     │   ├── NotFound                 unknown or expired result / job / garment   404 not_found
     │   ├── ResultNotReady           the job has not finished yet                409 not_ready
     │   ├── NotAuthorized            operator API without a valid bearer token   401 unauthorized
@@ -113,6 +115,17 @@ class BadGarment(BadRequest):
     default_message = "the garment image cannot be prepared"
 
 
+class GarmentShowsPerson(BadGarment):
+    code = "garment_shows_person"
+    default_message = ("the garment photo shows a person; upload a product photo of the garment alone, "
+                       "flat on a plain background")
+
+
+class GarmentNameTooLong(BadGarment):
+    code = "garment_name_too_long"
+    default_message = "the garment name is too long"
+
+
 class NotFound(BadRequest):
     code = "not_found"
     default_message = "no such item (it may have expired)"
@@ -170,7 +183,8 @@ class TryOnFailed(ServiceError):  # noqa: N818 (names say what went wrong)
 
 
 __all__ = [
-    "BadGarment", "BadRequest", "Busy", "CorruptImage", "DecompressionBomb", "EmptyUpload", "ImageTooLarge",
+    "BadGarment", "BadRequest", "Busy", "CorruptImage", "DecompressionBomb", "EmptyUpload", "GarmentNameTooLong",
+    "GarmentShowsPerson", "ImageTooLarge",
     "MissingField", "NoPersonInPhoto", "Node2Unavailable", "NotAuthorized", "NotFound", "OperatorApiDisabled",
     "RateLimited", "ResultNotReady", "ServiceError", "TryOnError", "TryOnFailed", "TryOnTimeout",
     "UnknownGarment", "UnsupportedImageType", "UploadError", "UploadTooLarge",

@@ -20,7 +20,7 @@ import numpy as np
 from mirror import Config
 from node1.tryon.catalog import WebCatalog, open_catalog
 from node1.tryon.interface import RunnerHealth
-from node1.tryon.runner import Runner
+from node1.tryon.runner import Runner, loaded_models
 from transport import Frame, RequestTimeout, new_request_id
 from viton import contract
 from viton.contract import Kind
@@ -73,10 +73,13 @@ def build_in_process(cfg: Config, catalog: WebCatalog | None = None) -> tuple[Ru
 
     def health() -> RunnerHealth:
         doc = link.service.health()
-        return RunnerHealth(models_loaded=["node1 preprocessing (cpu)", f"viton.{doc['engine']}"],
+        models = loaded_models()
+        return RunnerHealth(models_loaded=[*models["cpu"], f"viton.{doc['engine']}"],
                             transport=TRANSPORT, node2_reachable=doc["status"] == "ok", gpu=None,
                             details={"mode": "in-process: preprocessing and VITON run in this process; "
-                                             "node 2 unused", "viton": doc})
+                                             "node 2 unused (its models load on the first try-on)",
+                                     "viton": doc, "models": models},
+                            node2_status=str(doc["status"]))
 
     runner = Runner(catalog, "cpu", link, link.reads, timeout_s=float(cfg["limits"]["request_timeout_s"]),
                     health_fn=health)

@@ -32,8 +32,10 @@ class TryOnResult:
         timings_ms: wall time per stage in milliseconds, keys from STAGES (others allowed).
         device: where preprocessing ran, e.g. "cuda:0 (gvirtus)" or "cpu (local fallback)".
         transport: how tensors reached VITON: "rdma", "tcp", "inproc".
-        gvirtus_calls: remote CUDA calls this request made (feeds gvirtus_calls_total).
+        gvirtus_calls: remote CUDA calls this request made.
         transport_bytes: bytes sent + received over the transport (feeds transport_bytes_total).
+        preprocess_fallback: why the local CPU served preprocessing although a remote device is
+            configured ("connect_failed", "remote_failed", "reconnecting", "circuit_open"), else None.
     """
 
     image: np.ndarray
@@ -42,6 +44,7 @@ class TryOnResult:
     transport: str
     gvirtus_calls: int = 0
     transport_bytes: int = 0
+    preprocess_fallback: str | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,9 @@ class RunnerHealth:
         gpu: {"name", "memory_used_mb", "memory_total_mb", "temperature_c"} when known
             (temperature may be None), else None.
         details: anything else worth showing (gvirtus session, fallback state, ...).
+        node2_status: node 2's own status ("ok", "degraded", ...) from its health document, or
+            None when it did not answer.
+        models_ready: the models the configured path needs are loaded.
     """
 
     models_loaded: list[str]
@@ -62,6 +68,8 @@ class RunnerHealth:
     node2_reachable: bool
     gpu: dict[str, Any] | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    node2_status: str | None = None
+    models_ready: bool = True
 
 
 @runtime_checkable
@@ -85,6 +93,11 @@ class TryOnRunner(Protocol):
 
     def health(self) -> RunnerHealth:
         ...
+
+
+# A runner MAY also have `counters: RunnerCounters`-like state whose `snapshot()` returns
+# {"gvirtus_calls": int, "preprocess_fallbacks": {reason: int}} (node1.tryon.runner.RunnerCounters);
+# node1.web's /metrics reports it as gvirtus_calls_total and preprocess_fallbacks_total{reason}.
 
 
 # ----------------------------------------------------------------------------- catalog

@@ -32,6 +32,59 @@ from viton.contract import NO_PERSON_CODES, TIMEOUT_CODES, UNAVAILABLE_CODES, Ki
 
 WORK_MAX_SIDE = 1024          # photos are tried on at most this size (VITON-HD's 1024x768 scale)
 MIN_TIMEOUT_S = 0.1           # the node-2 leg always gets at least this long
+PARSING_MODEL = "face_detection_short_range (parsing)"
+
+
+def loaded_models() -> dict[str, list[str]]:
+    """The preprocessing models whose weights are in this process's memory, read from the loaders'
+    caches (nothing is loaded here): {"portable": [...], "cpu": [...]}. "portable" are the aten-only
+    modules gvirtus registers on node 2's device; "cpu" the oneDNN-lowered ones the local CPU runs."""
+    from node1.parsing import runner as parsing_runner
+    from node1.pose import runners as pose_runners
+
+    files = [name.removesuffix(".tflite") for name, _size in pose_runners.MODEL_INPUTS.values()]
+    out: dict[str, list[str]] = {"portable": [], "cpu": []}
+    for cpu_fast, key in ((False, "portable"), (True, "cpu")):
+        if pose_runners.loaded_stage_sets(cpu_fast):
+            out[key].extend(files)
+    if parsing_runner.cpu_module.cache_info().currsize:
+        out["portable"].append(PARSING_MODEL)
+    if parsing_runner.cpu_fast_module.cache_info().currsize:
+        out["cpu"].append(PARSING_MODEL)
+    return out
+
+
+def load_models(cpu_fast: bool) -> None:
+    """Load the preprocessing models now (not on the first try-on): the portable set for a remote
+    device (what gvirtus registers), the CPU-lowered set for the local CPU."""
+    from node1.parsing import runner as parsing_runner
+    from node1.pose import runners as pose_runners
+
+    pose_runners.stage_module("pose_detector", cpu_fast)
+    (parsing_runner.cpu_fast_module if cpu_fast else parsing_runner.cpu_module)()
+
+
+class RunnerCounters:
+    """What the runner did, counted where it happens (monotonic; thread-safe). node1.web's /metrics
+    reads it: `gvirtus_calls` (remote CUDA calls made by preprocessing, counted by gvirtus.client in
+    the calling thread) and `preprocess_fallbacks` by reason (node1.pose.device.FALLBACK_REASONS)."""
+
+    def __init__(self) -> None:
+        from node1.pose.device import FALLBACK_REASONS
+
+        self._lock = threading.Lock()
+        self.gvirtus_calls = 0
+        self.preprocess_fallbacks: dict[str, int] = dict.fromkeys(FALLBACK_REASONS, 0)
+
+    def add(self, gvirtus_calls: int, fallback_reason: str | None) -> None:
+        with self._lock:
+            self.gvirtus_calls += gvirtus_calls
+            if fallback_reason is not None:
+                self.preprocess_fallbacks[fallback_reason] = self.preprocess_fallbacks.get(fallback_reason, 0) + 1
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {"gvirtus_calls": self.gvirtus_calls, "preprocess_fallbacks": dict(self.preprocess_fallbacks)}
 
 
 class Node2Link(Protocol):
@@ -118,6 +171,7 @@ class Runner:
         self.timeout_s = timeout_s
         self._health_fn = health_fn
         self._pre_lock = threading.Lock()
+        self.counters = RunnerCounters()
 
     def run(self, photo: np.ndarray, garment_id: str, progress: ProgressFn) -> TryOnResult:
         garment = self.catalog.garment(garment_id)  # UnknownGarment
@@ -130,8 +184,17 @@ class Runner:
                 sent.add(stage)
                 progress(stage, ms)
 
+        import gvirtus
+
         with self._pre_lock:
-            pre = run_preprocess(self.device, work, on_stage)
+            calls0 = gvirtus.calls_made_by_this_thread()
+            try:
+                pre = run_preprocess(self.device, work, on_stage)
+            finally:
+                calls = gvirtus.calls_made_by_this_thread() - calls0
+                served_by = getattr(self.device, "last_served_by", None)
+                fallback = getattr(self.device, "last_fallback_reason", None) if served_by != "remote" else None
+                self.counters.add(calls, fallback)
         tensors = person_tensors(pre, self.reads)
         t0 = time.perf_counter()
         try:
@@ -155,10 +218,10 @@ class Runner:
         progress("transfer", timings["transfer"])
         progress("tryon", timings["tryon"])
         nbytes = sum(int(t.nbytes) for t in tensors.values()) + int(reply.tensors["image"].nbytes)
-        served_remote = getattr(self.device, "last_served_by", None) in (None, "remote")
-        device = str(pre.device) if served_remote else f"{pre.device} (local fallback)"
+        device = str(pre.device) if fallback is None else f"{pre.device} (local fallback)"
         return TryOnResult(image=np.array(reply.tensors["image"]), timings_ms=timings, device=device,
-                           transport=self.link.transport, transport_bytes=nbytes)
+                           transport=self.link.transport, gvirtus_calls=calls, transport_bytes=nbytes,
+                           preprocess_fallback=fallback)
 
     def health(self) -> RunnerHealth:
         health: RunnerHealth = self._health_fn()

@@ -28,6 +28,11 @@ from node1.web.store import TTLStore
 MIB = 1024 * 1024
 # Room for multipart boundaries, headers and the garment field on top of the photo itself.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
+# The multipart parser's own limits (werkzeug answers 413 past them): our forms have 2 fields.
+MAX_FORM_PARTS = 64
+# Headers or text of one part (a field name, a garment id). werkzeug also applies it to its read
+# buffer (64 KiB reads), so it must stay well above that: Flask's default.
+MAX_FORM_PART_BYTES = 500_000
 EXTENSION_KEY = "vmirror"
 
 
@@ -71,7 +76,7 @@ def create_app(cfg: Config, runner: TryOnRunner, catalog: GarmentCatalog, *,
     limits = cfg["limits"]
     if operator_token is ...:
         operator_token = cfg.secret("node1", "operator_token_file", "VM_OPERATOR_TOKEN")
-    metrics = Metrics()
+    metrics = Metrics(runner_counters=getattr(runner, "counters", None))
     store = store if store is not None else TTLStore(ttl_s=float(limits["result_ttl_s"]))
     state = WebState(
         cfg=cfg, runner=runner, catalog=catalog,
@@ -85,6 +90,8 @@ def create_app(cfg: Config, runner: TryOnRunner, catalog: GarmentCatalog, *,
     app = Flask(__name__)
     app.request_class = InMemoryRequest
     app.config["MAX_CONTENT_LENGTH"] = state.upload_max_bytes + MULTIPART_OVERHEAD_BYTES
+    app.config["MAX_FORM_PARTS"] = MAX_FORM_PARTS
+    app.config["MAX_FORM_MEMORY_SIZE"] = MAX_FORM_PART_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[EXTENSION_KEY] = state
     app.register_blueprint(pages.bp)

@@ -219,7 +219,7 @@ def add_garment() -> tuple[Response, int]:
     _check_operator()           # before the body is parsed
     state = _state()
     _require_multipart()
-    name = _text_field("name", "the garment's display name")[:120]
+    name = _text_field("name", "the garment's display name")   # its length: node1.tryon.catalog
     data = _read_file_field("image", state)
     decode_upload(data, state.upload_max_bytes, state.image_max_side)   # typed errors for bad files
     info = state.catalog.add(data, name)

@@ -21,6 +21,8 @@ from node1.tryon.errors import (
     CorruptImage,
     DecompressionBomb,
     EmptyUpload,
+    GarmentNameTooLong,
+    GarmentShowsPerson,
     ImageTooLarge,
     MissingField,
     Node2Unavailable,
@@ -42,6 +44,9 @@ from node1.tryon.errors import (
 
 log = logging.getLogger(__name__)
 MIB = 1024 * 1024
+# Retry-After on every 503 (busy, node 2 unavailable) unless the error says better; 429 uses the
+# limiter's own wait.
+RETRY_AFTER_503_S = 5
 
 # The one place where error types meet HTTP status codes. Looked up along the MRO, so a
 # subclass the runner defines inherits its parent's status. tests/web check it is complete.
@@ -59,6 +64,8 @@ HTTP_STATUS: dict[type[TryOnError], int] = {
     UnknownGarment: 422,
     NoPersonInPhoto: 422,
     BadGarment: 422,
+    GarmentShowsPerson: 422,
+    GarmentNameTooLong: 422,
     NotFound: 404,
     ResultNotReady: 409,
     NotAuthorized: 401,
@@ -88,6 +95,7 @@ def error_body(exc: TryOnError) -> dict[str, Any]:
 # werkzeug HTTP error class name -> our code
 _HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "upload_too_large",
                415: "unsupported_media_type"}
+FORM_TOO_LARGE = "form_too_large"   # 413 from the multipart parser's part limits, not the body size
 TRYON_ENDPOINT = "api.tryon"
 
 
@@ -95,6 +103,13 @@ def _json_error(status: int, code: str, message: str) -> Response:
     resp = jsonify({"error": {"code": code, "message": message}})
     resp.status_code = status
     resp.headers["Cache-Control"] = "no-store"
+    return _retry_after(resp)
+
+
+def _retry_after(resp: Response, seconds: float | None = None) -> Response:
+    """Every 503 and 429 says when to come back."""
+    if resp.status_code in (429, 503) and "Retry-After" not in resp.headers:
+        resp.headers["Retry-After"] = str(max(int((seconds or RETRY_AFTER_503_S) + 0.999), 1))
     return resp
 
 
@@ -115,8 +130,7 @@ def handle_tryon_error(exc: TryOnError) -> Response:
     resp = jsonify(error_body(exc))
     resp.status_code = status
     resp.headers["Cache-Control"] = "no-store"
-    if isinstance(exc, RateLimited):
-        resp.headers["Retry-After"] = str(max(int(exc.retry_after_s + 0.999), 1))
+    _retry_after(resp, exc.retry_after_s if isinstance(exc, RateLimited) else None)
     if status >= 500:
         log.warning("%s %s -> %d %s: %s", request.method, request.path, status, exc.code, exc.message)
     return resp
@@ -126,11 +140,7 @@ def handle_http_error(exc: HTTPException) -> Response:
     status = exc.code or 500
     code = _HTTP_CODES.get(status, f"http_{status}")
     if isinstance(exc, RequestEntityTooLarge):
-        from flask import current_app
-
-        limit = current_app.config.get("MAX_CONTENT_LENGTH") or 0
-        message = (f"the request body is larger than {limit / MIB:.1f} MB "
-                   f"(limits.upload_max_mb plus form overhead); send a smaller photo")
+        code, message = _too_large(exc)
     elif status == 404:
         message = f"no such endpoint: {request.method} {request.path}"
     elif status == 405:
@@ -143,6 +153,27 @@ def handle_http_error(exc: HTTPException) -> Response:
         # The rest of the body is not read; do not keep the connection (and drain it).
         resp.headers["Connection"] = "close"
     return resp
+
+
+def _too_large(exc: RequestEntityTooLarge) -> tuple[str, str]:
+    """(code, message) of a 413 naming the limit that refused it: the body size (MAX_CONTENT_LENGTH,
+    checked against Content-Length before the body is read) or the form parser's part limits."""
+    from flask import current_app
+
+    cfg = current_app.config
+    body_limit = int(cfg.get("MAX_CONTENT_LENGTH") or 0)
+    length = request.content_length
+    if length is not None and length > body_limit:
+        return "upload_too_large", (f"the request body is {length / MIB:.1f} MB, larger than {body_limit / MIB:.1f} MB "
+                                    "(limits.upload_max_mb plus form overhead); send a smaller photo")
+    parts, part_bytes = int(cfg["MAX_FORM_PARTS"]), int(cfg["MAX_FORM_MEMORY_SIZE"])
+    if length is None:
+        return "upload_too_large", (f"the request body exceeds a limit: at most {body_limit / MIB:.1f} MB in all, "
+                                    f"at most {parts} form parts, at most {part_bytes} bytes of headers or text "
+                                    "per part")
+    return FORM_TOO_LARGE, (f"the multipart form exceeds the form parser's limits: at most {parts} parts, and at "
+                            f"most {part_bytes} bytes of headers or text per part (a field name or a text value); "
+                            "send only the fields this endpoint documents")
 
 
 def handle_unexpected(exc: Exception) -> Response:

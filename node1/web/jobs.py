@@ -184,7 +184,6 @@ class JobRunner:
         timings.update({k: float(v) for k, v in result.timings_ms.items()})
         timings["encode"] = encode_ms
         timings["total"] = timings.get("decode", 0.0) + runner_ms + encode_ms
-        self.metrics.gvirtus_calls.inc(max(result.gvirtus_calls, 0))
         self.metrics.transport_bytes.inc(max(result.transport_bytes, 0))
         response = {"id": job.id, "result_url": f"/api/result/{job.id}",
                     "timings_ms": {k: round(v, 2) for k, v in timings.items()},

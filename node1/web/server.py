@@ -40,6 +40,7 @@ from gunicorn.glogging import Logger as GunicornLogger
 from mirror import Config, ConfigError, load_config, notify_ready, setup_logging
 from node1.tryon import GarmentCatalog, TryOnRunner
 from node1.web.tls import ensure_certificate, server_ssl_context
+from node1.web.worker import JsonErrorThreadWorker
 
 COMPONENT = "node1.web"
 RUNNER_FACTORY_ENV = "VM_RUNNER_FACTORY"
@@ -244,7 +245,7 @@ def gunicorn_options(cfg: Config, cert: Path, key: Path, *, io_timeout_s: float 
             state_of(app).jobs.shutdown()
 
     return {
-        "bind": [bind], "workers": 1, "worker_class": "gthread", "threads": HTTP_THREADS,
+        "bind": [bind], "workers": 1, "worker_class": JsonErrorThreadWorker, "threads": HTTP_THREADS,
         "worker_connections": WORKER_CONNECTIONS, "keepalive": KEEPALIVE_S, "timeout": WORKER_TIMEOUT_S,
         "graceful_timeout": GRACEFUL_TIMEOUT_S, "limit_request_line": LIMIT_REQUEST_LINE,
         "limit_request_fields": LIMIT_REQUEST_FIELDS, "limit_request_field_size": LIMIT_REQUEST_FIELD_SIZE,

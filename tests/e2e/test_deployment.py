@@ -10,7 +10,12 @@ VITON service, node 2 gateway and node 1's gunicorn over HTTPS, all real, with t
 from __future__ import annotations
 
 import io
+import json
+import os
+import re
+import signal
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,7 +57,8 @@ def test_api_dresses_the_astronaut(client: WebClient, astronaut: np.ndarray) -> 
     assert set(out) >= {"id", "result_url", "timings_ms", "device", "transport"}
     assert set(out["timings_ms"]) >= {"pose", "parsing", "transfer", "tryon"}
     assert out["transport"] == "tcp"  # no RDMA device here: auto fell back to TCP
-    assert "gvirtus" in out["device"] or "fallback" in out["device"]
+    # node 2's device served preprocessing through gvirtus, not node 1's CPU fallback
+    assert out["device"].startswith("gvirtus:") and "fallback" not in out["device"], out["device"]
     result = np.asarray(Image.open(io.BytesIO(client.result(out["result_url"]))).convert("RGB"), np.float32)
     assert result.shape == astronaut.shape
     src = astronaut.astype(np.float32)
@@ -68,9 +74,16 @@ def test_api_dresses_the_astronaut(client: WebClient, astronaut: np.ndarray) -> 
 
 def test_health_reports_the_deployment(client: WebClient) -> None:
     health = client.health()
-    assert health["status"] in {"ok", "degraded"}
+    assert health["status"] == "ok", health
     assert health["transport"] == "tcp"
-    assert health["node2_reachable"] is True
+    assert health["node2_reachable"] is True and health["node2_status"] == "ok"
+    assert health["details"]["node2"]["viton"]["ok"] is True
+    # the models are reported from what is loaded: the portable set gvirtus registers, loaded at boot
+    assert {"pose_detection", "pose_landmark_full"} <= set(health["details"]["models"]["portable"])
+    assert set(health["models_loaded"]) >= set(health["details"]["models"]["portable"])
+    for path, want in (("/livez", "alive"), ("/readyz", "ready")):
+        status, _, body = client.request("GET", path)
+        assert status == 200 and json.loads(body)["status"] == want, (path, status, body)
 
 
 @pytest.mark.parametrize(("body", "garment", "status", "code"), [
@@ -90,7 +103,7 @@ def test_bad_uploads_are_refused_and_service_keeps_serving(client: WebClient, as
         client.tryon(payload, gid)
     assert (err.value.status, err.value.code) == (status, code)
     assert err.value.message
-    assert client.health()["status"] in {"ok", "degraded"}
+    assert client.health()["status"] == "ok"
 
 
 @pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="needs Debian's chromium and chromium-driver")
@@ -163,3 +176,85 @@ def test_node2_health_and_both_nodes_metrics(deployment: LocalDeployment, client
                  "transport_bytes_total"):
         assert name in text, name
     assert 'tryon_requests_total{outcome="ok"}' in text
+
+
+def scrape(client: WebClient) -> dict[str, float]:
+    """node 1's /metrics as {"name{labels}": value} (samples only)."""
+    status, _, body = client.request("GET", "/metrics")
+    assert status == 200
+    out = {}
+    for line in body.decode().splitlines():
+        m = re.match(r"^([a-zA-Z_:][\w:]*(?:\{[^}]*\})?) (\S+)$", line)
+        if m:
+            out[m.group(1)] = float(m.group(2))
+    return out
+
+
+def node2_metrics(deployment: LocalDeployment) -> dict[str, float]:
+    import urllib.request
+
+    port = deployment.config["node2"]["health_port"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as r:  # noqa: S310 (loopback)
+        text = r.read().decode()
+    return {m.group(1): float(m.group(2)) for m in re.finditer(r"^([a-zA-Z_:][\w:]*(?:\{[^}]*\})?) (\S+)$",
+                                                                text, re.M)}
+
+
+def _delta(before: dict[str, float], after: dict[str, float], key: str) -> float:
+    return after.get(key, 0.0) - before.get(key, 0.0)
+
+
+OK = 'tryon_requests_total{outcome="ok"}'
+GATEWAY_RESULTS = 'gateway_requests_total{kind="tryon",outcome="result"}'
+FALLBACKS = ('connect_failed', 'remote_failed', 'reconnecting', 'circuit_open')
+
+
+def test_counters_move_by_what_happened(deployment: LocalDeployment, client: WebClient,
+                                        astronaut: np.ndarray) -> None:
+    """Real try-ons through the running deployment; each counter moves by exactly what they did."""
+    photo, gid = _jpeg(astronaut), client.garments()[0]["id"]
+    client.tryon(photo, gid)                                  # warm: models registered on the backend
+    deltas = []
+    for n in (1, 2):
+        before, before2 = scrape(client), node2_metrics(deployment)
+        outs = [client.tryon(photo, gid) for _ in range(n)]
+        after, after2 = scrape(client), node2_metrics(deployment)
+        assert all(o["device"].startswith("gvirtus:") for o in outs), outs
+        assert _delta(before, after, OK) == n
+        assert _delta(before, after, 'tryon_duration_seconds_count{stage="total"}') == n
+        assert _delta(before2, after2, GATEWAY_RESULTS) == n   # node 2 saw exactly these try-ons
+        assert _delta(before, after, "transport_bytes_total") > 0
+        for reason in FALLBACKS:                              # nothing fell back
+            assert _delta(before, after, f'preprocess_fallbacks_total{{reason="{reason}"}}') == 0, reason
+        deltas.append(_delta(before, after, "gvirtus_calls_total"))
+    # the same photo takes the same remote calls each time: two try-ons make exactly twice one's
+    assert deltas[0] > 0 and deltas[1] == 2 * deltas[0], deltas
+    # a refused upload reaches neither gvirtus nor node 2, and is counted as what it was
+    before = scrape(client)
+    with pytest.raises(ApiError):
+        client.tryon(b"not an image", gid)
+    after = scrape(client)
+    assert _delta(before, after, 'tryon_requests_total{outcome="unsupported_image_type"}') == 1
+    assert _delta(before, after, "gvirtus_calls_total") == 0 and _delta(before, after, OK) == 0
+
+
+def test_gvirtus_loss_falls_back_to_the_cpu_and_is_counted(deployment: LocalDeployment, client: WebClient,
+                                                           astronaut: np.ndarray) -> None:
+    """On purpose: the gvirtus backend is killed; the next try-on is served by node 1's CPU (and says so),
+    counted as a fallback; once the supervisor has restarted the backend, try-ons return to gvirtus.
+    (Last in this module: it kills a child of the shared deployment.)"""
+    photo, gid = _jpeg(astronaut), client.garments()[0]["id"]
+    assert client.tryon(photo, gid)["device"].startswith("gvirtus:")
+    before = scrape(client)
+    os.kill(deployment.children()["gvirtus.backend"], signal.SIGKILL)
+    out = client.tryon(photo, gid)
+    after = scrape(client)
+    assert out["device"] == "cpu (local fallback)", out
+    assert _delta(before, after, 'preprocess_fallbacks_total{reason="remote_failed"}') == 1
+    assert _delta(before, after, OK) == 1
+    health = client.health()
+    assert health["details"]["preprocess_last_served_by"] == "cpu"
+    deadline = time.monotonic() + REQUEST_TIMEOUT_S
+    while not client.tryon(photo, gid)["device"].startswith("gvirtus:"):
+        assert time.monotonic() < deadline, "never returned to the remote device"
+    assert client.health()["details"]["preprocess_last_served_by"] == "remote"

@@ -17,6 +17,7 @@ import pytest
 
 import gvirtus
 from gvirtus.testing import BackendProcess
+from node1.tryon.distributed import REMOTE_CALL_TIMEOUT_S
 from testing.faultproxy import FaultProxy, ProxyError
 from transport import Frame, PeerUnavailable, TcpClient, TcpServer
 from transport.base import HEARTBEAT_TIMEOUT_S
@@ -219,7 +220,7 @@ def test_transport_reset_fails_in_flight_requests_at_once(tcp_link: tuple[FaultP
 
 # ------------------------------------------------------------------ the gvirtus link
 def test_gvirtus_link_cut_is_a_typed_error_within_the_call_deadline(gvirtus_backend: BackendProcess) -> None:
-    call_deadline_s = 3.0                                # node1.tryon.distributed's REMOTE_CONNECT_TIMEOUT_S
+    call_deadline_s = REMOTE_CALL_TIMEOUT_S              # node 1's session deadline
     backend = gvirtus_backend
     with FaultProxy(("127.0.0.1", backend.port)) as proxy:
         dev = gvirtus.connect(f"127.0.0.1:{proxy.port}", token=backend.token, timeout_s=call_deadline_s)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -186,7 +185,7 @@ HOSTILE_MESSAGES: dict[str, tuple[list[bytes], set[str]]] = {
     "wrong version": ([b'{"v": 9, "kind": "tryon", "id": "m6", "meta": {}, "tensors": []}'], {"malformed_frame"}),
     "oversized header": ([b'{"v":1,"pad":"' + b"x" * (MAX_HEADER_BYTES + 10) + b'"}'], {"frame_too_large"}),
     "valid frame, wrong tensors": ([json.dumps({"v": 1, "kind": "tryon", "id": "m8", "meta": {"garment_id": "z"},
-                                                "tensors": []}).encode()], {"bad_request", "bad_input"}),
+                                                "tensors": []}).encode()], {"missing_tensor"}),  # viton.contract
 }
 
 
@@ -248,14 +247,12 @@ def test_gateway_survives_a_deeply_nested_header(lone_gateway: Any) -> None:
 
 def test_viton_service_survives_a_deeply_nested_header(tmp_path: Path) -> None:
     from viton import make_engine
-    from viton.service import TryOnService
+    from viton.service import TryOnService, serve
 
-    service = TryOnService(make_engine("geometric", device="cpu"), f"ipc://{tmp_path}/v.sock", MAX_BYTES)
-    stop = threading.Event()
-    thread = threading.Thread(target=service.serve, args=(stop,), daemon=True)
-    thread.start()
-    assert service.bound.wait(10)
-    sock = _dealer(service.endpoint)
+    service = TryOnService(make_engine("geometric", device="cpu"))
+    endpoint = f"ipc://{tmp_path}/v.sock"
+    server = serve(service, endpoint, max_bytes=MAX_BYTES)
+    sock = _dealer(endpoint)
     sock.rcvtimeo = 3000
     try:
         sock.send_multipart([NESTED_HEADER])
@@ -267,5 +264,5 @@ def test_viton_service_survives_a_deeply_nested_header(tmp_path: Path) -> None:
         assert json.loads(sock.recv_multipart()[0])["kind"] == "pong"
     finally:
         sock.close()
-        stop.set()
-        thread.join(5)
+        server.close()
+        service.stop()

@@ -76,7 +76,7 @@ def test_request_flood_from_one_client_gets_429_and_others_are_served(deployment
     assert doc["error"]["code"] == "rate_limited" and FLOOD_CLIENT in doc["error"]["message"]
     assert 1 <= int(hdrs["retry-after"]) <= 60
     # Another client (this test's own address) is not limited, and read-only endpoints still answer.
-    assert client.health()["status"] in ("ok", "degraded")
+    assert client.health()["status"] == "ok"
     other = _conn(deployment, "127.0.0.1")
     try:
         assert _send(other, "POST", "/api/tryon")[0] == 400
@@ -117,7 +117,7 @@ def test_bad_uploads_get_typed_4xx_and_the_server_keeps_serving(deployment: Depl
         conn.close()
     assert (got, doc["error"]["code"]) == (status, code), doc
     assert len(doc["error"]["message"]) > 20
-    assert client.health()["status"] in ("ok", "degraded")
+    assert client.health()["status"] == "ok"
 
 
 class _Trickler:
@@ -169,4 +169,4 @@ def test_slow_body_trickle_does_not_starve_other_clients(deployment: Deployment,
         for t in tricklers:
             t.thread.join(10)
     assert ok and waited < HEALTH_BOUND_S, f"/health waited {waited:.1f} s behind {len(tricklers)} slow clients"
-    assert client.health()["status"] in ("ok", "degraded")   # and it recovers once they stop
+    assert client.health()["status"] == "ok"   # and it recovers once they stop

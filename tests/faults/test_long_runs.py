@@ -16,6 +16,7 @@ import pytest
 from tests.faults.deployment import ROOT
 
 RUN_TIMEOUT_S = 1500
+MIN_SUCCESS_RATE = 0.99       # nothing is broken during the plain load run: at least 99 % succeed
 
 
 def _bench(script: str, *args: str) -> dict:
@@ -28,7 +29,8 @@ def _bench(script: str, *args: str) -> dict:
 @pytest.mark.slow
 def test_load_run_loses_nothing_and_holds_its_bounds() -> None:
     r = _bench("load_bench.py", "--shoppers", "4", "--minutes", "1")
-    assert r["lost"] == 0 and r["ok"] > 0
+    assert r["lost"] == 0 and r["requests"] > 0, r
+    assert r["ok"] / r["requests"] >= MIN_SUCCESS_RATE, (r["success_rate"], r["errors_by_kind"])
     assert r["bounds_held"], r["processes"]
     assert set(r["errors_by_kind"]) <= {"node2_unavailable", "busy", "timeout"}, r["errors_by_kind"]
 

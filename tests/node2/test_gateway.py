@@ -145,3 +145,24 @@ def test_health_frame_does_not_block_the_channel(gateway_config, gateway, viton:
         assert time.monotonic() - t0 < 0.4
         h = health.result(timeout=5)
     assert h.meta["status"] == "degraded" and h.meta["viton"]["reachable"] is False
+
+
+def _get(url: str) -> tuple[int, dict[str, str], dict]:  # type: ignore[type-arg]
+    try:
+        with urllib.request.urlopen(url, timeout=20) as r:
+            return r.status, dict(r.headers), json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), json.loads(e.read())
+
+
+def test_liveness_and_readiness_follow_viton(gateway, viton: TinyViton) -> None:  # type: ignore[no-untyped-def]
+    base = f"http://{gateway.health.address}"
+    assert _get(base + "/livez")[::2] == (200, {"status": "alive"})
+    assert _get(base + "/readyz")[::2] == (200, {"status": "ready"})
+    viton.close()                                   # VITON down: alive, not ready, /health says why
+    status, headers, body = _get(base + "/readyz")
+    assert status == 503 and body["status"] == "not_ready" and body["health_status"] == "degraded"
+    assert headers["Retry-After"] == "5"
+    status, headers, body = _get(base + "/health")
+    assert status == 503 and body["status"] == "degraded" and headers["Retry-After"] == "5"
+    assert _get(base + "/livez")[0] == 200

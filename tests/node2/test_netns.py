@@ -71,7 +71,8 @@ def test_gateway_in_its_own_namespace(netns: dict[str, str], tmp_path: Path) -> 
         garment = make_garment()
         r = client.tryon(person_tensors(h=256, w=192), garment, timeout_s=15)
         assert r.kind == "result" and r.tensors["image"].shape == (256, 192, 3)
-        with urllib.request.urlopen(f"http://{netns['ns_ip']}:{health_port}/health", timeout=5) as resp:
+        # the first /health also probes the absent gvirtus backend (channel-ready wait up to 5 s): seconds
+        with urllib.request.urlopen(f"http://{netns['ns_ip']}:{health_port}/health", timeout=20) as resp:
             assert json.loads(resp.read())["viton"]["reachable"] is True
 
         # The link goes down mid-request: no RST arrives, heartbeats notice it (2.5 s of silence).

@@ -14,11 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-gvirtus = pytest.importorskip("gvirtus")
-testing = pytest.importorskip("gvirtus.testing")
-
-from node1.pose import FallbackDevice, detect_faces, estimate_pose, segment_person  # noqa: E402
-from node1.pose.runners import LocalRunner  # noqa: E402
+import gvirtus
+from gvirtus import testing
+from node1.pose import FallbackDevice, detect_faces, estimate_pose, segment_person
+from node1.pose.runners import LocalRunner
 
 PORTABLE_CPU = LocalRunner("cpu", cpu_fast=False)  # the graphs gvirtus is sent, run unlowered
 

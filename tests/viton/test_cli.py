@@ -3,7 +3,6 @@ source (node1.preprocess, garments catalog/preparation) and skips until they exi
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +36,6 @@ def test_unreadable_photo_is_bad_input(tmp_path: Path, capsys: pytest.CaptureFix
     assert "cannot read image" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(importlib.util.find_spec("node1.preprocess") is None,
-                    reason="needs node 1 preprocessing (node1.preprocess), not in the tree yet")
 def test_in_process_tryon_of_the_astronaut(tmp_path: Path, astronaut: np.ndarray) -> None:
     photo = tmp_path / "astronaut.png"
     Image.fromarray(astronaut).save(photo)

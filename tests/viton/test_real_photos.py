@@ -11,7 +11,6 @@ a hand-labelled astronaut (keypoints read off the photo, colour-threshold parse)
 from __future__ import annotations
 
 import functools
-import importlib.util
 
 import numpy as np
 import pytest
@@ -22,9 +21,6 @@ from viton import GarmentData, GeometricEngine, PersonData
 from viton.geometric.body import body_frame, fit_hem_to_clothes
 from viton.geometric.engine import arm_zone
 from viton.geometric.regions import UPPER_LABELS
-
-HAVE_PREPROCESS = importlib.util.find_spec("node1.preprocess") is not None
-HAVE_DEMO = importlib.util.find_spec("garments.demo") is not None
 
 
 @functools.cache
@@ -51,8 +47,6 @@ def preprocessed(name: str, photo: np.ndarray, flip: bool) -> PersonData:
     return _PEOPLE[name, flip]
 
 
-@pytest.mark.skipif(not HAVE_PREPROCESS, reason="needs node 1 preprocessing (node1.preprocess), not in the tree yet")
-@pytest.mark.skipif(not HAVE_DEMO, reason="needs the demo catalog (garments.demo), not in the tree yet")
 @pytest.mark.parametrize("photo_name", ["astronaut", "camera_rgb"])
 @pytest.mark.parametrize("flip", [False, True])
 def test_real_photo_acceptance(photo_name: str, flip: bool, request: pytest.FixtureRequest) -> None:

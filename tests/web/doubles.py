@@ -26,6 +26,7 @@ from node1.tryon import (
     STAGES,
     BadGarment,
     GarmentInfo,
+    Node2Unavailable,
     RunnerHealth,
     TryOnError,
     TryOnResult,
@@ -127,6 +128,7 @@ class TorsoTintTestRunner:
         self.delay_s = delay_s
         self.fail_with = fail_with
         self.calls = 0
+        self.node2_status = "ok"     # what node 2's health document would say
 
     def run(self, photo: np.ndarray, garment_id: str, progress) -> TryOnResult:  # type: ignore[no-untyped-def]
         self.calls += 1
@@ -144,12 +146,12 @@ class TorsoTintTestRunner:
         colour = np.array(garment_colour(self.catalog, garment_id), np.float32)
         out[rows, cols] = (TINT_ALPHA * colour + (1 - TINT_ALPHA) * out[rows, cols]).astype(np.uint8)
         return TryOnResult(image=out, timings_ms=timings, device="cpu (web test double)",
-                              transport="none (web test double)", gvirtus_calls=3, transport_bytes=1000)
+                              transport="none (web test double)", transport_bytes=1000)
 
     def health(self) -> RunnerHealth:
+        down = isinstance(self.fail_with, TryOnError) and self.fail_with.code == "node2_unavailable"
         return RunnerHealth(models_loaded=["web-test-double"], transport="none (web test double)",
-                              node2_reachable=not isinstance(self.fail_with, TryOnError) or
-                              self.fail_with.code != "node2_unavailable")
+                              node2_reachable=not down, node2_status=self.node2_status)
 
 
 def build_for_tests(cfg: Config) -> tuple[TorsoTintTestRunner, object]:
@@ -162,4 +164,6 @@ def build_for_tests(cfg: Config) -> tuple[TorsoTintTestRunner, object]:
     else:
         catalog = InMemoryTestCatalog()
     delay = float(os.environ.get("VM_TEST_PIPELINE_DELAY_S", "0") or 0)
-    return TorsoTintTestRunner(catalog, delay_s=delay), catalog
+    # VM_TEST_FAIL=node2_unavailable: every try-on fails as if node 2 were down (503)
+    fail = {"node2_unavailable": Node2Unavailable()}.get(os.environ.get("VM_TEST_FAIL", ""))
+    return TorsoTintTestRunner(catalog, delay_s=delay, fail_with=fail), catalog

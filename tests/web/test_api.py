@@ -279,10 +279,28 @@ def test_health_and_metrics(app_factory, catalog, astronaut_jpeg):
     assert 'tryon_requests_total{outcome="unsupported_image_type"} 1.0' in text
     assert 'tryon_errors_total{kind="unsupported_image_type"} 1.0' in text
     assert 'tryon_duration_seconds_count{stage="pose"} 1.0' in text
-    assert "gvirtus_calls_total 3.0" in text and "transport_bytes_total 1000.0" in text
+    assert "transport_bytes_total 1000.0" in text
+    # the double has no counters: it made no gvirtus call and never fell back (the real counts: tests/e2e)
+    assert "gvirtus_calls_total 0.0" in text and "preprocess_fallbacks_total{" not in text
 
     down = app_factory(runner=TorsoTintTestRunner(catalog, fail_with=Node2Unavailable())).test_client()
     assert down.get("/health").json["status"] == "degraded"
+
+
+def test_liveness_readiness_and_node2_status(app_factory, catalog):
+    runner = TorsoTintTestRunner(catalog)
+    client = app_factory(runner=runner).test_client()
+    assert client.get("/livez").json == {"status": "alive", "node": "node1"}
+    r = client.get("/readyz")
+    assert r.status_code == 200 and r.json["status"] == "ready"
+    assert r.json["checks"] == {"models_loaded": True, "node2_reachable": True, "node2_status": "ok"}
+    runner.node2_status = "degraded"            # node 2 answers but VITON is down
+    r = client.get("/readyz")
+    assert r.status_code == 503 and r.json["status"] == "not_ready" and r.headers["Retry-After"] == "5"
+    assert "node 2 reports 'degraded'" in r.json["reasons"][0]
+    h = client.get("/health").json
+    assert h["status"] == "degraded" and h["node2_status"] == "degraded" and h["reasons"]
+    assert client.get("/livez").status_code == 200   # the process still serves
 
 
 def test_page_and_security_headers(app_factory):

@@ -188,7 +188,6 @@ def test_real_local_pipeline_in_the_browser(tmp_path: Path, demo_catalog_dir: Pa
     """Opt-in (--run-slow): the page with REAL components in process (node1.tryon.in_process)."""
     from selenium.webdriver.common.by import By
 
-    pytest.importorskip("node1.preprocess", reason="node1.preprocess is not available")
     srv = start_server(tmp_path, env_extra={"VM_RUNNER_FACTORY": "node1.tryon.in_process:build_in_process"},
                        paths={"catalog_dir": str(demo_catalog_dir)}, limits={"request_timeout_s": 300})
     ARTIFACTS.mkdir(exist_ok=True)

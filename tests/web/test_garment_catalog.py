@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from node1.tryon import BadGarment, UnknownGarment
-from node1.tryon.catalog import WebCatalog, open_catalog
+from node1.tryon import BadGarment, GarmentNameTooLong, GarmentShowsPerson, UnknownGarment
+from node1.tryon.catalog import MAX_NAME_CHARS, WebCatalog, open_catalog
 from tests.web.conftest import OPERATOR_TOKEN, encode
 
 
@@ -80,3 +80,42 @@ def test_operator_api_with_the_real_catalog(web_catalog: WebCatalog, app_factory
     assert r2.get_json()["id"] == r.get_json()["id"]            # the same file twice: one garment
     assert len(client.get("/api/garments").get_json()["garments"]) == 11
     assert client.get(f"/api/garments/{r.get_json()['id']}/thumbnail").status_code == 200
+
+
+def test_operator_add_refuses_a_photo_of_a_person(web_catalog: WebCatalog, astronaut: np.ndarray, tmp_path: Path):
+    with pytest.raises(GarmentShowsPerson, match="shows a person") as err:
+        web_catalog.add(encode(astronaut, "PNG"), "Astronaut suit")
+    assert err.value.code == "garment_shows_person" and "product photo" in err.value.message
+    assert not (tmp_path / "drop").exists() or not any((tmp_path / "drop").iterdir())
+    assert len(web_catalog.list()) == 10
+
+
+def test_operator_name_limit_is_the_specs(web_catalog: WebCatalog):
+    import yaml
+
+    spec = yaml.safe_load((Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml").read_text())
+    schema = spec["paths"]["/api/garments"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert schema["properties"]["name"]["maxLength"] == MAX_NAME_CHARS == 120
+    g = web_catalog.catalog.garments[0]
+    img = g.image.copy()
+    img[g.mask >= 128] = (img[g.mask >= 128].astype(int) // 3 + np.array([90, 0, 90])).clip(0, 255).astype(np.uint8)
+    with pytest.raises(GarmentNameTooLong, match="500 characters long; the limit is 120") as err:
+        web_catalog.add(encode(img, "PNG"), "x" * 500)
+    assert err.value.code == "garment_name_too_long"
+    longest = "Purple tee " + "y" * (MAX_NAME_CHARS - 11)
+    assert web_catalog.add(encode(img, "PNG"), longest).name == longest     # kept whole, not cut
+
+
+def test_operator_api_answers_422_for_a_person_and_a_long_name(web_catalog: WebCatalog, app_factory,
+                                                                astronaut: np.ndarray):
+    client = app_factory(catalog=web_catalog).test_client()
+    headers = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+    r = client.post("/api/garments", data={"image": (io.BytesIO(encode(astronaut, "JPEG")), "me.jpg"),
+                                           "name": "Me"}, headers=headers, content_type="multipart/form-data")
+    assert r.status_code == 422 and r.get_json()["error"]["code"] == "garment_shows_person"
+    data, _ = _demo_product_photo(web_catalog)
+    r = client.post("/api/garments", data={"image": (io.BytesIO(data), "g.png"), "name": "n" * 500},
+                    headers=headers, content_type="multipart/form-data")
+    assert r.status_code == 422 and r.get_json()["error"]["code"] == "garment_name_too_long"
+    assert "limit is 120" in r.get_json()["error"]["message"]
+    assert len(client.get("/api/garments").get_json()["garments"]) == 10

@@ -20,13 +20,9 @@ from node1.web import state_of
 
 @pytest.fixture(scope="module")
 def local_parts(demo_catalog_dir, tmp_path_factory):
-    try:
-        import node1.preprocess  # noqa: F401
-        from node1.tryon.in_process import build_in_process
-    except ImportError as exc:
-        pytest.skip(f"node1.preprocess is not available: {exc}")
     from mirror import ModelFileError
     from mirror.config import validate
+    from node1.tryon.in_process import build_in_process  # our own code: an ImportError fails the test
     from tests.web.conftest import make_config_dict
 
     tmp = tmp_path_factory.mktemp("local")
