@@ -8,8 +8,9 @@ second in the transparent layer, pipelined vs one blocking round trip per op; ho
 bandwidth at 64 KB, 1 MB, 16 MB next to a raw TCP socket moving the same bytes between two
 processes (the floor: both ends receive into buffers allocated once and send from one, with the
 data channel's socket options; runs alternate with the copies); launch of a registered 256x256
-conv net vs the same module run in-process, and `module_transfer_ms`: the launch's own input and
-output bytes copied up and down, measured in the same alternating runs (not derived from a rate).
+conv net vs the same module run in-process (eager, and the backend's own compiled graph), and
+`module_transfer_ms`: the launch's own input and output bytes copied up and down, measured in the
+same alternating runs (not derived from a rate).
 Without --target it starts `python -m gvirtus.backend` (--device, default cpu; 1 torch thread) on a free port.
 On a CUDA backend the module rows compare the remote launch with the same net run locally on the CPU
 (1 thread), and "module_cuda_local_ms" adds the same net run in this process on the local GPU.
@@ -42,7 +43,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import gvirtus  # noqa: E402
-from bench.common import pct  # noqa: E402
+from bench.common import pct, service_allocator  # noqa: E402
 from gvirtus.testing import BackendProcess  # noqa: E402
 
 SIZES = {"64KB": 64 * 1024, "1MB": 1 << 20, "16MB": 16 << 20}
@@ -70,7 +71,7 @@ SINK = textwrap.dedent("""
         if op == b"W":                       # client writes n bytes; ack with one byte
             got = 0
             while got < n:
-                got += conn.recv_into(view[:n - got])
+                got += conn.recv_into(view[got:n])
             conn.sendall(b"k")
         else:                                # client reads n bytes: sent from the preallocated buffer
             conn.sendall(view[:n])
@@ -108,8 +109,11 @@ class RawSocket:
         self._ack = memoryview(bytearray(1))
 
     def write(self, data: memoryview) -> None:
-        self.sock.sendall(b"W" + data.nbytes.to_bytes(8, "little"))
-        self.sock.sendall(data)
+        from gvirtus.datachannel import send_all
+
+        # header and payload in one gathered write, as the data channel sends them (two sendall calls
+        # would put the header in a segment of its own under TCP_NODELAY and slow the floor down)
+        send_all(self.sock, [b"W" + data.nbytes.to_bytes(8, "little"), data])
         self.sock.recv_into(self._ack, 1)
 
     def read(self, n: int) -> memoryview:
@@ -235,14 +239,23 @@ def paired(local: Callable[[], Any], remote: Callable[[], Any], reps: int) -> tu
 
 
 def bench_module(dev: gvirtus.RemoteDevice, reps: int) -> dict[str, float]:
+    """The conv net remote vs in-process. The backend runs the captured graph with its convolution chains
+    lowered (gvirtus.lowering), which eager PyTorch does not do: module_local_ms (eager) is what a caller
+    without gvirtus gets, module_local_graph_ms runs the backend's own compiled graph in this process, and
+    the launch overhead is measured against the latter (the same computation on both sides)."""
+    from gvirtus.graph import CompiledGraph, capture
+
     torch.manual_seed(0)
     net = SmallConvNet().eval()
     x = torch.rand(1, 3, 256, 256)
     mod = dev.register_module(net, [x])
     floor_mod = dev.register_module(Scale(), [x])
+    cap = capture(net, [x])
+    graph = CompiledGraph(cap.graph_json, list(cap.weights), list(cap.input_specs), torch.device("cpu"))
     with torch.no_grad():
         y = net(x)
         torch.testing.assert_close(mod(x), y, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(graph.run([x])[0], y, atol=1e-5, rtol=1e-5)
         h_in, h_out = dev.malloc(x.numel() * 4), dev.malloc(y.numel() * 4)
 
         def transfer() -> None:
@@ -252,10 +265,12 @@ def bench_module(dev: gvirtus.RemoteDevice, reps: int) -> dict[str, float]:
 
         for _ in range(3):
             net(x)
+            graph.run([x])
             mod(x)
             floor_mod(x)
             transfer()
-        local, remote, overhead = paired(lambda: net(x), lambda: mod(x), reps)
+        local, _, _ = paired(lambda: net(x), lambda: mod(x), reps)
+        local_graph, remote, overhead = paired(lambda: graph.run([x]), lambda: mod(x), reps)
         _, floor_remote, floor_overhead = paired(lambda: x * 0.5, lambda: floor_mod(x), reps)
         transfer_s = alternating({"transfer": transfer, "launch": lambda: mod(x)}, reps)["transfer"]
         dev.free(h_in)
@@ -264,7 +279,8 @@ def bench_module(dev: gvirtus.RemoteDevice, reps: int) -> dict[str, float]:
     again = dev.register_module(net, [x])
     reregister = time.perf_counter() - t0
     extra = bench_module_local_cuda(net, x, reps) if dev.properties()["device_type"] == "cuda" else {}
-    return {**extra, "module_local_ms": local * 1e3, "module_remote_ms": remote * 1e3,
+    return {**extra, "module_local_ms": local * 1e3, "module_local_graph_ms": local_graph * 1e3,
+            "module_remote_ms": remote * 1e3,
             "module_launch_overhead_ms": overhead * 1e3, "module_transfer_ms": transfer_s * 1e3,
             "module_overhead_minus_transfer_ms": overhead * 1e3 - transfer_s * 1e3,
             "trivial_launch_ms": floor_remote * 1e3, "trivial_launch_overhead_ms": floor_overhead * 1e3,
@@ -309,11 +325,12 @@ def table(r: dict[str, Any]) -> str:
                      "target >= 50% of socket" if label == "16MB" else "",
                      f"raw socket {r[f'socket_{label}_gbps']:.2f} GB/s -> {r[key] / r[f'socket_{label}_gbps']:.0%}"))
     rows += [
-        ("module launch 256x256", f"{r['module_remote_ms']:.2f} ms", f"local {r['module_local_ms']:.2f} ms",
-         f"ratio {r['module_remote_ms'] / r['module_local_ms']:.2f}x"),
+        ("module launch 256x256", f"{r['module_remote_ms']:.2f} ms",
+         f"local: same graph {r['module_local_graph_ms']:.2f} ms, eager {r['module_local_ms']:.2f} ms",
+         f"ratio to the same graph {r['module_remote_ms'] / r['module_local_graph_ms']:.2f}x"),
         ("  launch overhead", f"{r['module_launch_overhead_ms']:.2f} ms",
          f"target <= 2 ms + transfer ({r['module_transfer_ms']:.2f} ms, measured)",
-         f"minus transfer: {r['module_overhead_minus_transfer_ms']:.2f} ms (median of paired runs)"),
+         f"minus transfer: {r['module_overhead_minus_transfer_ms']:.2f} ms (median of paired runs vs the same graph)"),
         ("  trivial module launch", f"{r['trivial_launch_ms']:.2f} ms", "x * 0.5, same 768 KB in/out",
          f"overhead vs local {r['trivial_launch_overhead_ms']:.2f} ms"),
         *([("  same net, local GPU", f"{r['module_cuda_local_ms']:.2f} ms", "in this process, host in/out",
@@ -323,7 +340,8 @@ def table(r: dict[str, Any]) -> str:
          "no upload" if not r["module_reregister_uploaded"] else "UPLOADED", "trace + hash + lookup"),
     ]
     w = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = [f"gvirtus benchmark - backend {r['backend']} on {r['machine']}"]
+    lines = [f"gvirtus benchmark - backend {r['backend']} on {r['machine']}; allocator {r.get('allocator')} "
+             "on both sides"]
     lines += ["  ".join(c.ljust(w[i]) for i, c in enumerate(row)) for row in rows]
     return "\n".join(lines)
 
@@ -346,6 +364,9 @@ def run(dev: gvirtus.RemoteDevice, quick: bool) -> dict[str, Any]:
 
 
 def main() -> int:
+    # The backend child runs on the services' allocator (tcmalloc); the in-process baselines (module_local_ms,
+    # the local GPU column) must too, or they carry glibc's per-call cost and flatter the remote numbers.
+    allocator = service_allocator()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repetitions")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
@@ -363,6 +384,7 @@ def main() -> int:
             dev = gvirtus.connect(backend.target, token=backend.token)
             result = run(dev, args.quick)
             dev.close()
+    result["allocator"] = allocator
     if args.json:
         print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in result.items()}))
     else:

@@ -110,6 +110,13 @@ def latency_summary(all_ms: list[float], ok_ms: list[float], failed_ms: list[flo
     return out
 
 
+def served_by_device(out: Outcomes) -> dict[str, int]:
+    """Successful try-ons by the device their preprocessing ran on ("gvirtus:...", "cpu (local fallback)")."""
+    with out.lock:
+        devices = [device for _, kind, _, device in out.events if kind == "ok"]
+    return {d: devices.count(d) for d in sorted(set(devices))}
+
+
 def errors_of(kinds: dict[str, int]) -> dict[str, int]:
     return {k: v for k, v in sorted(kinds.items()) if k != "ok"}
 
@@ -233,8 +240,8 @@ def main(argv: list[str] | None = None) -> int:
             base = Outcomes()
             one = Shopper(dep, "127.0.1.200", photo, garments, seed=7)
             for _ in range(BASELINE_REQUESTS):
-                kind, ms, status, _ = one.tryon_once()
-                base.add(kind, ms, status)
+                kind, ms, status, doc = one.tryon_once()
+                base.add(kind, ms, status, str((doc or {}).get("device", "")) if kind == "ok" else "")
             start_stats = dep.process_stats()
             t0 = time.monotonic()
             out = run_load(dep, args.shoppers, args.minutes * 60, photo, garments, max_requests=args.max_requests)
@@ -263,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         "baseline_errors_by_code": errors_of(base.kinds), "baseline_p50_ms": base_p50,
         "baseline_throughput_per_s": round(1000.0 / base_p50, 3) if base_p50 else None,
         "p50_ratio_vs_baseline": round(p50 / base_p50, 2) if p50 and base_p50 else None,
+        "served_by_device": served_by_device(out), "baseline_served_by_device": served_by_device(base),
         "processes": procs, "rss_growth_bound_mb": RSS_GROWTH_BOUND_MB, "fd_growth_bound": FD_GROWTH_BOUND,
         "bounds_held": held and out.lost == 0 and out.contract_broken == 0, "cpus": os.cpu_count(),
         "loadavg_1m_end": round(os.getloadavg()[0], 2),
@@ -285,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{result['failed_p99_ms']}")
     print(f"errors by code: {errors or 'none'}; responses by HTTP status: {result['responses_by_status']}")
     print(f"lost (no response): {out.lost}; contract broken: {out.contract_broken}")
+    print(f"served by device: {result['served_by_device']} (baseline {result['baseline_served_by_device']})")
     print(f"{'process':<22}{'rss MB start':>13}{'end':>8}{'fds start':>11}{'end':>6}")
     for name, row in procs.items():
         a, b = row["start"] or {}, row["end"] or {}
