@@ -47,7 +47,9 @@ from node1.cli.http_client import WebClient  # noqa: E402
 from testing.deployment import LocalDeployment  # noqa: E402
 from testing.faultproxy import FaultProxy  # noqa: E402
 
-ORIGINAL_MS = 25000.0            # CLEVER (the system this re-creates): more than 25 s per photo (DESIGN.md)
+# CLEVER virtual mirror, the system this re-creates: OpenPose 16.5 s + human parsing 7.9 s per image through
+# GVirtuS, then VITON-HD (the team's design notes, "Anchors"): more than 25 s per photo.
+ORIGINAL_MS = 25000.0
 STAGES = ("pose", "parsing", "transfer", "tryon")
 GBIT_BPS = 1e9 / 8               # 1 Gbit/s in bytes per second
 NODE2_HOST, PROXY_HOST = "127.0.0.1", "127.0.0.2"
