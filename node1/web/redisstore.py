@@ -1,0 +1,202 @@
+"""The shared store (`node1.store: "redis"`): jobs, results and idempotency keys in a real Redis.
+
+Any number of gunicorn worker processes (`node1.web_processes`) and node-1 replicas pointed at the
+same Redis see the same jobs: a POST served by one worker, the events stream, status and result
+served by another. Keys (all under `prefix`, default "vm:"):
+
+    job:<id>       the JobRecord as JSON                     SET ... EX ttl_s (restarted when it finishes)
+    result:<id>    the result JPEG                           SET ... EX ttl_s
+    idem:<key>     Idempotency-Key -> job id                  SET ... NX EX ttl_s
+    lease:<owner>  "this worker process is alive"            SET ... EX LEASE_TTL_S, renewed every LEASE_RENEW_S
+
+Expiry is Redis's own (no sweeper here). Updates of a job are optimistic transactions
+(WATCH/MULTI), so a finish and a timeout racing from two processes cannot both win. Waiters (the
+synchronous POST, the SSE stream) poll the job every WAIT_POLL_S: a GET on a unix socket costs
+tens of microseconds. A job whose owner's lease has expired while it was unfinished is orphaned
+(the worker died: kill -9, OOM): `orphaned()` says so and the job is failed with `worker_lost`.
+
+The photo is never written to Redis: it stays in the memory of the worker running the job.
+Redis runs memory only (no RDB, no AOF: mirror.redis_server), so nothing reaches a disk.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, replace
+from typing import Any
+
+import redis
+
+from node1.web.jobstore import JobRecord
+
+LEASE_TTL_S = 3.0          # a worker silent this long is taken for dead
+LEASE_RENEW_S = 1.0
+WAIT_POLL_S = 0.05         # how often a waiter re-reads the job
+REDIS_IO_TIMEOUT_S = 5.0   # one Redis command; a hung Redis fails the request instead of hanging it
+SCAN_BATCH = 500
+
+log = logging.getLogger(__name__)
+
+
+def connect(address: str | tuple[str, int]) -> redis.Redis:
+    """A client for Redis at a unix socket path or (host, port) (mirror.config.redis_address)."""
+    if isinstance(address, str):
+        return redis.Redis(unix_socket_path=address, socket_timeout=REDIS_IO_TIMEOUT_S,
+                           socket_connect_timeout=REDIS_IO_TIMEOUT_S)
+    host, port = address
+    return redis.Redis(host=host, port=port, socket_timeout=REDIS_IO_TIMEOUT_S,
+                       socket_connect_timeout=REDIS_IO_TIMEOUT_S)
+
+
+def _dump(rec: JobRecord) -> str:
+    data = asdict(rec)
+    data["stages"] = list(rec.stages)
+    return json.dumps(data, separators=(",", ":"))
+
+
+def _load(raw: bytes | None) -> JobRecord | None:
+    if raw is None:
+        return None
+    data = json.loads(raw)
+    data["stages"] = tuple(data.get("stages") or ())
+    return JobRecord(**data)
+
+
+class RedisJobStore:
+    """JobStore on Redis. Thread-safe (redis-py's pool); one per worker process (after fork).
+
+    Args:
+        client: a redis.Redis.
+        ttl_s: how long jobs, results and idempotency keys are kept (limits.result_ttl_s).
+        prefix: key prefix (tests give each app its own).
+    """
+
+    def __init__(self, client: redis.Redis, ttl_s: float, prefix: str = "vm:") -> None:
+        if ttl_s <= 0:
+            raise ValueError(f"RedisJobStore needs ttl_s > 0, got {ttl_s}")
+        self.r: Any = client      # redis.Redis (typed Any: redis-py's stubs type replies as a union)
+        self.ttl_s = float(ttl_s)
+        self.prefix = prefix
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._ttl_ms = max(int(self.ttl_s * 1000), 1)
+        self._stop = threading.Event()
+        self._renew_lease()
+        self._lease_thread = threading.Thread(target=self._lease_loop, name="redis-lease", daemon=True)
+        self._lease_thread.start()
+
+    # ------------------------------------------------------------------ keys
+    def _job(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}"
+
+    def _result(self, job_id: str) -> str:
+        return f"{self.prefix}result:{job_id}"
+
+    def _lease(self, owner: str) -> str:
+        return f"{self.prefix}lease:{owner}"
+
+    # ------------------------------------------------------------------ lease of this process
+    def _renew_lease(self) -> None:
+        self.r.set(self._lease(self.owner), b"1", px=int(LEASE_TTL_S * 1000))
+
+    def _lease_loop(self) -> None:
+        while not self._stop.wait(LEASE_RENEW_S):
+            try:
+                self._renew_lease()
+            except redis.RedisError as exc:
+                log.warning("cannot renew this worker's lease in Redis: %s", exc)
+
+    # ------------------------------------------------------------------ JobStore
+    def create(self, rec: JobRecord, nbytes: int = 0) -> None:
+        self.r.set(self._job(rec.id), _dump(replace(rec, owner=rec.owner or self.owner)), px=self._ttl_ms)
+
+    def get(self, job_id: str) -> JobRecord | None:
+        return _load(self.r.get(self._job(job_id)))
+
+    def _update(self, job_id: str, change: Callable[[JobRecord], JobRecord], jpeg: bytes | None = None) -> bool:
+        key = self._job(job_id)
+
+        def txn(pipe: Any) -> bool:
+            rec = _load(pipe.get(key))
+            if rec is None or rec.finished:
+                pipe.multi()
+                return False
+            new = change(rec)
+            pipe.multi()
+            if new.finished:   # a finished job (and its result) is kept ttl_s from now
+                pipe.set(key, _dump(new), px=self._ttl_ms)
+                if jpeg is not None:
+                    pipe.set(self._result(job_id), jpeg, px=self._ttl_ms)
+            else:
+                pipe.set(key, _dump(new), keepttl=True)
+            return True
+
+        won: bool = self.r.transaction(txn, key, value_from_callable=True)
+        return won
+
+    def set_running(self, job_id: str) -> bool:
+        return self._update(job_id, lambda r: replace(r, state="running"))
+
+    def add_stage(self, job_id: str, stage: str, ms: float) -> None:
+        self._update(job_id, lambda r: replace(r, stages=(*r.stages, stage),
+                                               stage_ms={**r.stage_ms, stage: round(float(ms), 2)}))
+
+    def finish(self, job_id: str, response: dict[str, Any], jpeg: bytes) -> bool:
+        return self._update(job_id, lambda r: replace(r, state="done", response=response), jpeg)
+
+    def fail(self, job_id: str, error: dict[str, Any]) -> bool:
+        return self._update(job_id, lambda r: replace(r, state="failed", error=error))
+
+    def result(self, job_id: str) -> bytes | None:
+        data: bytes | None = self.r.get(self._result(job_id))
+        return data
+
+    def wait(self, job_id: str, until: Callable[[JobRecord], bool], timeout_s: float) -> JobRecord | None:
+        end = time.monotonic() + max(timeout_s, 0.0)
+        while True:
+            rec = self.get(job_id)
+            left = end - time.monotonic()
+            if rec is None or until(rec) or left <= 0 or (not rec.finished and self.orphaned(rec)):
+                return rec
+            time.sleep(min(WAIT_POLL_S, left))
+
+    def orphaned(self, rec: JobRecord) -> bool:
+        return not rec.finished and rec.owner != self.owner and not self.r.exists(self._lease(rec.owner))
+
+    def claim_key(self, key: str, job_id: str, replace_job: str | None = None) -> str | None:
+        name = f"{self.prefix}idem:{key}"
+        if replace_job is None:
+            if self.r.set(name, job_id, nx=True, px=self._ttl_ms):
+                return None
+            current = self.r.get(name)
+            if current is None:        # expired between the two commands: claim again
+                return self.claim_key(key, job_id)
+            return str(current.decode())
+
+        def txn(pipe: Any) -> str | None:
+            current = pipe.get(name)
+            pipe.multi()
+            if current is not None and current.decode() != replace_job:
+                return str(current.decode())
+            pipe.set(name, job_id, px=self._ttl_ms)
+            return None
+
+        taken: str | None = self.r.transaction(txn, name, value_from_callable=True)
+        return taken
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.r.scan_iter(match=f"{self.prefix}job:*", count=SCAN_BATCH))
+
+    def close(self) -> None:
+        self._stop.set()
+        try:
+            self.r.delete(self._lease(self.owner))
+        except redis.RedisError:
+            pass
+        self.r.close()
