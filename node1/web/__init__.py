@@ -100,9 +100,8 @@ def open_store(cfg: Config) -> JobStore:
     ttl_s = float(cfg["limits"]["result_ttl_s"])
     if cfg["node1"]["store"] != "redis":
         return MemoryJobStore(ttl_s=ttl_s)
-    from node1.web.redisstore import RedisJobStore, connect
-
     from mirror.config import redis_address
+    from node1.web.redisstore import RedisJobStore, connect
 
     return RedisJobStore(connect(redis_address(cfg)), ttl_s=ttl_s, prefix=cfg["node1"]["redis"]["key_prefix"])
 

@@ -40,7 +40,8 @@ def install_limiter(app: Flask, per_min: int, endpoints: tuple[str, ...], *, sto
                       headers_enabled=False, default_limits=[])
     rule = f"{per_min} per {WINDOW}"
     for endpoint in endpoints:
-        app.view_functions[endpoint] = limiter.limit(rule)(app.view_functions[endpoint])   # this app only
+        limited: Any = limiter.limit(rule)(app.view_functions[endpoint])
+        app.view_functions[endpoint] = limited   # this app's view only (the blueprint is shared by apps)
 
     def too_many(exc: RateLimitExceeded) -> Response:
         from node1.web.errors import handle_tryon_error

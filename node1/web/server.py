@@ -245,7 +245,8 @@ def gunicorn_options(cfg: Config, cert: Path, key: Path, *, io_timeout_s: float 
             state_of(app).jobs.shutdown()
 
     return {
-        "bind": [bind], "workers": int(cfg["node1"].get("web_processes", 1)), "worker_class": "gthread", "threads": HTTP_THREADS,
+        "bind": [bind], "workers": int(cfg["node1"].get("web_processes", 1)), "worker_class": "gthread",
+        "threads": HTTP_THREADS,
         "worker_connections": WORKER_CONNECTIONS, "keepalive": KEEPALIVE_S, "timeout": WORKER_TIMEOUT_S,
         "graceful_timeout": GRACEFUL_TIMEOUT_S, "limit_request_line": LIMIT_REQUEST_LINE,
         "limit_request_fields": LIMIT_REQUEST_FIELDS, "limit_request_field_size": LIMIT_REQUEST_FIELD_SIZE,
