@@ -21,6 +21,7 @@ from node1.tryon import RateLimited
 WINDOW = "minute"
 STRATEGY = "moving-window"
 MIN_RETRY_AFTER_S = 1.0
+WINDOW_S = 60.0          # no client waits longer than the window (the storages round reset_at up to whole seconds)
 
 
 def install_limiter(app: Flask, per_min: int, endpoints: tuple[str, ...], *, storage_uri: str = "memory://",
@@ -56,7 +57,7 @@ def _as_api_error(limiter: Limiter, per_min: int) -> RateLimited:
     current = limiter.current_limit
     retry = MIN_RETRY_AFTER_S
     if current is not None:
-        retry = max(float(current.reset_at) - time.time(), MIN_RETRY_AFTER_S)
+        retry = min(max(float(current.reset_at) - time.time(), MIN_RETRY_AFTER_S), WINDOW_S - 0.5)
     client = get_remote_address()
     return RateLimited(f"more than {per_min} requests per minute from {client}; retry in {retry:.0f} s",
                        retry_after_s=retry)

@@ -18,13 +18,19 @@ from PIL import Image
 from node1.tryon import Busy, Node2Unavailable, NoPersonInPhoto, TryOnResult
 from node1.web import state_of
 from node1.web.jobs import JobRunner
-from node1.web.metrics import Metrics
 from node1.web.jobstore import MemoryJobStore
+from node1.web.metrics import Metrics
 from tests.web.conftest import OPERATOR_TOKEN, encode
 from tests.web.doubles import TorsoTintTestRunner, torso_box
 from tests.web.test_uploads import png_header_claiming
 
 GARMENT = "test-red-tee"
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """Every API test here runs against both job stores (the embedded one and a real Redis)."""
+    return str(request.param)
 
 
 def post_tryon(client, photo: bytes | None, garment: str | None = GARMENT, query: str = "", **kw):
@@ -204,6 +210,7 @@ def test_busy_when_queue_full(catalog, astronaut):
         runner.shutdown()
 
 
+@pytest.mark.parametrize("store_kind", ["memory"])   # an injected clock; Redis's own expiry: test_shared_store
 def test_ttl_expiry_of_results(app_factory, astronaut_jpeg):
     now = [100.0]
     app = app_factory(store=MemoryJobStore(ttl_s=600, clock=lambda: now[0]))
