@@ -119,11 +119,13 @@ def _install_limiter(app: Flask, state: WebState, store: JobStore) -> None:
     import redis
 
     from node1.web.jobstore import StoreUnavailable
+    from node1.web.redisstore import quick_retry
 
     kw = client.connection_pool.connection_kwargs
     uri = f"redis+unix://{kw['path']}" if "path" in kw else f"redis://{kw['host']}:{kw['port']}"
     state.limiter = install_limiter(app, per_min, RATE_LIMITED_ENDPOINTS, storage_uri=uri,
-                                    storage_options={"connection_pool": client.connection_pool},
+                                    storage_options={"connection_pool": client.connection_pool,
+                                                     "retry": quick_retry()},
                                     key_prefix=f"{getattr(store, 'prefix', '')}limit")
 
     def store_down(exc: redis.RedisError) -> Any:

@@ -33,6 +33,8 @@ from dataclasses import asdict, replace
 from typing import Any
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from node1.web.jobstore import JobRecord
 
@@ -41,18 +43,27 @@ LEASE_RENEW_S = 1.0
 WAIT_POLL_S = 0.05         # how often a waiter re-reads the job
 REDIS_IO_TIMEOUT_S = 5.0   # one Redis command; a hung Redis fails the request instead of hanging it
 SCAN_BATCH = 500
+RETRIES = 2
+RETRY_BACKOFF_BASE_S = 0.01
+RETRY_BACKOFF_CAP_S = 0.1
 
 log = logging.getLogger(__name__)
 
 
+def quick_retry() -> Retry:
+    """Retry a failed command RETRIES times within ~RETRY_BACKOFF_CAP_S each: a restarting Redis is
+    waited for briefly, a stopped one fails the request at once (redis-py's default backs off ~7 s)."""
+    return Retry(ExponentialBackoff(cap=RETRY_BACKOFF_CAP_S, base=RETRY_BACKOFF_BASE_S), RETRIES)
+
+
 def connect(address: str | tuple[str, int]) -> redis.Redis:
     """A client for Redis at a unix socket path or (host, port) (mirror.config.redis_address)."""
+    common: dict[str, Any] = {"socket_timeout": REDIS_IO_TIMEOUT_S, "socket_connect_timeout": REDIS_IO_TIMEOUT_S,
+                              "retry": quick_retry()}
     if isinstance(address, str):
-        return redis.Redis(unix_socket_path=address, socket_timeout=REDIS_IO_TIMEOUT_S,
-                           socket_connect_timeout=REDIS_IO_TIMEOUT_S)
+        return redis.Redis(unix_socket_path=address, **common)
     host, port = address
-    return redis.Redis(host=host, port=port, socket_timeout=REDIS_IO_TIMEOUT_S,
-                       socket_connect_timeout=REDIS_IO_TIMEOUT_S)
+    return redis.Redis(host=host, port=port, **common)
 
 
 def _dump(rec: JobRecord) -> str:
