@@ -12,8 +12,9 @@ served by another. Keys (all under `prefix`, default "vm:"):
 Expiry is Redis's own (no sweeper here). Updates of a job are optimistic transactions
 (WATCH/MULTI), so a finish and a timeout racing from two processes cannot both win. Waiters (the
 synchronous POST, the SSE stream) poll the job every WAIT_POLL_S: a GET on a unix socket costs
-tens of microseconds. A job whose owner's lease has expired while it was unfinished is orphaned
-(the worker died: kill -9, OOM): `orphaned()` says so and the job is failed with `worker_lost`.
+tens of microseconds. A job whose owner died while it was unfinished (kill -9, OOM) is orphaned:
+on the same host the owner's pid and start time are checked in /proc (known at once); for a
+replica on another host, its lease has expired. `orphaned()` says so; the job fails `worker_lost`.
 
 The photo is never written to Redis: it stays in the memory of the worker running the job.
 Redis runs memory only (no RDB, no AOF: mirror.redis_server), so nothing reaches a disk.
@@ -38,7 +39,7 @@ from redis.retry import Retry
 
 from node1.web.jobstore import JobRecord
 
-LEASE_TTL_S = 3.0          # a worker silent this long is taken for dead
+LEASE_TTL_S = 10.0         # a worker on ANOTHER host silent this long is taken for dead
 LEASE_RENEW_S = 1.0
 WAIT_POLL_S = 0.05         # how often a waiter re-reads the job
 REDIS_IO_TIMEOUT_S = 5.0   # one Redis command; a hung Redis fails the request instead of hanging it
@@ -64,6 +65,35 @@ def connect(address: str | tuple[str, int]) -> redis.Redis:
         return redis.Redis(unix_socket_path=address, **common)
     host, port = address
     return redis.Redis(host=host, port=port, **common)
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (/proc/PID/stat field 22); None if no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rsplit(") ", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def owner_id() -> str:
+    """This worker process: "host:pid:start-time:random" (pid + start time tell a reused pid apart)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_start_time(os.getpid()) or 0}:{secrets.token_hex(4)}"
+
+
+def process_alive(owner: str) -> bool | None:
+    """Whether `owner`'s process still runs, when it ran on this host; None when it ran elsewhere (or /proc
+    cannot tell): then only its lease in Redis can."""
+    host, _, rest = owner.partition(":")
+    pid_text, _, rest = rest.partition(":")
+    started = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit() or started in ("", "0"):
+        return None
+    if int(pid_text) == os.getpid():
+        return None        # another store of this very process (tests): its lease tells
+    if not os.path.isdir("/proc/self"):
+        return None
+    return _start_time(int(pid_text)) == started
 
 
 def _dump(rec: JobRecord) -> str:
@@ -95,7 +125,7 @@ class RedisJobStore:
         self.r: Any = client      # redis.Redis (typed Any: redis-py's stubs type replies as a union)
         self.ttl_s = float(ttl_s)
         self.prefix = prefix
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.owner = owner_id()
         self._ttl_ms = max(int(self.ttl_s * 1000), 1)
         self._stop = threading.Event()
         self._renew_lease()
@@ -178,7 +208,14 @@ class RedisJobStore:
             time.sleep(min(WAIT_POLL_S, left))
 
     def orphaned(self, rec: JobRecord) -> bool:
-        return not rec.finished and rec.owner != self.owner and not self.r.exists(self._lease(rec.owner))
+        """Whether the job's worker is gone: on this host, its process (pid and start time) no longer
+        exists, known at once; on another host, its lease has expired (LEASE_TTL_S)."""
+        if rec.finished or rec.owner == self.owner:
+            return False
+        local = process_alive(rec.owner)
+        if local is not None:
+            return not local
+        return not self.r.exists(self._lease(rec.owner))
 
     def claim_key(self, key: str, job_id: str, replace_job: str | None = None) -> str | None:
         name = f"{self.prefix}idem:{key}"

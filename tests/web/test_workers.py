@@ -16,52 +16,18 @@ import json
 import os
 import signal
 import time
-from pathlib import Path
 
 import pytest
 import redis
 
 from testing.deployment import children
+from tests.web.connections import holder_of, running_job_of, server_socket_inode
 from tests.web.server import client_context, multipart, request, start_server
 
 STAGE_DELAY_S = 0.6          # 4 stages: a try-on takes ~2.4 s
 KILL_WAIT_S = 10.0
 RESPAWN_TIMEOUT_S = 30.0
 PREFIX = "w2-"
-
-
-def _socket_inode(server_port: int, client_port: int) -> str | None:
-    """The inode of the server side of 127.0.0.1:client_port -> 127.0.0.1:server_port."""
-    want_local, want_remote = f"0100007F:{server_port:04X}", f"0100007F:{client_port:04X}"
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        cols = line.split()
-        if cols[1] == want_local and cols[2] == want_remote:
-            return cols[9]
-    return None
-
-
-def _holder(pids: list[int], inode: str) -> int | None:
-    target = f"socket:[{inode}]"
-    for pid in pids:
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
-                    return pid
-            except OSError:
-                continue
-    return None
-
-
-def _running_job_of(r: redis.Redis, pid: int) -> dict | None:
-    for key in r.scan_iter(match=f"{PREFIX}job:*"):
-        rec = json.loads(r.get(key) or "{}")
-        if rec.get("state") == "running" and rec.get("owner", "").split(":")[1:2] == [str(pid)]:
-            return rec
-    return None
 
 
 @pytest.fixture
@@ -87,10 +53,10 @@ def test_kill_9_of_the_worker_running_a_tryon_loses_nothing(two_workers, redis_s
 
     conn = http.client.HTTPSConnection("127.0.0.1", server.port, context=client_context(), timeout=60)
     conn.request("POST", "/api/tryon", body=body, headers=headers)
-    inode = _socket_inode(server.port, conn.sock.getsockname()[1])
+    inode = server_socket_inode(server.port, conn.sock.getsockname()[1])
     assert inode is not None
     deadline = time.monotonic() + KILL_WAIT_S
-    while (victim := _holder(workers, inode)) is None or (job := _running_job_of(r, victim)) is None:
+    while (victim := holder_of(workers, inode)) is None or (job := running_job_of(r, PREFIX, victim)) is None:
         assert time.monotonic() < deadline, "no worker was running the try-on"
         time.sleep(0.02)
     os.kill(victim, signal.SIGKILL)

@@ -1,0 +1,176 @@
+"""End to end on the REAL LOCAL deployment with `node1.store: "redis"` and two web worker processes.
+
+start_application.sh starts Debian's redis-server (memory only, unix socket) before node 1; real
+try-ons run through gvirtus, the gateway and VITON. Checks: the supervisor's Redis (socket folder
+mode 0700, persistence off); try-ons and their events, status and results on fresh connections
+(any of the two workers answers); `kill -9` of the worker running a real try-on mid-request: the
+same request re-sent with its Idempotency-Key gets the try-on, nothing runs twice; on stop, Redis
+is gone and its socket removed.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import os
+import re
+import signal
+import stat
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+from PIL import Image
+
+from node1.cli.http_client import WebClient
+from testing.deployment import LocalDeployment, children
+from tests.web.connections import holder_of, running_job_of, server_socket_inode
+from tests.web.server import client_context, multipart
+
+REQUEST_TIMEOUT_S = 240          # real preprocessing on a busy 2-core machine
+KILL_ATTEMPTS = 4                # a real try-on can finish before the test catches it running; try again
+CATCH_TIMEOUT_S = 60.0
+RESPAWN_TIMEOUT_S = 60.0
+PREFIX = "vm:"
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalDeployment]:
+    import shutil
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (Debian package redis-server; scripts/bootstrap.sh as root)")
+    overrides = {"node1": {"store": "redis", "web_processes": 2},
+                 "limits": {"rate_limit_per_min": 100000, "request_timeout_s": REQUEST_TIMEOUT_S}}
+    with LocalDeployment(tmp_path_factory.mktemp("e2e-redis"), overrides=overrides) as dep:
+        yield dep
+
+
+@pytest.fixture(scope="module")
+def client(deployment: LocalDeployment) -> WebClient:
+    return WebClient(deployment.url, cafile=deployment.cafile, timeout_s=REQUEST_TIMEOUT_S + 30)
+
+
+@pytest.fixture(scope="module")
+def socket_path(deployment: LocalDeployment) -> str:
+    listen = deployment.ready_info("node1.redis")["listen"]
+    assert listen.startswith("unix:"), listen
+    return str(listen.removeprefix("unix:"))
+
+
+def _jpeg(img: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "JPEG", quality=95)
+    return buf.getvalue()
+
+
+def _red(client: WebClient) -> str:
+    return next(g["id"] for g in client.garments() if "red" in g["name"].lower())
+
+
+def test_supervisor_runs_redis_memory_only(deployment: LocalDeployment, socket_path: str) -> None:
+    assert stat.S_IMODE(os.stat(Path(socket_path).parent).st_mode) == 0o700
+    r = redis.Redis(unix_socket_path=socket_path)
+    assert r.config_get("save")["save"] == "" and r.config_get("appendonly")["appendonly"] == "no"
+    assert r.config_get("port")["port"] == "0"                 # no TCP listener at all
+    arbiter = deployment.children()["node1.web"]
+    assert len(children(arbiter)) == 2                        # node1.web_processes
+
+
+def test_tryons_and_their_jobs_answer_on_any_worker(deployment: LocalDeployment, client: WebClient,
+                                                    astronaut: np.ndarray, socket_path: str) -> None:
+    gid, photo = _red(client), _jpeg(astronaut)
+    out = client.tryon(photo, gid)
+    result = np.asarray(Image.open(io.BytesIO(client.result(out["result_url"]))).convert("RGB"), np.float32)
+    chest = (slice(300, 400), slice(150, 300))
+    assert np.abs(result[chest] - astronaut[chest].astype(np.float32)).mean() > 25.0
+    body, ctype = multipart({"garment": gid}, {"photo": ("a.jpg", photo)})
+    jobs = []
+    for _ in range(4):        # every request on a new connection: the two workers share the accept queue
+        status, _, data = client.request("POST", "/api/tryon?mode=async", body, {"Content-Type": ctype})
+        assert status == 202, data
+        jobs.append(json.loads(data))
+    for job in jobs:
+        status, _, events = client.request("GET", job["events_url"])
+        names = re.findall(r"^event: (\w+)$", events.decode(), re.M)
+        assert status == 200 and names == ["stage"] * 4 + ["done"], (events[-400:], deployment.log()[-6000:])
+        status, hdrs, jpeg = client.request("GET", job["result_url"])
+        assert status == 200 and hdrs["content-type"] == "image/jpeg"
+    r = redis.Redis(unix_socket_path=socket_path)
+    owners = {json.loads(r.get(f"{PREFIX}job:{j['id']}") or "{}")["owner"] for j in jobs}
+    assert owners and all(o.count(":") == 3 for o in owners)
+
+
+def _post(deployment: LocalDeployment, body: bytes, headers: dict[str, str]) -> http.client.HTTPSConnection:
+    port = deployment.config["node1"]["https_port"]
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=client_context(), timeout=REQUEST_TIMEOUT_S)
+    conn.request("POST", "/api/tryon", body=body, headers=headers)
+    return conn
+
+
+def test_kill_9_of_a_worker_mid_tryon_loses_nothing(deployment: LocalDeployment, client: WebClient,
+                                                    astronaut: np.ndarray, socket_path: str) -> None:
+    r = redis.Redis(unix_socket_path=socket_path)
+    arbiter = deployment.children()["node1.web"]
+    port = deployment.config["node1"]["https_port"]
+    body, ctype = multipart({"garment": _red(client)}, {"photo": ("a.jpg", _jpeg(astronaut))})
+    for attempt in range(KILL_ATTEMPTS):
+        headers = {"Content-Type": ctype, "Idempotency-Key": f"e2e-kill-9-{attempt}-{time.time_ns()}"}
+        workers = children(arbiter)
+        conn = _post(deployment, body, headers)
+        inode = server_socket_inode(port, conn.sock.getsockname()[1])
+        victim = job = None
+        deadline = time.monotonic() + CATCH_TIMEOUT_S
+        while inode and time.monotonic() < deadline:
+            victim = holder_of(workers, inode)
+            job = running_job_of(r, PREFIX, victim) if victim else None
+            if job is not None:
+                break
+            if conn.sock is None or _answered(conn):
+                break
+            time.sleep(0.005)
+        if job is None or victim is None:     # it finished before we caught it running: again
+            conn.close()
+            continue
+        os.kill(victim, signal.SIGKILL)
+        with pytest.raises((http.client.RemoteDisconnected, ConnectionResetError, http.client.IncompleteRead)):
+            conn.getresponse().read()
+        conn.close()
+        status, _, data = client.request("POST", "/api/tryon", body, headers)
+        assert status == 200, data
+        redone = json.loads(data)
+        assert redone["id"] != job["id"]
+        status, _, lost = client.request("GET", f"/api/jobs/{job['id']}")
+        assert json.loads(lost)["error"]["code"] == "worker_lost"
+        status, _, jpeg = client.request("GET", redone["result_url"])
+        assert status == 200 and jpeg[:2] == b"\xff\xd8"
+        status, _, again = client.request("POST", "/api/tryon", body, headers)
+        assert status == 200 and json.loads(again)["id"] == redone["id"]      # not run a third time
+        deadline = time.monotonic() + RESPAWN_TIMEOUT_S
+        while len(children(arbiter)) < 2 or victim in children(arbiter):
+            assert time.monotonic() < deadline, "gunicorn did not replace the killed worker"
+            time.sleep(0.1)
+        return
+    pytest.fail(f"in {KILL_ATTEMPTS} attempts no try-on was caught running in a worker")
+
+
+def _answered(conn: http.client.HTTPSConnection) -> bool:
+    """Whether the server has started answering (bytes waiting on the socket)."""
+    import select
+
+    return conn.sock is not None and bool(select.select([conn.sock], [], [], 0)[0])
+
+
+def test_stop_leaves_no_redis_and_no_socket(deployment: LocalDeployment, socket_path: str) -> None:
+    wrapper = deployment.children()["node1.redis"]            # mirror.redis_server; redis-server is its child
+    servers = children(wrapper)
+    assert len(servers) == 1 and Path(f"/proc/{servers[0]}/exe").resolve().name == "redis-server"
+    assert deployment.stop() == 0
+    assert not Path(socket_path).exists()
+    for pid in (wrapper, servers[0]):
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
