@@ -168,9 +168,13 @@ def _answered(conn: http.client.HTTPSConnection) -> bool:
 def test_stop_leaves_no_redis_and_no_socket(deployment: LocalDeployment, socket_path: str) -> None:
     wrapper = deployment.children()["node1.redis"]            # mirror.redis_server; redis-server is its child
     servers = children(wrapper)
-    assert len(servers) == 1 and Path(f"/proc/{servers[0]}/exe").resolve().name == "redis-server"
+    assert len(servers) == 1 and _cmdline(servers[0]).startswith(f"redis-server unixsocket:{socket_path}")
     assert deployment.stop() == 0
     assert not Path(socket_path).exists()
     for pid in (wrapper, servers[0]):
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def _cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
