@@ -100,10 +100,18 @@ def open_store(cfg: Config) -> JobStore:
     ttl_s = float(cfg["limits"]["result_ttl_s"])
     if cfg["node1"]["store"] != "redis":
         return MemoryJobStore(ttl_s=ttl_s)
+    import redis
+
+    from mirror import ConfigError
     from mirror.config import redis_address
     from node1.web.redisstore import RedisJobStore, connect
 
-    return RedisJobStore(connect(redis_address(cfg)), ttl_s=ttl_s, prefix=cfg["node1"]["redis"]["key_prefix"])
+    address = redis_address(cfg)
+    try:
+        return RedisJobStore(connect(address), ttl_s=ttl_s, prefix=cfg["node1"]["redis"]["key_prefix"])
+    except redis.RedisError as exc:
+        raise ConfigError(f"node1.store = \"redis\": Redis at {address} does not answer ({exc}); start it "
+                          "(start_application.sh does when node1.redis.managed) or fix node1.redis") from exc
 
 
 def _install_limiter(app: Flask, state: WebState, store: JobStore) -> None:

@@ -112,3 +112,12 @@ def test_redis_child_starts_memory_only_and_stops_clean(tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def test_unreachable_redis_is_a_config_error_naming_it(tmp_path, catalog):
+    from node1.web import create_app
+    from tests.web.doubles import TorsoTintTestRunner
+
+    cfg = _cfg(tmp_path, node1={"store": "redis", "redis": {"unix_socket": str(tmp_path / "none.sock")}})
+    with pytest.raises(ConfigError, match=r"Redis at .*none\.sock does not answer"):
+        create_app(cfg, runner=TorsoTintTestRunner(catalog), catalog=catalog)
