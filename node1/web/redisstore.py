@@ -11,10 +11,11 @@ served by another. Keys (all under `prefix`, default "vm:"):
 
 Expiry is Redis's own (no sweeper here). Updates of a job are optimistic transactions
 (WATCH/MULTI), so a finish and a timeout racing from two processes cannot both win. Waiters (the
-synchronous POST, the SSE stream) poll the job every WAIT_POLL_S: a GET on a unix socket costs
-tens of microseconds. A job whose owner died while it was unfinished (kill -9, OOM) is orphaned:
-on the same host the owner's pid and start time are checked in /proc (known at once); for a
-replica on another host, its lease has expired. `orphaned()` says so; the job fails `worker_lost`.
+synchronous POST, the SSE stream) re-read the job when this process changed one, and at least
+every WAIT_POLL_S (changes made by other processes): a GET on a unix socket costs tens of
+microseconds. A job whose owner died while it was unfinished (kill -9, OOM) is orphaned: on the
+same host the owner's pid and start time are checked in /proc (known at once); for a replica on
+another host, its lease has expired. `orphaned()` says so; the job fails `worker_lost`.
 
 The photo is never written to Redis: it stays in the memory of the worker running the job.
 Redis runs memory only (no RDB, no AOF: mirror.redis_server), so nothing reaches a disk.
@@ -128,6 +129,7 @@ class RedisJobStore:
         self.owner = owner_id()
         self._ttl_ms = max(int(self.ttl_s * 1000), 1)
         self._stop = threading.Event()
+        self._changed = threading.Condition()    # this process changed a job: wake its waiters at once
         self._renew_lease()
         self._lease_thread = threading.Thread(target=self._lease_loop, name="redis-lease", daemon=True)
         self._lease_thread.start()
@@ -179,6 +181,9 @@ class RedisJobStore:
             return True
 
         won: bool = self.r.transaction(txn, key, value_from_callable=True)
+        if won:
+            with self._changed:
+                self._changed.notify_all()
         return won
 
     def set_running(self, job_id: str) -> bool:
@@ -205,7 +210,8 @@ class RedisJobStore:
             left = end - time.monotonic()
             if rec is None or until(rec) or left <= 0 or (not rec.finished and self.orphaned(rec)):
                 return rec
-            time.sleep(min(WAIT_POLL_S, left))
+            with self._changed:
+                self._changed.wait(min(WAIT_POLL_S, left))
 
     def orphaned(self, rec: JobRecord) -> bool:
         """Whether the job's worker is gone: on this host, its process (pid and start time) no longer
