@@ -129,7 +129,8 @@ def _idempotency_key() -> str | None:
     if not IDEMPOTENCY_KEY_RE.fullmatch(key):
         raise BadRequest(f"the {IDEMPOTENCY_HEADER} header must be 8-{IDEMPOTENCY_KEY_MAX} characters of "
                          f"A-Z a-z 0-9 - _ . : (got {key[:40]!r}, {len(key)} characters)")
-    return key
+    # Scoped to the client's address: another client sending the same key never gets this one's job.
+    return f"{request.remote_addr or 'unknown'}|{key}"
 
 
 def _gone(job_id: str) -> NotFound:

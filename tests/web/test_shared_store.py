@@ -88,6 +88,8 @@ def test_same_idempotency_key_runs_once(app_factory, catalog, astronaut_jpeg, st
     assert third.json["id"] != first.json["id"] and runner.calls == 2
     no_key = [post_tryon(client, astronaut_jpeg).json["id"] for _ in range(2)]
     assert no_key[0] != no_key[1] and runner.calls == 4
+    elsewhere = post_tryon(client, astronaut_jpeg, headers=key, environ_base={"REMOTE_ADDR": "10.0.0.9"})
+    assert elsewhere.json["id"] != first.json["id"] and runner.calls == 5   # keys are per client address
     bad = post_tryon(client, astronaut_jpeg, headers={"Idempotency-Key": "short"})
     assert bad.status_code == 400 and "Idempotency-Key" in bad.json["error"]["message"]
 
