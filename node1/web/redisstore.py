@@ -69,12 +69,16 @@ def connect(address: str | tuple[str, int]) -> redis.Redis:
 
 
 def _start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (/proc/PID/stat field 22); None if no such process."""
+    """The process's start time in clock ticks since boot (/proc/PID/stat field 22); None if no such
+    process or it has died (a zombie, state Z or X, waiting for its parent to reap it, counts as dead)."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            return f.read().rsplit(") ", 1)[1].split()[19]
-    except (OSError, IndexError):
+            fields = f.read().rsplit(") ", 1)[1].split()
+    except OSError:
         return None
+    if len(fields) < 20 or fields[0] in ("Z", "X", "x"):
+        return None
+    return fields[19]
 
 
 def owner_id() -> str:

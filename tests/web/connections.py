@@ -35,9 +35,13 @@ def holder_of(pids: list[int], inode: str) -> int | None:
     return None
 
 
-def running_job_of(r: redis.Redis, prefix: str, pid: int) -> dict | None:
-    for key in r.scan_iter(match=f"{prefix}job:*"):
-        rec = json.loads(r.get(key) or "{}")
-        if rec.get("state") == "running" and rec.get("owner", "").split(":")[1:2] == [str(pid)]:
-            return rec
-    return None
+def job_of_key(r: redis.Redis, prefix: str, key: str, client: str = "127.0.0.1") -> dict | None:
+    """The job record the Idempotency-Key `key` (sent from `client`) names in Redis, or None yet."""
+    job_id = r.get(f"{prefix}idem:{client}|{key}")
+    raw = r.get(f"{prefix}job:{job_id.decode()}") if job_id else None
+    return json.loads(raw) if raw else None
+
+
+def owner_pid(job: dict) -> int:
+    """The pid of the worker process running `job` (its owner id is host:pid:start-time:random)."""
+    return int(job["owner"].split(":")[1])

@@ -21,7 +21,7 @@ import pytest
 import redis
 
 from testing.deployment import children
-from tests.web.connections import holder_of, running_job_of, server_socket_inode
+from tests.web.connections import holder_of, job_of_key, owner_pid, server_socket_inode
 from tests.web.server import client_context, multipart, request, start_server
 
 STAGE_DELAY_S = 0.6          # 4 stages: a try-on takes ~2.4 s
@@ -53,12 +53,13 @@ def test_kill_9_of_the_worker_running_a_tryon_loses_nothing(two_workers, redis_s
 
     conn = http.client.HTTPSConnection("127.0.0.1", server.port, context=client_context(), timeout=60)
     conn.request("POST", "/api/tryon", body=body, headers=headers)
-    inode = server_socket_inode(server.port, conn.sock.getsockname()[1])
-    assert inode is not None
     deadline = time.monotonic() + KILL_WAIT_S
-    while (victim := holder_of(workers, inode)) is None or (job := running_job_of(r, PREFIX, victim)) is None:
-        assert time.monotonic() < deadline, "no worker was running the try-on"
+    while (job := job_of_key(r, PREFIX, headers["Idempotency-Key"])) is None or job["state"] != "running":
+        assert time.monotonic() < deadline and (job is None or job["state"] == "queued"), job
         time.sleep(0.02)
+    victim = owner_pid(job)
+    inode = server_socket_inode(server.port, conn.sock.getsockname()[1])
+    assert inode is not None and holder_of(workers, inode) == victim    # the job runs where the POST landed
     os.kill(victim, signal.SIGKILL)
     with pytest.raises((http.client.RemoteDisconnected, ConnectionResetError, http.client.IncompleteRead)):
         conn.getresponse().read()          # the connection ended without an HTTP response
