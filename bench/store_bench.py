@@ -49,8 +49,11 @@ def one_job(store: JobStore, jpeg: bytes) -> tuple[float, float]:
     woke: list[float] = []
     t0 = time.perf_counter()
     store.create(JobRecord(id=job_id, garment_id="g", deadline=time.time() + 60), nbytes=1 << 20)
-    waiter = threading.Thread(target=lambda: (store.wait(job_id, lambda r: r.finished, 10),
-                                              woke.append(time.perf_counter())))
+    def wait_for_finish() -> None:
+        store.wait(job_id, lambda r: r.finished, 10)
+        woke.append(time.perf_counter())
+
+    waiter = threading.Thread(target=wait_for_finish)
     waiter.start()
     store.set_running(job_id)
     for stage in STAGES:
