@@ -107,6 +107,7 @@ _GVIRTUS_DECODERS: tuple[Callable[[bytes], None], ...] = (_tensor_message, _op_a
 def upload(data: bytes) -> None:
     """node1.web.uploads.decode_upload: an (H, W, 3) uint8 image within the limits, or an UploadError."""
     from node1.tryon import UploadError
+
     from node1.web.uploads import decode_upload
 
     try:
