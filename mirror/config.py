@@ -41,7 +41,9 @@ FILE_KEYS = (
 
 DEFAULTS: dict[str, Any] = {
     "node1": {"cert_file": None, "key_file": None, "workers": 2, "operator_token_file": None,
-              "preprocess_device": "remote"},
+              "preprocess_device": "remote", "store": "memory", "web_processes": 1,
+              "redis": {"unix_socket": None, "host": None, "port": None, "managed": True,
+                        "key_prefix": "vm:", "maxmemory_mb": 512}},
     "node2": {"gvirtus_data_port": 0},
     "transport": {"secure": False, "curve_key_dir": None, "max_message_mb": 256,
                   "rdma": {"device": None, "port": 1, "gid_index": 0, "rdma_port": 9560,
@@ -174,8 +176,42 @@ def validate(data: dict, source: str = "env_config.json", root: Path = ROOT) -> 
     if full["transport"]["secure"] and not full["transport"]["curve_key_dir"]:
         raise ConfigError(f"{source}: transport.secure = true needs transport.curve_key_dir "
                           "(a folder with CurveZMQ keys; see README)")
+    _check_store(full, source)
     _check_ports_distinct(full, source)
     return cfg
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+REDIS_SOCKET_NAME = "redis/redis.sock"   # under paths.var_dir when node1.redis names no address
+
+
+def _check_store(full: dict, source: str) -> None:
+    n1 = full["node1"]
+    rd = n1["redis"]
+    if n1["store"] == "memory" and n1["web_processes"] > 1:
+        raise ConfigError(f"{source}: node1.web_processes = {n1['web_processes']} needs node1.store = \"redis\" "
+                          f"(got node1.store = {json.dumps(n1['store'])}): with the in-memory store each web "
+                          "process would keep its own jobs, results and rate limits")
+    if (rd["host"] is None) != (rd["port"] is None):
+        raise ConfigError(f"{source}: node1.redis.host and node1.redis.port must be set together "
+                          f"(got host={json.dumps(rd['host'])}, port={json.dumps(rd['port'])})")
+    if rd["host"] is not None and rd["unix_socket"] is not None:
+        raise ConfigError(f"{source}: node1.redis: set unix_socket = {json.dumps(rd['unix_socket'])} or "
+                          f"host/port = {json.dumps(rd['host'])}:{rd['port']}, not both")
+    if n1["store"] == "redis" and rd["managed"] and rd["host"] is not None and rd["host"] not in LOOPBACK_HOSTS:
+        raise ConfigError(f"{source}: node1.redis.host = {json.dumps(rd['host'])} with node1.redis.managed = true: "
+                          "the Redis started here binds a unix socket or loopback only; point several hosts "
+                          "at one Redis with managed = false")
+
+
+def redis_address(cfg: Config) -> str | tuple[str, int]:
+    """Where node 1's Redis listens: a unix socket path (default <paths.var_dir>/redis/redis.sock) or (host, port)."""
+    rd = cfg["node1"]["redis"]
+    if rd["host"] is not None:
+        return str(rd["host"]), int(rd["port"])
+    if rd["unix_socket"] is not None:
+        return str(cfg.path(rd["unix_socket"]))
+    return str(cfg.path(cfg["paths"]["var_dir"]) / REDIS_SOCKET_NAME)
 
 
 def _check_ports_distinct(full: dict, source: str) -> None:
@@ -186,6 +222,7 @@ def _check_ports_distinct(full: dict, source: str) -> None:
         "node2.gateway_port": full["node2"]["gateway_port"],
         "node2.health_port": full["node2"]["health_port"],
         "viton.port": full["viton"]["port"],
+        "node1.redis.port": full["node1"]["redis"]["port"] or 0,
         "transport.rdma.rdma_port": full["transport"]["rdma"]["rdma_port"],
     }
     seen: dict[int, str] = {}

@@ -67,15 +67,26 @@ def role_specs(cfg: config_mod.Config, role: str) -> list[ChildSpec]:
                         [("node2.gateway_port", bind2, n2["gateway_port"]),
                          ("node2.health_port", bind2, n2["health_port"])])
     web = ChildSpec("node1.web", "node1.web", "node1", [("node1.https_port", n1["host"], n1["https_port"])])
+    redis = _redis_spec(cfg)
     if role == "all":
-        return [gvirtus, viton, gateway, web]
+        return [gvirtus, viton, gateway, *redis, web]
     if role == "node2":
         return [gvirtus, viton, gateway] if vt["placement"] == "node2" else [gvirtus, gateway]
     if role == "node1":
-        return [viton, web] if vt["placement"] == "node1" else [web]
+        return [viton, *redis, web] if vt["placement"] == "node1" else [*redis, web]
     if role == "viton":
         return [viton]
     raise LaunchError(f"unknown role {role!r}; use node1, node2, viton or all")
+
+
+def _redis_spec(cfg: config_mod.Config) -> list[ChildSpec]:
+    """node 1's Redis (mirror.redis_server) when `node1.store` is "redis" and it is ours to run."""
+    n1 = cfg["node1"]
+    if n1["store"] != "redis" or not n1["redis"]["managed"]:
+        return []
+    address = config_mod.redis_address(cfg)
+    ports = [] if isinstance(address, str) else [("node1.redis.port", address[0], address[1])]
+    return [ChildSpec("node1.redis", "mirror.redis_server", "node1", ports)]
 
 
 def check_port_free(key: str, host: str, port: int) -> None:

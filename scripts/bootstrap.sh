@@ -14,7 +14,10 @@ DEV=0
 log() { printf '%s bootstrap %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
 # --- 1. apt ---------------------------------------------------------------
-APT_RUNTIME=(iproute2 rdma-core ibverbs-providers python3-pyverbs libtcmalloc-minimal4)
+# redis-server: node 1's shared store when node1.store is "redis" (started by the supervisor, not by
+# systemd; on a host running systemd Debian's package also enables its own redis-server.service on
+# 127.0.0.1:6379, which Virtual Mirror does not use: `systemctl disable --now redis-server` if unwanted)
+APT_RUNTIME=(iproute2 rdma-core ibverbs-providers python3-pyverbs libtcmalloc-minimal4 redis-server)
 APT_DEV=(chromium chromium-driver)
 want=("${APT_RUNTIME[@]}")
 (( DEV )) && want+=("${APT_DEV[@]}")

@@ -20,10 +20,9 @@ from flask import Flask, Request
 
 from mirror import Config
 from node1.tryon import GarmentCatalog, TryOnRunner
-from node1.web.jobs import Job, JobRunner
+from node1.web.jobs import JobRunner
+from node1.web.jobstore import JobStore, MemoryJobStore
 from node1.web.metrics import Metrics
-from node1.web.ratelimit import RateLimiter
-from node1.web.store import TTLStore
 
 MIB = 1024 * 1024
 # Room for multipart boundaries, headers and the garment field on top of the photo itself.
@@ -52,7 +51,7 @@ class WebState:
     catalog: GarmentCatalog
     jobs: JobRunner
     metrics: Metrics
-    limiter: RateLimiter
+    limiter: Any                # flask_limiter.Limiter (node1.web.ratelimit)
     operator_token: str | None
     upload_max_bytes: int
     image_max_side: int
@@ -60,7 +59,7 @@ class WebState:
 
 
 def create_app(cfg: Config, runner: TryOnRunner, catalog: GarmentCatalog, *,
-               operator_token: str | None | Any = ..., store: TTLStore[Job] | None = None) -> Flask:
+               operator_token: str | None | Any = ..., store: JobStore | None = None) -> Flask:
     """Build the web app.
 
     Args:
@@ -69,7 +68,7 @@ def create_app(cfg: Config, runner: TryOnRunner, catalog: GarmentCatalog, *,
         catalog: the garments shoppers can pick (node1.tryon.interface.GarmentCatalog).
         operator_token: bearer token of the operator API; default: node1.operator_token_file
             or $VM_OPERATOR_TOKEN; None disables the operator API.
-        store: where jobs and results live (default: a TTLStore with limits.result_ttl_s).
+        store: where jobs and results live (default: from `node1.store`, see `open_store`).
     """
     from node1.web import api, errors, ops, pages
 
@@ -77,12 +76,12 @@ def create_app(cfg: Config, runner: TryOnRunner, catalog: GarmentCatalog, *,
     if operator_token is ...:
         operator_token = cfg.secret("node1", "operator_token_file", "VM_OPERATOR_TOKEN")
     metrics = Metrics(runner_counters=getattr(runner, "counters", None))
-    store = store if store is not None else TTLStore(ttl_s=float(limits["result_ttl_s"]))
+    store = store if store is not None else open_store(cfg)
     state = WebState(
         cfg=cfg, runner=runner, catalog=catalog,
         jobs=JobRunner(runner, store, metrics, timeout_s=float(limits["request_timeout_s"]),
                        workers=int(cfg["node1"].get("workers", 2))),
-        metrics=metrics, limiter=RateLimiter(int(limits["rate_limit_per_min"])),
+        metrics=metrics, limiter=None,
         operator_token=operator_token,
         upload_max_bytes=int(limits["upload_max_mb"] * MIB), image_max_side=int(limits["image_max_side"]),
         started_at=time.monotonic(),
@@ -99,7 +98,57 @@ def create_app(cfg: Config, runner: TryOnRunner, catalog: GarmentCatalog, *,
     app.register_blueprint(ops.bp)
     errors.register(app)
     pages.register_security_headers(app)
+    _install_limiter(app, state, store)
     return app
+
+
+def open_store(cfg: Config) -> JobStore:
+    """The job store `node1.store` names: "memory" (this process) or "redis" (`node1.redis`, shared)."""
+    ttl_s = float(cfg["limits"]["result_ttl_s"])
+    if cfg["node1"]["store"] != "redis":
+        return MemoryJobStore(ttl_s=ttl_s)
+    import redis
+
+    from mirror import ConfigError
+    from mirror.config import redis_address
+    from node1.web.redisstore import RedisJobStore, connect
+
+    address = redis_address(cfg)
+    try:
+        return RedisJobStore(connect(address), ttl_s=ttl_s, prefix=cfg["node1"]["redis"]["key_prefix"])
+    except redis.RedisError as exc:
+        raise ConfigError(f"node1.store = \"redis\": Redis at {address} does not answer ({exc}); start it "
+                          "(start_application.sh does when node1.redis.managed) or fix node1.redis") from exc
+
+
+def _install_limiter(app: Flask, state: WebState, store: JobStore) -> None:
+    """Flask-Limiter on the store's storage: memory, or the same Redis (and connection pool)."""
+    from node1.web.api import RATE_LIMITED_ENDPOINTS
+    from node1.web.ratelimit import install_limiter
+
+    per_min = int(state.cfg["limits"]["rate_limit_per_min"])
+    client = getattr(store, "r", None)
+    if client is None:
+        state.limiter = install_limiter(app, per_min, RATE_LIMITED_ENDPOINTS)
+        return
+    import redis
+
+    from node1.web.jobstore import StoreUnavailable
+    from node1.web.redisstore import quick_retry
+
+    kw = client.connection_pool.connection_kwargs
+    uri = f"redis+unix://{kw['path']}" if "path" in kw else f"redis://{kw['host']}:{kw['port']}"
+    state.limiter = install_limiter(app, per_min, RATE_LIMITED_ENDPOINTS, storage_uri=uri,
+                                    storage_options={"connection_pool": client.connection_pool,
+                                                     "retry": quick_retry()},
+                                    key_prefix=f"{getattr(store, 'prefix', '')}limit")
+
+    def store_down(exc: redis.RedisError) -> Any:
+        from node1.web.errors import handle_tryon_error
+
+        return handle_tryon_error(StoreUnavailable(f"the shared store (Redis) did not answer: {exc}"))
+
+    app.register_error_handler(redis.RedisError, store_down)
 
 
 def state_of(app: Flask) -> WebState:

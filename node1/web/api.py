@@ -1,6 +1,7 @@
 """The JSON API (mounted at /api; described in openapi.yaml).
 
-    POST /api/tryon                    multipart: photo (file), garment (catalog id)
+    POST /api/tryon                    multipart: photo (file), garment (catalog id); optional header
+                                       Idempotency-Key: the same key again returns the same job
                                        -> 200 {"id", "result_url", "timings_ms", "device", "transport"}
                                        with ?mode=async (or "Prefer: respond-async"): 202 at once
                                        {"id", "status_url", "events_url", "result_url"}
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -34,14 +36,18 @@ from node1.tryon import (
 )
 from node1.web import WebState, state_of
 from node1.web.errors import error_body
-from node1.web.jobs import Job
+from node1.web.jobs import IDEMPOTENCY_KEY_MAX
+from node1.web.jobstore import JobRecord, WorkerLost
 from node1.web.uploads import decode_upload
 
 bp = Blueprint("api", __name__)
 
 SSE_KEEPALIVE_S = 10.0      # comment line so proxies and browsers keep the stream open
 SSE_RETRY_MS = 2000
-RATE_LIMITED_ENDPOINTS = frozenset({"api.tryon", "api.add_garment"})
+RATE_LIMITED_ENDPOINTS = ("api.tryon", "api.add_garment")   # node1.web.ratelimit applies the limit
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_KEY_RE = re.compile(rf"[A-Za-z0-9._:-]{{8,{IDEMPOTENCY_KEY_MAX}}}")
+REDO_ATTEMPTS = 3          # a synchronous POST re-runs its job at most this often when workers die under it
 
 
 def _state() -> WebState:
@@ -51,12 +57,6 @@ def _state() -> WebState:
 def _no_store(resp: Response) -> Response:
     resp.headers["Cache-Control"] = "no-store"
     return resp
-
-
-@bp.before_request
-def _rate_limit() -> None:
-    if request.endpoint in RATE_LIMITED_ENDPOINTS:
-        _state().limiter.check(request.remote_addr or "unknown")
 
 
 def _require_multipart() -> None:
@@ -93,6 +93,7 @@ def _wants_async() -> bool:
 def tryon() -> tuple[Response, int]:
     state = _state()
     _require_multipart()
+    key = _idempotency_key()
     garment_id = _text_field("garment", "a garment id from GET /api/garments")
     data = _read_file_field("photo", state)
     try:
@@ -102,35 +103,61 @@ def tryon() -> tuple[Response, int]:
     t0 = time.perf_counter()
     photo = decode_upload(data, state.upload_max_bytes, state.image_max_side)
     decode_ms = (time.perf_counter() - t0) * 1000.0
-    job = state.jobs.submit(photo, garment_id, {"decode": decode_ms})
+    job = state.jobs.submit(photo, garment_id, {"decode": decode_ms}, idempotency_key=key)
     g.tryon_counted = True   # from here on the job counts its own outcome
     if _wants_async():
         return _no_store(jsonify({"id": job.id, **_job_links(job.id)})), 202
-    state.jobs.wait(job)
-    snap = job.snapshot()
-    if snap["error"] is not None:
-        raise snap["error"]
-    return _no_store(jsonify(snap["response"])), 200
+    for _attempt in range(REDO_ATTEMPTS):
+        done = state.jobs.wait(job.id)
+        if done is None:
+            raise _gone(job.id)
+        error = done.exception()
+        if key is not None and isinstance(error, WorkerLost):
+            job = state.jobs.submit(photo, garment_id, {"decode": decode_ms}, idempotency_key=key)
+            continue     # the worker that ran this key's job died while we waited: run it here
+        if error is not None:
+            raise error
+        return _no_store(jsonify(done.response)), 200
+    raise WorkerLost()
 
 
-def _job_or_404(job_id: str) -> Job:
+def _idempotency_key() -> str | None:
+    """The request's Idempotency-Key header (docs/openapi.yaml), checked; None when absent."""
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None:
+        return None
+    if not IDEMPOTENCY_KEY_RE.fullmatch(key):
+        raise BadRequest(f"the {IDEMPOTENCY_HEADER} header must be 8-{IDEMPOTENCY_KEY_MAX} characters of "
+                         f"A-Z a-z 0-9 - _ . : (got {key[:40]!r}, {len(key)} characters)")
+    # Scoped to the client's address: another client sending the same key never gets this one's job.
+    return f"{request.remote_addr or 'unknown'}|{key}"
+
+
+def _gone(job_id: str) -> NotFound:
+    return NotFound(f"no try-on with id {job_id[:40]!r}: it never existed or expired "
+                    f"(results are kept {_state().jobs.store.ttl_s:g} s)")
+
+
+def _job_or_404(job_id: str) -> JobRecord:
     job = _state().jobs.get(job_id)
     if job is None:
-        raise NotFound(f"no try-on with id {job_id[:40]!r}: it never existed or expired "
-                       f"(results are kept {_state().jobs.store.ttl_s:g} s)")
+        raise _gone(job_id)
     return job
+
+
+def _job_body(job: JobRecord) -> dict[str, Any]:
+    body: dict[str, Any] = {"id": job.id, "state": job.state, "stages": list(job.stages), **_job_links(job.id)}
+    if job.response is not None:
+        body.update(job.response)
+    error = job.exception()
+    if error is not None:
+        body.update(error_body(error))
+    return body
 
 
 @bp.get("/jobs/<job_id>")
 def job_status(job_id: str) -> Response:
-    job = _job_or_404(job_id)
-    snap = job.snapshot()
-    body: dict[str, Any] = {"id": job.id, "state": snap["state"], "stages": snap["stages"], **_job_links(job.id)}
-    if snap["response"] is not None:
-        body.update(snap["response"])
-    if snap["error"] is not None:
-        body.update(error_body(snap["error"]))
-    return _no_store(jsonify(body))
+    return _no_store(jsonify(_job_body(_job_or_404(job_id))))
 
 
 def _sse(event: str, data: dict[str, Any]) -> str:
@@ -139,30 +166,34 @@ def _sse(event: str, data: dict[str, Any]) -> str:
 
 @bp.get("/jobs/<job_id>/events")
 def job_events(job_id: str) -> Response:
+    """Progress from the store, so any worker (or replica) can serve the stream of any job."""
     job = _job_or_404(job_id)
     runner = _state().jobs
 
     def stream() -> Iterator[str]:
         yield f"retry: {SSE_RETRY_MS}\n\n"
         sent = 0
-        while True:
-            with job.cond:
-                job.cond.wait_for(lambda n=sent: len(job.stages) > n or job.finished,  # type: ignore[misc]
-                                  timeout=min(SSE_KEEPALIVE_S, max(job.deadline - time.monotonic(), 0.0)))
-                stages, finished, stage_ms = job.stages[sent:], job.finished, dict(job.stage_ms)
+        rec: JobRecord | None = job
+        while rec is not None:
+            rec = runner.store.wait(job_id, lambda r, n=sent: len(r.stages) > n or r.finished,  # type: ignore[misc]
+                                    min(SSE_KEEPALIVE_S, max(rec.deadline - time.time(), 0.0)))
+            if rec is None:
+                break
+            rec = runner.check(rec)
+            stages = rec.stages[sent:]
             for stage in stages:
-                yield _sse("stage", {"stage": stage, "ms": stage_ms.get(stage)})
+                yield _sse("stage", {"stage": stage, "ms": rec.stage_ms.get(stage)})
             sent += len(stages)
-            if finished:
-                snap = job.snapshot()
-                if snap["error"] is not None:
-                    yield _sse("failed", error_body(snap["error"]))
-                else:
-                    yield _sse("done", snap["response"])
+            error = rec.exception()
+            if error is not None:
+                yield _sse("failed", error_body(error))
+                return
+            if rec.finished:
+                yield _sse("done", rec.response or {})
                 return
             if not stages:
-                runner.check_deadline(job)
                 yield ": keepalive\n\n"
+        yield _sse("failed", error_body(_gone(job_id)))
 
     return Response(stream(), mimetype="text/event-stream",
                     headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
@@ -171,11 +202,13 @@ def job_events(job_id: str) -> Response:
 @bp.get("/result/<job_id>")
 def result(job_id: str) -> Response:
     job = _job_or_404(job_id)
-    snap = job.snapshot()
-    if snap["error"] is not None:
-        raise snap["error"]
-    jpeg = job.result_jpeg
+    error = job.exception()
+    if error is not None:
+        raise error
+    jpeg = _state().jobs.store.result(job_id) if job.state == "done" else None
     if jpeg is None:
+        if job.state == "done":
+            raise _gone(job_id)
         raise ResultNotReady()
     resp = Response(jpeg, mimetype="image/jpeg")
     disposition = "attachment" if request.args.get("download") else "inline"

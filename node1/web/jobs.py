@@ -1,9 +1,15 @@
-"""Try-on jobs: run the runner on a bounded thread pool, record progress, keep results in memory.
+"""Try-on jobs: run the runner on a bounded thread pool, record progress and results in the store.
 
 A job is created by POST /api/tryon. The synchronous API waits for it; the page instead follows
-its server-sent events (one `stage` event per runner stage, then `done` or `error`). Jobs and
-their results live in a TTLStore (memory only, limits.result_ttl_s). The shopper's photo is
-dropped from memory as soon as the runner returns.
+its server-sent events (one `stage` event per runner stage, then `done` or `failed`). Jobs and
+their results live in a JobStore (node1.web.jobstore): this process's memory, or Redis shared by
+every worker and replica. The job runs in the worker that received the POST; every change is
+written to the store, so any worker can answer for it. The shopper's photo stays in this worker's
+memory only, and is dropped as soon as the runner returns.
+
+Idempotency: a POST carrying an Idempotency-Key is mapped to its job in the store, so the same
+key sent again (the page retries when a connection dropped) returns that job instead of running a
+second one; if the worker running it died (`worker_lost`), the retry runs it again.
 """
 
 from __future__ import annotations
@@ -13,8 +19,6 @@ import secrets
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -27,47 +31,20 @@ from node1.tryon import (
     TryOnRunner,
     TryOnTimeout,
 )
+from node1.web.jobstore import JobRecord, JobStore, WorkerLost, error_to_dict
 from node1.web.metrics import Metrics
-from node1.web.store import TTLStore
 from node1.web.uploads import encode_jpeg
 
 # Try-ons waiting for a runner thread beyond which new ones get 503 busy (bounds memory).
 MAX_PENDING_JOBS = 32
 JOB_ID_BYTES = 16
+IDEMPOTENCY_KEY_MAX = 128     # characters of an Idempotency-Key
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Job:
-    """One try-on. Fields change under `cond`; read them through `snapshot()`."""
-
-    id: str
-    garment_id: str
-    deadline: float                       # time.monotonic() after which the job has timed out
-    photo: np.ndarray | None              # (H, W, 3) uint8 RGB until the runner is done with it
-    timings_ms: dict[str, float] = field(default_factory=dict)
-    state: str = "queued"                 # queued | running | done | failed
-    stages: list[str] = field(default_factory=list)     # finished stages, in order
-    stage_ms: dict[str, float] = field(default_factory=dict)  # their wall times
-    response: dict[str, Any] | None = None
-    result_jpeg: bytes | None = None
-    error: TryOnError | None = None
-    cond: threading.Condition = field(default_factory=threading.Condition)
-
-    @property
-    def finished(self) -> bool:
-        return self.state in ("done", "failed")
-
-    def snapshot(self) -> dict[str, Any]:
-        with self.cond:
-            return {"state": self.state, "stages": list(self.stages), "stage_ms": dict(self.stage_ms),
-                    "response": self.response,
-                    "error": self.error}
-
-
 class JobRunner:
-    """Runs jobs on `workers` runner threads; keeps them in `store`.
+    """Runs jobs on `workers` runner threads of this process; keeps them in `store`.
 
     Args:
         runner: the TryOnRunner.
@@ -77,7 +54,7 @@ class JobRunner:
         workers: runner threads (node1.workers).
     """
 
-    def __init__(self, runner: TryOnRunner, store: TTLStore[Job], metrics: Metrics, *, timeout_s: float,
+    def __init__(self, runner: TryOnRunner, store: JobStore, metrics: Metrics, *, timeout_s: float,
                  workers: int, max_pending: int = MAX_PENDING_JOBS) -> None:
         self.runner = runner
         self.store = store
@@ -87,58 +64,88 @@ class JobRunner:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tryon")
         self._lock = threading.Lock()
         self._active = 0
+        self._photos: dict[str, np.ndarray] = {}   # job id -> photo, until the runner is done with it
 
     @property
     def active(self) -> int:
         with self._lock:
             return self._active
 
-    def submit(self, photo: np.ndarray, garment_id: str, timings_ms: dict[str, float]) -> Job:
-        """Queue a try-on; raises Busy when `capacity` jobs are already queued or running."""
+    def submit(self, photo: np.ndarray, garment_id: str, timings_ms: dict[str, float],
+               idempotency_key: str | None = None) -> JobRecord:
+        """Queue a try-on (or, with a known `idempotency_key`, return the job that key already runs).
+
+        Raises Busy when `capacity` jobs are already queued or running in this process."""
+        job_id = secrets.token_urlsafe(JOB_ID_BYTES)
+        replace_job: str | None = None
+        if idempotency_key is not None:
+            while (existing := self.store.claim_key(idempotency_key, job_id, replace_job)) is not None:
+                rec = self.get(existing)
+                if rec is not None and (rec.error or {}).get("code") != WorkerLost.code:
+                    return rec                       # the same request again: the same job
+                replace_job = existing               # expired, or its worker died: run it again
         with self._lock:
             if self._active >= self.capacity:
                 raise Busy(f"{self._active} try-ons are already queued or running; try again in a few seconds")
             self._active += 1
             self.metrics.active_jobs.set(self._active)
-        job = Job(id=secrets.token_urlsafe(JOB_ID_BYTES), garment_id=garment_id,
-                  deadline=time.monotonic() + self.timeout_s, photo=photo, timings_ms=dict(timings_ms))
-        self.store.put(job.id, job, nbytes=photo.nbytes)
+        rec = JobRecord(id=job_id, garment_id=garment_id, deadline=time.time() + self.timeout_s,
+                        owner=getattr(self.store, "owner", ""))
+        self.store.create(rec, nbytes=photo.nbytes)
+        self._photos[job_id] = photo
         try:
-            self._pool.submit(self._run, job)
+            self._pool.submit(self._run, job_id, dict(timings_ms))
         except RuntimeError as exc:  # the pool is shutting down
+            self._photos.pop(job_id, None)
             self._release()
             raise Busy("the server is shutting down; try again in a moment") from exc
-        return job
+        return self.store.get(job_id) or rec
 
-    def get(self, job_id: str) -> Job | None:
-        job = self.store.get(job_id)
-        if job is not None:
-            self.check_deadline(job)
-        return job
+    def photo_held(self, job_id: str) -> bool:
+        """Whether this process still holds the job's photo (only until the runner returns)."""
+        return job_id in self._photos
 
-    def wait(self, job: Job, timeout_s: float | None = None) -> Job:
-        """Block until the job finished or its deadline passed (then it fails with TryOnTimeout)."""
-        end = job.deadline if timeout_s is None else min(job.deadline, time.monotonic() + timeout_s)
-        with job.cond:
-            job.cond.wait_for(lambda: job.finished, timeout=max(end - time.monotonic(), 0.0))
-        self.check_deadline(job)
-        return job
+    def get(self, job_id: str) -> JobRecord | None:
+        rec = self.store.get(job_id)
+        if rec is not None and not rec.finished:
+            rec = self.check(rec)
+        return rec
 
-    def check_deadline(self, job: Job) -> None:
-        if not job.finished and time.monotonic() >= job.deadline:
-            self._fail(job, TryOnTimeout(f"the try-on did not finish within {self.timeout_s:g} s "
-                                            "(limits.request_timeout_s); try again"))
+    def wait(self, job_id: str, timeout_s: float | None = None) -> JobRecord | None:
+        """Block until the job finished, its deadline passed (it fails with TryOnTimeout) or its
+        worker was lost (it fails with WorkerLost); None when it is unknown or expired."""
+        rec = self.store.get(job_id)
+        if rec is None:
+            return None
+        left = rec.deadline - time.time()
+        if timeout_s is not None:
+            left = min(left, timeout_s)
+        rec = self.store.wait(job_id, lambda r: r.finished, left)
+        return None if rec is None else self.check(rec)
+
+    def check(self, rec: JobRecord) -> JobRecord:
+        """Fail an unfinished job whose deadline passed or whose worker is gone; the record as it now is."""
+        if rec.finished:
+            return rec
+        if time.time() >= rec.deadline:
+            self._fail(rec.id, TryOnTimeout(f"the try-on did not finish within {self.timeout_s:g} s "
+                                               "(limits.request_timeout_s); try again"))
+        elif self.store.orphaned(rec):
+            self._fail(rec.id, WorkerLost())
+        return self.store.get(rec.id) or rec
 
     def shutdown(self) -> None:
+        """Stop taking jobs and close the store (a Redis store gives up this process's lease)."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self.store.close()
 
     # ------------------------------------------------------------------ worker side
-    def _run(self, job: Job) -> None:
-        with request_context(job.id[:8]):
+    def _run(self, job_id: str, timings_ms: dict[str, float]) -> None:
+        with request_context(job_id[:8]):
             try:
-                self._run_job(job)
+                self._run_job(job_id, timings_ms)
             finally:
-                job.photo = None
+                self._photos.pop(job_id, None)
                 self._release()
 
     def _release(self) -> None:
@@ -146,67 +153,50 @@ class JobRunner:
             self._active -= 1
             self.metrics.active_jobs.set(self._active)
 
-    def _progress(self, job: Job, stage: str, ms: float) -> None:
+    def _progress(self, job_id: str, stage: str, ms: float) -> None:
         """A stage has finished (ProgressFn): record it with its wall time for the job's events."""
-        with job.cond:
-            if job.finished:
-                return
-            job.stages.append(str(stage))
-            job.stage_ms[str(stage)] = round(float(ms), 2)
-            job.cond.notify_all()
+        self.store.add_stage(job_id, str(stage), ms)
 
-    def _run_job(self, job: Job) -> None:
-        with job.cond:
-            if job.finished:      # timed out while queued
-                return
-            job.state = "running"
-            job.cond.notify_all()
-        photo = job.photo
+    def _run_job(self, job_id: str, timings_ms: dict[str, float]) -> None:
+        rec = self.store.get(job_id)
+        if rec is None or time.time() >= rec.deadline or not self.store.set_running(job_id):
+            if rec is not None:
+                self.check(rec)      # timed out while queued
+            return
+        photo = self._photos.get(job_id)
         if photo is None:
             return
         t0 = time.perf_counter()
         try:
-            result = self.runner.run(photo, job.garment_id, lambda stage, ms: self._progress(job, stage, ms))
+            result = self.runner.run(photo, rec.garment_id, lambda stage, ms: self._progress(job_id, stage, ms))
             if not isinstance(result, TryOnResult):
                 raise TryOnFailed(f"the runner returned {type(result).__name__}, expected TryOnResult")
             t_enc = time.perf_counter()
             jpeg = encode_jpeg(np.ascontiguousarray(result.image))
             encode_ms = (time.perf_counter() - t_enc) * 1000.0
         except TryOnError as exc:
-            self._fail(job, exc)
+            self._fail(job_id, exc)
             return
         except Exception as exc:
             log.exception("try-on runner failed")
-            self._fail(job, TryOnFailed(f"the try-on failed inside the runner ({type(exc).__name__}: {exc})"))
+            self._fail(job_id, TryOnFailed(f"the try-on failed inside the runner ({type(exc).__name__}: {exc})"))
             return
         runner_ms = (t_enc - t0) * 1000.0
-        timings = dict(job.timings_ms)
+        timings = dict(timings_ms)
         timings.update({k: float(v) for k, v in result.timings_ms.items()})
         timings["encode"] = encode_ms
         timings["total"] = timings.get("decode", 0.0) + runner_ms + encode_ms
         self.metrics.transport_bytes.inc(max(result.transport_bytes, 0))
-        response = {"id": job.id, "result_url": f"/api/result/{job.id}",
+        response = {"id": job_id, "result_url": f"/api/result/{job_id}",
                     "timings_ms": {k: round(v, 2) for k, v in timings.items()},
                     "device": result.device, "transport": result.transport}
-        with job.cond:
-            if job.finished:      # timed out meanwhile: the shopper was already told
-                return
-            job.result_jpeg = jpeg
-            job.response = response
-            job.timings_ms = timings
-            job.state = "done"
-            job.cond.notify_all()
-        self.store.resize(job.id, len(jpeg))
+        if not self.store.finish(job_id, response, jpeg):
+            return            # timed out meanwhile: the shopper was already told; the late result is discarded
         self.metrics.observe_ms(timings)
         self.metrics.outcome("ok")
 
-    def _fail(self, job: Job, exc: TryOnError) -> None:
-        with job.cond:
-            if job.finished:
-                return
-            job.error = exc
-            job.state = "failed"
-            job.cond.notify_all()
-        self.store.resize(job.id, 0)
+    def _fail(self, job_id: str, exc: TryOnError) -> None:
+        if not self.store.fail(job_id, error_to_dict(exc)):
+            return
         self.metrics.outcome(exc.code)
-        log.info("try-on %s failed: %s: %s", job.id[:8], exc.code, exc.message)
+        log.info("try-on %s failed: %s: %s", job_id[:8], exc.code, exc.message)

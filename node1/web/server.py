@@ -2,10 +2,11 @@
 
     python -m node1.web            (what mirror.launch / start_application.sh runs)
 
-Serving model: ONE gunicorn worker process with HTTP_THREADS threads. Shoppers' jobs, results
-and progress live in that process's memory (nothing on disk), so every request of a shopper
-(POST, SSE events, result download) must reach the same process; the models are loaded once;
-Prometheus metrics need no multiprocess mode. Try-ons themselves run on `node1.workers`
+Serving model: `node1.web_processes` gunicorn worker processes (default ONE) with HTTP_THREADS
+threads each. With `node1.store: "memory"` shoppers' jobs, results and progress live in the one
+process's memory (nothing on disk), so only one process is allowed (mirror.config); with
+`"redis"` they live in Redis and any worker answers any request (node1.web.redisstore).
+Prometheus metrics are per process (no multiprocess mode). Try-ons themselves run on `node1.workers`
 runner threads (node1.web.jobs), the heavy work releasing the GIL (torch, zmq, node 2).
 
 Readiness: gunicorn's when_ready hook (in the arbiter) waits until the worker has built the app
@@ -245,7 +246,8 @@ def gunicorn_options(cfg: Config, cert: Path, key: Path, *, io_timeout_s: float 
             state_of(app).jobs.shutdown()
 
     return {
-        "bind": [bind], "workers": 1, "worker_class": JsonErrorThreadWorker, "threads": HTTP_THREADS,
+        "bind": [bind], "workers": int(cfg["node1"].get("web_processes", 1)), "worker_class": JsonErrorThreadWorker,
+        "threads": HTTP_THREADS,
         "worker_connections": WORKER_CONNECTIONS, "keepalive": KEEPALIVE_S, "timeout": WORKER_TIMEOUT_S,
         "graceful_timeout": GRACEFUL_TIMEOUT_S, "limit_request_line": LIMIT_REQUEST_LINE,
         "limit_request_fields": LIMIT_REQUEST_FIELDS, "limit_request_field_size": LIMIT_REQUEST_FIELD_SIZE,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import copy
 import io
+import itertools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from PIL import Image
 
 from mirror.config import ROOT, validate
 from tests.web.doubles import InMemoryTestCatalog, TorsoTintTestRunner
+from tests.web.redis_server import run_redis
 
 OPERATOR_TOKEN = "test-operator-token-0123456789abcdef"
 
@@ -86,15 +88,38 @@ def runner(catalog: InMemoryTestCatalog) -> TorsoTintTestRunner:
     return TorsoTintTestRunner(catalog)
 
 
+@pytest.fixture(scope="session")
+def redis_socket(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server (Debian's), memory only, on a unix socket, for the whole session."""
+    yield from run_redis(tmp_path_factory.mktemp("redis"))
+
+
+@pytest.fixture
+def store_kind() -> str:
+    """The job store app_factory's apps use; test modules override it to run on both stores."""
+    return "memory"
+
+
+_prefixes = itertools.count()
+
+
+def store_config(kind: str, request: pytest.FixtureRequest) -> dict:
+    """Config overrides for `kind`; each redis app gets its own key prefix (its own jobs and counters)."""
+    if kind == "memory":
+        return {"node1": {"store": "memory"}}
+    sock = request.getfixturevalue("redis_socket")
+    return {"node1": {"store": "redis", "redis": {"unix_socket": sock, "key_prefix": f"t{next(_prefixes)}-"}}}
+
+
 @pytest.fixture
 def app_factory(make_config: Callable[..., Any], runner: TorsoTintTestRunner,
-                catalog: InMemoryTestCatalog) -> Callable[..., Any]:
+                catalog: InMemoryTestCatalog, store_kind: str, request: pytest.FixtureRequest) -> Callable[..., Any]:
     from node1.web import create_app, state_of
 
     made = []
 
     def make(cfg_over: dict | None = None, **kw: Any):  # type: ignore[no-untyped-def]
-        cfg = make_config(**(cfg_over or {}))
+        cfg = make_config(**_merge(store_config(store_kind, request), cfg_over or {}))
         app = create_app(cfg, runner=kw.pop("runner", runner), catalog=kw.pop("catalog", catalog), **kw)
         app.testing = True
         made.append(app)

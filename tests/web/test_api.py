@@ -18,13 +18,19 @@ from PIL import Image
 from node1.tryon import Busy, Node2Unavailable, NoPersonInPhoto, TryOnResult
 from node1.web import state_of
 from node1.web.jobs import JobRunner
+from node1.web.jobstore import MemoryJobStore
 from node1.web.metrics import Metrics
-from node1.web.store import TTLStore
 from tests.web.conftest import OPERATOR_TOKEN, encode
 from tests.web.doubles import TorsoTintTestRunner, torso_box
 from tests.web.test_uploads import png_header_claiming
 
 GARMENT = "test-red-tee"
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """Every API test here runs against both job stores (the embedded one and a real Redis)."""
+    return str(request.param)
 
 
 def post_tryon(client, photo: bytes | None, garment: str | None = GARMENT, query: str = "", **kw):
@@ -88,7 +94,7 @@ def test_result_not_ready_while_running(app_factory, catalog, astronaut_jpeg):
     job = post_tryon(client, astronaut_jpeg, query="?mode=async").json
     r = client.get(job["result_url"])
     assert r.status_code == 409 and r.json["error"]["code"] == "not_ready"
-    state_of(app).jobs.wait(state_of(app).jobs.get(job["id"]))
+    state_of(app).jobs.wait(job["id"])
     assert client.get(job["result_url"]).status_code == 200
 
 
@@ -190,23 +196,24 @@ def test_busy_when_queue_full(catalog, astronaut):
             gate.wait(5)
             return super().run(photo, garment_id, progress)
 
-    runner = JobRunner(Blocking(catalog), TTLStore(60), Metrics(), timeout_s=5, workers=1, max_pending=1)
+    runner = JobRunner(Blocking(catalog), MemoryJobStore(60), Metrics(), timeout_s=5, workers=1, max_pending=1)
     try:
         a = runner.submit(astronaut, GARMENT, {})
         runner.submit(astronaut, GARMENT, {})
         with pytest.raises(Busy, match="already queued or running"):
             runner.submit(astronaut, GARMENT, {})
         gate.set()
-        assert runner.wait(a).state == "done"
-        assert a.photo is None          # the photo is dropped once the pipeline is done
+        assert runner.wait(a.id).state == "done"
+        assert not runner.photo_held(a.id)      # the photo is dropped once the pipeline is done
     finally:
         gate.set()
         runner.shutdown()
 
 
+@pytest.mark.parametrize("store_kind", ["memory"])   # an injected clock; Redis's own expiry: test_shared_store
 def test_ttl_expiry_of_results(app_factory, astronaut_jpeg):
     now = [100.0]
-    app = app_factory(store=TTLStore(ttl_s=600, clock=lambda: now[0]))
+    app = app_factory(store=MemoryJobStore(ttl_s=600, clock=lambda: now[0]))
     client = app.test_client()
     body = post_tryon(client, astronaut_jpeg).json
     now[0] += 599

@@ -28,6 +28,8 @@
     camera_busy: "The camera is in use by another application. Close it and reload, or upload a photo.",
     camera_insecure: "The camera needs a secure (https://) page. Upload a photo instead.",
     network: "The connection to the mirror was lost. Check the network and try again.",
+    worker_lost: "The mirror restarted while working on your try-on. Please try again.",
+    store_unavailable: "The mirror is having trouble right now. Please try again in a moment.",
   };
 
   function showMessage(code, serverMessage, kind) {
@@ -226,6 +228,21 @@
     els.compare.scrollIntoView({ behavior: "smooth", block: "nearest" });
   }
 
+  // A web worker may die mid-request (crash, kill -9): the page sends each try-on with an
+  // Idempotency-Key (random per attempt) and re-sends it when the connection dropped without an
+  // answer or the server says the worker running it was lost; the server maps the key to its job,
+  // so nothing runs twice (docs/web.md, "Workers and shared state").
+  const RESEND_LIMIT = 1;          // re-sends of one try-on after a dropped connection / lost worker
+  const RESEND_DELAY_MS = 500;
+  const STREAM_REOPEN_LIMIT = 3;   // re-opened event streams of one job
+
+  function newIdempotencyKey() {
+    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+    const bytes = new Uint8Array(16);
+    crypto.getRandomValues(bytes);
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
   async function tryOn() {
     if (!state.photo || !state.garment || state.busy) return;
     state.busy = true;
@@ -234,43 +251,60 @@
     clearMessage();
     resetProgress();
     document.body.dataset.result = "pending";
+    submit({ key: newIdempotencyKey(), resends: RESEND_LIMIT, photo: state.photo, garment: state.garment });
+  }
+
+  async function submit(attempt) {
     const form = new FormData();
-    form.append("photo", state.photo, state.photo.name || "photo.jpg");
-    form.append("garment", state.garment);
+    form.append("photo", attempt.photo, attempt.photo.name || "photo.jpg");
+    form.append("garment", attempt.garment);
     let resp, body;
     try {
-      resp = await fetch("/api/tryon?mode=async", { method: "POST", body: form });
+      resp = await fetch("/api/tryon?mode=async",
+        { method: "POST", body: form, headers: { "Idempotency-Key": attempt.key } });
       body = await resp.json();
     } catch (err) {
-      fail("network", null);
+      resend(attempt, "network", null);   // the connection dropped without an answer
       return;
     }
     if (!resp.ok) {
       fail(body.error && body.error.code, body.error && body.error.message);
       return;
     }
-    follow(body);
+    follow(body, attempt, STREAM_REOPEN_LIMIT);
   }
 
-  function follow(job) {
+  function resend(attempt, code, message) {
+    if (!state.busy) return;
+    if (attempt.resends < 1) { fail(code, message); return; }
+    attempt.resends -= 1;
+    document.body.dataset.resent = String(Number(document.body.dataset.resent || 0) + 1);
+    setTimeout(() => submit(attempt), RESEND_DELAY_MS);
+  }
+
+  function failedJob(attempt, err) {
+    if (err.code === "worker_lost") resend(attempt, err.code, err.message);
+    else fail(err.code, err.message);
+  }
+
+  function follow(job, attempt, reopens) {
     const es = new EventSource(job.events_url);
     state.events = es;
     startProgress();
     es.addEventListener("stage", (e) => { const d = JSON.parse(e.data); setStage(d.stage, d.ms); });
-    es.addEventListener("done", (e) => showResult(JSON.parse(e.data)));
-    es.addEventListener("failed", (e) => {
-      const err = JSON.parse(e.data).error || {};
-      fail(err.code, err.message);
-    });
+    es.addEventListener("done", (e) => { es.close(); showResult(JSON.parse(e.data)); });
+    es.addEventListener("failed", (e) => { es.close(); failedJob(attempt, JSON.parse(e.data).error || {}); });
     es.onerror = () => {
-      // The stream broke before done/failed: ask once for the job's state.
+      // The stream broke before done/failed (its worker may have died): ask for the job's state,
+      // follow it again while it runs (any worker can serve it with the shared store).
       if (!state.busy) return;
       es.close();
       fetch(job.status_url).then((r) => r.json()).then((st) => {
         if (st.state === "done") showResult(st);
-        else if (st.error) fail(st.error.code, st.error.message);
+        else if (st.error) failedJob(attempt, st.error);
+        else if (reopens > 0) follow(job, attempt, reopens - 1);
         else fail("network", null);
-      }).catch(() => fail("network", null));
+      }).catch(() => resend(attempt, "network", null));
     };
   }
 
