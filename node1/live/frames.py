@@ -38,9 +38,9 @@ LOAD_EMA = 0.3                     # weight of the newest frame in the processin
 STEP_DOWN_LOAD = 1.0               # average time / budget above which the scale steps down
 STEP_UP_LOAD = 0.45                # ... below which it steps back up
 SCALE_COOLDOWN_FRAMES = 8          # frames between two scale changes
-# mediapipe's landmark smoothing (pose_landmark_filtering.pbtxt): speeds in object sizes per second
+# landmark smoothing as mediapipe's (pose_landmark_filtering.pbtxt): speeds in object sizes per second
 LANDMARK_MIN_CUTOFF_HZ = 0.05
-LANDMARK_BETA = 80.0
+LANDMARK_BETA = 10.0             # mediapipe uses 80; 10 holds the garment steadier (tests/live)
 FRAME_TRYON_TIMEOUT_S = 2.0        # the node-2 leg of one frame; a slower frame passes through
 HINT_AMBER = (255, 176, 0)
 ERROR_RED = (220, 40, 40)
@@ -109,8 +109,10 @@ def hint_overlay(rgb: np.ndarray, colour: tuple[int, int, int], person_icon: boo
     if person_icon:
         r = max(6, h // 40)
         cx, cy = w // 2, b + 3 * r
-        cv2.circle(out, (cx, cy), r, colour, 2, cv2.LINE_AA)
-        cv2.ellipse(out, (cx, cy + 4 * r), (2 * r, 2 * r), 0, 180, 360, colour, 2, cv2.LINE_AA)
+        icon = np.zeros((h, w), np.uint8)
+        cv2.circle(icon, (cx, cy), r, 255, 2)
+        cv2.ellipse(icon, (cx, cy + 4 * r), (2 * r, 2 * r), 0, 180, 360, 255, 2)
+        out[(icon | icon[:, ::-1]) > 0] = colour
     return out
 
 
