@@ -59,6 +59,22 @@ def read_stamp(rgb: np.ndarray) -> int:
     return n
 
 
+def api_request(base_url: str, ctx: ssl.SSLContext, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    """(status, parsed JSON or None) of a call to the HTTPS API; `body` JSON-encoded unless bytes."""
+    if not base_url.startswith("https://"):
+        raise ValueError(f"the live API is served over HTTPS; got {base_url!r}")
+    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    req = urllib.request.Request(base_url.rstrip("/") + path, data=data, method=method,  # noqa: S310 (https only)
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=HTTP_TIMEOUT_S) as resp:  # noqa: S310
+            raw = resp.read()
+            return resp.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        return exc.code, json.loads(raw) if raw else None
+
+
 class FrameSource(VideoStreamTrack):
     """Plays `frames` in a loop at aiortc's 30 fps video clock (or `fps`), stamping numbers if asked."""
 
@@ -111,16 +127,7 @@ class LiveClient:
     # ------------------------------------------------------------------ HTTP
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         """(status, parsed JSON or None) of an API call (blocking; call via asyncio.to_thread)."""
-        data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-        req = urllib.request.Request(self.base + path, data=data, method=method,  # noqa: S310 (https only, above)
-                                     headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, context=self.ctx, timeout=HTTP_TIMEOUT_S) as resp:  # noqa: S310
-                raw = resp.read()
-                return resp.status, json.loads(raw) if raw else None
-        except urllib.error.HTTPError as exc:
-            raw = exc.read()
-            return exc.code, json.loads(raw) if raw else None
+        return api_request(self.base, self.ctx, method, path, body)
 
     # ------------------------------------------------------------------ session
     async def connect(self) -> None:
