@@ -85,13 +85,13 @@ class FrameSource(VideoStreamTrack):
         self.do_stamp = do_stamp
         self.count = 0
         self.sent_at: dict[int, float] = {}
-        self._start: float | None = None
+        self._t0: float | None = None
         self.paused = False
 
     async def recv(self) -> av.VideoFrame:
-        if self._start is None:
-            self._start = time.monotonic()
-        due = self._start + self.count * self.period_s
+        if self._t0 is None:
+            self._t0 = time.monotonic()
+        due = self._t0 + self.count * self.period_s
         await asyncio.sleep(max(0.0, due - time.monotonic()))
         i = self.count
         self.count += 1
