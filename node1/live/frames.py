@@ -202,8 +202,17 @@ def _composite(full: np.ndarray, work: np.ndarray, dressed: np.ndarray) -> np.nd
         dressed = cv2.resize(dressed, (ww, hw), interpolation=cv2.INTER_AREA)
     if work is full:
         return dressed
-    changed = (np.abs(dressed.astype(np.int16) - work.astype(np.int16)).max(axis=2) > 0).astype(np.uint8) * 255
+    changed = cv2.absdiff(dressed, work).max(axis=2)
+    rows, cols = np.nonzero(changed.max(axis=1))[0], np.nonzero(changed.max(axis=0))[0]
+    out = full.copy()
+    if not len(rows):
+        return out
     h, w = full.shape[:2]
-    alpha = cv2.resize(changed, (w, h), interpolation=cv2.INTER_LINEAR)[..., None].astype(np.float32) / 255.0
-    big = cv2.resize(dressed, (w, h), interpolation=cv2.INTER_LINEAR)
-    return (big * alpha + full * (1.0 - alpha) + 0.5).astype(np.uint8)
+    sy, sx = h / hw, w / ww   # the changed box, one source pixel of margin, in full-size pixels
+    y0, y1 = max(0, int((rows[0] - 1) * sy)), min(h, int(np.ceil((rows[-1] + 2) * sy)))
+    x0, x1 = max(0, int((cols[0] - 1) * sx)), min(w, int(np.ceil((cols[-1] + 2) * sx)))
+    alpha = cv2.resize((changed > 0).astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)[y0:y1, x0:x1]
+    big = cv2.resize(dressed, (w, h), interpolation=cv2.INTER_LINEAR)[y0:y1, x0:x1]
+    out[y0:y1, x0:x1] = cv2.blendLinear(np.ascontiguousarray(big), np.ascontiguousarray(full[y0:y1, x0:x1]),
+                                        np.ascontiguousarray(alpha), np.ascontiguousarray(1.0 - alpha))
+    return out

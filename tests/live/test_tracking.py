@@ -141,3 +141,20 @@ def test_settings_from_config() -> None:
     s = LiveSettings.from_config({"max_sessions": 3, "idle_timeout_s": 5, "width": 320, "unknown": 1})
     assert (s.max_sessions, s.idle_timeout_s, s.width, s.height) == (3, 5.0, 320, 480)
     assert LiveSettings.from_config(None) == LiveSettings()
+
+
+def test_a_scaled_result_keeps_the_cameras_own_pixels_where_nothing_was_redrawn() -> None:
+    import cv2
+
+    from node1.live.frames import _composite
+
+    rng = np.random.default_rng(1)
+    full = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    work = cv2.resize(full, (320, 240), interpolation=cv2.INTER_AREA)
+    dressed = work.copy()
+    dressed[100:200, 100:200] = (200, 20, 20)          # the garment, drawn at half size
+    out = _composite(full, work, dressed)
+    np.testing.assert_array_equal(out[:190], full[:190])          # above the garment: untouched
+    np.testing.assert_array_equal(out[:, :190], full[:, :190])    # left of it: untouched
+    assert (out[220:380, 220:380] == (200, 20, 20)).all()         # inside: the garment
+    np.testing.assert_array_equal(_composite(full, work, work.copy()), full)
