@@ -12,7 +12,8 @@ In the same run, the still-photo try-on (POST /api/tryon) of the same 640x480 fr
 
 --json keys: live_fps (frames received / s over the window), live_latency_p50_ms, live_latency_p95_ms
 (ALL received stamped frames), live_dropped_ratio (server: frames replaced unprocessed / frames in),
-live_sent, live_received, live_cpu_cores (CPU seconds of the whole deployment's process tree / wall
+live_sent, live_received, live_server_stage_mean_ms (node 1's per-frame stages over the window),
+live_cpu_cores (CPU seconds of the whole deployment's process tree / wall
 seconds over the window; the client's own CPU apart: live_client_cpu_cores), live_status_counts,
 e2e_p50_ms, e2e_failures. Percentiles: numpy.percentile linear (bench.common.pct).
 """
@@ -107,6 +108,19 @@ def _metric(dep: Any, name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + " "))
 
 
+STAGES = ("pose", "parsing", "tryon", "total", "latency")
+
+
+def _stage_sums(dep: Any) -> dict[str, tuple[float, float]]:
+    """stage -> (sum s, count) of live_frame_duration_seconds on /metrics."""
+    out = {}
+    for stage in STAGES:
+        label = f'{{stage="{stage}"}}'
+        out[stage] = (_metric(dep, f"live_frame_duration_seconds_sum{label}"),
+                      _metric(dep, f"live_frame_duration_seconds_count{label}"))
+    return out
+
+
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     import io
 
@@ -139,10 +153,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         _stream(dep, gid, args.seconds / 2, args.fps)          # warm-up: model registration per scale
         pids = descendants(dep.proc.pid) if dep.proc is not None else []
         in0, drop0 = _metric(dep, "live_frames_in_total"), _metric(dep, "live_frames_dropped_total")
+        sums0 = _stage_sums(dep)
         cpu0, t0 = _cpu_seconds(pids), time.monotonic()
         live = _stream(dep, gid, args.seconds, args.fps)
         cpu1, t1 = _cpu_seconds(pids), time.monotonic()
         in1, drop1 = _metric(dep, "live_frames_in_total"), _metric(dep, "live_frames_dropped_total")
+        sums1 = _stage_sums(dep)
+    stage_ms = {k: 1000.0 * (sums1[k][0] - sums0[k][0]) / max(sums1[k][1] - sums0[k][1], 1.0) for k in STAGES}
     lat = live["latencies_ms"]
     return {
         "live_fps": live["received"] / live["wall_s"],
@@ -153,6 +170,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "live_cpu_cores": (cpu1 - cpu0) / (t1 - t0),
         "live_client_cpu_cores": live["client_cpu_s"] / live["wall_s"],
         "live_status_counts": live["statuses"],
+        "live_server_stage_mean_ms": stage_ms,
         "e2e_p50_ms": pct(stills_ms, 50), "e2e_failures": failures,
         "seconds": args.seconds, "fps_sent": args.fps, "resolution": "640x480",
         "max_rss_mb_bench": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
