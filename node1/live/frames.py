@@ -170,8 +170,11 @@ class FramePipeline:
         work = full if scale == 1.0 else cv2.resize(full, (round(w * scale) // 2 * 2, round(h * scale) // 2 * 2),
                                                     interpolation=cv2.INTER_AREA)
         timings: dict[str, float] = {}
+        def live_frame(f: np.ndarray, device: Any) -> Preprocessed:  # named: the device's log says what ran
+            return self._preprocess(f, device, t)
+
         try:
-            pre = self.runner.preprocess_frame(lambda f, device: self._preprocess(f, device, t), work)
+            pre = self.runner.preprocess_frame(live_frame, work)
             timings.update(pose=pre.timings_ms["pose"], parsing=pre.timings_ms["parse"])
             dressed = self.runner.dress(pre, self.garment, FRAME_TRYON_TIMEOUT_S)
             timings["tryon"] = dressed.transfer_ms + dressed.tryon_ms
