@@ -60,6 +60,7 @@ class LiveSession:
         self.answer_sdp = ""
         self.started_at = self.last_frame_at = self.stats_at = time.monotonic()
         self.failed = False
+        self.frames_in = 0
         self.status = "starting"
         self.channel: Any = None
         self._mailbox: tuple[av.VideoFrame, float] | None = None
@@ -106,6 +107,7 @@ class LiveSession:
                 continue
             now = time.monotonic()
             self.last_frame_at = now
+            self.frames_in += 1
             self.metrics.live_frames_in.inc()
             with self._cond:
                 if self._mailbox is not None:

@@ -41,6 +41,7 @@ PIPELINE_FACTORY = "node1.live.frames:FramePipeline"
 OFFER_TIMEOUT_S = 20.0         # answering an offer (ICE gathering on every local interface included)
 CLOSE_TIMEOUT_S = 10.0
 WATCHDOG_PERIOD_S = 0.5
+SETUP_GRACE_S = 30.0           # ICE + DTLS before the first frame may take this long (a busy machine)
 STATS_PERIOD_S = 1.0
 MAX_SDP_BYTES = 64 * 1024
 MAX_GARMENT_ID_CHARS = 200
@@ -203,8 +204,10 @@ class LiveManager:
                 sessions = list(self._sessions.values())
             for s in sessions:
                 reason = ""
-                if now - s.last_frame_at > self.settings.idle_timeout_s:
-                    reason = f"no frame for {self.settings.idle_timeout_s:g} s (the peer went away)"
+                idle_limit = self.settings.idle_timeout_s if s.frames_in else max(self.settings.idle_timeout_s,
+                                                                                  SETUP_GRACE_S)
+                if now - s.last_frame_at > idle_limit:
+                    reason = f"no frame for {idle_limit:g} s (the peer went away)"
                 elif now - s.started_at > self.settings.max_duration_s:
                     reason = f"the maximum session duration ({self.settings.max_duration_s:g} s) is reached"
                 elif s.failed:

@@ -12,9 +12,11 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from mirror.config import ROOT
 from testing.deployment import LocalDeployment
 from testing.live_client import photo_sequence
 
+ARTIFACTS = ROOT / "test-artifacts"
 IDLE_TIMEOUT_S = 4.0
 SEQUENCE_FRAMES = 60
 
@@ -24,7 +26,11 @@ def live_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalD
     overrides = {"live": {"max_sessions": 1, "idle_timeout_s": IDLE_TIMEOUT_S},
                  "limits": {"rate_limit_per_min": 100000}}
     with LocalDeployment(tmp_path_factory.mktemp("live"), overrides=overrides) as dep:
-        yield dep
+        try:
+            yield dep
+        finally:  # what the deployment said, for a failure's post-mortem (git-ignored)
+            ARTIFACTS.mkdir(exist_ok=True)
+            (ARTIFACTS / "live_deployment.log").write_text(dep.log())
 
 
 def get(dep: LocalDeployment, path: str) -> bytes:

@@ -177,3 +177,28 @@ def test_a_peer_that_vanishes_is_cleaned_up_within_the_idle_timeout(live_deploym
     killed = time.monotonic()
     gone = _wait_gauge_zero(live_deployment, IDLE_TIMEOUT_S + GAUGE_WAIT_S)
     assert gone - killed <= IDLE_TIMEOUT_S + 2.0
+
+
+def test_frames_without_a_person_pass_through_with_a_hint(live_deployment: LocalDeployment) -> None:
+    from skimage import data
+
+    from testing.live_client import photo_sequence
+
+    empty = photo_sequence(data.rocket(), 4, amplitude_px=2)     # a launch pad: nobody there
+    gid = next(iter(garment_ids(live_deployment).values()))
+
+    async def run() -> None:
+        async with LiveClient(live_deployment.url, live_deployment.cafile, empty, gid) as client:
+            await client.wait_frames(4, FIRST_FRAMES_S)
+            got, src = _frame_of(client, empty, len(client.received) - 1)
+            inner = (slice(40, 440), slice(40, 600))                 # inside the hint frame
+            assert np.abs(got[inner] - src[inner]).mean() < 8.0       # unchanged (VP8 noise only)
+            edge = got[200:280, 1:4].reshape(-1, 3).mean(axis=0)      # the amber hint frame on the side
+            assert edge[0] > 180 and edge[2] < 90, edge
+            deadline = time.monotonic() + 30
+            while not any(m.get("type") == "stats" and m.get("status") == "no_person" for m in client.messages):
+                assert time.monotonic() < deadline, client.messages
+                await asyncio.sleep(0.2)
+
+    asyncio.run(run())
+    assert metric(live_deployment, 'live_frames_processed_total{status="no_person"}') >= 1
