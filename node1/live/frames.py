@@ -61,6 +61,23 @@ class FrameResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class Prepared:
+    """A frame between the two halves of the path: the frame fitted (full) and as processed (work), the
+    preprocessing (None when nobody was found or it failed: status / code say which)."""
+
+    rgb_shape: tuple[int, ...]
+    full: np.ndarray
+    work: np.ndarray
+    scale: float
+    started: float
+    pre: Preprocessed | None = None
+    status: str = "dressed"
+    code: str = ""
+    detected: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+
+
 class ScaleController:
     """Chooses the processing scale from the measured processing time against the frame budget."""
 
@@ -160,7 +177,12 @@ class FramePipeline:
                             timings_ms={"pose": (t1 - t0) * 1000.0, "parse": (t2 - t1) * 1000.0})
 
     def process(self, rgb: np.ndarray, t: float) -> FrameResult:
-        """One frame: (H, W, 3) uint8 RGB, t its presentation time in seconds -> FrameResult (same size)."""
+        """One frame: (H, W, 3) uint8 RGB, t its presentation time in seconds -> FrameResult (same size).
+        The same as finish(prepare(rgb, t)); a session runs the two halves on two threads."""
+        return self.finish(self.prepare(rgb, t))
+
+    def prepare(self, rgb: np.ndarray, t: float) -> Prepared:
+        """The first half (on the preprocessing device): fit, scale, pose tracking, smoothing, parsing."""
         t0 = time.perf_counter()
         full = fit_frame(rgb, self.max_wh)
         scale = self.scaler.scale
@@ -169,27 +191,48 @@ class FramePipeline:
             scale = 1.0
         work = full if scale == 1.0 else cv2.resize(full, (round(w * scale) // 2 * 2, round(h * scale) // 2 * 2),
                                                     interpolation=cv2.INTER_AREA)
-        timings: dict[str, float] = {}
+
         def live_frame(f: np.ndarray, device: Any) -> Preprocessed:  # named: the device's log says what ran
             return self._preprocess(f, device, t)
 
+        prepared = Prepared(rgb_shape=rgb.shape, full=full, work=work, scale=scale, started=t0)
         try:
-            pre = self.runner.preprocess_frame(live_frame, work)
-            timings.update(pose=pre.timings_ms["pose"], parsing=pre.timings_ms["parse"])
-            dressed = self.runner.dress(pre, self.garment, FRAME_TRYON_TIMEOUT_S)
-            timings["tryon"] = dressed.transfer_ms + dressed.tryon_ms
-            image, status, code = _composite(full, work, dressed.image), "dressed", ""
+            prepared.pre = self.runner.preprocess_frame(live_frame, work)
+            prepared.timings.update(pose=prepared.pre.timings_ms["pose"], parsing=prepared.pre.timings_ms["parse"])
         except NoPersonInPhoto:
             self.smoother.reset()
-            image, status, code = hint_overlay(full, HINT_AMBER, True), "no_person", ""
+            prepared.status = "no_person"
         except TryOnError as exc:
-            log.warning("live frame not dressed (%s): %s", exc.code, exc)
-            image, status, code = hint_overlay(full, ERROR_RED, False), "error", exc.code
-        if image.shape != rgb.shape:
-            image = cv2.resize(image, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
-        timings["total"] = (time.perf_counter() - t0) * 1000.0
-        self.scaler.update(timings["total"])
-        return FrameResult(image=image, status=status, scale=scale, detected=self.tracker.detected, code=code,
+            log.warning("live frame not preprocessed (%s): %s", exc.code, exc)
+            prepared.status, prepared.code = "error", exc.code
+        prepared.detected = self.tracker.detected
+        prepared.timings["prepare"] = (time.perf_counter() - t0) * 1000.0
+        return prepared
+
+    def finish(self, p: Prepared) -> FrameResult:
+        """The second half: the runner's node-2 leg and the composite (or the pass-through with a hint)."""
+        t1 = time.perf_counter()
+        timings = dict(p.timings)
+        status, code = p.status, p.code
+        image = p.full
+        if p.pre is not None:
+            try:
+                dressed = self.runner.dress(p.pre, self.garment, FRAME_TRYON_TIMEOUT_S)
+                timings["tryon"] = dressed.transfer_ms + dressed.tryon_ms
+                image, status = _composite(p.full, p.work, dressed.image), "dressed"
+            except TryOnError as exc:
+                log.warning("live frame not dressed (%s): %s", exc.code, exc)
+                status, code = "error", exc.code
+        if status == "no_person":
+            image = hint_overlay(p.full, HINT_AMBER, True)
+        elif status == "error":
+            image = hint_overlay(p.full, ERROR_RED, False)
+        if image.shape != p.rgb_shape:
+            image = cv2.resize(image, (p.rgb_shape[1], p.rgb_shape[0]), interpolation=cv2.INTER_LINEAR)
+        timings["total"] = (time.perf_counter() - p.started) * 1000.0
+        # the slower half sets the frame interval when the halves overlap (two threads)
+        self.scaler.update(max(timings["prepare"], (time.perf_counter() - t1) * 1000.0))
+        return FrameResult(image=image, status=status, scale=p.scale, detected=p.detected, code=code,
                            timings_ms=timings)
 
 

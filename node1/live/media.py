@@ -67,6 +67,9 @@ class LiveSession:
         self._cond = threading.Condition()
         self._closed = False
         self._worker = threading.Thread(target=self._work, name=f"live-{session_id[:8]}", daemon=True)
+        # the second half (node 2's try-on leg, composite) overlaps the next frame's preprocessing
+        self._ready: tuple[Any, av.VideoFrame, float] | None = None
+        self._dresser = threading.Thread(target=self._dress_loop, name=f"live-{session_id[:8]}-dress", daemon=True)
         self._tasks: list[asyncio.Task[None]] = []
         self._delivered: list[tuple[float, float]] = []   # (when, latency ms) of recent output frames
 
@@ -95,6 +98,7 @@ class LiveSession:
         await pc.setLocalDescription(await pc.createAnswer())
         self.answer_sdp = pc.localDescription.sdp
         self._worker.start()
+        self._dresser.start()
 
     async def _consume(self, track: MediaStreamTrack) -> None:
         """Read the camera; keep only the newest frame (a replaced one is dropped, and counted)."""
@@ -113,7 +117,7 @@ class LiveSession:
                 if self._mailbox is not None:
                     self.metrics.live_frames_dropped.inc()
                 self._mailbox = (frame, now)
-                self._cond.notify()
+                self._cond.notify_all()
 
     def _work(self) -> None:
         while True:
@@ -130,16 +134,41 @@ class LiveSession:
                 log.exception("live session %s: frame failed", self.id[:8])
 
     def _process(self, frame: av.VideoFrame, received: float) -> None:
+        """First half on the worker thread; the prepared frame goes to the dresser's one-slot mailbox
+        (a prepared frame replaced before the dresser took it is dropped, and counted)."""
         rgb = frame.to_ndarray(format="rgb24")
         t = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else time.monotonic()
-        result = self.pipeline.process(rgb, t)
+        prepared = self.pipeline.prepare(rgb, t)
+        with self._cond:
+            if self._ready is not None:
+                self.metrics.live_frames_dropped.inc()
+            self._ready = (prepared, frame, received)
+            self._cond.notify_all()
+
+    def _dress_loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._ready is None and not self._closed:
+                    self._cond.wait()
+                if self._closed or self._ready is None:
+                    return
+                prepared, frame, received = self._ready
+                self._ready = None
+            try:
+                self._finish(prepared, frame, received)
+            except Exception:  # a frame must never kill the session: log it, pass on to the next
+                log.exception("live session %s: frame failed", self.id[:8])
+
+    def _finish(self, prepared: Any, frame: av.VideoFrame, received: float) -> None:
+        result = self.pipeline.finish(prepared)
         out = av.VideoFrame.from_ndarray(result.image, format="rgb24")
         out.pts, out.time_base = frame.pts, frame.time_base
         latency_ms = (time.monotonic() - received) * 1000.0
         self.status = result.status
         self.metrics.live_frames_processed.labels(status=result.status).inc()
         for stage, ms in result.timings_ms.items():
-            self.metrics.live_frame_duration.labels(stage=stage).observe(ms / 1000.0)
+            if stage != "prepare":
+                self.metrics.live_frame_duration.labels(stage=stage).observe(ms / 1000.0)
         self.metrics.live_frame_duration.labels(stage="latency").observe(latency_ms / 1000.0)
         if self._closed:
             return
@@ -195,11 +224,12 @@ class LiveSession:
     async def close(self) -> None:
         with self._cond:
             self._closed = True
-            self._mailbox = None
-            self._cond.notify()
+            self._mailbox = self._ready = None
+            self._cond.notify_all()
         self.output.stop()
         for task in self._tasks:
             task.cancel()
         await self.pc.close()
-        if self._worker.is_alive():
-            await asyncio.get_running_loop().run_in_executor(None, self._worker.join, WORKER_JOIN_S)
+        for thread in (self._worker, self._dresser):
+            if thread.is_alive():
+                await asyncio.get_running_loop().run_in_executor(None, thread.join, WORKER_JOIN_S)
