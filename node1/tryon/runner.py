@@ -18,7 +18,9 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from typing import Any, Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
 import cv2
 import numpy as np
@@ -86,6 +88,8 @@ class RunnerCounters:
         with self._lock:
             return {"gvirtus_calls": self.gvirtus_calls, "preprocess_fallbacks": dict(self.preprocess_fallbacks)}
 
+T = TypeVar("T")
+
 
 class Node2Link(Protocol):
     """Where the try-on message goes (node1.tryon.links): `tryon` returns the `result` or `error`
@@ -123,12 +127,23 @@ def run_preprocess(device: Any, photo: np.ndarray, on_stage: Any = None) -> Prep
         NoPersonInPhoto: nobody (or too little of a body) in the photo.
         BadRequest: the photo cannot be used (e.g. under 128 px on its short side).
     """
+    return run_on_device(device, functools.partial(preprocess, on_stage=on_stage), photo)
+
+
+def run_on_device(device: Any, fn: Callable[..., T], photo: np.ndarray) -> T:
+    """`fn(photo, device=...)` on the preprocessing device (remote first through a FallbackDevice), with
+    the pose errors translated (the still path's preprocess, the live path's per-frame preprocessing).
+
+    Raises:
+        NoPersonInPhoto: nobody (or too little of a body) in the photo.
+        BadRequest: the photo cannot be used (e.g. under 128 px on its short side).
+    """
     from node1.pose import FallbackDevice, InvalidImage, NoPersonDetected
 
     try:
         if isinstance(device, FallbackDevice):
-            return device.run(functools.partial(preprocess, on_stage=on_stage), photo)
-        return preprocess(photo, device=device, on_stage=on_stage)
+            return device.run(fn, photo)
+        return fn(photo, device=device)
     except NoPersonDetected as exc:
         raise NoPersonInPhoto(f"no person found in the photo ({exc}): stand facing the camera with your "
                               "head, shoulders and upper body in the picture, and try again") from exc
@@ -147,6 +162,17 @@ def error_from_reply(meta: dict[str, Any]) -> Exception:
     if code in TIMEOUT_CODES:
         return TryOnTimeout(f"the try-on service on node 2 took too long ({message})")
     return TryOnFailed(f"node 2 could not complete the try-on ({code}: {message})")
+
+
+@dataclass(frozen=True)
+class Dressed:
+    """The node-2 leg's outcome: image (H, W, 3) uint8 RGB; transfer_ms (the round trip less VITON's
+    time), tryon_ms (VITON's queue + engine), nbytes (person tensors + result on the wire)."""
+
+    image: np.ndarray
+    transfer_ms: float
+    tryon_ms: float
+    nbytes: int
 
 
 class Runner:
@@ -195,12 +221,38 @@ class Runner:
                 served_by = getattr(self.device, "last_served_by", None)
                 fallback = getattr(self.device, "last_fallback_reason", None) if served_by != "remote" else None
                 self.counters.add(calls, fallback)
+        dressed = self.dress(pre, garment, deadline - time.monotonic())
+        timings = {"pose": float(pre.timings_ms.get("pose", 0.0)), "parsing": float(pre.timings_ms.get("parse", 0.0)),
+                   "transfer": dressed.transfer_ms, "tryon": dressed.tryon_ms}
+        progress("transfer", timings["transfer"])
+        progress("tryon", timings["tryon"])
+        device = str(pre.device) if fallback is None else f"{pre.device} (local fallback)"
+        return TryOnResult(image=dressed.image, timings_ms=timings, device=device,
+                           transport=self.link.transport, gvirtus_calls=calls, transport_bytes=dressed.nbytes,
+                           preprocess_fallback=fallback)
+
+    def preprocess_frame(self, fn: Callable[..., T], frame: np.ndarray) -> T:
+        """`fn(frame, device=...)` on this runner's preprocessing device, serialised with the stills'
+        preprocessing (the live mirror's per-frame pose and parsing; errors as run_on_device's)."""
+        with self._pre_lock:
+            return run_on_device(self.device, fn, frame)
+
+    def dress(self, pre: Preprocessed, garment: Any, timeout_s: float) -> Dressed:
+        """The node-2 leg of a try-on: the person tensors the engine reads over the link, the result back.
+
+        Args:
+            pre: the preprocessed photo or video frame.
+            garment: a catalog garment (self.catalog.garment(id)).
+            timeout_s: the time left for this leg (at least MIN_TIMEOUT_S is given).
+        Raises:
+            TryOnTimeout, Node2Unavailable, NoPersonInPhoto, TryOnFailed (node 2's error codes mapped).
+        """
         tensors = person_tensors(pre, self.reads)
         t0 = time.perf_counter()
         try:
-            reply = self.link.tryon(tensors, garment, max(MIN_TIMEOUT_S, deadline - time.monotonic()))
+            reply = self.link.tryon(tensors, garment, max(MIN_TIMEOUT_S, timeout_s))
         except RequestTimeout as exc:
-            raise TryOnTimeout(f"node 2 did not answer within {self.timeout_s:g} s ({exc})") from exc
+            raise TryOnTimeout(f"node 2 did not answer within {max(MIN_TIMEOUT_S, timeout_s):.3g} s ({exc})") from exc
         except PeerUnavailable as exc:
             raise Node2Unavailable(f"node 2's gateway cannot be reached ({exc})") from exc
         except TransportError as exc:
@@ -213,15 +265,9 @@ class Runner:
         viton_ms = {k: float(v) for k, v in dict(reply.meta.get("timings_ms", {})).items()
                     if isinstance(v, int | float)}
         tryon_ms = viton_ms.get("viton_ms", 0.0)
-        timings = {"pose": float(pre.timings_ms.get("pose", 0.0)), "parsing": float(pre.timings_ms.get("parse", 0.0)),
-                   "transfer": max(0.0, round_trip_ms - tryon_ms), "tryon": tryon_ms}
-        progress("transfer", timings["transfer"])
-        progress("tryon", timings["tryon"])
         nbytes = sum(int(t.nbytes) for t in tensors.values()) + int(reply.tensors["image"].nbytes)
-        device = str(pre.device) if fallback is None else f"{pre.device} (local fallback)"
-        return TryOnResult(image=np.array(reply.tensors["image"]), timings_ms=timings, device=device,
-                           transport=self.link.transport, gvirtus_calls=calls, transport_bytes=nbytes,
-                           preprocess_fallback=fallback)
+        return Dressed(image=np.array(reply.tensors["image"]), transfer_ms=max(0.0, round_trip_ms - tryon_ms),
+                       tryon_ms=tryon_ms, nbytes=nbytes)
 
     def health(self) -> RunnerHealth:
         health: RunnerHealth = self._health_fn()

@@ -4,7 +4,8 @@ Public face:
     create_app(cfg, runner=..., catalog=..., operator_token=...) -> Flask
     WebState                     what the app keeps in app.extensions["vmirror"]
 
-Blueprints: `pages` (/ and static), `api` (/api/...), `ops` (/health, /metrics). One JSON error
+Blueprints: `pages` (/ and static), `api` (/api/...), `live` (/api/live/..., WebRTC signaling),
+`ops` (/health, /metrics). One JSON error
 handler (node1.web.errors) turns every error into {"error": {"code", "message"}}.
 Served by gunicorn over TLS from node1.web; Flask's development server is never used.
 """
@@ -70,7 +71,7 @@ def create_app(cfg: Config, runner: TryOnRunner, catalog: GarmentCatalog, *,
             or $VM_OPERATOR_TOKEN; None disables the operator API.
         store: where jobs and results live (default: from `node1.store`, see `open_store`).
     """
-    from node1.web import api, errors, ops, pages
+    from node1.web import api, errors, live, ops, pages
 
     limits = cfg["limits"]
     if operator_token is ...:
@@ -95,6 +96,7 @@ def create_app(cfg: Config, runner: TryOnRunner, catalog: GarmentCatalog, *,
     app.extensions[EXTENSION_KEY] = state
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp, url_prefix="/api")
+    app.register_blueprint(live.bp, url_prefix="/api/live")
     app.register_blueprint(ops.bp)
     errors.register(app)
     pages.register_security_headers(app)

@@ -13,6 +13,12 @@ whole truth and no multiprocess mode is needed (see docs/web.md for why one proc
                                         remote device is configured, by reason (node1.pose.device)
     transport_bytes_total               bytes moved over the node 1 <-> node 2 transport
     tryon_active_jobs                   try-ons queued or running now
+    live_sessions                       live mirror (WebRTC) sessions open now
+    live_frames_in_total                video frames received from live sessions
+    live_frames_processed_total{status} frames through the per-frame path: dressed, no_person, error
+    live_frames_dropped_total           frames replaced by a newer one before they were processed
+    live_frame_duration_seconds{stage}  per frame: pose, parsing, tryon (node 2's leg), total
+                                        (processing), latency (received -> sent back)
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from node1.tryon import STAGES
 
 # Seconds; from a fast local try-on (tens of ms) to the request timeout.
 DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+LIVE_BUCKETS_S = (0.005, 0.01, 0.02, 0.033, 0.05, 0.067, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
 
 
 class RunnerCountersCollector:
@@ -60,6 +68,18 @@ class Metrics:
         self.transport_bytes = Counter("transport_bytes", "Bytes moved over the node1<->node2 transport",
                                        registry=r)
         self.active_jobs = Gauge("tryon_active_jobs", "Try-ons queued or running", registry=r)
+        self.live_sessions = Gauge("live_sessions", "Live mirror (WebRTC) sessions open", registry=r)
+        self.live_frames_in = Counter("live_frames_in", "Video frames received from live sessions", registry=r)
+        self.live_frames_processed = Counter("live_frames_processed", "Live frames through the per-frame path",
+                                             ["status"], registry=r)
+        self.live_frames_dropped = Counter("live_frames_dropped", "Live frames replaced by a newer one unprocessed",
+                                           registry=r)
+        self.live_frame_duration = Histogram("live_frame_duration_seconds", "Per live frame, by stage", ["stage"],
+                                             buckets=LIVE_BUCKETS_S, registry=r)
+        for status in ("dressed", "no_person", "error"):
+            self.live_frames_processed.labels(status=status)
+        for stage in ("pose", "parsing", "tryon", "total", "latency"):
+            self.live_frame_duration.labels(stage=stage)
         self.requests.labels(outcome="ok")
         for stage in ("decode", *STAGES, "encode", "total"):
             self.duration.labels(stage=stage)
