@@ -95,27 +95,45 @@ class RemoteModule:
                                  "message limit; upload them with memcpy_htod and pass handles")
         return out
 
-    def __call__(self, *inputs: Any, keep_on_device: bool = False) -> Any:
+    def _keep_flags(self, keep_on_device: bool | Sequence[bool]) -> list[bool]:
+        """One keep flag per tensor output (output_specs order) from a bool or a per-output sequence."""
+        n = len(self.output_specs)
+        if isinstance(keep_on_device, bool):
+            return [keep_on_device] * n
+        flags = list(keep_on_device)
+        if len(flags) != n or not all(isinstance(f, bool) for f in flags):
+            raise InvalidRequest(f"keep_on_device must be a bool or {n} bools (one per tensor output), got "
+                                 f"{str(keep_on_device)[:80]}")
+        return flags
+
+    def __call__(self, *inputs: Any, keep_on_device: bool | Sequence[bool] = False) -> Any:
         """Launch on host arrays / tensors or DeviceBuffers.
 
-        Returns the module's output structure with host torch tensors, or DeviceBuffers when
-        `keep_on_device` (chain them into the next launch without a round trip of the data).
+        Returns the module's output structure with host torch tensors, or DeviceBuffers where
+        `keep_on_device` says so: True keeps every output on the device (chain them into the next launch
+        without a round trip of the data); a sequence of bools, one per tensor output in order, keeps
+        some and brings the others back in the same reply.
         """
         self.ensure_registered()
         checked = self._checked(inputs)
+        keep = self._keep_flags(keep_on_device)
         what, sid, data = f"launch module {self.content_hash[:19]}", self.device.session_id, self.device._conn.data
         if data is not None:   # the data channel: host inputs as raw bytes, handles by id (op K)
             refs = [x.id if isinstance(x, DeviceBuffer) else host_bytes(x) for x in checked]
-            got = data.launch(self.module_id, refs, keep_on_device, what)
-            if keep_on_device:
-                return self._capture.assemble([DeviceBuffer(hid, nbytes, dtype, shape, sid)
-                                               for hid, nbytes, dtype, shape in got])
-            return self._capture.assemble(got)
+            got = data.launch(self.module_id, refs, keep, what)
+            return self._capture.assemble([DeviceBuffer(g[0], g[1], g[2], g[3], sid) if isinstance(g, tuple) else g
+                                           for g in got])
         request = pb.LaunchRequest(module_id=self.module_id, inputs=self._inputs(checked),
-                                   keep_on_device=keep_on_device)
+                                   keep_on_device=any(keep))
         reply = self.device._call("Launch", request, what)
-        leaves = [DeviceBuffer.from_info(o.device, sid) if o.WhichOneof("dest") == "device" else from_wire(o.host)
-                  for o in reply.outputs]
+        leaves: list[Any] = [DeviceBuffer.from_info(o.device, sid) if o.WhichOneof("dest") == "device"
+                             else from_wire(o.host) for o in reply.outputs]
+        if any(keep) and not all(keep):  # the Launch RPC keeps all or none: read back the others, then free them
+            back = [k for k, flag in enumerate(keep) if not flag]
+            buffers = [leaves[k] for k in back]
+            for k in back:
+                leaves[k] = torch.from_numpy(self.device.memcpy_dtoh(leaves[k]))
+            self.device.free_many(buffers)
         return self._capture.assemble(leaves)
 
     def unregister(self) -> None:
