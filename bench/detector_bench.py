@@ -39,7 +39,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from node1.pose import estimate_pose
-    from node1.pose.runners import LocalRunner, stage_module
+    from node1.pose.runners import Keep, LocalRunner, Stage, stage_module, stage_name
 
     stage_ms: dict[tuple[str, str], list[float]] = defaultdict(list)
 
@@ -48,10 +48,10 @@ def main() -> None:
             super().__init__("cpu")
             self.tag = tag
 
-        def call(self, stage: str, *inputs: torch.Tensor, keep: bool = False) -> tuple[Any, ...]:
+        def call(self, stage: Stage, *inputs: torch.Tensor, keep: Keep = False) -> tuple[Any, ...]:
             t = time.perf_counter()
             out = super().call(stage, *inputs, keep=keep)
-            stage_ms[(self.tag, stage)].append((time.perf_counter() - t) * 1000.0)
+            stage_ms[(self.tag, stage_name(stage))].append((time.perf_counter() - t) * 1000.0)
             return out
 
     exact, portable = Timed("exact"), Timed("portable")

@@ -79,7 +79,7 @@ def prepare_dataset(photos: Path, garments_dir: Path, out: Path, device: Any = "
         DatasetError: a folder is missing or empty, or nothing usable was found in one of them.
     """
     from garments import GarmentError, fit_canvas, prepare_garment
-    from node1.pose import PoseError
+    from node1.pose import PoseError, render_skeleton
     from node1.preprocess import preprocess
 
     person_files, garment_files = _images(photos, "photos"), _images(garments_dir, "garments")
@@ -101,7 +101,8 @@ def prepare_dataset(photos: Path, garments_dir: Path, out: Path, device: Any = "
         name = _unique_stem(path, used)
         Image.fromarray(pre.image).save(out / "image" / f"{name}.jpg", quality=JPEG_QUALITY)
         save_parse_png(pre.parse, out / "image-parse" / f"{name}.png")
-        Image.fromarray(pre.pose_image).save(out / "openpose-img" / f"{name}_rendered.png")
+        pose_image = render_skeleton(pre.body25, pre.image.shape[:2])   # VITON-HD's pose input, drawn from BODY_25
+        Image.fromarray(pose_image).save(out / "openpose-img" / f"{name}_rendered.png")
         (out / "openpose-json" / f"{name}_keypoints.json").write_text(json.dumps(pre.pose_json), encoding="utf-8")
         rep.people.append(f"{name}.jpg")
         report(f"person {path.name} -> image/{name}.jpg ({pre.timings_ms['total']:.0f} ms on {pre.device})")

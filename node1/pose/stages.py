@@ -158,13 +158,10 @@ class PoseMask(nn.Module):
     (bilinear, BORDER_ZERO, no half-pixel offsets, as mediapipe's WarpAffine; gvirtus.kernels.warp_affine_f32:
     cv2.warpAffine on the CPU, grid_sample elsewhere).
 
-    forward(image, seg, roi, *passthrough) -> (*passthrough copies, mask (H, W) uint8, 255 = person).
-    The image is only read for its size; the pass-through lets a remote caller get every small result
-    of stage 2 in this one reply.
+    forward(image, seg, roi) -> mask (H, W) uint8, 255 = person. The image is only read for its size.
     """
 
-    def forward(self, image: torch.Tensor, seg: torch.Tensor, roi: torch.Tensor,
-                *passthrough: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, image: torch.Tensor, seg: torch.Tensor, roi: torch.Tensor) -> torch.Tensor:
         h, w = image.shape[0], image.shape[1]
         r = roi.double()
         cx, cy, side, theta = r[0], r[1], r[2], r[3]
@@ -175,8 +172,7 @@ class PoseMask(nn.Module):
         matrix = torch.stack([torch.stack([q * c, q * s, n / 2 - q * (c * cx + s * cy)]),
                               torch.stack([-q * s, q * c, n / 2 - q * (c * cy - s * cx)])])
         out = torch.ops.gvirtus.warp_affine_f32(seg[0, 0], matrix, h, w)
-        mask = (out * 255.0 + 0.5).to(torch.uint8)  # values >= 0.5: the cast's truncation rounds
-        return (*(t.clone() for t in passthrough), mask)
+        return (out * 255.0 + 0.5).to(torch.uint8)  # values >= 0.5: the cast's truncation rounds
 
 
 class SelfieModel(nn.Module):
