@@ -17,6 +17,7 @@ import statistics
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +49,10 @@ def main() -> None:
             super().__init__("cpu")
             self.tag = tag
 
-        def call(self, stage: Stage, *inputs: torch.Tensor, keep: Keep = False) -> tuple[Any, ...]:
+        def call(self, stage: Stage, *inputs: torch.Tensor, keep: Keep = False, free: Sequence[Any] = ()
+                 ) -> tuple[Any, ...]:
             t = time.perf_counter()
-            out = super().call(stage, *inputs, keep=keep)
+            out = super().call(stage, *inputs, keep=keep, free=free)
             stage_ms[(self.tag, stage_name(stage))].append((time.perf_counter() - t) * 1000.0)
             return out
 

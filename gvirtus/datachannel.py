@@ -13,9 +13,10 @@ Wire format (little-endian), after the TLS handshake when gvirtus.secure:
              R read, K launch, P null call (status only), M malloc(nbytes) -> u64 id, F free(handle),
              G free many (handle = their count n <= MAX_FREE_BATCH, nbytes = 8n: the u64 ids follow)
              (for K: handle = module id, offset = 0, nbytes = the body: u32 length + JSON
-             {"inputs": [["h", id] | ["b", n], ...], "keep": [0 | 1, ...]} (one entry per input: a
-             handle, or n host bytes that follow; one flag per output: 1 = leave it on the device),
-             then the host bytes in order)
+             {"inputs": [["h", id] | ["b", n], ...], "keep": [0 | 1, ...], "free": [id, ...]} (one
+             entry per input: a handle, or n host bytes that follow; one flag per output: 1 = leave
+             it on the device; handles to free once the launch has run, whether it succeeded or not:
+             all must be the session's, else nothing runs), then the host bytes in order)
     reply    server: status; for R with status 0, the nbytes bytes; for K, u32 length + JSON, one entry
              per output: ["h", id, nbytes, dtype, shape] (kept on the device) or ["b", dtype, shape]
              (its bytes follow the JSON, in output order)
@@ -169,12 +170,14 @@ class DataClient:
             self._status("ping")
         self._guard("ping", run)
 
-    def launch(self, module_id: int, inputs: list[int | memoryview], keep: Sequence[bool], what: str) -> list[Any]:
-        """Op K. inputs: a handle id or host bytes each; keep: one flag per output. Returns, per output, a host
-        tensor, or (id, nbytes, dtype, shape) of an output left on the device."""
+    def launch(self, module_id: int, inputs: list[int | memoryview], keep: Sequence[bool], what: str,
+               free: Sequence[int] = ()) -> list[Any]:
+        """Op K. inputs: a handle id or host bytes each; keep: one flag per output; free: handle ids the backend
+        frees after the launch. Returns, per output, a host tensor, or (id, nbytes, dtype, shape) of an output
+        left on the device."""
         def run() -> list[Any]:
             refs = [["h", x] if isinstance(x, int) else ["b", x.nbytes] for x in inputs]
-            head = json.dumps({"inputs": refs, "keep": [int(bool(k)) for k in keep]}).encode()
+            head = json.dumps({"inputs": refs, "keep": [int(bool(k)) for k in keep], "free": list(free)}).encode()
             host = [x for x in inputs if not isinstance(x, int) and x.nbytes]
             body = ERROR_LEN.size + len(head) + sum(b.nbytes for b in host)
             send_all(self._sock, [REQUEST.pack(b"K", module_id, 0, body), ERROR_LEN.pack(len(head)) + head, *host])

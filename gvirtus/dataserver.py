@@ -179,7 +179,7 @@ class DataServer:
                 head = json.loads(text)
             except ValueError:
                 raise InvalidRequest(f"launch: the input list is not JSON: {text[:80]!r}") from None
-            refs, keep = _launch_head(head, len(module.graph.outputs))
+            refs, keep, free = _launch_head(head, len(module.graph.outputs))
             plan = _launch_plan(refs, specs, left)
         except Exception as exc:
             _discard(conn, left)
@@ -195,9 +195,16 @@ class DataServer:
 
         def run() -> list[Any]:
             s = self.store.get(sid)
-            inputs = [check_input(k, host[k], spec) if k in host else handle_input(s, k, int(refs[k][1]), spec)
-                      for k, spec in enumerate(specs)]
-            return _split_outputs(s, module.graph.run(inputs), keep)
+            for hid in free:   # all of them the session's, or nothing runs (and nothing is freed)
+                s.get(hid)
+            try:
+                inputs = [check_input(k, host[k], spec) if k in host else handle_input(s, k, int(refs[k][1]), spec)
+                          for k, spec in enumerate(specs)]
+                return _split_outputs(s, module.graph.run(inputs), keep)
+            finally:
+                for hid in free:
+                    if hid in s.tensors:   # listed twice, or freed meanwhile by another call of the session
+                        s.release(hid)
 
         self._reply(conn, run, _launch_payload)
 
@@ -230,14 +237,19 @@ def _launch_payload(outs: list[Any]) -> list[Any]:
             *(o.view(-1).view(torch.uint8).numpy().data for o in outs if isinstance(o, torch.Tensor))]
 
 
-def _launch_head(head: Any, num_outputs: int) -> tuple[list[Any], list[bool]]:
-    """Op K's JSON head as (input references, keep flag per output), checked."""
+def _launch_head(head: Any, num_outputs: int) -> tuple[list[Any], list[bool], list[int]]:
+    """Op K's JSON head as (input references, keep flag per output, handles to free afterwards), checked."""
     if not isinstance(head, dict) or not isinstance(head.get("inputs"), list) or not isinstance(head.get("keep"), list):
         raise InvalidRequest(f'launch: expected {{"inputs": [...], "keep": [...]}}, got {str(head)[:80]}')
     keep = head["keep"]
     if len(keep) != num_outputs or any(k not in (0, 1) or isinstance(k, float) for k in keep):
         raise InvalidRequest(f"launch: keep must hold one 0 or 1 per output ({num_outputs}), got {str(keep)[:80]}")
-    return head["inputs"], [bool(k) for k in keep]
+    free = head.get("free", [])
+    if not isinstance(free, list) or len(free) > MAX_FREE_BATCH or not all(
+            isinstance(h, int) and not isinstance(h, bool) for h in free):
+        raise InvalidRequest(f"launch: free must be a list of at most {MAX_FREE_BATCH} handle ids, "
+                             f"got {str(free)[:80]}")
+    return head["inputs"], [bool(k) for k in keep], free
 
 
 def _module_of(store: Any, sid: str, module_id: int) -> tuple[Any, list[Any]]:

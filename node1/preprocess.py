@@ -104,7 +104,8 @@ def preprocess(photo: Any, device: Any = "cpu", *,
         if on_stage is not None:
             on_stage("pose", (t1 - t0) * 1000.0)
         landmarks = torch.from_numpy(step.landmarks)[None]
-        mask, parse = step.call(mask_and_parse, step.photo, step.seg, step.roi, landmarks)
+        mask, parse = step.call(mask_and_parse, step.photo, step.seg, step.roi, landmarks,
+                                free=(step.photo, step.seg))   # the last reader of the photo frees it
         t2 = time.perf_counter()
         if on_stage is not None:
             on_stage("parse", (t2 - t1) * 1000.0)

@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,9 +139,9 @@ class PoseStep:
     last stage that reads it there: the photo crosses to the device once for everything done with it.
 
         with PoseStep(image, device) as step:      # runs the step; NoPersonDetected as estimate_pose
-            (mask,) = step.call("pose_mask", step.photo, step.seg, step.roi)
+            (mask,) = step.call("pose_mask", step.photo, step.seg, step.roi, free=(step.photo, step.seg))
             pose = step.result(mask)               # a PoseResult, as estimate_pose returns it
-        # leaving the block frees what the step kept on the device
+        # leaving the block frees whatever the step still keeps on the device
 
     After entering: ``photo`` (the (H, W, 3) uint8 photo on the device), ``seg`` ((1, 1, 256, 256) float32
     person probability of the ROI crop, on the device), ``roi`` ((4,) float32 [cx, cy, side, theta] host
@@ -175,7 +176,7 @@ class PoseStep:
         photo, det_in = run.call("pose_prepare", torch.from_numpy(self.image), keep=True)  # upload + letterbox
         self._kept.extend((photo, det_in))
         self._mark()
-        rows = run.call("pose_detector", det_in)[0].numpy()
+        rows = self.call("pose_detector", det_in, free=(det_in,))[0].numpy()
         self._mark()
         self.people = _detections(rows, 4, (w, h))
         if not self.people:
@@ -186,7 +187,8 @@ class PoseStep:
         self._kept.extend(crop)
         self._mark()
         # the small results come back now; the segmentation stays for the mask
-        landmarks, world, presence, seg = run.call("pose_landmarks", crop[0], roi, keep=[False, False, False, True])
+        landmarks, world, presence, seg = self.call("pose_landmarks", crop[0], roi, keep=[False, False, False, True],
+                                                    free=crop)
         self._kept.append(seg)
         self._mark()
         self.presence = float(presence[0])
@@ -196,9 +198,12 @@ class PoseStep:
         lm[:, 2] /= w
         self.photo, self.seg, self.roi, self.landmarks, self.world = photo, seg, roi, lm, world.numpy()
 
-    def call(self, stage: Any, *inputs: Any, keep: Any = False) -> tuple[Any, ...]:
-        """Run a stage on this step's runner (see node1.pose.runners); its time is the next stage's."""
-        return self.run.call(stage, *inputs, keep=keep)
+    def call(self, stage: Any, *inputs: Any, keep: Any = False, free: Sequence[Any] = ()) -> tuple[Any, ...]:
+        """Run a stage on this step's runner (see node1.pose.runners). ``free``: what the step kept that this
+        call reads last (e.g. ``(step.photo, step.seg)`` for the last stage): the device frees it after the
+        call, with no round trip of its own, and leaving the step has nothing more to free."""
+        self._kept = [k for k in self._kept if not any(k is f for f in free)]   # identity: tensors have no ==
+        return self.run.call(stage, *inputs, keep=keep, free=free)
 
     def result(self, mask: Any, last_stage: str = "mask") -> PoseResult:
         """The PoseResult of this step, with ``mask`` ((H, W) uint8 person mask, 255 = person; a host tensor or
@@ -236,7 +241,7 @@ def estimate_pose(image: Any, device: Any = "cpu") -> PoseResult:
         Errors of the device (e.g. gvirtus.RemoteDeviceLost) pass through; see node1.pose.device for fallback.
     """
     with PoseStep(image, device) as step:
-        (mask,) = step.call("pose_mask", step.photo, step.seg, step.roi)
+        (mask,) = step.call("pose_mask", step.photo, step.seg, step.roi, free=(step.photo, step.seg))
         return step.result(mask.numpy())
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -65,8 +66,8 @@ class RemoteRunner:
                 self._registered[key] = mod
         return mod
 
-    def call(self, stage: Stage, *inputs: Any, keep: Keep = False) -> tuple[Any, ...]:
-        out = self._module(stage, inputs)(*inputs, keep_on_device=keep)
+    def call(self, stage: Stage, *inputs: Any, keep: Keep = False, free: Sequence[Any] = ()) -> tuple[Any, ...]:
+        out = self._module(stage, inputs)(*inputs, keep_on_device=keep, free_after=free)
         return tuple(out) if isinstance(out, (tuple, list)) else (out,)
 
     def release(self, *handles: Any) -> None:

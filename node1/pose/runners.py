@@ -1,8 +1,11 @@
 """Where the stages run: a local torch device, or a gvirtus remote device. One interface:
 
-    call(stage, *inputs, keep=False) -> tuple    run a stage; keep=True leaves the outputs on the device
+    call(stage, *inputs, keep=False, free=()) -> tuple
+                                                 run a stage; keep=True leaves the outputs on the device
                                                  (handles for the next call), else host (CPU) tensors;
-                                                 keep=[bool, ...] decides per output
+                                                 keep=[bool, ...] decides per output; free: kept handles
+                                                 this call reads last, freed by the device after it
+                                                 (also if it fails; no round trip of their own)
     release(*handles)                            free kept outputs
     name                                         which device served (reported per call)
 
@@ -98,8 +101,6 @@ def _cpu_stages(cpu_fast: bool = False) -> dict[str, nn.Module]:
     }
     # the detector's keypoints set the ROI (see CPU_EXACT_STAGES): a gvirtus CPU backend lowers it exactly too
     stages["pose_detector"].gvirtus_exact = True  # type: ignore[assignment]  # read by gvirtus.graph.capture
-    if cpu_fast:  # the local photo is already where the stages read it: no device copy (never mutated)
-        stages["prepare"] = nn.Identity()
     # upload + the detector's letterbox in one launch (no stage of its own: nothing else reads the letterbox)
     stages["pose_prepare"] = PreparedInput(stages["prepare"], FullImageInput(POSE_DETECTOR_SIZE, -1.0, 1.0))
     return {k: m.eval() for k, m in stages.items()}
@@ -163,7 +164,9 @@ class LocalRunner:
                 self._modules[stage] = mod
             return self._modules[stage]
 
-    def call(self, stage: Stage, *inputs: torch.Tensor, keep: Keep = False) -> tuple[Any, ...]:
+    def call(self, stage: Stage, *inputs: torch.Tensor, keep: Keep = False, free: Sequence[Any] = ()
+             ) -> tuple[Any, ...]:
+        """Run a stage (see the module docstring); ``free`` is moot here: local tensors go with their last use."""
         with torch.inference_mode():
             out = self.module(stage)(*(t.to(self.device) for t in inputs))
         outs = out if isinstance(out, tuple) else (out,)

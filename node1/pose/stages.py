@@ -30,10 +30,12 @@ SCORE_CLIP = 100.0
 
 
 class PrepareImage(nn.Module):
-    """(H, W, 3) uint8 RGB -> the same, as a device-resident copy the other stages read (the upload)."""
+    """(H, W, 3) uint8 RGB -> the same tensor: the upload itself. Run with keep=True, the photo a launch
+    received stays on the device as its output for the other stages to read, without a copy there (a CUDA
+    runner copies it to the device as it does every input). No stage writes into it."""
 
     def forward(self, image_u8: torch.Tensor) -> torch.Tensor:
-        return image_u8.clone()
+        return image_u8
 
 
 class PreparedInput(nn.Module):
