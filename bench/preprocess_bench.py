@@ -68,8 +68,8 @@ def _round(image: np.ndarray, device: Any, rows: dict[str, list[float]]) -> None
     rows.setdefault("cpu_time", []).append((time.process_time() - c) * 1000)
     if sent is not None:
         rows.setdefault("bytes_to_backend", []).append(float(_wire_bytes(device) or 0) - sent)
-    for key in ("total", "pose", "parse"):
-        rows.setdefault(key, []).append(pre.timings_ms[key])
+    for key, ms in pre.timings_ms.items():   # total, pose, parse and each launch's "pose.<stage>"
+        rows.setdefault(key, []).append(ms)
     sent = _wire_bytes(device)
     t = time.perf_counter()
     pose = estimate_pose(image, device)
