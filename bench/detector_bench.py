@@ -17,6 +17,7 @@ import statistics
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from node1.pose import estimate_pose
-    from node1.pose.runners import LocalRunner, stage_module
+    from node1.pose.runners import Keep, LocalRunner, Stage, stage_module, stage_name
 
     stage_ms: dict[tuple[str, str], list[float]] = defaultdict(list)
 
@@ -48,10 +49,11 @@ def main() -> None:
             super().__init__("cpu")
             self.tag = tag
 
-        def call(self, stage: str, *inputs: torch.Tensor, keep: bool = False) -> tuple[Any, ...]:
+        def call(self, stage: Stage, *inputs: torch.Tensor, keep: Keep = False, free: Sequence[Any] = ()
+                 ) -> tuple[Any, ...]:
             t = time.perf_counter()
-            out = super().call(stage, *inputs, keep=keep)
-            stage_ms[(self.tag, stage)].append((time.perf_counter() - t) * 1000.0)
+            out = super().call(stage, *inputs, keep=keep, free=free)
+            stage_ms[(self.tag, stage_name(stage))].append((time.perf_counter() - t) * 1000.0)
             return out
 
     exact, portable = Timed("exact"), Timed("portable")

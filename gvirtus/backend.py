@@ -23,6 +23,7 @@ from gvirtus.protocol import MIB, REAPER_INTERVAL_S, SESSION_TIMEOUT_S
 from gvirtus.server import build_server
 from gvirtus.sessions import SessionStore
 from mirror import ConfigError, load_config, notify_ready, setup_logging
+from mirror.allocator import OMP_POLICY_ENVS, OMP_SPIN_COUNT, OMP_SPIN_ENV
 from mirror.lifecycle import install_stop_handlers
 
 STOP_GRACE_S = 2.0
@@ -55,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DeviceUnavailable, OSError) as exc:
         log.error("cannot start: %s", exc)
         return EXIT_CONFIG
+    if device.type == "cpu" and not any(k in os.environ for k in OMP_POLICY_ENVS):
+        log.warning("%s is not set: after every graph this backend's OpenMP workers spin on a core for libgomp's "
+                    "default 300000 iterations (~8 ms on the 2-core VM), taking it from the processes beside it; "
+                    "start the backend through mirror.launch, or with %s=%d",
+                    OMP_SPIN_ENV, OMP_SPIN_ENV, OMP_SPIN_COUNT)
     if token is None:
         log.warning("no gvirtus token configured (gvirtus.token_file / VM_GVIRTUS_TOKEN): any client is accepted")
     bind = cfg["node2"].get("bind_host") or cfg["node2"]["host"]

@@ -12,12 +12,14 @@ Wire format (little-endian), after the TLS handshake when gvirtus.secure:
     request  client: struct REQUEST (op, handle, offset, nbytes), then the bytes for W. Ops: W write,
              R read, K launch, P null call (status only), M malloc(nbytes) -> u64 id, F free(handle),
              G free many (handle = their count n <= MAX_FREE_BATCH, nbytes = 8n: the u64 ids follow)
-             (for K: handle = module id, offset = 1 to keep the outputs on the device, nbytes = the
-             body: u32 length + JSON [["h", id] | ["b", n], ...] (one per input: a handle, or n host
-             bytes that follow), then the host bytes in order)
-    reply    server: status; for R with status 0, the nbytes bytes; for K, u32 length + JSON: without
-             keep [[dtype, shape], ...] of the outputs, then each output's bytes; with keep
-             [[id, nbytes, dtype, shape], ...]
+             (for K: handle = module id, offset = 0, nbytes = the body: u32 length + JSON
+             {"inputs": [["h", id] | ["b", n], ...], "keep": [0 | 1, ...], "free": [id, ...]} (one
+             entry per input: a handle, or n host bytes that follow; one flag per output: 1 = leave
+             it on the device; handles to free once the launch has run, whether it succeeded or not:
+             all must be the session's, else nothing runs), then the host bytes in order)
+    reply    server: status; for R with status 0, the nbytes bytes; for K, u32 length + JSON, one entry
+             per output: ["h", id, nbytes, dtype, shape] (kept on the device) or ["b", dtype, shape]
+             (its bytes follow the JSON, in output order)
     status   one byte 0 = ok; else 1, u32 length, JSON {"kind": error class, "message": ...}
 """
 
@@ -29,6 +31,7 @@ import socket
 import ssl
 import struct
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -167,33 +170,38 @@ class DataClient:
             self._status("ping")
         self._guard("ping", run)
 
-    def launch(self, module_id: int, inputs: list[int | memoryview], keep: bool, what: str) -> list[Any]:
-        """Op K. inputs: a handle id or host bytes each. Returns host tensors, or with `keep`
-        (id, nbytes, dtype, shape) of each output left on the device."""
-        from gvirtus.protocol import torch_dtype
-
+    def launch(self, module_id: int, inputs: list[int | memoryview], keep: Sequence[bool], what: str,
+               free: Sequence[int] = ()) -> list[Any]:
+        """Op K. inputs: a handle id or host bytes each; keep: one flag per output; free: handle ids the backend
+        frees after the launch. Returns, per output, a host tensor, or (id, nbytes, dtype, shape) of an output
+        left on the device."""
         def run() -> list[Any]:
             refs = [["h", x] if isinstance(x, int) else ["b", x.nbytes] for x in inputs]
-            head = json.dumps(refs).encode()
+            head = json.dumps({"inputs": refs, "keep": [int(bool(k)) for k in keep], "free": list(free)}).encode()
             host = [x for x in inputs if not isinstance(x, int) and x.nbytes]
             body = ERROR_LEN.size + len(head) + sum(b.nbytes for b in host)
-            send_all(self._sock, [REQUEST.pack(b"K", module_id, int(keep), body), ERROR_LEN.pack(len(head)) + head,
-                                   *host])
+            send_all(self._sock, [REQUEST.pack(b"K", module_id, 0, body), ERROR_LEN.pack(len(head)) + head, *host])
             self._status(what)
             (n,) = ERROR_LEN.unpack(recv_bytes(self._sock, ERROR_LEN.size))
             if n > MAX_ERROR_BYTES:
                 raise ConnectionError("malformed launch reply")
-            listing = json.loads(recv_bytes(self._sock, n))
-            if keep:
-                return [(int(hid), int(nb), str(dtype), tuple(shape)) for hid, nb, dtype, shape in listing]
-            outs = []
-            for dtype, shape in listing:
-                t = torch.empty(shape, dtype=torch_dtype(dtype))
-                if t.numel():
-                    recv_exact(self._sock, t.view(-1).view(torch.uint8).numpy().data)
-                outs.append(t)
-            return outs
+            return [self._launch_output(entry) for entry in json.loads(recv_bytes(self._sock, n))]
         return list(self._guard(what, run))
+
+    def _launch_output(self, entry: list[Any]) -> Any:
+        """One output of a launch reply: (id, nbytes, dtype, shape) if kept, else its bytes read into a tensor."""
+        from gvirtus.protocol import torch_dtype
+
+        if entry[0] == "h":
+            _, hid, nbytes, dtype, shape = entry
+            return int(hid), int(nbytes), str(dtype), tuple(shape)
+        if entry[0] != "b" or len(entry) != 3:
+            raise ConnectionError(f"malformed launch reply entry {str(entry)[:80]}")
+        _, dtype, shape = entry
+        t = torch.empty(shape, dtype=torch_dtype(dtype))
+        if t.numel():
+            recv_exact(self._sock, t.view(-1).view(torch.uint8).numpy().data)
+        return t
 
     def close(self) -> None:
         with self._lock:

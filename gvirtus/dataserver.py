@@ -114,7 +114,7 @@ class DataServer:
                 elif op == b"R":
                     self._read(conn, bound, handle, offset, nbytes)
                 elif op == b"K":
-                    self._launch(conn, bound, handle, bool(offset), nbytes)
+                    self._launch(conn, bound, handle, nbytes)
                 elif op == b"P":                   # null call: session check only
                     self._reply(conn, lambda: bound.session(self.store))
                 elif op == b"M":                   # malloc(nbytes) -> u64 id
@@ -180,9 +180,9 @@ class DataServer:
                 dst[a:a + n].copy_(torch.from_numpy(staging[:n]))
         self._reply(conn, lambda: None)
 
-    def _launch(self, conn: socket.socket, bound: Bound, module_id: int, keep: bool, nbytes: int) -> None:
-        """Op K: inputs are handles or host bytes; outputs come back as raw bytes or stay on the device."""
-        from gvirtus.server import check_input, handle_input, keep_outputs
+    def _launch(self, conn: socket.socket, bound: Bound, module_id: int, nbytes: int) -> None:
+        """Op K: inputs are handles or host bytes; each output comes back as raw bytes or stays on the device."""
+        from gvirtus.server import check_input, handle_input
 
         left = nbytes
         try:
@@ -195,7 +195,8 @@ class DataServer:
                 raise InvalidRequest(f"launch: input list of {n} bytes in a {nbytes}-byte body")
             text = recv_bytes(conn, n)
             left -= n
-            refs = loads(text, "launch: the input list")   # typed, depth-bounded
+            head = loads(text, "launch: the input list")   # typed, depth-bounded
+            refs, keep, free = _launch_head(head, len(module.graph.outputs))
             plan = _launch_plan(refs, specs, left)
         except Exception as exc:
             _discard(conn, left)
@@ -209,34 +210,63 @@ class DataServer:
                 recv_exact(conn, t.view(-1).view(torch.uint8).numpy().data)
             host[k] = t if self.device.type == "cpu" else t.to(self.device)
 
-        def run() -> Any:
+        def run() -> list[Any]:
             s = bound.session(self.store)
-            inputs = [check_input(k, host[k], spec) if k in host else handle_input(s, k, int(refs[k][1]), spec)
-                      for k, spec in enumerate(specs)]
-            outs = module.graph.run(inputs)
-            return keep_outputs(s, outs) if keep else _host_outputs(outs)
+            for hid in free:   # all of them the session's, or nothing runs (and nothing is freed)
+                s.get(hid)
+            try:
+                inputs = [check_input(k, host[k], spec) if k in host else handle_input(s, k, int(refs[k][1]), spec)
+                          for k, spec in enumerate(specs)]
+                return _split_outputs(s, module.graph.run(inputs), keep)
+            finally:
+                for hid in free:
+                    if hid in s.tensors:   # listed twice, or freed meanwhile by another call of the session
+                        s.release(hid)
 
-        self._reply(conn, run, _kept_payload if keep else _outputs_payload)
+        self._reply(conn, run, _launch_payload)
 
     def _read(self, conn: socket.socket, bound: Bound, handle: int, offset: int, nbytes: int) -> None:
         self._reply(conn, lambda: self._target(bound, handle, offset, nbytes, "memcpy_dtoh from"),
                     lambda src: [(src if src.device.type == "cpu" else src.cpu()).numpy().data])
 
 
-def _host_outputs(outs: list[Any]) -> list[torch.Tensor]:
-    return [(o if isinstance(o, torch.Tensor) else torch.tensor(o)).detach().cpu().contiguous() for o in outs]
+def _split_outputs(s: Any, outs: list[Any], keep: list[bool]) -> list[Any]:
+    """Each output either stored in the session (kept: (id, nbytes, dtype, shape)) or as a host tensor."""
+    from gvirtus.server import keep_outputs
+
+    kept = iter(keep_outputs(s, [o for o, k in zip(outs, keep, strict=True) if k]))
+    return [next(kept) if k else _host_tensor(o) for o, k in zip(outs, keep, strict=True)]
 
 
-def _outputs_payload(outs: list[torch.Tensor]) -> list[Any]:
+def _host_tensor(out: Any) -> torch.Tensor:
+    return (out if isinstance(out, torch.Tensor) else torch.tensor(out)).detach().cpu().contiguous()
+
+
+def _launch_payload(outs: list[Any]) -> list[Any]:
+    """The reply to op K: the output listing (see gvirtus.datachannel), then the host outputs' bytes."""
     from gvirtus.protocol import dtype_name
 
-    head = json.dumps([[dtype_name(o.dtype), list(o.shape)] for o in outs]).encode()
-    return [ERROR_LEN.pack(len(head)) + head, *(o.view(-1).view(torch.uint8).numpy().data for o in outs)]
+    listing = [["b", dtype_name(o.dtype), list(o.shape)] if isinstance(o, torch.Tensor) else ["h", o[0], o[1], o[2],
+                                                                                              list(o[3])]
+               for o in outs]
+    head = json.dumps(listing).encode()
+    return [ERROR_LEN.pack(len(head)) + head,
+            *(o.view(-1).view(torch.uint8).numpy().data for o in outs if isinstance(o, torch.Tensor))]
 
 
-def _kept_payload(kept: list[tuple[int, int, str, tuple[int, ...]]]) -> list[Any]:
-    head = json.dumps([[hid, n, dtype, list(shape)] for hid, n, dtype, shape in kept]).encode()
-    return [ERROR_LEN.pack(len(head)) + head]
+def _launch_head(head: Any, num_outputs: int) -> tuple[list[Any], list[bool], list[int]]:
+    """Op K's JSON head as (input references, keep flag per output, handles to free afterwards), checked."""
+    if not isinstance(head, dict) or not isinstance(head.get("inputs"), list) or not isinstance(head.get("keep"), list):
+        raise InvalidRequest(f'launch: expected {{"inputs": [...], "keep": [...]}}, got {str(head)[:80]}')
+    keep = head["keep"]
+    if len(keep) != num_outputs or any(k not in (0, 1) or isinstance(k, float) for k in keep):
+        raise InvalidRequest(f"launch: keep must hold one 0 or 1 per output ({num_outputs}), got {str(keep)[:80]}")
+    free = head.get("free", [])
+    if not isinstance(free, list) or len(free) > MAX_FREE_BATCH or not all(
+            isinstance(h, int) and not isinstance(h, bool) for h in free):
+        raise InvalidRequest(f"launch: free must be a list of at most {MAX_FREE_BATCH} handle ids, "
+                             f"got {str(free)[:80]}")
+    return head["inputs"], [bool(k) for k in keep], free
 
 
 def _module_of(session: Any, module_id: int) -> tuple[Any, list[Any]]:

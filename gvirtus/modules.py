@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gvirtus.errors import InvalidRequest
+from gvirtus.errors import GvirtusError, InvalidRequest
 from gvirtus.graph import CapturedGraph, Spec, as_tensor
 from gvirtus.proto import gvirtus_pb2 as pb
 from gvirtus.protocol import dtype_name, from_wire, to_wire
@@ -93,27 +94,65 @@ class RemoteModule:
                                  "message limit; upload them with memcpy_htod and pass handles")
         return out
 
-    def __call__(self, *inputs: Any, keep_on_device: bool = False) -> Any:
+    def _keep_flags(self, keep_on_device: bool | Sequence[bool]) -> list[bool]:
+        """One keep flag per tensor output (output_specs order) from a bool or a per-output sequence."""
+        n = len(self.output_specs)
+        if isinstance(keep_on_device, bool):
+            return [keep_on_device] * n
+        flags = list(keep_on_device)
+        if len(flags) != n or not all(isinstance(f, bool) for f in flags):
+            raise InvalidRequest(f"keep_on_device must be a bool or {n} bools (one per tensor output), got "
+                                 f"{str(keep_on_device)[:80]}")
+        return flags
+
+    def __call__(self, *inputs: Any, keep_on_device: bool | Sequence[bool] = False,
+                 free_after: Sequence[DeviceBuffer] = ()) -> Any:
         """Launch on host arrays / tensors or DeviceBuffers.
 
-        Returns the module's output structure with host torch tensors, or DeviceBuffers when
-        `keep_on_device` (chain them into the next launch without a round trip of the data).
+        Returns the module's output structure with host torch tensors, or DeviceBuffers where
+        `keep_on_device` says so: True keeps every output on the device (chain them into the next launch
+        without a round trip of the data); a sequence of bools, one per tensor output in order, keeps
+        some and brings the others back in the same reply.
+        `free_after`: this session's buffers to free once the launch has run, whether it succeeded or not
+        (typically inputs this launch reads last): no round trip of their own on the data channel, where
+        nothing runs if one of them is not the session's (InvalidHandle names it). Over the gRPC fallback
+        they are freed by one more call after the launch.
         """
         self.ensure_registered()
         checked = self._checked(inputs)
+        keep = self._keep_flags(keep_on_device)
+        free = [_handle_id(h, "free_after", self.device.session_id) for h in free_after]
         what, sid, data = f"launch module {self.content_hash[:19]}", self.device.session_id, self.device._conn.data
         if data is not None:   # the data channel: host inputs as raw bytes, handles by id (op K)
             refs = [x.id if isinstance(x, DeviceBuffer) else host_bytes(x) for x in checked]
-            got = data.launch(self.module_id, refs, keep_on_device, what)
-            if keep_on_device:
-                return self._capture.assemble([DeviceBuffer(hid, nbytes, dtype, shape, sid)
-                                               for hid, nbytes, dtype, shape in got])
-            return self._capture.assemble(got)
+            got = data.launch(self.module_id, refs, keep, what, free)
+            return self._capture.assemble([DeviceBuffer(g[0], g[1], g[2], g[3], sid) if isinstance(g, tuple) else g
+                                           for g in got])
+        try:
+            out = self._launch_grpc(checked, keep, what)
+        except BaseException:
+            if free_after:
+                with contextlib.suppress(GvirtusError):   # the launch's own error is the one to report
+                    self.device.free_many(list(free_after))
+            raise
+        if free_after:   # over gRPC: one more round trip, and ownership is checked only now
+            self.device.free_many(list(free_after))
+        return out
+
+    def _launch_grpc(self, checked: list[DeviceBuffer | torch.Tensor], keep: list[bool], what: str) -> Any:
+        """The gRPC Launch fallback (no data channel): keeps all outputs or none, so a mixed keep reads back."""
+        sid = self.device.session_id
         request = pb.LaunchRequest(module_id=self.module_id, inputs=self._inputs(checked),
-                                   keep_on_device=keep_on_device)
+                                   keep_on_device=any(keep))
         reply = self.device._call("Launch", request, what)
-        leaves = [DeviceBuffer.from_info(o.device, sid) if o.WhichOneof("dest") == "device" else from_wire(o.host)
-                  for o in reply.outputs]
+        leaves: list[Any] = [DeviceBuffer.from_info(o.device, sid) if o.WhichOneof("dest") == "device"
+                             else from_wire(o.host) for o in reply.outputs]
+        if any(keep) and not all(keep):  # the Launch RPC keeps all or none: read back the others, then free them
+            back = [k for k, flag in enumerate(keep) if not flag]
+            buffers = [leaves[k] for k in back]
+            for k in back:
+                leaves[k] = torch.from_numpy(self.device.memcpy_dtoh(leaves[k]))
+            self.device.free_many(buffers)
         return self._capture.assemble(leaves)
 
     def unregister(self) -> None:
@@ -121,6 +160,14 @@ class RemoteModule:
         if self.generation == self.device.generation and self.module_id:
             self.device._call("UnregisterModule", pb.Handle(id=self.module_id), "unregister module")
             self.generation = 0
+
+
+def _handle_id(h: Any, what: str, session: str) -> int:
+    if not isinstance(h, DeviceBuffer):
+        raise InvalidRequest(f"{what} takes DeviceBuffers, got {type(h).__name__}")
+    if h.session != session:
+        raise InvalidRequest(f"{what}: a handle of another session; handles live in one session")
+    return h.id
 
 
 def host_bytes(data: np.ndarray | torch.Tensor) -> memoryview:

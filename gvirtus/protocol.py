@@ -15,7 +15,7 @@ import torch
 from gvirtus.errors import InvalidRequest
 from gvirtus.proto import gvirtus_pb2 as pb
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2                # 2: op K keeps outputs one by one (gvirtus.datachannel)
 SESSION_METADATA_KEY = "gvirtus-session"
 ERROR_METADATA_KEY = "gvirtus-error"
 MIB = 1024 * 1024

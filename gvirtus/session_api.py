@@ -3,6 +3,7 @@ as a Protocol: they call back into the session without importing the frontend, w
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from gvirtus.graph import CapturedGraph
@@ -25,3 +26,7 @@ class DeviceSession(Protocol):
     def _register(self, cap: CapturedGraph) -> tuple[int, bool]: ...
 
     def pipeline(self) -> Any: ...
+
+    def free_many(self, handles: Sequence[Any]) -> None: ...
+
+    def memcpy_dtoh(self, buf: Any) -> Any: ...

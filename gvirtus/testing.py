@@ -17,6 +17,7 @@ import secrets
 import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -41,6 +42,50 @@ OUTPUT_TAIL_BYTES = 4000
 
 class BackendStartError(GvirtusError):
     """The test backend did not become ready; the message carries its log tail."""
+
+
+TCP_INFO_BYTES = 256             # getsockopt buffer for struct tcp_info (Linux)
+TCPI_BYTES_ACKED_OFFSET = 120   # struct tcp_info: __u64 tcpi_bytes_acked (Linux >= 4.1), after 120 bytes of fields
+
+
+def tcp_bytes_sent(ports: set[int] | frozenset[int], pid: int | str = "self") -> int:
+    """Payload bytes this process's TCP connections to ``ports`` (remote ports, any address) have sent and had
+    acknowledged, as the kernel counts them (tcp_info.tcpi_bytes_acked): what crossed the wire, whatever
+    library wrote it (gRPC's C core included). Connections already closed no longer count; take the
+    difference of two readings around the work to measure. Linux only (/proc, TCP_INFO)."""
+    inodes: dict[int, int] = {}   # socket inode -> remote port
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text(encoding="ascii").splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            cols = line.split()
+            port = int(cols[2].rsplit(":", 1)[1], 16)
+            if port in ports and cols[3] == "01":            # ESTABLISHED
+                inodes[int(cols[9])] = port
+    total = 0
+    fd_dir = Path(f"/proc/{pid}/fd")
+    for fd_path in fd_dir.iterdir():
+        try:
+            target = os.readlink(fd_path)
+        except OSError:
+            continue
+        if not target.startswith("socket:[") or int(target[8:-1]) not in inodes:
+            continue
+        with socket.socket(fileno=os.dup(int(fd_path.name))) as sock:
+            info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_BYTES)
+        total += struct.unpack_from("<Q", info, TCPI_BYTES_ACKED_OFFSET)[0]
+    return total
+
+
+def backend_ports(device: Any) -> frozenset[int]:
+    """The backend ports a gvirtus RemoteDevice talks to: its gRPC port and its data channel's."""
+    conn = device._conn
+    ports = {int(conn.target.rsplit(":", 1)[1])}
+    if conn.open_reply.data_port:
+        ports.add(int(conn.open_reply.data_port))
+    return frozenset(ports)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -1,23 +1,36 @@
-"""tcmalloc for the service processes: glibc's malloc is a fifth of every small oneDNN call here.
+"""The runtime of the service processes: tcmalloc, and OpenMP workers that stop spinning when idle.
 
-Every oneDNN convolution torch runs allocates and frees its output, a scratchpad and ideep's
-descriptors; with glibc's malloc (``_int_free``, ``malloc_consolidate``) that is ~40% of the main
-thread's time in a small convolution call on the 2-core VM (perf). gperftools' tcmalloc (the
-Debian/Ubuntu package ``libtcmalloc-minimal4``, installed by scripts/bootstrap.sh) halves the per-call
-cost of a tiny convolution (38 -> 19 us) and makes the pose models 15-20% faster (bench/RESULTS.md,
-"Session 4"); jemalloc gained less, and with its background thread lost on two cores. It has to be in
-place before the process starts (``LD_PRELOAD``), so:
+tcmalloc: glibc's malloc is a fifth of every small oneDNN call here. Every oneDNN convolution torch runs
+allocates and frees its output, a scratchpad and ideep's descriptors; with glibc's malloc (``_int_free``,
+``malloc_consolidate``) that is ~40% of the main thread's time in a small convolution call on the 2-core
+VM (perf). gperftools' tcmalloc (the Debian/Ubuntu package ``libtcmalloc-minimal4``, installed by
+scripts/bootstrap.sh) halves the per-call cost of a tiny convolution (38 -> 19 us) and makes the pose
+models 15-20% faster (bench/RESULTS.md, "Session 4"); jemalloc gained less, and with its background
+thread lost on two cores.
 
-    child_env(env) -> dict          ``env`` with tcmalloc preloaded; the supervisor (mirror.launch) and
-                                    gvirtus.testing.BackendProcess start every child with it
-    reexec_with_tcmalloc()          restart this process with it (benchmarks call this first)
+OpenMP: torch's libgomp keeps each worker thread busy-waiting after every parallel region, for
+GOMP_SPINCOUNT iterations (default 300000: ~8 ms of a core on the VM's AMD EPYC, whose PAUSE is slow)
+before it sleeps. A process that ran one parallel op keeps a core busy for 8 ms doing nothing; on a
+machine whose processes share few cores (the LOCAL deployment, node 2's backend next to its gateway
+and the VITON service) that core is taken from the process doing the next piece of work. It is why a
+gvirtus graph took 15-21 ms instead of 11 when the client had just zero-filled a 2.4 MB example tensor
+(bench/RESULTS.md, "the kept photo"). ``OMP_SPIN_COUNT`` iterations still cover the gaps between the ops
+of one graph, and a worker idle longer than that sleeps.
+
+Both have to be in place before the process starts (``LD_PRELOAD``; libgomp reads its environment when
+torch loads it), so:
+
+    child_env(env) -> dict          ``env`` with tcmalloc preloaded and GOMP_SPINCOUNT set; the supervisor
+                                    (mirror.launch) and gvirtus.testing.BackendProcess start every child with it
+    reexec_with_tcmalloc()          restart this process with that runtime (benchmarks call this first)
     in_use() -> str                 "tcmalloc" | "glibc" | "unknown": what this process runs on
     find_tcmalloc() -> str | None   the library (a soname the loader finds), if installed
 
 ``VM_ALLOCATOR=system`` keeps glibc's malloc (for A/B runs: ``VM_ALLOCATOR=system python bench/...``);
 an unknown value is a ConfigError naming it. Without the library everything runs on glibc's malloc,
-with one log line saying so. The allocator changes no arithmetic: the pose tests also run with it
-(tests/mirror/test_allocator.py: the exact detector lowering and the mediapipe oracle).
+with one log line saying so. A GOMP_SPINCOUNT or OMP_WAIT_POLICY already in the environment is kept.
+Neither changes any arithmetic: the pose tests also run with them (tests/mirror/test_allocator.py: the
+exact detector lowering and the mediapipe oracle).
 """
 
 from __future__ import annotations
@@ -38,6 +51,9 @@ ALLOCATOR_ENV = "VM_ALLOCATOR"
 CHOICES = ("tcmalloc", "system")
 TCMALLOC_NAME = "tcmalloc_minimal"  # gperftools' malloc without the heap profiler
 _REEXEC_MARK = "VM_ALLOCATOR_REEXEC"  # set on the restarted process: restart at most once
+OMP_SPIN_ENV = "GOMP_SPINCOUNT"
+OMP_SPIN_COUNT = 10000  # iterations an idle libgomp worker spins before sleeping (~0.3 ms here; default 300000)
+OMP_POLICY_ENVS = (OMP_SPIN_ENV, "OMP_WAIT_POLICY")  # either one set by the operator wins
 
 
 def choice(env: Mapping[str, str] | None = None) -> str:
@@ -55,12 +71,15 @@ def find_tcmalloc() -> str | None:
 
 
 def child_env(env: Mapping[str, str]) -> dict[str, str]:
-    """A copy of ``env`` that starts a process on tcmalloc (LD_PRELOAD, ahead of any existing entries).
+    """A copy of ``env`` that starts a process on tcmalloc (LD_PRELOAD, ahead of any existing entries) with
+    OpenMP workers that sleep when idle (GOMP_SPINCOUNT = OMP_SPIN_COUNT unless the spin is set already).
 
-    Unchanged when VM_ALLOCATOR=system, when tcmalloc is already preloaded, or when it is not installed.
+    tcmalloc is not added when VM_ALLOCATOR=system, when it is already preloaded, or when it is not installed.
     Raises ConfigError for an unknown VM_ALLOCATOR.
     """
     out = dict(env)
+    if not any(k in out for k in OMP_POLICY_ENVS):
+        out[OMP_SPIN_ENV] = str(OMP_SPIN_COUNT)
     if choice(out) == "system":
         return out
     preload = out.get("LD_PRELOAD", "")
@@ -90,16 +109,20 @@ def in_use(pid: int | str = "self") -> str:
 
 
 def reexec_with_tcmalloc() -> None:
-    """Restart this process (same interpreter, flags and arguments) with tcmalloc preloaded.
+    """Restart this process (same interpreter, flags and arguments) on the services' runtime (child_env).
 
-    Returns at once when it is already in use, not wanted (VM_ALLOCATOR=system), not installed, or when
-    this process is itself the restart (the preload did not take: it goes on with glibc's malloc).
+    Returns at once when it already runs on it (or tcmalloc is not wanted / not installed and the OpenMP
+    spin is set), or when this process is itself the restart (what did not take stays as it is).
     Call it first thing in an entry point: the process image is replaced.
     """
-    if in_use() != "glibc" or os.environ.get(_REEXEC_MARK):
+    if os.environ.get(_REEXEC_MARK):
         return
     env = child_env(os.environ)
-    if env.get("LD_PRELOAD") == os.environ.get("LD_PRELOAD"):
+    if in_use() != "glibc":
+        env.pop("LD_PRELOAD", None)
+        if "LD_PRELOAD" in os.environ:
+            env["LD_PRELOAD"] = os.environ["LD_PRELOAD"]
+    if env == dict(os.environ):
         return
     env[_REEXEC_MARK] = "1"
     sys.stdout.flush()

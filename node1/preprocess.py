@@ -2,14 +2,18 @@
 
     pre = preprocess(photo, device="cpu")            # or a gvirtus RemoteDevice
     pre.body25 (25, 3)  pre.pose_json  pre.parse (H, W) uint8  pre.person_mask (H, W) uint8
-    pre.timings_ms {"pose": .., "parse": .., "render": .., "total": ..}
+    pre.timings_ms {"pose": .., "parse": .., "total": .., "pose.<stage>": ..}
     pre.device  "cpu" / "gvirtus:host:port"
 
-Both steps run where `device` says: the parsing module goes to the same device as the pose stages, so
-a remote device runs both on node 2's GPU. Device errors (gvirtus.RemoteDeviceLost, ...) pass through
-for the caller's circuit breaker: node1.pose.FallbackDevice(connect).run(preprocess, photo) tries the
-remote device and reruns the whole call locally when it fails. NoPersonDetected / InvalidImage come
-from node1.pose.
+Both steps run where `device` says, as one program on it: the pose step (node1.pose.PoseStep) leaves the
+photo on the device, and one last launch there computes the person mask and the parse map from it
+(MaskAndParse). Through gvirtus the photo crosses to node 2 once and only small results come back: the
+landmarks, the (H, W) uint8 mask and the (H, W) uint8 parse map. Locally the same stages run on the CPU,
+with the same results as estimate_pose followed by parse_person.
+
+Device errors (gvirtus.RemoteDeviceLost, ...) pass through for the caller's circuit breaker:
+node1.pose.FallbackDevice(connect).run(preprocess, photo) tries the remote device and reruns the whole
+call locally when it fails. NoPersonDetected / InvalidImage come from node1.pose.
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
 
-from node1.parsing import parse_person
-from node1.pose import as_rgb_uint8, estimate_pose, openpose_json
+from node1.parsing import parsing_module
+from node1.pose import PoseMask, PoseStep, as_rgb_uint8, openpose_json
 
 
 @dataclass
@@ -34,8 +40,9 @@ class Preprocessed:
     body25: (25, 3) float32 OpenPose BODY_25 [x px, y px, confidence]; missing = 0, 0, 0.
     pose_json: OpenPose layout {"version": 1.3, "people": [{"pose_keypoints_2d": [...]}]}.
     parse: (H, W) uint8 CIHP-20 labels, 0 outside the person.
-    person_mask: (H, W) uint8 0..255 (the pose model's segmentation).
-    timings_ms: per stage ("pose", "parse", "render") and "total"; plus the pose's own stages as "pose.<name>".
+    person_mask: (H, W) uint8 in [0, 255], 255 = person (the pose model's segmentation).
+    timings_ms: "pose" (until the keypoints are known), "parse" (the mask + parse map), "total"; plus the
+        pose step's own stages as "pose.<name>".
     device: the device that served both steps ("cpu", "cuda:0", "gvirtus:127.0.0.1:8888").
     """
 
@@ -50,34 +57,62 @@ class Preprocessed:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
-def preprocess(photo: Any, device: Any = "cpu", on_stage: Callable[[str, float], None] | None = None
-               ) -> Preprocessed:
+class MaskAndParse(nn.Module):
+    """The last stage of preprocess, one launch on the device holding the photo: the pose's person mask,
+    then the CIHP parsing of the photo with that mask.
+
+    forward(image, seg, roi, landmarks) -> (mask, parse):
+        image: (H, W, 3) uint8 RGB, the photo as node1.pose.PoseStep left it on the device.
+        seg: (1, 1, 256, 256) float32 person probability of the pose ROI crop; roi: (4,) float32
+            [cx, cy, side, theta] (node1.pose.PoseStep.seg / .roi).
+        landmarks: (1, 33, 4) float32 [x px, y px, z, visibility] (node1.pose.PoseStep.landmarks).
+        mask: (H, W) uint8, 255 = person. parse: (H, W) uint8 CIHP-20 labels, 0 outside the person.
+    """
+
+    def __init__(self, parsing: nn.Module) -> None:
+        super().__init__()
+        self.mask, self.parsing = PoseMask(), parsing
+
+    def forward(self, image: torch.Tensor, seg: torch.Tensor, roi: torch.Tensor, landmarks: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        mask = self.mask(image, seg, roi)
+        parse = self.parsing(image[None], mask[None, None], landmarks)[0]
+        return mask, parse[0]
+
+
+def mask_and_parse(cpu_fast: bool) -> nn.Module:
+    """The MaskAndParse stage (a node1.pose.runners StageFactory): the local-CPU parsing module when
+    ``cpu_fast``, the portable one for gvirtus and GPUs."""
+    return MaskAndParse(parsing_module(cpu_fast))
+
+
+def preprocess(photo: Any, device: Any = "cpu", *,
+               on_stage: Callable[[str, float], None] | None = None) -> Preprocessed:
     """Pose + parsing of one photo on `device` (a local torch device or a gvirtus RemoteDevice).
 
     Args:
         photo: (H, W, 3) uint8 RGB array (grey / RGBA / PIL accepted); short side >= 128 px.
-        on_stage: called as on_stage("pose", ms) the moment pose estimation finishes, then
-            on_stage("parsing", ms) when parsing does (the web page's progress events).
+        on_stage: called with ("pose", ms) once the keypoints are known and ("parsing", ms) once the parse
+            map is, each with that stage's own time (again for the local rerun when a fallback retries).
     Raises:
         node1.pose errors (InvalidImage, NoPersonDetected); device errors pass through.
     """
     t0 = time.perf_counter()
     img = as_rgb_uint8(photo)
-    pose = estimate_pose(img, device)
-    t1 = time.perf_counter()
-    if on_stage is not None:
-        on_stage("pose", (t1 - t0) * 1000.0)
-    parsed = parse_person(img, pose.landmarks, pose.mask, device)
-    t2 = time.perf_counter()
-    if on_stage is not None:
-        on_stage("parsing", (t2 - t1) * 1000.0)
+    with PoseStep(img, device) as step:
+        t1 = time.perf_counter()
+        if on_stage is not None:
+            on_stage("pose", (t1 - t0) * 1000.0)
+        landmarks = torch.from_numpy(step.landmarks)[None]
+        mask, parse = step.call(mask_and_parse, step.photo, step.seg, step.roi, landmarks,
+                                free=(step.photo, step.seg))   # the last reader of the photo frees it
+        t2 = time.perf_counter()
+        if on_stage is not None:
+            on_stage("parsing", (t2 - t1) * 1000.0)
+        pose = step.result(mask.numpy(), last_stage="mask_parse")
     t3 = time.perf_counter()
-    timings = {"pose": (t1 - t0) * 1000.0, "parse": (t2 - t1) * 1000.0, "render": (t3 - t2) * 1000.0,
-               "total": (t3 - t0) * 1000.0}
+    timings = {"pose": (t1 - t0) * 1000.0, "parse": (t2 - t1) * 1000.0, "total": (t3 - t0) * 1000.0}
     timings.update({f"pose.{k}": v for k, v in pose.timings_ms.items()})
-    if parsed.served_by != pose.served_by:  # both resolve the same device, so this would be a bug
-        raise RuntimeError(f"pose ran on {pose.served_by} but parsing on {parsed.served_by}")
     return Preprocessed(image=img, landmarks=pose.landmarks, body25=pose.body25,
-                        pose_json=openpose_json(pose.body25), parse=parsed.parse, person_mask=pose.mask,
-                        device=pose.served_by, num_people=pose.num_people,
-                        timings_ms=timings)
+                        pose_json=openpose_json(pose.body25), parse=parse.numpy(), person_mask=pose.mask,
+                        device=pose.served_by, num_people=pose.num_people, timings_ms=timings)

@@ -6,6 +6,7 @@ Public face:
         from node1.pose.estimate_pose; device: a local torch device or a gvirtus RemoteDevice.
         ParseResult.parse: (H, W) uint8 CIHP labels at the photo's resolution.
     ParsingModule                       the torch module doing it (registered as one gvirtus module)
+    parsing_module(cpu_fast=False)      the process's ParsingModule: local-CPU lowered, or portable
     parsing_runner(device)              the cached local / remote runner of that module
     save_parse_png / load_parse_png     palette ("P") PNGs holding label values (VITON-HD image-parse/)
     colorize(parse)                     (H, W, 3) uint8 RGB in the CIHP palette
@@ -20,9 +21,10 @@ from node1.parsing.api import ParseResult, parse_person
 from node1.parsing.errors import DatasetError, InvalidParsingInput, ParsingError
 from node1.parsing.labels import LABEL_NAMES, PALETTE, colorize, load_parse_png, save_parse_png
 from node1.parsing.model import ParsingModule, work_stride
-from node1.parsing.runner import parsing_runner
+from node1.parsing.runner import parsing_module, parsing_runner
 
 __all__ = [
     "LABEL_NAMES", "PALETTE", "DatasetError", "InvalidParsingInput", "ParseResult", "ParsingError", "ParsingModule",
-    "colorize", "labels", "load_parse_png", "parse_person", "parsing_runner", "save_parse_png", "work_stride",
+    "colorize", "labels", "load_parse_png", "parse_person", "parsing_module", "parsing_runner", "save_parse_png",
+    "work_stride",
 ]

@@ -37,6 +37,11 @@ def cpu_fast_module() -> ParsingModule:
     return ParsingModule(optimize_for_cpu(detector, torch.rand(1, 3, 128, 128))).eval()
 
 
+def parsing_module(cpu_fast: bool = False) -> ParsingModule:
+    """The process-wide ParsingModule: the local-CPU one (``cpu_fast``) or the portable one (gvirtus, GPUs)."""
+    return cpu_fast_module() if cpu_fast else cpu_module()
+
+
 class LocalParsing:
     """ParsingModule on a local torch device."""
 

@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,6 +130,105 @@ _local_runners: dict[str, LocalRunner] = {}
 _remote_runners: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
+# the stages of a pose step, as PoseResult.timings_ms names them
+STEP_STAGES = ("detector_input", "detector", "crop", "landmark")
+
+
+class PoseStep:
+    """estimate_pose's device work through the landmark model, with the photo left on the device for a
+    last stage that reads it there: the photo crosses to the device once for everything done with it.
+
+        with PoseStep(image, device) as step:      # runs the step; NoPersonDetected as estimate_pose
+            (mask,) = step.call("pose_mask", step.photo, step.seg, step.roi, free=(step.photo, step.seg))
+            pose = step.result(mask)               # a PoseResult, as estimate_pose returns it
+        # leaving the block frees whatever the step still keeps on the device
+
+    After entering: ``photo`` (the (H, W, 3) uint8 photo on the device), ``seg`` ((1, 1, 256, 256) float32
+    person probability of the ROI crop, on the device), ``roi`` ((4,) float32 [cx, cy, side, theta] host
+    tensor), ``landmarks`` ((33, 4) float32 host [x px, y px, z, visibility], as PoseResult.landmarks).
+    ``call(stage, *inputs, keep=False)`` runs a stage (a name, or a node1.pose.runners.StageFactory) on the
+    same runner.
+    """
+
+    def __init__(self, image: Any, device: Any = "cpu") -> None:
+        self.image = as_rgb_uint8(image)
+        self.run = resolve_runner(device)
+        self._kept: list[Any] = []
+        self._marks = [time.perf_counter()]
+
+    def __enter__(self) -> PoseStep:
+        try:
+            self._locate()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _mark(self) -> None:
+        self._marks.append(time.perf_counter())
+
+    def _locate(self) -> None:
+        h, w = self.image.shape[:2]
+        run = self.run
+        photo, det_in = run.call("pose_prepare", torch.from_numpy(self.image), keep=True)  # upload + letterbox
+        self._kept.extend((photo, det_in))
+        self._mark()
+        rows = self.call("pose_detector", det_in, free=(det_in,))[0].numpy()
+        self._mark()
+        self.people = _detections(rows, 4, (w, h))
+        if not self.people:
+            raise NoPersonDetected("the pose detector found no candidate scoring 0.5 or more")
+        self.best = max(self.people, key=lambda d: d.area)
+        roi = pose_roi(self.best, (w, h)).as_tensor()
+        crop = run.call("pose_crop", photo, roi, keep=True)
+        self._kept.extend(crop)
+        self._mark()
+        # the small results come back now; the segmentation stays for the mask
+        landmarks, world, presence, seg = self.call("pose_landmarks", crop[0], roi, keep=[False, False, False, True],
+                                                    free=crop)
+        self._kept.append(seg)
+        self._mark()
+        self.presence = float(presence[0])
+        if self.presence <= MIN_PRESENCE:
+            raise NoPersonDetected(f"pose presence {self.presence:.2f} is not above {MIN_PRESENCE}")
+        lm = landmarks.numpy()[:33, :4].copy()
+        lm[:, 2] /= w
+        self.photo, self.seg, self.roi, self.landmarks, self.world = photo, seg, roi, lm, world.numpy()
+
+    def call(self, stage: Any, *inputs: Any, keep: Any = False, free: Sequence[Any] = ()) -> tuple[Any, ...]:
+        """Run a stage on this step's runner (see node1.pose.runners). ``free``: what the step kept that this
+        call reads last (e.g. ``(step.photo, step.seg)`` for the last stage): the device frees it after the
+        call, with no round trip of its own, and leaving the step has nothing more to free."""
+        self._kept = [k for k in self._kept if not any(k is f for f in free)]   # identity: tensors have no ==
+        return self.run.call(stage, *inputs, keep=keep, free=free)
+
+    def result(self, mask: Any, last_stage: str = "mask") -> PoseResult:
+        """The PoseResult of this step, with ``mask`` ((H, W) uint8 person mask, 255 = person; a host tensor or
+        array) from the caller's last stage, whose time is reported as ``last_stage``."""
+        self._mark()
+        h, w = self.image.shape[:2]
+        body25 = to_body25(self.landmarks, (w, h))
+        self._mark()
+        if len(self.people) > 1:
+            log.info("pose: %d people detected, using the largest", len(self.people))
+        names = (*STEP_STAGES, last_stage, "post")
+        marks = self._marks
+        return PoseResult(
+            landmarks=self.landmarks, world_landmarks=self.world, body25=body25, coco18=to_coco18(body25),
+            mask=np.asarray(mask), presence=self.presence, detection_score=self.best.score,
+            num_people=len(self.people), roi=Roi(*(float(v) for v in self.roi)), served_by=self.run.name,
+            timings_ms={k: (b - a) * 1000 for k, a, b in zip(names, marks[:-1], marks[1:], strict=True)},
+        )
+
+    def close(self) -> None:
+        """Free what the step kept on the device (idempotent)."""
+        kept, self._kept = self._kept, []
+        self.run.release(*kept)
+
+
 def estimate_pose(image: Any, device: Any = "cpu") -> PoseResult:
     """33 BlazePose landmarks, OpenPose BODY_25 / COCO-18 and the person mask of the largest person.
 
@@ -140,48 +240,9 @@ def estimate_pose(image: Any, device: Any = "cpu") -> PoseResult:
         NoPersonDetected: nobody in the photo ("no person detected — step into the frame").
         Errors of the device (e.g. gvirtus.RemoteDeviceLost) pass through; see node1.pose.device for fallback.
     """
-    img = as_rgb_uint8(image)
-    h, w = img.shape[:2]
-    run = resolve_runner(device)
-    kept: list[Any] = []
-    marks = [time.perf_counter()]
-    try:
-        handle, det_in = run.call("pose_prepare", torch.from_numpy(img), keep=True)  # one launch: upload + letterbox
-        kept.extend((handle, det_in))
-        marks.append(time.perf_counter())
-        rows = run.call("pose_detector", det_in)[0].numpy()
-        marks.append(time.perf_counter())
-        people = _detections(rows, 4, (w, h))
-        if not people:
-            raise NoPersonDetected("the pose detector found no candidate scoring 0.5 or more")
-        best = max(people, key=lambda d: d.area)
-        roi = pose_roi(best, (w, h)).as_tensor()
-        crop = run.call("pose_crop", handle, roi, keep=True)
-        kept.extend(crop)
-        marks.append(time.perf_counter())
-        stage2 = run.call("pose_landmarks", crop[0], roi, keep=True)
-        kept.extend(stage2)
-        landmarks, world, presence, seg = stage2
-        marks.append(time.perf_counter())
-        landmarks, world, presence, mask = run.call("pose_mask", handle, seg, roi, landmarks, world, presence)
-        marks.append(time.perf_counter())
-    finally:
-        run.release(*kept)
-    if float(presence[0]) <= MIN_PRESENCE:
-        raise NoPersonDetected(f"pose presence {float(presence[0]):.2f} is not above {MIN_PRESENCE}")
-    lm = landmarks.numpy()[:33, :4].copy()
-    lm[:, 2] /= w
-    body25 = to_body25(lm, (w, h))
-    marks.append(time.perf_counter())
-    if len(people) > 1:
-        log.info("pose: %d people detected, using the largest", len(people))
-    names = ("detector_input", "detector", "crop", "landmark", "mask", "post")
-    return PoseResult(
-        landmarks=lm, world_landmarks=world.numpy(), body25=body25, coco18=to_coco18(body25), mask=mask.numpy(),
-        presence=float(presence[0]), detection_score=best.score, num_people=len(people),
-        roi=Roi(*(float(v) for v in roi)), served_by=run.name,
-        timings_ms={k: (b - a) * 1000 for k, a, b in zip(names, marks[:-1], marks[1:], strict=True)},
-    )
+    with PoseStep(image, device) as step:
+        (mask,) = step.call("pose_mask", step.photo, step.seg, step.roi, free=(step.photo, step.seg))
+        return step.result(mask.numpy())
 
 
 def detect_faces(image: Any, device: Any = "cpu") -> list[Face]:

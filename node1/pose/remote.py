@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-from node1.pose.runners import stage_module
+from node1.pose.runners import Keep, Stage, stage_module
 
 log = logging.getLogger("node1.pose.remote")
 
@@ -54,7 +55,7 @@ class RemoteRunner:
             raise RuntimeError(f"the gvirtus device of {self.name} is gone; connect again")
         return dev
 
-    def _module(self, stage: str, inputs: tuple[Any, ...]) -> Any:
+    def _module(self, stage: Stage, inputs: tuple[Any, ...]) -> Any:
         key = (stage, self.device.generation, *(_spec(x) for x in inputs))
         with self._lock:
             mod = self._registered.get(key)
@@ -65,8 +66,8 @@ class RemoteRunner:
                 self._registered[key] = mod
         return mod
 
-    def call(self, stage: str, *inputs: Any, keep: bool = False) -> tuple[Any, ...]:
-        out = self._module(stage, inputs)(*inputs, keep_on_device=keep)
+    def call(self, stage: Stage, *inputs: Any, keep: Keep = False, free: Sequence[Any] = ()) -> tuple[Any, ...]:
+        out = self._module(stage, inputs)(*inputs, keep_on_device=keep, free_after=free)
         return tuple(out) if isinstance(out, (tuple, list)) else (out,)
 
     def release(self, *handles: Any) -> None:

@@ -1,18 +1,25 @@
 """Where the stages run: a local torch device, or a gvirtus remote device. One interface:
 
-    call(stage, *inputs, keep=False) -> tuple    run a stage; keep=True leaves the outputs on the device
-                                                 (handles for the next call), else host (CPU) tensors
+    call(stage, *inputs, keep=False, free=()) -> tuple
+                                                 run a stage; keep=True leaves the outputs on the device
+                                                 (handles for the next call), else host (CPU) tensors;
+                                                 keep=[bool, ...] decides per output; free: kept handles
+                                                 this call reads last, freed by the device after it
+                                                 (also if it fails; no round trip of their own)
     release(*handles)                            free kept outputs
     name                                         which device served (reported per call)
 
-Inputs may be host tensors or handles returned by an earlier ``call(..., keep=True)``.
+A stage is the name of one of this package's stages, or a ``StageFactory``: a function
+``factory(cpu_fast) -> nn.Module`` of another package's module (node1.preprocess's mask + parsing), run
+the same way. Inputs may be host tensors or handles returned by an earlier ``call(..., keep=True)``.
 """
 
 from __future__ import annotations
 
 import functools
 import threading
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeAlias
 
 import torch
 from torch import nn
@@ -34,6 +41,10 @@ from node1.pose.stages import (
     SsdDetector,
 )
 from node1.tflite import load_model
+
+StageFactory: TypeAlias = Callable[[bool], nn.Module]   # cpu_fast -> the stage's module (CPU, eval mode)
+Stage: TypeAlias = str | StageFactory
+Keep: TypeAlias = bool | Sequence[bool]
 
 # stages whose weights are large; all others are weight-free glue
 MODEL_STAGES = ("pose_detector", "pose_landmarks", "face_detector", "selfie")
@@ -93,8 +104,6 @@ def _cpu_stages(cpu_fast: bool = False) -> dict[str, nn.Module]:
     }
     # the detector's keypoints set the ROI (see CPU_EXACT_STAGES): a gvirtus CPU backend lowers it exactly too
     stages["pose_detector"].gvirtus_exact = True  # type: ignore[assignment]  # read by gvirtus.graph.capture
-    if cpu_fast:  # the local photo is already where the stages read it: no device copy (never mutated)
-        stages["prepare"] = nn.Identity()
     # upload + the detector's letterbox in one launch (no stage of its own: nothing else reads the letterbox)
     stages["pose_prepare"] = PreparedInput(stages["prepare"], FullImageInput(POSE_DETECTOR_SIZE, -1.0, 1.0))
     _LOADED_KINDS.add(cpu_fast)
@@ -106,9 +115,33 @@ def loaded_stage_sets(cpu_fast: bool) -> bool:
     return cpu_fast in _LOADED_KINDS
 
 
-def stage_module(stage: str, cpu_fast: bool = False) -> nn.Module:
-    """A stage module on the CPU; the portable one by default (for gvirtus registration, tracing, GPUs)."""
+def stage_module(stage: Stage, cpu_fast: bool = False) -> nn.Module:
+    """A stage module on the CPU; the portable one by default (for gvirtus registration, tracing, GPUs).
+
+    stage: a stage name of this package, or a StageFactory (built once per process and cpu_fast)."""
+    if callable(stage):
+        return _factory_module(stage, cpu_fast)
     return _cpu_stages(cpu_fast)[stage]
+
+
+@functools.lru_cache(maxsize=8)
+def _factory_module(factory: StageFactory, cpu_fast: bool) -> nn.Module:
+    return factory(cpu_fast).eval()
+
+
+def stage_name(stage: Stage) -> str:
+    """A stage's name for logs and cache keys: its own, or its factory's qualified name."""
+    return stage if isinstance(stage, str) else f"{stage.__module__}.{stage.__qualname__}"
+
+
+def kept_outputs(outs: tuple[Any, ...], keep: Keep) -> list[bool]:
+    """One keep flag per output of a stage call (keep: a bool for all, or one bool per output)."""
+    if isinstance(keep, bool):
+        return [keep] * len(outs)
+    flags = list(keep)
+    if len(flags) != len(outs):
+        raise ValueError(f"keep names {len(flags)} outputs, the stage returned {len(outs)}")
+    return flags
 
 
 class LocalRunner:
@@ -123,13 +156,13 @@ class LocalRunner:
         self.cpu_fast = self.device.type == "cpu" if cpu_fast is None else cpu_fast and self.device.type == "cpu"
         self.name = str(self.device)
         self._lock = threading.Lock()
-        self._modules: dict[str, nn.Module] = {}
+        self._modules: dict[Stage, nn.Module] = {}
         if self.device.type == "cuda":  # TF32 moved landmarks by up to 7 px on an H100 (bench/RESULTS.md, GPU)
             from gvirtus.device import use_full_float32
 
             use_full_float32(self.device)
 
-    def module(self, stage: str) -> nn.Module:
+    def module(self, stage: Stage) -> nn.Module:
         with self._lock:
             if stage not in self._modules:
                 mod = stage_module(stage, self.cpu_fast)
@@ -140,11 +173,13 @@ class LocalRunner:
                 self._modules[stage] = mod
             return self._modules[stage]
 
-    def call(self, stage: str, *inputs: torch.Tensor, keep: bool = False) -> tuple[Any, ...]:
+    def call(self, stage: Stage, *inputs: torch.Tensor, keep: Keep = False, free: Sequence[Any] = ()
+             ) -> tuple[Any, ...]:
+        """Run a stage (see the module docstring); ``free`` is moot here: local tensors go with their last use."""
         with torch.inference_mode():
             out = self.module(stage)(*(t.to(self.device) for t in inputs))
         outs = out if isinstance(out, tuple) else (out,)
-        return outs if keep else tuple(o.cpu() for o in outs)
+        return tuple(o if k else o.cpu() for o, k in zip(outs, kept_outputs(outs, keep), strict=True))
 
     def release(self, *handles: Any) -> None:
         """Local tensors are freed by reference counting."""

@@ -30,10 +30,12 @@ SCORE_CLIP = 100.0
 
 
 class PrepareImage(nn.Module):
-    """(H, W, 3) uint8 RGB -> the same, as a device-resident copy the other stages read (the upload)."""
+    """(H, W, 3) uint8 RGB -> the same tensor: the upload itself. Run with keep=True, the photo a launch
+    received stays on the device as its output for the other stages to read, without a copy there (a CUDA
+    runner copies it to the device as it does every input). No stage writes into it."""
 
     def forward(self, image_u8: torch.Tensor) -> torch.Tensor:
-        return image_u8.clone()
+        return image_u8
 
 
 class PreparedInput(nn.Module):
@@ -158,13 +160,10 @@ class PoseMask(nn.Module):
     (bilinear, BORDER_ZERO, no half-pixel offsets, as mediapipe's WarpAffine; gvirtus.kernels.warp_affine_f32:
     cv2.warpAffine on the CPU, grid_sample elsewhere).
 
-    forward(image, seg, roi, *passthrough) -> (*passthrough copies, mask (H, W) uint8, 255 = person).
-    The image is only read for its size; the pass-through lets a remote caller get every small result
-    of stage 2 in this one reply.
+    forward(image, seg, roi) -> mask (H, W) uint8, 255 = person. The image is only read for its size.
     """
 
-    def forward(self, image: torch.Tensor, seg: torch.Tensor, roi: torch.Tensor,
-                *passthrough: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, image: torch.Tensor, seg: torch.Tensor, roi: torch.Tensor) -> torch.Tensor:
         h, w = image.shape[0], image.shape[1]
         r = roi.double()
         cx, cy, side, theta = r[0], r[1], r[2], r[3]
@@ -175,8 +174,7 @@ class PoseMask(nn.Module):
         matrix = torch.stack([torch.stack([q * c, q * s, n / 2 - q * (c * cx + s * cy)]),
                               torch.stack([-q * s, q * c, n / 2 - q * (c * cy - s * cx)])])
         out = torch.ops.gvirtus.warp_affine_f32(seg[0, 0], matrix, h, w)
-        mask = (out * 255.0 + 0.5).to(torch.uint8)  # values >= 0.5: the cast's truncation rounds
-        return (*(t.clone() for t in passthrough), mask)
+        return (out * 255.0 + 0.5).to(torch.uint8)  # values >= 0.5: the cast's truncation rounds
 
 
 class SelfieModel(nn.Module):

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,11 +16,13 @@ import torch
 import gvirtus
 from gvirtus.device import DeviceUnavailable, pick_device
 from gvirtus.testing import BackendProcess
+from mirror.allocator import OMP_POLICY_ENVS
 from tests.gvirtus.conftest import ROOT_DIR, make_convnet
 
 
 def _run_backend(config: Path, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, VM_CONFIG=str(config), PYTHONPATH=str(ROOT_DIR), OMP_NUM_THREADS="1")
+    env = {k: v for k, v in os.environ.items() if k not in OMP_POLICY_ENVS}   # as started by hand
+    env.update(VM_CONFIG=str(config), PYTHONPATH=str(ROOT_DIR), OMP_NUM_THREADS="1")
     return subprocess.run([sys.executable, "-m", "gvirtus.backend"], env=env, capture_output=True, text=True,
                           timeout=timeout_s, cwd=str(ROOT_DIR))
 
@@ -37,6 +40,46 @@ def test_port_in_use_is_reported(backend: BackendProcess, tmp_path: Path) -> Non
     busy.write_text(json.dumps(cfg))
     result = _run_backend(busy)
     assert result.returncode == 1 and f"cannot listen on {backend.target}" in result.stderr
+    assert "GOMP_SPINCOUNT is not set" in result.stderr     # started by hand: told how it should run
+
+
+def _cpu_ms(pid: int) -> float:
+    """CPU time of every thread of process ``pid`` so far (schedstat: nanoseconds, not clock ticks)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e6
+
+
+IDLE_ROUNDS, IDLE_WINDOW_S, IDLE_CPU_LIMIT_MS = 3, 0.1, 3.0
+
+
+class _Elementwise(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x * 0.5 + 1.0).sum(dim=0)
+
+
+def test_an_idle_backend_does_not_keep_a_core_spinning() -> None:
+    """After each launch, a 2-thread backend started as the supervisor starts it (mirror.allocator.child_env)
+    stays idle: under 3 ms of CPU in all over 100 ms after each of 3 launches. With libgomp's default spin its
+    idle OpenMP worker burnt up to ~8 ms of a core after every graph on the VM, taking it from the processes
+    beside it: the cause of the kept-photo slowdown (bench/RESULTS.md)."""
+    with BackendProcess(torch_threads=2) as b:
+        d = gvirtus.connect(b.target, token=b.token)
+        try:
+            x = torch.rand(64, 256, 256)
+            mod = d.register_module(_Elementwise(), [x])
+            assert b.proc is not None
+            idle = 0.0
+            for _ in range(IDLE_ROUNDS):
+                mod(x)
+                before = _cpu_ms(b.proc.pid)
+                time.sleep(IDLE_WINDOW_S)
+                idle += _cpu_ms(b.proc.pid) - before
+        finally:
+            d.close()
+    assert idle < IDLE_CPU_LIMIT_MS, f"the backend used {idle:.1f} ms of CPU while idle ({IDLE_ROUNDS} x 100 ms)"
 
 
 def test_missing_cuda_is_a_clear_config_error() -> None:

@@ -205,6 +205,66 @@ def test_kept_launches_with_host_and_handle_inputs(dev: gvirtus.RemoteDevice) ->
     assert torch.equal(mod(image, field, scale)[0], image)   # the session still works
 
 
+@pytest.mark.parametrize("channel", ["data", "grpc"])
+def test_some_outputs_kept_and_the_others_returned_in_the_same_launch(dev: gvirtus.RemoteDevice,
+                                                                       channel: str) -> None:
+    """keep_on_device per output: the photo stays on the device, the small map comes back; the same values
+    and the same session bytes on the data channel (one reply) and over gRPC (kept, read back, freed)."""
+    image = torch.randint(0, 256, (150, 160, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(6))
+    field, scale = torch.rand(150, 160), torch.tensor(0.5)
+    mod = dev.register_module(_Photo(), [image, field, scale])
+    if channel == "grpc":
+        assert dev._conn.data is not None
+        dev._conn.data.close()
+        dev._conn.data = None
+    before = dev.stats()["session_bytes"]
+    photo, mean = mod(image, field, scale, keep_on_device=[True, False])
+    assert isinstance(photo, gvirtus.DeviceBuffer) and (photo.dtype, photo.shape) == ("uint8", (150, 160, 3))
+    assert isinstance(mean, torch.Tensor)
+    np.testing.assert_allclose(mean.numpy(), (image.float().mean(dim=-1) * 0.5 + field).numpy(), rtol=1e-6)
+    assert dev.stats()["session_bytes"] == before + image.numel()      # only the photo is held
+    back, again = mod(photo, field, scale, keep_on_device=[False, True])
+    assert torch.equal(back, image) and isinstance(again, gvirtus.DeviceBuffer)
+    dev.free_many([photo, again])
+    assert dev.stats()["session_bytes"] == before
+    for bad in ([True], [True, 1], "yes"):
+        with pytest.raises(gvirtus.InvalidRequest, match=r"keep_on_device must be a bool or 2 bools"):
+            mod(image, field, scale, keep_on_device=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("channel", ["data", "grpc"])
+def test_a_launch_frees_the_buffers_it_is_given_to_free(dev: gvirtus.RemoteDevice, channel: str) -> None:
+    """free_after: the last reader of a kept photo frees it in the same request (data channel) or with one
+    more call (gRPC); also when the launch fails; a stranger's id stops the launch before it runs."""
+    image = torch.randint(0, 256, (150, 160, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(7))
+    field, scale = torch.rand(150, 160), torch.tensor(0.5)
+    mod = dev.register_module(_Photo(), [image, field, scale])
+    if channel == "grpc":
+        assert dev._conn.data is not None
+        dev._conn.data.close()
+        dev._conn.data = None
+    before = dev.stats()["session_bytes"]
+    photo, _ = mod(image, field, scale, keep_on_device=[True, False])
+    back, mean = mod(photo, field, scale, free_after=[photo])
+    assert torch.equal(back, image) and dev.stats()["session_bytes"] == before
+    with pytest.raises(gvirtus.InvalidHandle):
+        dev.free(photo)                                             # already gone
+    photo, _ = mod(image, field, scale, keep_on_device=[True, False])
+    with pytest.raises(gvirtus.InvalidRequest, match="expected float32"):
+        mod(photo, field.double(), scale, free_after=[photo])      # refused on the client: nothing sent
+    wrong = dev.malloc(10)                                         # not the registered input: refused there
+    with pytest.raises(gvirtus.InvalidRequest, match="launch input 0: expected uint8"):
+        mod(wrong, field, scale, free_after=[photo, wrong])        # fails on the backend: freed all the same
+    assert dev.stats()["session_bytes"] == before
+    if channel == "data":
+        stranger = dataclasses.replace(photo, id=987654)
+        kept = mod(image, field, scale, keep_on_device=True)
+        with pytest.raises(gvirtus.InvalidHandle, match="987654"):
+            mod(kept[0], field, scale, keep_on_device=True, free_after=[kept[0], stranger])
+        assert dev.stats()["session_bytes"] == before + sum(h.nbytes for h in kept)   # nothing ran or was freed
+        dev.free_many(kept)
+
+
 def test_malformed_kept_launches_get_typed_errors_and_the_data_channel_stays_in_step(
         dev: gvirtus.RemoteDevice) -> None:
     from gvirtus.datachannel import ERROR_LEN, REQUEST
@@ -217,18 +277,26 @@ def test_malformed_kept_launches_get_typed_errors_and_the_data_channel_stays_in_
 
     def send(body: bytes, module_id: int = mod.module_id) -> None:
         def run() -> None:
-            data._sock.sendall(REQUEST.pack(b"K", module_id, 1, len(body)) + body)
+            data._sock.sendall(REQUEST.pack(b"K", module_id, 0, len(body)) + body)
             data._status("raw op K")
         data._guard("raw op K", run)
 
-    def listing(refs: object, tail: bytes = b"") -> bytes:
-        head = json.dumps(refs).encode()
+    def listing(refs: object, tail: bytes = b"", keep: object = (1, 1)) -> bytes:
+        head = json.dumps({"inputs": refs, "keep": keep}).encode()
         return ERROR_LEN.pack(len(head)) + head + tail
 
+    three = [["b", 72000], ["b", 96000], ["b", 4]]
+    free_head = b'{"inputs":[],"keep":[1,1],"free":[1.5]}'
+    bad_free = ERROR_LEN.pack(len(free_head)) + free_head
     cases = [
+        (bad_free, gvirtus.InvalidRequest, "free must be a list of at most"),
         (b"", gvirtus.InvalidRequest, "has no input list"),
         (ERROR_LEN.pack(4) + b"[1,", gvirtus.InvalidRequest, "input list of 4 bytes"),
         (ERROR_LEN.pack(3) + b"[1,", gvirtus.InvalidRequest, "not JSON"),
+        (ERROR_LEN.pack(2) + b"[]", gvirtus.InvalidRequest, r'expected \{"inputs": \[...\], "keep": \[...\]\}'),
+        (listing(three, bytes(168004), keep=[1]), gvirtus.InvalidRequest,
+         r"keep must hold one 0 or 1 per output \(2\), got \[1\]"),
+        (listing(three, bytes(168004), keep=[1, 2]), gvirtus.InvalidRequest, r"keep must hold .* got \[1, 2\]"),
         (listing([["b", 72000]]), gvirtus.InvalidRequest, "module takes 3 inputs"),
         (listing([["b", 5], ["b", 96000], ["b", 4]], b"x" * 96009), gvirtus.InvalidRequest,
          r"input 0: expected uint8 \[150, 160, 3\] \(72000 bytes\), got 5 bytes"),

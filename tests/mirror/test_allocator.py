@@ -28,7 +28,7 @@ SUBPROCESS_TIMEOUT_S = 180
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", alloc.ALLOCATOR_ENV)}
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", alloc.ALLOCATOR_ENV, *alloc.OMP_POLICY_ENVS)}
     env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="2", **extra)
     return env
 
@@ -59,8 +59,33 @@ def test_without_the_library_env_is_unchanged_and_logged(monkeypatch: pytest.Mon
     monkeypatch.setattr(alloc, "find_tcmalloc", lambda: None)  # as on a machine without the package
     alloc._warn_missing.cache_clear()
     with caplog.at_level(logging.WARNING, logger="mirror.allocator"):
-        assert alloc.child_env({"PATH": "/bin"}) == {"PATH": "/bin"}
+        assert alloc.child_env({"PATH": "/bin"}) == {"PATH": "/bin", "GOMP_SPINCOUNT": str(alloc.OMP_SPIN_COUNT)}
     assert "libtcmalloc-minimal4" in caplog.text
+
+
+def test_child_env_bounds_the_openmp_spin_unless_the_operator_set_it() -> None:
+    assert alloc.child_env({"VM_ALLOCATOR": "system"})["GOMP_SPINCOUNT"] == str(alloc.OMP_SPIN_COUNT)
+    assert alloc.child_env({"VM_ALLOCATOR": "system", "GOMP_SPINCOUNT": "5"})["GOMP_SPINCOUNT"] == "5"
+    assert "GOMP_SPINCOUNT" not in alloc.child_env({"VM_ALLOCATOR": "system", "OMP_WAIT_POLICY": "active"})
+
+
+IDLE_CPU = """
+import resource, sys, time, torch
+torch.set_num_threads(2)
+torch.zeros(1 << 24, dtype=torch.uint8)       # one parallel region: both OpenMP threads take part
+r0 = resource.getrusage(resource.RUSAGE_SELF)
+time.sleep(0.1)                                # idle: a spinning worker would burn CPU here
+r1 = resource.getrusage(resource.RUSAGE_SELF)
+print((r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) * 1000)
+"""
+
+
+def test_an_idle_child_does_not_keep_a_core_spinning() -> None:
+    """libgomp's default spin (300000 iterations) burnt ~8 ms of a core after each parallel region on the VM;
+    children get OMP_SPIN_COUNT, well under a millisecond, so the measured idle CPU stays under 3 ms."""
+    run = _python(IDLE_CPU, alloc.child_env(_env()))
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert float(run.stdout.strip()) < 3.0, run.stdout
 
 
 @needs_tcmalloc
@@ -82,6 +107,9 @@ def test_reexec_restarts_the_script_once_with_its_arguments(tmp_path: Path) -> N
     assert run.stdout.splitlines() == ["start", "start", "tcmalloc ['--a', 'b c'] 1"]
     run = subprocess.run([sys.executable, str(script)], env=_env(VM_ALLOCATOR="system"), capture_output=True,
                          text=True, timeout=SUBPROCESS_TIMEOUT_S, check=True)
+    assert run.stdout.splitlines() == ["start", "start", "glibc [] 1"]   # for the OpenMP spin alone
+    run = subprocess.run([sys.executable, str(script)], env=_env(VM_ALLOCATOR="system", GOMP_SPINCOUNT="100"),
+                         capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S, check=True)
     assert run.stdout.splitlines() == ["start", "glibc [] None"]
 
 

@@ -50,15 +50,38 @@ def test_preprocess_local() -> None:
     from node1.preprocess import preprocess
 
     img = photo("astronaut")
-    pre = preprocess(img, "cpu")
+    stages: list[tuple[str, float]] = []
+    pre = preprocess(img, "cpu", on_stage=lambda name, ms: stages.append((name, ms)))
     h, w = img.shape[:2]
     assert pre.device == "cpu"
     assert pre.parse.shape == (h, w) and pre.parse.dtype == np.uint8
-    assert pre.person_mask.shape == (h, w) and pre.person_mask.dtype == np.uint8 and pre.person_mask.max() > 128
+    assert pre.person_mask.shape == (h, w) and pre.person_mask.dtype == np.uint8
+    assert pre.person_mask.max() == 255 and 0 < (pre.person_mask >= 128).mean() < 1
+    assert not hasattr(pre, "pose_image")      # drawn on node 2 from the keypoints by the engine that reads it
     assert pre.body25.shape == (25, 3) and pre.body25.dtype == np.float32
     assert len(pre.pose_json["people"][0]["pose_keypoints_2d"]) == 75
-    assert {"pose", "parse", "render", "total"} <= set(pre.timings_ms)
+    assert {"pose", "parse", "total", "pose.detector", "pose.landmark"} <= set(pre.timings_ms)
+    assert [name for name, _ in stages] == ["pose", "parsing"] and all(ms > 0 for _, ms in stages)
+    assert [ms for _, ms in stages] == [pre.timings_ms["pose"], pre.timings_ms["parse"]]
     assert L.FACE in pre.parse and L.UPPER_CLOTHES in pre.parse
+
+
+@pytest.mark.parametrize("name", ["astronaut", "camera_flipped"])
+def test_preprocess_gives_what_estimate_pose_then_parse_person_give(name: str) -> None:
+    """One device program (the mask and the parse in the last launch) computes exactly what the two public
+    steps compute one after the other."""
+    from node1.pose import estimate_pose
+    from node1.preprocess import preprocess
+
+    img = photo(name)
+    pre = preprocess(img, "cpu")
+    pose = estimate_pose(img, "cpu")
+    parsed = parse_person(img, pose.landmarks, pose.mask, "cpu")
+    np.testing.assert_array_equal(pre.parse, parsed.parse)
+    np.testing.assert_array_equal(pre.person_mask, pose.mask)
+    np.testing.assert_array_equal(pre.landmarks, pose.landmarks)
+    np.testing.assert_array_equal(pre.body25, pose.body25)
+    assert pre.num_people == pose.num_people
 
 
 def test_cli_parse_writes_label_png(tmp_path: Path) -> None:

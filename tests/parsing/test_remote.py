@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 
 from tests.parsing.conftest import Case
+
+PER_REQUEST_OVERHEAD_BYTES = 64 * 1024   # request headers, the ROI and landmarks, a heartbeat: far below a photo
 
 
 @pytest.fixture(scope="module")
@@ -35,17 +40,66 @@ def test_remote_parse_equals_local(cases: dict[str, Case], remote_device) -> Non
     np.testing.assert_allclose(remote.face["centre"], c.result.face["centre"], atol=0.05)
 
 
-@pytest.mark.slow  # registers every pose stage remotely as well: ~2 min on the shared 2-core machine
-def test_preprocess_remote_reports_the_device(remote_device) -> None:
+@pytest.fixture
+def one_thread_here() -> Iterator[None]:
+    """The test backend runs 1 torch thread: at 1 thread here too, CPU convolutions sum in the same order."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.usefixtures("one_thread_here")
+def test_preprocess_through_gvirtus_equals_local_and_sends_the_photo_once(remote_device) -> None:
+    """Pose and parsing as one program on the backend: the same bits as locally, the photo sent once (measured
+    by the kernel's TCP counters of this process's connections to the backend), and nothing left there."""
+    from gvirtus.testing import backend_ports, tcp_bytes_sent
+    from node1.preprocess import preprocess
+    from tests.parsing.conftest import photo
+
+    img = photo("astronaut")
+    local = preprocess(img, "cpu")
+    preprocess(img, remote_device)            # registers the stages (their weights go once per backend)
+    ports = backend_ports(remote_device)
+    before = tcp_bytes_sent(ports)
+    remote = preprocess(img, remote_device)
+    sent = tcp_bytes_sent(ports) - before
+    assert local.device == "cpu" and remote.device.startswith("gvirtus:")
+    np.testing.assert_array_equal(remote.parse, local.parse)
+    np.testing.assert_array_equal(remote.person_mask, local.person_mask)
+    np.testing.assert_array_equal(remote.landmarks, local.landmarks)
+    assert remote.person_mask.dtype == np.uint8 and remote.person_mask.shape == img.shape[:2]
+    assert img.nbytes <= sent < img.nbytes + PER_REQUEST_OVERHEAD_BYTES, f"{sent} bytes for a {img.nbytes}-byte photo"
+    assert remote_device.stats()["session_bytes"] == 0     # the photo and every intermediate were freed
+    assert len(remote.pose_json["people"][0]["pose_keypoints_2d"]) == 75
+
+
+def test_the_local_fallback_reruns_a_preprocess_whose_backend_dies_midway() -> None:
+    """The backend is killed after the pose step, before the mask + parse launch: FallbackDevice reruns the
+    whole call locally and returns the local result."""
+    import gvirtus
+    from gvirtus.testing import BackendProcess
+    from node1.pose import FallbackDevice
     from node1.preprocess import preprocess
     from tests.parsing.conftest import photo
 
     img = photo("camera")
-    local, remote = preprocess(img, "cpu"), preprocess(img, remote_device)
-    assert local.device == "cpu" and remote.device.startswith("gvirtus:")
-    # the remote pose differs from the local one by float summation order only (sub-pixel landmarks),
-    # which may move a few label boundaries by a working-grid cell
-    assert float((local.parse == remote.parse).mean()) >= 0.995
-    assert local.person_mask.dtype == np.uint8 and local.person_mask.shape == img.shape[:2]
-    assert set(local.timings_ms) >= {"pose", "parse", "render", "total"}
-    assert len(local.pose_json["people"][0]["pose_keypoints_2d"]) == 75
+    with BackendProcess(torch_threads=1) as backend:
+        killed: list[str] = []
+
+        def kill_after_pose(stage: str, ms: float) -> None:
+            if stage == "pose" and not killed:
+                killed.append(stage)
+                backend.kill()
+
+        chooser = FallbackDevice(lambda: gvirtus.connect(backend.target, token=backend.token), local="cpu")
+        try:
+            pre = chooser.run(functools.partial(preprocess, on_stage=kill_after_pose), img)
+        finally:
+            chooser.close()
+    assert killed == ["pose"] and chooser.last_served_by == "cpu" and pre.device == "cpu"
+    local = preprocess(img, "cpu")
+    np.testing.assert_array_equal(pre.parse, local.parse)
+    np.testing.assert_array_equal(pre.person_mask, local.person_mask)
