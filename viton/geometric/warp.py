@@ -33,6 +33,7 @@ MIN_SEPARATION = 0.08       # x body scale: closer control points are dropped (a
                             # near-coincident points with different targets folds the garment)
 TPS_REGULARIZATION = 1e-3   # Tikhonov weight on the kernel diagonal (normalized coordinates)
 ELBOW_BEND_MARGIN = 1.2     # a sleeve bends at the elbow only when this much longer than the upper arm
+MIN_ABDUCTION_DEG = 18.0    # smallest angle between a sleeve and the torso's down direction
 COLLAR, SEAM_R, SEAM_L, ARMPIT_R, ARMPIT_L, HEM_R, HEM_L, CUFF_R, CUFF_L = range(9)
 
 
@@ -99,6 +100,19 @@ def _perp(v: np.ndarray, sense: float) -> np.ndarray:
     return p / n if n > 1e-9 else p
 
 
+def _abducted(direction: np.ndarray, down: np.ndarray, outward: np.ndarray) -> np.ndarray:
+    """The upper arm's unit direction, turned outward to at least MIN_ABDUCTION_DEG from `down`.
+
+    A sleeve along an arm that hangs against the body or crosses in front of it would overlap the
+    garment's own torso, which one smooth warp cannot draw (it folds): it goes beside the body.
+    """
+    angle = float(np.arctan2(np.dot(direction, outward), np.dot(direction, down)))
+    limit = np.deg2rad(MIN_ABDUCTION_DEG)
+    if angle >= limit:
+        return direction
+    return np.cos(limit) * down + np.sin(limit) * outward
+
+
 def _sleeve_points(lm: np.ndarray, body: BodyFrame, side: str, scale: float) -> tuple[list, list]:
     """(garment points, body points) steering one sleeve along the arm."""
     seam_i, pit_i, cuff_i = (SEAM_R, ARMPIT_R, CUFF_R) if side == "r" else (SEAM_L, ARMPIT_L, CUFF_L)
@@ -117,11 +131,17 @@ def _sleeve_points(lm: np.ndarray, body: BodyFrame, side: str, scale: float) -> 
     shoulder = body.shoulder_r if side == "r" else body.shoulder_l
     elbow = body.elbow_r if side == "r" else body.elbow_l
     wrist = body.wrist_r if side == "r" else body.wrist_l
+    outward = -body.across if side == "r" else body.across
+    hem = body.hem_r if side == "r" else body.hem_l
     length_b = length_g * scale
     upper = max(float(np.hypot(*(elbow - shoulder))), 1.0)
-    up_dir = (elbow - shoulder) / upper
+    up_dir = _abducted((elbow - shoulder) / upper, body.down, outward)
     g_pts, b_pts = [], []
-    if length_b > upper * ELBOW_BEND_MARGIN:  # long sleeve: bend at the elbow
+    # a forearm that reaches into the torso (arms crossed, a hand on the chest) cannot be followed by
+    # one smooth warp of the garment: the sleeve then goes on straight along the upper arm
+    side_normal = _perp(hem - seam_b, 1.0)
+    wrist_outside = float(np.dot(wrist - seam_b, side_normal)) * float(np.dot(outward, side_normal)) > 0
+    if length_b > upper * ELBOW_BEND_MARGIN and wrist_outside:  # long sleeve: bend at the elbow
         t = upper / length_b
         elbow_b = seam_b + up_dir * upper
         g_pts += [seam_g + axis_g * t, seam_g + axis_g * t + inner_g * width_g / SLEEVE_CUFF_NARROWING]
