@@ -111,3 +111,44 @@ def highpass_correlation(person: PersonData, result: TryOnOutput) -> float:
     a, b = a - a.mean(), b - b.mean()
     den = float(np.sqrt((a * a).sum() * (b * b).sum()))
     return float((a * b).sum() / den) if den > 0 else 0.0
+
+
+PATTERN_JUMP = np.log(1.4)   # photo luminance this far from its local median: a print, badge or collar
+PATTERN_WINDOW = 0.25        # x body scale: window of that local median
+PATTERN_OFFSET = 24.0        # grey levels added before the log (dark cloth's noise is not a pattern)
+MIN_PATTERN_CONTRAST = np.log(1.2)  # print / ring contrast in the photo below which nothing is measured
+
+
+def pattern_transfer(person: PersonData, result: TryOnOutput) -> float | None:
+    """How much of the old clothes' print contrast reaches the garment's shading (0 = none, 1 = all).
+
+    Print pixels: old clothes (eroded) under the solid garment whose luminance is above (light
+    prints) or below (dark prints) the local median by more than PATTERN_JUMP (badges, collars,
+    stripes, and deep folds); their ring: the cloth around them. The garment's shading is the
+    result's luminance over the warped garment's (so the garment's own print does not count). The
+    measure is the log contrast print / ring of that shading over the same contrast in the photo,
+    the larger of the light and the dark set. None when neither has enough pixels or contrast.
+    """
+    scale = body_frame(person.keypoints).scale
+    lum_w = cv2.cvtColor(result.warped_garment, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    cloth = np.isin(person.parse, (5, 6, 7)).astype(np.uint8)
+    cloth = cv2.erode(cloth, np.ones((7, 7), np.uint8)).astype(bool) & (result.garment_alpha > 0.98) & (lum_w > 24)
+    grey = cv2.cvtColor(person.image, cv2.COLOR_RGB2GRAY)
+    k = max(int(PATTERN_WINDOW * scale) | 1, 3)
+    med = cv2.medianBlur(grey, min(k, 255)).astype(np.float32)
+    dev = np.log((grey.astype(np.float32) + PATTERN_OFFSET) / (med + PATTERN_OFFSET))
+    lum_p = grey.astype(np.float32) + PATTERN_OFFSET
+    shade = cv2.cvtColor(result.image, cv2.COLOR_RGB2GRAY).astype(np.float32) / np.maximum(lum_w, 1.0)
+    r = max(int(0.05 * scale), 2)
+    worst: float | None = None
+    for prints in (cloth & (dev > PATTERN_JUMP), cloth & (dev < -PATTERN_JUMP)):  # light prints, dark ones
+        ring = cv2.dilate(prints.astype(np.uint8), np.ones((2 * r + 1, 2 * r + 1), np.uint8)).astype(bool)
+        ring &= cloth & ~prints
+        if int(prints.sum()) < 200 or int(ring.sum()) < 200:
+            continue
+        base = float(np.log(lum_p[prints].mean() / lum_p[ring].mean()))
+        if abs(base) < MIN_PATTERN_CONTRAST:
+            continue
+        got = float(np.log(shade[prints].mean() / shade[ring].mean()))
+        worst = max(worst or 0.0, got / base)
+    return worst

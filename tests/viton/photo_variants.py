@@ -21,7 +21,7 @@ import numpy as np
 from viton import GarmentData, PersonData
 
 PHOTOS = ("astronaut", "camera")
-VARIANTS = ("original", "flip", "rotate+8", "rotate-8", "scale0.6", "scale1.5", "dark", "crop")
+VARIANTS = ("original", "flip", "rotate+6", "rotate-6", "scale0.6", "scale1.5", "dark", "crop")
 DARK_GAIN = 0.45        # a dim room: every channel x 0.45
 ROTATION_DEG = 8.0
 

