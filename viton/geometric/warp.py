@@ -138,8 +138,8 @@ def _sleeve_points(lm: np.ndarray, body: BodyFrame, side: str, scale: float) -> 
     hem = body.hem_r if side == "r" else body.hem_l
     length_b = length_g * scale
     upper = max(float(np.hypot(*(elbow - shoulder))), 1.0)
-    side = (hem - seam_b) / max(float(np.hypot(*(hem - seam_b))), 1e-6)  # the torso's side, downwards
-    up_dir = _abducted((elbow - shoulder) / upper, side, outward)
+    side_dir = (hem - seam_b) / max(float(np.hypot(*(hem - seam_b))), 1e-6)  # the torso's side, downwards
+    up_dir = _abducted((elbow - shoulder) / upper, side_dir, outward)
     g_pts, b_pts = [], []
     # a forearm that reaches into the torso (arms crossed, a hand on the chest) cannot be followed by
     # one smooth warp of the garment: the sleeve then goes on straight along the upper arm
