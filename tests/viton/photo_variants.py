@@ -8,7 +8,8 @@ the repo has (skimage's astronaut and camera man).
     demo_garments() -> list[(slug, GarmentData)]        the demo catalog's garments
 
 Person data come from `node1.preprocess.preprocess(photo, device="cpu")`; only image, parse and
-keypoints are filled (what the geometric engine reads), pose_render and person_mask are None.
+keypoints are filled (what the geometric engine reads); the person mask (and a pose picture, where
+the contract still has one) are None.
 """
 
 from __future__ import annotations
@@ -70,9 +71,14 @@ def person(name: str, kind: str) -> PersonData | None:
         pre = preprocess(img, device="cpu")
     except NoPersonDetected:
         return None
-    return PersonData(image=np.ascontiguousarray(pre.image), parse=pre.parse,
-                      keypoints=np.asarray(pre.body25, np.float32),
-                      pose_render=None, person_mask=None)  # type: ignore[arg-type]  # not read
+    return make_person(np.ascontiguousarray(pre.image), pre.parse, np.asarray(pre.body25, np.float32))
+
+
+def make_person(image: np.ndarray, parse: np.ndarray, keypoints: np.ndarray) -> PersonData:
+    """PersonData with only what the geometric engine reads; a contract that still has a
+    `pose_render` field (before issue 15) gets None there: the engine does not read it."""
+    extra = {"pose_render": None} if "pose_render" in PersonData.__dataclass_fields__ else {}
+    return PersonData(image=image, parse=parse, keypoints=keypoints, **extra)
 
 
 @functools.cache
@@ -86,3 +92,42 @@ def demo_garments() -> tuple[tuple[str, GarmentData], ...]:
         out.append((design.slug, GarmentData(image=r.image, mask=r.mask,
                                              landmarks=np.asarray(r.landmarks, np.float32), kind=design.kind)))
     return tuple(out)
+
+
+def write_people(out_dir: str, cases: list[tuple[str, str]]) -> list[str]:
+    """Write preprocessed photo variants in prepare-dataset's layout (PNG photos: lossless), which
+    `python -m viton.gallery --people` reads. Returns the names written (variants without a person
+    are left out)."""
+    import json
+    from pathlib import Path
+
+    from PIL import Image
+
+    from node1.parsing import save_parse_png
+    from node1.pose import openpose_json
+
+    out = Path(out_dir)
+    for sub in ("image", "image-parse", "openpose-json"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    names = []
+    for i, (name, kind) in enumerate(cases):
+        p = person(name, kind)
+        if p is None:
+            continue
+        stem = f"{i:02d}_{name}_{kind}"
+        Image.fromarray(p.image).save(out / "image" / f"{stem}.png")
+        save_parse_png(p.parse, out / "image-parse" / f"{stem}.png")
+        (out / "openpose-json" / f"{stem}_keypoints.json").write_text(json.dumps(openpose_json(p.keypoints)))
+        names.append(stem)
+    return names
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description="write the repo photos' variants, preprocessed, for viton.gallery")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")
+    a = ap.parse_args()
+    kinds = [k for k in a.variants.split(",") if k]
+    print("\n".join(write_people(a.out, [(n, k) for n in PHOTOS for k in kinds])))

@@ -173,7 +173,7 @@ def _composite(crop: np.ndarray, sampled: np.ndarray, *, sleeve: np.ndarray, all
         weight = layer  # premultiplied colour x layer x shade = colour x alpha x shade
         if shade is not None:  # the old clothes' light, only where they were
             weight = layer * (1.0 + t(soft["upper"]) * (t(shade) - 1.0))
-        out_t = t(crop).float()
+        out_t = t(crop if crop.flags.writeable else crop.copy()).float()  # frames may be read-only
         out_t *= (1.0 - alpha)[..., None]
         cloth = t(np.ascontiguousarray(sampled[..., :3])).float()
         cloth *= weight[..., None]
