@@ -97,9 +97,13 @@ def load_catalog(folder: Path, slugs: list[str] | None = None) -> list[tuple[str
     out = []
     for slug in slugs or list(entries):
         e = entries[slug]
-        mask = _rgb(folder / e["mask"])[..., 0]
-        lm = np.array([e["landmarks"][n] for n in LANDMARK_NAMES], dtype=np.float32)
-        out.append((slug, GarmentData(image=_rgb(folder / e["image"]), mask=mask, landmarks=lm, kind=e["kind"])))
+        try:
+            mask = _rgb(folder / e["mask"])[..., 0]
+            lm = np.array([e["landmarks"][n] for n in LANDMARK_NAMES], dtype=np.float32).reshape(len(LANDMARK_NAMES), 2)
+            out.append((slug, GarmentData(image=_rgb(folder / e["image"]), mask=mask, landmarks=lm, kind=e["kind"])))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise GalleryInputError(f"{manifest}: garment {slug!r} lacks a valid {exc} (image, mask, kind, "
+                                    f"landmarks {', '.join(LANDMARK_NAMES)})") from exc
     return out
 
 
