@@ -16,7 +16,8 @@ Keys (--json): geometric_<size>_ms (median of all the current engine's calls), _
 baseline_ref. Fidelity over the repo's photos and their mirror images x every demo garment:
 explained_ratio_min (smallest share of changed pixels the warped garment explains),
 protected_max_diff (largest mean |difference| in a protected region: face box, hair, lower body,
-below the hem), highpass_corr_max, pattern_transfer_max (tests/viton/fidelity_metrics.py).
+below the hem), highpass_corr_max, pattern_transfer_max, edge_softness_min (share of the garment's
+edge that is anti-aliased) (tests/viton/fidelity_metrics.py).
 Targets (issue 17): ratio_1024 <= 1.2, explained_ratio_min >= 0.9, protected_max_diff == 0.
 """
 
@@ -167,7 +168,7 @@ def fidelity() -> dict[str, float]:
     from viton import GeometricEngine
 
     engine = GeometricEngine()
-    explained, diffs, hp, pt = [], [], [], []
+    explained, diffs, hp, pt, soft = [], [], [], [], []
     for name in pv.PHOTOS:
         for kind in ("original", "flip"):
             p = pv.person(name, kind)
@@ -178,10 +179,12 @@ def fidelity() -> dict[str, float]:
                 explained.append(fm.explained_ratio(p, r))
                 diffs.append(max(mean for _, mean in fm.protected_diffs(p, r.image).values()))
                 hp.append(fm.highpass_correlation(p, r))
+                soft.append(fm.edge_softness(r))
                 t = fm.pattern_transfer(p, r)
                 pt.extend([] if t is None else [t])
     return {"explained_ratio_min": round(min(explained), 4), "protected_max_diff": round(max(diffs), 4),
             "highpass_corr_max": round(max(hp), 4), "pattern_transfer_max": round(max(pt, default=0.0), 4),
+            "edge_softness_min": round(min(soft), 4),
             "fidelity_cases": len(explained)}
 
 

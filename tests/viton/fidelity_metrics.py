@@ -152,3 +152,18 @@ def pattern_transfer(person: PersonData, result: TryOnOutput) -> float | None:
         got = float(np.log(shade[prints].mean() / shade[ring].mean()))
         worst = max(worst or 0.0, got / base)
     return worst
+
+
+def edge_softness(result: TryOnOutput) -> float:
+    """Share of the garment's edge pixels (alpha > 0.5 beside alpha <= 0.5, 4-neighbours) that have
+    a partly transparent pixel (0.02 < alpha < 0.98) within one pixel: 1.0 = an anti-aliased edge
+    all round, 0.0 = a hard cut (a seam). 1.0 when there is no edge."""
+    a = result.garment_alpha
+    solid = (a > 0.5).astype(np.uint8)
+    edge = solid & (cv2.erode(solid, np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], np.uint8)) == 0)
+    n = int(edge.sum())
+    if n == 0:
+        return 1.0
+    partial = ((a > 0.02) & (a < 0.98)).astype(np.uint8)
+    near = cv2.dilate(partial, np.ones((3, 3), np.uint8)).astype(bool)
+    return float((edge.astype(bool) & near).sum() / n)

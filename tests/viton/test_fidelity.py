@@ -6,7 +6,8 @@ real preprocessing:
   and everything beyond the garment's hem line; with both hips in view, also a legs zone below
   them that the test draws itself from the keypoints;
 - >= 90 % of the changed pixels are explained by the warped garment under some shading, and the
-  warped garment holds the garment's own colours (no painted skin, no diffused fabric);
+  warped garment holds the garment's own colours (no painted skin, no diffused fabric); its edge
+  is anti-aliased all round (no hard seam against skin, hair, old clothes or background);
 - the old clothes' fine pattern does not correlate with the result (high-pass luminance <= 0.2),
   and at most 40 % of their print/badge/collar contrast reaches the garment's shading;
 - no NaN, deterministic.
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 from fidelity_metrics import (
+    edge_softness,
     explained_ratio,
     garment_colour_ratio,
     highpass_correlation,
@@ -35,6 +37,7 @@ CASES = [(name, kind) for name in PHOTOS for kind in VARIANTS]
 MIN_EXPLAINED = 0.90
 MIN_GARMENT_COLOURS = 0.95
 MAX_HIGHPASS_CORRELATION = 0.2
+MIN_EDGE_SOFTNESS = 0.97     # share of the garment's edge with an anti-aliasing ramp (main: >= 0.999)
 MAX_PATTERN_TRANSFER = 0.4   # main transferred 56-95 % on the astronaut; what is left here is mostly folds
 BELOW_HIPS = 0.35            # x torso length (neck -> mid-hip) below the hips: never touched
 LEGS_HALF_WIDTH = 0.75       # x torso length: half width of that legs zone
@@ -95,6 +98,8 @@ def test_changes_are_the_garment(name: str, kind: str) -> None:
         assert ratio >= MIN_EXPLAINED, f"{name}/{kind} {slug}: only {ratio:.1%} of the changed pixels are the garment"
         colours = garment_colour_ratio(garments[slug], r)
         assert colours >= MIN_GARMENT_COLOURS, f"{name}/{kind} {slug}: warped garment off its colours ({colours:.1%})"
+        soft = edge_softness(r)
+        assert soft >= MIN_EDGE_SOFTNESS, f"{name}/{kind} {slug}: only {soft:.1%} of the garment's edge is anti-aliased"
         changed = (r.image != d.person.image).any(-1)
         assert changed.sum() > 0.02 * changed.size, f"{name}/{kind} {slug}: the try-on changed almost nothing"
 

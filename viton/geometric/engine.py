@@ -33,6 +33,7 @@ from viton.geometric import protect, regions, shading, warp
 from viton.geometric.body import body_frame
 
 MAX_GARMENT_OVERSAMPLING = 1.5  # garment px per output px kept before downscaling (anti-aliasing)
+GARMENT_EDGE_SIGMA_PX = 0.6     # output px: Gaussian ramp of the garment's own outline
 
 
 def _ms(t0: float) -> float:
@@ -50,7 +51,14 @@ def _prepare_garment(garment: GarmentData, scale: float) -> tuple[np.ndarray, np
         img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
         mask = cv2.resize(mask, size, interpolation=cv2.INTER_AREA)
         lm = np.stack([(lm[:, 0] + 0.5) * fx - 0.5, (lm[:, 1] + 0.5) * fy - 0.5], axis=1)
-    alpha = np.where(mask >= 128, 255, 0).astype(np.uint8) if factor >= 1.0 else mask
+    if factor >= 1.0:
+        # a binary edge sampled about 1:1 comes out as a hard step: give it a ramp of about one
+        # output pixel, so the garment's own outline is anti-aliased (no seam against old clothes)
+        sigma = GARMENT_EDGE_SIGMA_PX / max(scale, 1e-3)
+        binary = np.where(mask >= 128, 255, 0).astype(np.uint8)
+        alpha = np.asarray(cv2.GaussianBlur(binary, (0, 0), sigmaX=sigma, sigmaY=sigma), dtype=np.uint8)
+    else:
+        alpha = mask
     premultiplied = cv2.multiply(img, cv2.merge([alpha, alpha, alpha]), scale=1.0 / 255.0)
     return cv2.merge([premultiplied, alpha]), lm
 

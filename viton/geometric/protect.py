@@ -137,7 +137,11 @@ def protected_masks(parse_crop: np.ndarray, head: HeadZone, body: BodyFrame, box
         cv2.circle(grown, (cx, cy), int(round(head.radius)) + grow, 1, thickness=-1)
     lut = np.zeros(256, np.uint8)
     lut[list(PROTECTED_LABELS)] = 1
-    shapes |= lut[parse_crop]
+    labelled = lut[parse_crop]
+    if labelled.any():  # hair, hands: the garment fades out before it meets them, no hard cut
+        shapes |= labelled
+        kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * grow + 1, 2 * grow + 1))
+        grown = np.maximum(grown, cv2.dilate(labelled, kernel)).astype(np.uint8)
     dist = hem_distance(body, box)
     margin = hem_margin_px(body)
     hard = (shapes > 0) | (dist > margin)
