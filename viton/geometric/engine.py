@@ -34,6 +34,9 @@ from viton.geometric.body import body_frame
 
 MAX_GARMENT_OVERSAMPLING = 1.5  # garment px per output px kept before downscaling (anti-aliasing)
 GARMENT_EDGE_SIGMA_PX = 0.6     # output px: Gaussian ramp of the garment's own outline
+DETACHED_MIN_SHARE = 0.15       # a garment piece smaller than this x the largest, cut off from it, is dropped
+DETACHED_FRINGE_PX = 3          # ... with its anti-aliased fringe
+DETACHED_GAP = 0.03             # x body scale: a smaller piece this close to the main one is in place
 
 
 def _ms(t0: float) -> float:
@@ -135,7 +138,7 @@ class GeometricEngine:
         soft = regions.soft_label_masks(parse_crop, sigma)
         shade_np = shading.shading_field(crop, regions.upper_mask(parse_crop), body.scale)
         out_crop, alpha_np = _composite(crop, sampled, sleeve=sleeve, allowed=allowed, keep=keep, soft=soft,
-                                        shade=shade_np)
+                                        gap_px=max(int(DETACHED_GAP * body.scale), 1), shade=shade_np)
         out = image.copy()
         # where alpha = 0 (outside the changeable region, inside a protected one) out_crop holds the
         # photo's integers exactly and rounds back to them: those pixels stay bit for bit (tested)
@@ -150,8 +153,37 @@ class GeometricEngine:
         return TryOnOutput(image=out, warped_garment=warped, garment_alpha=alpha_full, timings_ms=timings)
 
 
+def _detached_pieces(alpha: np.ndarray, gap_px: int) -> np.ndarray | None:
+    """(h, w) bool: the garment's pieces cut off from its main body (with their soft fringe), or None.
+
+    Clipping by the protected regions can cut a sleeve that follows a mis-detected arm (past a
+    camera held to the face, into the sky): a piece of sleeve floating on its own is never right.
+    Kept: the largest piece, any piece at least DETACHED_MIN_SHARE of its area, and any piece
+    within `gap_px` of it (a sleeve parted from the torso by an arm in front of it is in place).
+    Args:
+        alpha: (h, w) float32 [0, 1], the garment's alpha in the box.
+    """
+    solid = (alpha > 0.5).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(solid, connectivity=8)
+    if n <= 2:
+        return None
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    small = np.flatnonzero(areas < DETACHED_MIN_SHARE * areas.max()) + 1
+    if small.size == 0:
+        return None
+    main = (labels == int(np.argmax(areas)) + 1).astype(np.uint8)
+    near = np.unique(labels[cv2.dilate(main, np.ones((2 * gap_px + 1,) * 2, np.uint8)) > 0])
+    small = np.setdiff1d(small, near)
+    if small.size == 0:
+        return None
+    lut = np.zeros(n, np.uint8)
+    lut[small] = 1
+    fringe = cv2.dilate(lut[labels], np.ones((2 * DETACHED_FRINGE_PX + 1,) * 2, np.uint8))
+    return (fringe > 0) & (labels == 0) | (lut[labels] > 0)
+
+
 def _composite(crop: np.ndarray, sampled: np.ndarray, *, sleeve: np.ndarray, allowed: np.ndarray,
-               keep: np.ndarray, soft: dict[str, np.ndarray],
+               keep: np.ndarray, soft: dict[str, np.ndarray], gap_px: int,
                shade: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """The shaded garment over the photo in the box: out = photo * (1 - alpha) + colour * shade * alpha.
 
@@ -160,6 +192,7 @@ def _composite(crop: np.ndarray, sampled: np.ndarray, *, sleeve: np.ndarray, all
         sleeve: (h, w) float32 [0, 1], 1 where the garment point is in a sleeve;
         allowed: (h, w) uint8 {0, 1}, pixels the garment may change (changeable, not protected);
         keep: (h, w) float32 [0, 1], the protected regions' fade; soft: `regions.soft_label_masks`;
+        gap_px: how far from the garment's main piece a small piece still counts as attached;
         shade: (h, w) float32 shading of the old clothes, or None.
     Returns:
         out: (h, w, 3) float32 in [0, 255]; alpha: (h, w) float32 [0, 1], the garment's weight.
@@ -178,6 +211,10 @@ def _composite(crop: np.ndarray, sampled: np.ndarray, *, sleeve: np.ndarray, all
         alpha = t(np.ascontiguousarray(sampled[..., 3])).float()
         alpha *= layer
         alpha *= 1.0 / 255.0
+        detached = _detached_pieces(alpha.numpy(), gap_px)
+        if detached is not None:
+            layer[t(detached)] = 0.0
+            alpha[t(detached)] = 0.0
         weight = layer  # premultiplied colour x layer x shade = colour x alpha x shade
         if shade is not None:  # the old clothes' light, only where they were
             weight = layer * (1.0 + t(soft["upper"]) * (t(shade) - 1.0))

@@ -2,7 +2,8 @@
 
     head      the face detector's box (the bounding box of CIHP face, 13, in the parse map), the
               head disk around the BODY_25 head keypoints (nose, eyes, ears), hair (2), hat (1)
-              and sunglasses (4): covers a profile, a turned or lowered head, arms across the face
+              and sunglasses (4): covers a profile, a turned or lowered head, arms across the face;
+              for a turned face also a disk in front of it (a camera or phone held to the face)
     below     everything beyond the garment's hem line (the line through the body's hem corners,
               `BodyFrame.hem_r` / `hem_l`, pushed out by `hem_margin_px`): legs, shorts, a coat's
               tails, the floor; the garment fades out over a short ramp just above it
@@ -29,6 +30,9 @@ PROTECTED_LABELS = (1, 2, 3, 4)  # hat, hair, glove (a hand), sunglasses
 HEAD_KEYPOINTS = (0, 15, 16, 17, 18)  # BODY_25 nose, right/left eye, right/left ear
 HEAD_RADIUS = 1.0                # x the largest distance between two head keypoints
 MIN_HEAD_RADIUS = 0.22           # x body scale: the head disk's smallest radius (one keypoint seen)
+PROFILE_OFFSET = 0.12            # x head radius: nose this far across from the head's centre = a turned face
+FRONT_OFFSET = 0.5               # x head radius: centre of the protected disk in front of a turned face
+FRONT_RADIUS = 0.9               # x head radius
 HEM_MARGIN = 0.0                 # x body scale: the protected side starts this far beyond the hem line
 HEM_RAMP = 0.03                  # x body scale: the garment fades out over this much above it
 MIN_HEM_RAMP_PX = 2.0
@@ -41,11 +45,14 @@ class HeadZone:
     face_box: (x0, y0, x1, y1) of the face label, or None when the parse map has no face.
     centre: (2,) float64 (x, y) of the head disk, or None when no head keypoint was seen.
     radius: the disk's radius in pixels (0 without a centre).
+    front: (2,) float64 centre of the disk in front of a turned face (a camera or a phone held to
+        it, the hands around it; radius FRONT_RADIUS x radius), or None for a face seen from the front.
     """
 
     face_box: tuple[int, int, int, int] | None
     centre: np.ndarray | None
     radius: float
+    front: np.ndarray | None = None
 
 
 def face_box(parse: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -71,7 +78,16 @@ def head_zone(parse: np.ndarray, keypoints: np.ndarray, body: BodyFrame) -> Head
     pts = np.array(seen)
     spread = float(np.max(np.hypot(*(pts[:, None, :] - pts[None, :, :]).transpose(2, 0, 1))))
     radius = max(HEAD_RADIUS * spread, MIN_HEAD_RADIUS * body.scale)
-    return HeadZone(face_box(parse), pts.mean(axis=0), radius)
+    centre = pts.mean(axis=0)
+    front = None
+    nose_seen = kp[0, 2] > MIN_CONFIDENCE and not (kp[0, 0] == 0.0 and kp[0, 1] == 0.0)
+    if nose_seen:
+        # a face turned sideways has its nose well off the head's centre across the body (seen from
+        # the front the nose sits below the eyes, on the axis): what it looks at is protected too
+        sideways = float(np.dot(kp[0, :2] - centre, body.across))
+        if abs(sideways) > PROFILE_OFFSET * radius:
+            front = kp[0, :2] + body.across * np.sign(sideways) * FRONT_OFFSET * radius
+    return HeadZone(face_box(parse), centre, radius, front)
 
 
 def hem_margin_px(body: BodyFrame) -> float:
@@ -135,6 +151,11 @@ def protected_masks(parse_crop: np.ndarray, head: HeadZone, body: BodyFrame, box
         cx, cy = (int(round(v)) for v in head.centre - np.array([x0, y0]))
         cv2.circle(shapes, (cx, cy), int(round(head.radius)), 1, thickness=-1)
         cv2.circle(grown, (cx, cy), int(round(head.radius)) + grow, 1, thickness=-1)
+    if head.front is not None:
+        fx, fy = (int(round(v)) for v in head.front - np.array([x0, y0]))
+        r = int(round(FRONT_RADIUS * head.radius))
+        cv2.circle(shapes, (fx, fy), r, 1, thickness=-1)
+        cv2.circle(grown, (fx, fy), r + grow, 1, thickness=-1)
     lut = np.zeros(256, np.uint8)
     lut[list(PROTECTED_LABELS)] = 1
     labelled = lut[parse_crop]
