@@ -8,7 +8,7 @@ extrapolated from body proportions, so a photo cut at the waist still gets hips.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -30,6 +30,8 @@ ARMPIT_DOWN = 0.42        # armpit: below the shoulder keypoint
 ARMPIT_IN = 0.0           # ... and inward
 HEM_BELOW_HIP = 0.12      # hem line below the hip keypoints, in torso lengths
 HEM_HALF_WIDTH = 0.62     # hem corners from the torso axis
+MAX_LEAN_DEG = 40.0       # largest angle between the torso axis (shoulders -> hips) and the
+                          # perpendicular of the shoulder line that is believed
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,34 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / n if n > 1e-6 else v * 0.0
 
 
+def _hip_centre(kp: np.ndarray, mid: np.ndarray, across: np.ndarray, down: np.ndarray,
+                scale: float) -> tuple[np.ndarray, bool]:
+    """The mid-hip point (2,) and whether any hip keypoint was seen (else it is extrapolated)."""
+    hr, hl, hm = _point(kp, R_HIP), _point(kp, L_HIP), _point(kp, MID_HIP)
+    if hr is not None and hl is not None:
+        return (hr + hl) / 2, True
+    if hm is not None:
+        return hm, True
+    if hr is not None:
+        return hr + across * HIP_HALF_WIDTH * scale, True
+    if hl is not None:
+        return hl - across * HIP_HALF_WIDTH * scale, True
+    return mid + down * TORSO_LENGTH * scale, False
+
+
+def _limit_lean(axis: np.ndarray, down: np.ndarray) -> np.ndarray:
+    """The torso axis turned back to within MAX_LEAN_DEG of `down` (a mis-detected hip must not
+    swing the garment sideways), keeping its length."""
+    length = float(np.hypot(*axis))
+    angle = float(np.arctan2(down[0] * axis[1] - down[1] * axis[0], float(np.dot(down, axis))))
+    limit = np.deg2rad(MAX_LEAN_DEG)
+    if abs(angle) <= limit:
+        return axis
+    a = float(np.sign(angle)) * limit
+    c, s = np.cos(a), np.sin(a)
+    return np.array([c * down[0] - s * down[1], s * down[0] + c * down[1]]) * length
+
+
 def body_frame(keypoints: np.ndarray) -> BodyFrame:
     """Anchor points of the torso and arms from (25, 3) float32 BODY_25 keypoints (x, y, conf).
 
@@ -96,20 +126,16 @@ def body_frame(keypoints: np.ndarray) -> BodyFrame:
     scale = max(width, float(np.hypot(*(nose - neck))) / NOSE_NECK if nose is not None else 0.0, 1.0)
     mid = (sr + sl) / 2
 
-    hr, hl, hm = _point(kp, R_HIP), _point(kp, L_HIP), _point(kp, MID_HIP)
-    if hr is not None and hl is not None:
-        hip_mid = (hr + hl) / 2
-    elif hm is not None:
-        hip_mid = hm
-    elif hr is not None:
-        hip_mid = hr + across * HIP_HALF_WIDTH * scale
-    elif hl is not None:
-        hip_mid = hl - across * HIP_HALF_WIDTH * scale
-    else:
-        hip_mid = mid + down * TORSO_LENGTH * scale
-    torso = float(np.dot(hip_mid - mid, down))
-    torso = torso if torso > 0.5 * scale else TORSO_LENGTH * scale  # a bent pose: keep a sane length
-    hem_mid = mid + down * torso * (1.0 + HEM_BELOW_HIP)
+    hip_mid, hips_seen = _hip_centre(kp, mid, across, down, scale)
+    axis = hip_mid - mid
+    if not hips_seen or float(np.dot(axis, down)) < 0.5 * scale:  # no hips, or a bent pose
+        axis = down * TORSO_LENGTH * scale
+    axis = _limit_lean(axis, down)
+    # the hem follows the torso's own axis (shoulders -> hips): a leaning body gets a garment that
+    # ends at its hips, square to its torso, not one hanging straight down beside them
+    hem_mid = mid + axis * (1.0 + HEM_BELOW_HIP)
+    axis_dir = _unit(axis)
+    hem_across = np.array([axis_dir[1], -axis_dir[0]])
 
     def arm(shoulder: np.ndarray, elbow_i: int, wrist_i: int, outward: np.ndarray) -> tuple[np.ndarray, ...]:
         elbow = _point(kp, elbow_i)
@@ -128,51 +154,7 @@ def body_frame(keypoints: np.ndarray) -> BodyFrame:
         seam_l=sl + across * SEAM_OUT * scale - down * SEAM_UP * scale,
         armpit_r=sr + down * ARMPIT_DOWN * scale + across * ARMPIT_IN * scale,
         armpit_l=sl + down * ARMPIT_DOWN * scale - across * ARMPIT_IN * scale,
-        hem_r=hem_mid - across * HEM_HALF_WIDTH * scale,
-        hem_l=hem_mid + across * HEM_HALF_WIDTH * scale,
+        hem_r=hem_mid - hem_across * HEM_HALF_WIDTH * scale,
+        hem_l=hem_mid + hem_across * HEM_HALF_WIDTH * scale,
         elbow_r=er, elbow_l=el, wrist_r=wr, wrist_l=wl,
     )
-
-
-CLOTH_SAMPLE_STRIDE = 4     # px: subsample of the parse map for the clothes' extent
-TORSO_BAND = 0.5            # x scale: |offset across| that counts as torso when finding the hem
-HEM_BAND = 0.3              # x scale: rows above the clothes' bottom used to measure the hem width
-MAX_HEM_HALF_WIDTH = 0.85   # x scale
-HEM_OVERLAP = 0.03          # x scale: the hem goes this far past the old clothes' bottom
-
-
-def fit_hem_to_clothes(body: BodyFrame, upper: np.ndarray, stride: int = 1) -> BodyFrame:
-    """Lower and widen the hem to the old upper clothes when they reach further (coats, bulky
-    suits): the new garment then covers what the old one did. Never raises or narrows the hem.
-
-    Args:
-        body: anchors from `body_frame`.
-        upper: (H, W) uint8 {0, 1}, the person's upper clothing (CIHP 5, 6, 7), or that mask
-            already subsampled by `stride` (upper[::stride, ::stride]).
-    """
-    step = max(CLOTH_SAMPLE_STRIDE // stride, 1)
-    s = step * stride
-    ys, xs = np.nonzero(upper[::step, ::step])
-    if ys.size < 16:
-        return body
-    mid = (body.shoulder_r + body.shoulder_l) / 2
-    px = np.stack([xs * s, ys * s], axis=1).astype(np.float64) - mid
-    t = px @ body.down
-    u = px @ body.across
-    band = np.abs(u) <= TORSO_BAND * body.scale
-    if not band.any():
-        return body
-    bottom = float(np.percentile(t[band], 99)) + HEM_OVERLAP * body.scale
-    hem_mid = (body.hem_r + body.hem_l) / 2
-    hem_t = float(np.dot(hem_mid - mid, body.down))
-    if bottom > hem_t:
-        hem_mid = hem_mid + body.down * (bottom - hem_t)
-        hem_t = bottom
-    rows = (t >= hem_t - HEM_BAND * body.scale) & (t <= hem_t)
-    half_r = float(np.dot(hem_mid - body.hem_r, body.across))
-    half_l = float(np.dot(body.hem_l - hem_mid, body.across))
-    if rows.sum() >= 8:
-        cap = MAX_HEM_HALF_WIDTH * body.scale
-        half_r = min(max(half_r, -float(np.percentile(u[rows], 2))), cap)
-        half_l = min(max(half_l, float(np.percentile(u[rows], 98))), cap)
-    return replace(body, hem_r=hem_mid - body.across * half_r, hem_l=hem_mid + body.across * half_l)

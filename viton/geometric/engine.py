@@ -1,14 +1,21 @@
-"""The `geometric` try-on engine: landmark TPS warp + layered, light-preserving composite.
+"""The `geometric` try-on engine: landmark TPS warp + a light-preserving composite that only
+ever draws the garment.
 
-No learned weights, no I/O. Pipeline (stage names as in `TryOnOutput.timings_ms`):
-    anchors    body anchors from BODY_25 (viton.geometric.body), the region the try-on may change
-    warp       garment landmarks -> body anchors, kornia TPS on a coarse grid, one remap
-    composite  cloth-agnostic person (old upper clothes replaced by skin tone with the photo's
-               shading), garment modulated by the old clothes' luminance detail, layered under
-               hair/face/lower body and under arms that cross the torso (but over the upper arms
-               its sleeves cover), soft edges
-All the work happens inside the bounding box of the changeable region; pixels outside that
-region are copied bit for bit. Deterministic: same input, same output.
+No learned weights, no I/O. Reads `person.image`, `person.parse` and `person.keypoints` only
+(`GeometricEngine.reads`). Pipeline (stage names as in `TryOnOutput.timings_ms`):
+    anchors    body anchors from BODY_25 (viton.geometric.body), the region the try-on may change,
+               and the protected regions it never writes (viton.geometric.protect: face box, head
+               disk, hair, everything below the garment's hem)
+    warp       garment landmarks -> body anchors, TPS on a coarse grid, one remap
+    composite  the warped garment over the photo, under the shading of the old clothes
+               (viton.geometric.shading: folds and shadows, not their colours or prints), layered
+               under hair/face/lower body and under arms that cross the torso (but over the upper
+               arms its sleeves cover), clipped by the protected regions, with soft edges
+Nothing is painted: where the new garment does not cover the old clothes they stay as they were
+(a short-sleeved tee over long sleeves leaves the sleeves below its own; a tee over a coat leaves
+the coat's tails). Every output pixel is the photo's, the shaded garment's, or a mix of the two
+by the garment's alpha. Pixels outside the changeable region or inside a protected one are
+copied bit for bit. Deterministic: same input, same output.
 """
 
 from __future__ import annotations
@@ -21,21 +28,14 @@ import torch
 
 from viton.checks import check_garment, check_person
 from viton.engine import GarmentData, PersonData, TryOnOutput
-from viton.geometric import regions, warp
-from viton.geometric.body import CLOTH_SAMPLE_STRIDE, BodyFrame, body_frame, fit_hem_to_clothes
+from viton.geometric import protect, regions, shading, warp
+from viton.geometric.body import body_frame
 
-SHADE_STRENGTH = 0.8          # how much of the old clothes' luminance detail reaches the garment
-SHADE_RANGE = (0.72, 1.22)    # clip of the luminance ratio (keeps prints on the old clothes faint)
-SKIN_SHADE_STRENGTH = 0.6
-DEFAULT_SKIN_RGB = (205.0, 160.0, 135.0)
 MAX_GARMENT_OVERSAMPLING = 1.5  # garment px per output px kept before downscaling (anti-aliasing)
-SKIN_LABELS = (10, 13, 14, 15)
-ARM_ZONE_WIDTH = 0.23        # x body scale: old clothes this close to an arm become skin, not fabric
-ARM_ZONE_CELL_PX = 4         # px: resolution of the arm zone
-FABRIC_FILL_CELL_PX = 8      # px: resolution of the fabric fill
-FABRIC_FILL_SIGMAS = (0, 1, 2, 4, 8, 16)  # cells
-FABRIC_MIN_SUPPORT = 0.2     # garment coverage that makes a level's colour trustworthy
-SKIN_SAMPLE_STRIDE = 4        # px: subsample for the skin colour median
+GARMENT_EDGE_SIGMA_PX = 0.6     # output px: Gaussian ramp of the garment's own outline
+DETACHED_MIN_SHARE = 0.15       # a garment piece smaller than this x the largest, cut off from it, is dropped
+DETACHED_FRINGE_PX = 3          # ... with its anti-aliased fringe
+DETACHED_GAP = 0.03             # x body scale: a smaller piece this close to the main one is in place
 
 
 def _ms(t0: float) -> float:
@@ -53,76 +53,16 @@ def _prepare_garment(garment: GarmentData, scale: float) -> tuple[np.ndarray, np
         img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
         mask = cv2.resize(mask, size, interpolation=cv2.INTER_AREA)
         lm = np.stack([(lm[:, 0] + 0.5) * fx - 0.5, (lm[:, 1] + 0.5) * fy - 0.5], axis=1)
-    alpha = np.where(mask >= 128, 255, 0).astype(np.uint8) if factor >= 1.0 else mask
+    if factor >= 1.0:
+        # a binary edge sampled about 1:1 comes out as a hard step: give it a ramp of about one
+        # output pixel, so the garment's own outline is anti-aliased (no seam against old clothes)
+        sigma = GARMENT_EDGE_SIGMA_PX / max(scale, 1e-3)
+        binary = np.where(mask >= 128, 255, 0).astype(np.uint8)
+        alpha = np.asarray(cv2.GaussianBlur(binary, (0, 0), sigmaX=sigma, sigmaY=sigma), dtype=np.uint8)
+    else:
+        alpha = mask
     premultiplied = cv2.multiply(img, cv2.merge([alpha, alpha, alpha]), scale=1.0 / 255.0)
     return cv2.merge([premultiplied, alpha]), lm
-
-
-def _skin_tone(image: np.ndarray, parse: np.ndarray) -> np.ndarray:
-    """(3,) float32 median RGB over face, neck and arm pixels (a default tone when none)."""
-    lut = np.zeros(256, dtype=bool)
-    lut[list(SKIN_LABELS)] = True
-    step = SKIN_SAMPLE_STRIDE  # a regular subsample is plenty for a median colour
-    px = image[::step, ::step][lut[parse[::step, ::step]]]
-    if len(px) < 16:
-        return np.array(DEFAULT_SKIN_RGB, dtype=np.float32)
-    return np.median(px, axis=0).astype(np.float32)
-
-
-def _luminance_ratio(image: np.ndarray, cloth: np.ndarray, blur_sigma: float) -> np.ndarray | None:
-    """(h, w) float32: luminance of the photo / mean luminance of the old clothes, clipped.
-
-    Folds and shadows of the old clothes give < 1, highlights > 1. None when there is no cloth.
-    """
-    if cv2.countNonZero(cloth) < 16:
-        return None
-    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    mean = float(cv2.mean(gray, mask=cloth)[0])
-    lum = gray.astype(np.float32)
-    smooth = cv2.GaussianBlur(lum, (0, 0), sigmaX=blur_sigma, sigmaY=blur_sigma)
-    return np.clip(smooth / max(mean, 1.0), *SHADE_RANGE).astype(np.float32)
-
-
-def arm_zone(body: BodyFrame, box: tuple[int, int, int, int], soft_px: float = 0.0) -> np.ndarray:
-    """(h, w) float32 [0, 1] in the box: thick strokes along both arms (shoulder, elbow, wrist),
-    drawn and blurred (sigma `soft_px`) at 1/ARM_ZONE_CELL_PX resolution, then upsampled."""
-    x0, y0, x1, y1 = box
-    c = ARM_ZONE_CELL_PX
-    w, h = -(-(x1 - x0) // c), -(-(y1 - y0) // c)
-    zone = np.zeros((h, w), dtype=np.float32)
-    width = max(int(round(ARM_ZONE_WIDTH * body.scale / c)), 1)
-    off = np.array([x0, y0], dtype=np.float64)
-    for chain in ((body.shoulder_r, body.elbow_r, body.wrist_r), (body.shoulder_l, body.elbow_l, body.wrist_l)):
-        pts = [tuple(int(round(v)) for v in (p - off) / c) for p in chain]
-        for a, b in zip(pts[:-1], pts[1:], strict=True):
-            cv2.line(zone, a, b, 1.0, thickness=width, lineType=cv2.LINE_8)
-    blurred = cv2.GaussianBlur(zone, (0, 0), sigmaX=soft_px / c + 0.5) if soft_px > 0 else zone
-    return cv2.resize(blurred, (w * c, h * c), interpolation=cv2.INTER_LINEAR)[: y1 - y0, : x1 - x0]
-
-
-def fabric_fill(sampled: np.ndarray, cell: int) -> np.ndarray:
-    """(h, w, 3) float32: the warped garment's colours diffused over the whole box.
-
-    Push-pull at 1/cell resolution: the finest of a few Gaussian levels where the garment has
-    support gives the colour (premultiplied colour / alpha), upsampled bilinearly.
-    Args:
-        sampled: (h, w, 4) uint8 premultiplied RGBA, the warped garment.
-    """
-    h, w = sampled.shape[:2]
-    small = cv2.resize(sampled, (max(w // cell, 1), max(h // cell, 1)), interpolation=cv2.INTER_AREA)
-    small = small.astype(np.float32)
-    fill = np.zeros(small.shape[:2] + (3,), np.float32)
-    done = np.zeros(small.shape[:2], bool)
-    for sigma in FABRIC_FILL_SIGMAS:
-        blurred = small if sigma == 0 else cv2.GaussianBlur(small, (0, 0), sigmaX=sigma, sigmaY=sigma)
-        a = blurred[..., 3]
-        ok = (a > FABRIC_MIN_SUPPORT * 255.0) & ~done
-        fill[ok] = blurred[ok, :3] / a[ok, None] * 255.0
-        done |= ok
-    if not done.all():  # no garment anywhere near: its mean colour
-        total = max(float(small[..., 3].sum()), 1e-6)
-        fill[~done] = small[..., :3].reshape(-1, 3).sum(0) / total * 255.0
-    return cv2.resize(fill, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 class GeometricEngine:
@@ -134,7 +74,7 @@ class GeometricEngine:
     """
 
     name = "geometric"
-    reads: tuple[str, ...] = ("person", "parse", "keypoints")
+    reads: tuple[str, ...] = ("person", "parse", "keypoints")  # the person tensors try_on reads
 
     def __init__(self, device: str = "cpu") -> None:
         self.device = "cpu"
@@ -143,17 +83,16 @@ class GeometricEngine:
     def try_on(self, person: PersonData, garment: GarmentData) -> TryOnOutput:
         """Dress `person` in `garment` (shapes/dtypes in viton.engine). Raises InvalidInput/PoseIncomplete."""
         t_all = time.perf_counter()
-        check_person(person)
+        check_person(person, self.reads)
         check_garment(garment)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         image, parse = person.image, person.parse
         H, W = parse.shape
         body = body_frame(person.keypoints)
-        stride = CLOTH_SAMPLE_STRIDE
-        body = fit_hem_to_clothes(body, regions.upper_mask(parse[::stride, ::stride]), stride=stride)
         region = regions.changeable_region(parse)
         box = regions.bounding_box(region, pad=2)
+        head = protect.head_zone(parse, person.keypoints, body)
         timings["anchors"] = _ms(t0)
         if box is None:  # nothing to dress: no upper body in the parse map
             timings["total"] = _ms(t_all)
@@ -172,71 +111,97 @@ class GeometricEngine:
         t0 = time.perf_counter()
         crop = image[y0:y1, x0:x1]
         parse_crop = parse[y0:y1, x0:x1]
-        change = region[y0:y1, x0:x1].astype(np.float32)
         sigma = regions.edge_sigma(parse.shape)
+        hard, keep = protect.protected_masks(parse_crop, head, body, box, sigma)
+        allowed = region[y0:y1, x0:x1]
+        allowed[hard] = 0
         soft = regions.soft_label_masks(parse_crop, sigma)
-        kept, arms, upper, background = soft["kept"], soft["arms"], soft["upper"], soft["background"]
-        # arms in front of the garment's body, behind its sleeves; the garment stays on the
-        # person's silhouette (a flat-lay garment is wider than a body seen from the front) with
-        # an anti-aliased edge that reaches a pixel or two into the background
-        # The per-pixel arithmetic below runs as torch ops on zero-copy views: they are vectorised
-        # and use both cores (numpy's are single-threaded), ~2x faster at 1024x768.
-        t = torch.from_numpy
-        with torch.inference_mode():
-            layer = t(change)
-            layer *= 1.0 - t(kept)
-            removed = t(upper) * layer
-            layer *= 1.0 - t(arms) * (1.0 - t(sleeve))
-            layer *= 1.0 - t(background)
-            alpha = t(np.ascontiguousarray(sampled[..., 3])).float()
-            alpha *= layer
-            alpha *= 1.0 / 255.0
-
-            # Old clothes the garment does not reach: along the arms they become skin (when the new
-            # sleeves end above the elbow); elsewhere (coat tails, a bulky back) the garment's fabric
-            # carries on (its colours diffused outward, `fabric_fill`), so the old garment never shows.
-            # Both fills are one colour image, `fill`, shaded by the old clothes' light.
-            fill = t(fabric_fill(sampled, FABRIC_FILL_CELL_PX))
-            near_arm: torch.Tensor | None = None
-            if warp.has_long_sleeves(lm, body, abs(sim.a)):
-                extend = removed  # the sleeves clothe the whole arm: fabric everywhere
-            else:
-                near_arm = t(arm_zone(body, box, soft_px=2 * sigma))
-                extend = removed * (1.0 - near_arm)
-                fill += near_arm[..., None] * (t(_skin_tone(image, parse)) - fill)
-            ratio_np = _luminance_ratio(crop, regions.upper_mask(parse_crop), blur_sigma=max(1.0, 0.015 * body.scale))
-            ratio = torch.ones_like(layer) if ratio_np is None else t(ratio_np)
-            ratio -= 1.0
-            shade = t(upper) * ratio
-            shade *= SHADE_STRENGTH
-            shade += 1.0
-            fill_shade = shade
-            if near_arm is not None:  # skin takes the light more softly than fabric
-                fill_shade = shade + near_arm * (1.0 + SKIN_SHADE_STRENGTH * ratio - shade)
-            keep_photo = 1.0 - alpha
-            fill_w = removed * keep_photo
-            fill_w *= fill_shade
-            keep_photo *= 1.0 - removed
-            out_t = t(crop).float()
-            out_t *= keep_photo[..., None]
-            fill *= fill_w[..., None]
-            out_t += fill
-            cloth = t(np.ascontiguousarray(sampled[..., :3])).float()
-            cloth *= (layer * shade)[..., None]  # the garment, premultiplied, in the photo's light
-            out_t += cloth
-            alpha += extend * (1.0 - alpha)
-            alpha.clamp_(0.0, 1.0)  # float round-off of the products above
-            out_crop = out_t.numpy()
-            alpha_np = alpha.numpy()
+        shade_np = shading.shading_field(crop, regions.upper_mask(parse_crop), body.scale)
+        out_crop, alpha_np = _composite(crop, sampled, sleeve=sleeve, allowed=allowed, keep=keep, soft=soft,
+                                        gap_px=max(int(DETACHED_GAP * body.scale), 1), shade=shade_np)
         out = image.copy()
-        # outside the changeable region alpha = removed = 0, so out_crop holds the photo's
-        # integers exactly and rounds back to them: those pixels stay bit for bit (tested)
+        # where alpha = 0 (outside the changeable region, inside a protected one) out_crop holds the
+        # photo's integers exactly and rounds back to them: those pixels stay bit for bit (tested)
         out[y0:y1, x0:x1] = cv2.convertScaleAbs(out_crop)  # round + saturate to uint8
-
         warped = np.zeros_like(image)
-        warped[y0:y1, x0:x1] = sampled[..., :3]  # the warped garment over black (premultiplied)
+        a_s = cv2.merge([sampled[..., 3]] * 3)
+        warped[y0:y1, x0:x1] = cv2.divide(np.ascontiguousarray(sampled[..., :3]), a_s, scale=255.0)
         alpha_full = np.zeros((H, W), dtype=np.float32)
         alpha_full[y0:y1, x0:x1] = alpha_np
         timings["composite"] = _ms(t0)
         timings["total"] = _ms(t_all)
         return TryOnOutput(image=out, warped_garment=warped, garment_alpha=alpha_full, timings_ms=timings)
+
+
+def _detached_pieces(alpha: np.ndarray, gap_px: int) -> np.ndarray | None:
+    """(h, w) bool: the garment's pieces cut off from its main body (with their soft fringe), or None.
+
+    Clipping by the protected regions can cut a sleeve that follows a mis-detected arm (past a
+    camera held to the face, into the sky): a piece of sleeve floating on its own is never right.
+    Kept: the largest piece, any piece at least DETACHED_MIN_SHARE of its area, and any piece
+    within `gap_px` of it (a sleeve parted from the torso by an arm in front of it is in place).
+    Args:
+        alpha: (h, w) float32 [0, 1], the garment's alpha in the box.
+    """
+    solid = (alpha > 0.5).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(solid, connectivity=8)
+    if n <= 2:
+        return None
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    small = np.flatnonzero(areas < DETACHED_MIN_SHARE * areas.max()) + 1
+    if small.size == 0:
+        return None
+    main = (labels == int(np.argmax(areas)) + 1).astype(np.uint8)
+    near = np.unique(labels[cv2.dilate(main, np.ones((2 * gap_px + 1,) * 2, np.uint8)) > 0])
+    small = np.setdiff1d(small, near)
+    if small.size == 0:
+        return None
+    lut = np.zeros(n, np.uint8)
+    lut[small] = 1
+    fringe = cv2.dilate(lut[labels], np.ones((2 * DETACHED_FRINGE_PX + 1,) * 2, np.uint8))
+    return (fringe > 0) & (labels == 0) | (lut[labels] > 0)
+
+
+def _composite(crop: np.ndarray, sampled: np.ndarray, *, sleeve: np.ndarray, allowed: np.ndarray,
+               keep: np.ndarray, soft: dict[str, np.ndarray], gap_px: int,
+               shade: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """The shaded garment over the photo in the box: out = photo * (1 - alpha) + colour * shade * alpha.
+
+    Args:
+        crop: (h, w, 3) uint8 RGB photo; sampled: (h, w, 4) uint8 premultiplied RGBA warped garment;
+        sleeve: (h, w) float32 [0, 1], 1 where the garment point is in a sleeve;
+        allowed: (h, w) uint8 {0, 1}, pixels the garment may change (changeable, not protected);
+        keep: (h, w) float32 [0, 1], the protected regions' fade; soft: `regions.soft_label_masks`;
+        gap_px: how far from the garment's main piece a small piece still counts as attached;
+        shade: (h, w) float32 shading of the old clothes, or None.
+    Returns:
+        out: (h, w, 3) float32 in [0, 255]; alpha: (h, w) float32 [0, 1], the garment's weight.
+    """
+    # arms in front of the garment's body, behind its sleeves; the garment stays on the person's
+    # silhouette (a flat-lay garment is wider than a body seen from the front) with an anti-aliased
+    # edge that reaches a pixel or two into the background. The per-pixel arithmetic runs as torch
+    # ops on zero-copy views: vectorised and on both cores (numpy's are single-threaded).
+    t = torch.from_numpy
+    with torch.inference_mode():
+        layer = t(allowed).float()
+        layer *= t(keep)
+        layer *= 1.0 - t(soft["kept"])
+        layer *= 1.0 - t(soft["arms"]) * (1.0 - t(sleeve))
+        layer *= 1.0 - t(soft["background"])
+        alpha = t(np.ascontiguousarray(sampled[..., 3])).float()
+        alpha *= layer
+        alpha *= 1.0 / 255.0
+        detached = _detached_pieces(alpha.numpy(), gap_px)
+        if detached is not None:
+            layer[t(detached)] = 0.0
+            alpha[t(detached)] = 0.0
+        weight = layer  # premultiplied colour x layer x shade = colour x alpha x shade
+        if shade is not None:  # the old clothes' light, only where they were
+            weight = layer * (1.0 + t(soft["upper"]) * (t(shade) - 1.0))
+        out_t = t(crop if crop.flags.writeable else crop.copy()).float()  # frames may be read-only
+        out_t *= (1.0 - alpha)[..., None]
+        cloth = t(np.ascontiguousarray(sampled[..., :3])).float()
+        cloth *= weight[..., None]
+        out_t += cloth
+        alpha.clamp_(0.0, 1.0)  # float round-off of the products above
+        return out_t.numpy(), alpha.numpy()

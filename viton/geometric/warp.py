@@ -33,6 +33,9 @@ MIN_SEPARATION = 0.08       # x body scale: closer control points are dropped (a
                             # near-coincident points with different targets folds the garment)
 TPS_REGULARIZATION = 1e-3   # Tikhonov weight on the kernel diagonal (normalized coordinates)
 ELBOW_BEND_MARGIN = 1.2     # a sleeve bends at the elbow only when this much longer than the upper arm
+MIN_FOREARM = 0.4           # x upper arm: a shorter forearm (elbow and wrist on one spot) is not followed
+MAX_ELBOW_FOLD_COS = -0.5   # forearm folded back more than 120 degrees onto the upper arm: not followed
+MIN_ABDUCTION_DEG = 12.0    # smallest angle between a sleeve and the torso's side line
 COLLAR, SEAM_R, SEAM_L, ARMPIT_R, ARMPIT_L, HEM_R, HEM_L, CUFF_R, CUFF_L = range(9)
 
 
@@ -99,6 +102,43 @@ def _perp(v: np.ndarray, sense: float) -> np.ndarray:
     return p / n if n > 1e-9 else p
 
 
+def _abducted(direction: np.ndarray, down: np.ndarray, outward: np.ndarray) -> np.ndarray:
+    """The upper arm's unit direction, turned outward to at least MIN_ABDUCTION_DEG from `down`
+    (the torso's side line, seam -> hem corner: it leans with the body).
+
+    A sleeve along an arm that hangs against the body or crosses in front of it would overlap the
+    garment's own torso, which one smooth warp cannot draw (it folds): it goes beside the body.
+    """
+    outward = outward - float(np.dot(outward, down)) * down
+    outward = outward / max(float(np.hypot(*outward)), 1e-9)
+    angle = float(np.arctan2(np.dot(direction, outward), np.dot(direction, down)))
+    limit = np.deg2rad(MIN_ABDUCTION_DEG)
+    if angle >= limit:
+        return direction
+    return np.cos(limit) * down + np.sin(limit) * outward
+
+
+def _can_bend(seam_b: np.ndarray, hem: np.ndarray, *, outward: np.ndarray, up_dir: np.ndarray,
+              elbow: np.ndarray, wrist: np.ndarray, rest: float) -> bool:
+    """Whether a long sleeve may bend at the elbow to follow the forearm.
+
+    Not when the forearm reaches into the torso (arms crossed, a hand on the chest) or folds back
+    onto the upper arm, nor when it is too short to trust (elbow and wrist found on one spot):
+    one smooth warp of the garment cannot draw those (it folds), so the sleeve goes on straight.
+    """
+    fore = wrist - elbow
+    length = float(np.hypot(*fore))
+    if length < MIN_FOREARM * max(float(np.hypot(*(elbow - seam_b))), 1.0):
+        return False
+    fore_dir = fore / length
+    if float(np.dot(fore_dir, up_dir)) < MAX_ELBOW_FOLD_COS:
+        return False
+    normal = _perp(hem - seam_b, 1.0)
+    sign = float(np.dot(outward, normal))
+    cuff = elbow + fore_dir * rest
+    return all(float(np.dot(p - seam_b, normal)) * sign > 0 for p in (wrist, cuff))
+
+
 def _sleeve_points(lm: np.ndarray, body: BodyFrame, side: str, scale: float) -> tuple[list, list]:
     """(garment points, body points) steering one sleeve along the arm."""
     seam_i, pit_i, cuff_i = (SEAM_R, ARMPIT_R, CUFF_R) if side == "r" else (SEAM_L, ARMPIT_L, CUFF_L)
@@ -117,20 +157,24 @@ def _sleeve_points(lm: np.ndarray, body: BodyFrame, side: str, scale: float) -> 
     shoulder = body.shoulder_r if side == "r" else body.shoulder_l
     elbow = body.elbow_r if side == "r" else body.elbow_l
     wrist = body.wrist_r if side == "r" else body.wrist_l
+    outward = -body.across if side == "r" else body.across
+    hem = body.hem_r if side == "r" else body.hem_l
     length_b = length_g * scale
     upper = max(float(np.hypot(*(elbow - shoulder))), 1.0)
-    up_dir = (elbow - shoulder) / upper
+    side_dir = (hem - seam_b) / max(float(np.hypot(*(hem - seam_b))), 1e-6)  # the torso's side, downwards
+    up_dir = _abducted((elbow - shoulder) / upper, side_dir, outward)
     g_pts, b_pts = [], []
-    if length_b > upper * ELBOW_BEND_MARGIN:  # long sleeve: bend at the elbow
+    long_sleeve = length_b > upper * ELBOW_BEND_MARGIN
+    if long_sleeve and _can_bend(seam_b, hem, outward=outward, up_dir=up_dir, elbow=elbow, wrist=wrist,
+                                 rest=length_b - upper):
         t = upper / length_b
         elbow_b = seam_b + up_dir * upper
         g_pts += [seam_g + axis_g * t, seam_g + axis_g * t + inner_g * width_g / SLEEVE_CUFF_NARROWING]
         b_pts += [elbow_b, elbow_b + _perp(up_dir, sense) * width_g * scale / SLEEVE_CUFF_NARROWING]
         fore = wrist - elbow
-        fore_dir = fore / max(float(np.hypot(*fore)), 1e-6)
-        end_dir, start = fore_dir, elbow_b
+        end_dir, start = fore / max(float(np.hypot(*fore)), 1e-6), elbow_b
         rest = length_b - upper
-    else:
+    else:  # short sleeve, or a forearm one smooth warp cannot follow: straight along the upper arm
         end_dir, start, rest = up_dir, seam_b, length_b
     cuff_b = start + end_dir * rest
     g_pts += [cuff_g, cuff_g + inner_g * width_g]
