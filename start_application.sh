@@ -15,6 +15,13 @@ cd "$ROOT"
 args=(); containers=0
 for a in "$@"; do if [[ "$a" == "--containers" ]]; then containers=1; else args+=("$a"); fi; done
 if (( containers )); then
+  if ! command -v podman >/dev/null && ! command -v docker >/dev/null && [[ $(id -u) == 0 ]] \
+     && command -v apt-get >/dev/null && [[ -z "${VM_SKIP_APT:-}" ]]; then
+    echo "installing podman (apt; log in /tmp/vm-apt.log)" >&2
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        podman runc iptables golang-github-containernetworking-plugin-dnsname; } >/tmp/vm-apt.log 2>&1 \
+      || echo "WARNING: apt install failed (see /tmp/vm-apt.log)" >&2
+  fi
   mkdir -p secrets && chmod 700 secrets
   for name in gvirtus.token operator.token; do  # as scripts/bootstrap.sh: generated once, mode 600
     [[ -s secrets/$name ]] || (umask 077; python3 -c 'import secrets; print(secrets.token_urlsafe(32))' > "secrets/$name")

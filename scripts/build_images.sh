@@ -5,11 +5,12 @@
 #   3. virtual-mirror-node1, virtual-mirror-node2, virtual-mirror-viton (deploy/Containerfile),
 #      tagged VERSION (pyproject.toml) and the git revision; then prints their sizes.
 #
-#   scripts/build_images.sh [--gpu] [--base IMAGE] [--no-cache] [--quiet]
+#   scripts/build_images.sh [--gpu] [--base IMAGE] [--no-cache] [--prune] [--quiet]
 #     --gpu          torch from the index instead of the CPU wheel (PyPI's Linux torch is the CUDA
 #                    build), base docker.io/library/debian:bookworm-slim; for node 2 / VITON on GPU hosts
 #     --base IMAGE   another Debian 12 base image
 #     --no-cache     rebuild every layer
+#     --prune        then remove this project's images of other revisions and unused runtimes
 # Environment:
 #   VM_CONTAINER_ENGINE  podman (default when installed) or docker
 #   VM_BUILD_CA          CA bundle of a TLS-intercepting proxy for pip (default: $PIP_CERT when set);
@@ -25,14 +26,15 @@ cd "$ROOT"
 log() { printf '%s build_images %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-GPU=0; NO_CACHE=(); QUIET=(); BASE=""
+GPU=0; NO_CACHE=(); QUIET=(); BASE=""; PRUNE=0
 while (( $# )); do
   case "$1" in
     --gpu) GPU=1 ;;
     --base) BASE="${2:?--base needs an image}"; shift ;;
     --no-cache) NO_CACHE=(--no-cache) ;;
     --quiet) QUIET=(--quiet) ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    --prune) PRUNE=1 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
   esac
   shift
@@ -152,6 +154,15 @@ for role in node1 node2 viton; do
     --build-arg "REVISION=$REVISION" --build-arg "SOURCE_URL=$SOURCE_URL" \
     -t "virtual-mirror-$role:$VERSION" -t "virtual-mirror-$role:$REV_TAG" . >/dev/null
 done
+
+if (( PRUNE )); then
+  for role in node1 node2 viton; do
+    "$ENGINE" images --format '{{.Repository}}:{{.Tag}}' | grep -E "/?virtual-mirror-$role:" \
+      | grep -v -E ":($VERSION|$REV_TAG)\$" | xargs -r "$ENGINE" rmi >/dev/null 2>&1 || true
+  done
+  "$ENGINE" images --format '{{.Repository}}:{{.Tag}}' | grep -E "/?virtual-mirror-runtime:" | grep -v -F "$RUNTIME" \
+    | xargs -r "$ENGINE" rmi >/dev/null 2>&1 || true   # refused while an image still uses it
+fi
 
 printf '%-24s %-10s %-20s %8s\n' image tag revision "size MB"
 for role in node1 node2 viton; do
