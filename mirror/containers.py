@@ -214,9 +214,10 @@ class ContainerDeployment:
     def stop(self) -> None:
         """Stop and remove the containers (at once) and the network this deployment made; drop the staged secrets."""
         names = [n for n in (f"{self.project}-{r}" for r in self.roles) if self.engine.state(n)[0] != "missing"]
-        if names:
-            self.engine("rm", "-f", "-t", str(cp.STOP_TIMEOUT_S), *names, check=False,
+        if names:  # stop (SIGTERM, all at once; the restart policy leaves stopped ones alone), then remove
+            self.engine("stop", "-t", str(cp.STOP_TIMEOUT_S), *names, check=False,
                         timeout_s=ENGINE_TIMEOUT_S + cp.STOP_TIMEOUT_S)
+            self.engine("rm", "-f", *names, check=False)
         if self.network_made:
             self.engine("network", "rm", f"{self.project}-net", check=False)
         if self.staging is not None:

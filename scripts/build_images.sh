@@ -3,11 +3,13 @@
 #   1. the base (default: Debian bookworm made here with debootstrap, no registry needed), when missing
 #   2. the shared runtime (deploy/Containerfile.runtime: Python, pinned deps, torch), when missing
 #   3. virtual-mirror-node1, virtual-mirror-node2, virtual-mirror-viton (deploy/Containerfile),
-#      tagged VERSION (pyproject.toml) and the git revision; then prints their sizes.
+#      tagged VERSION (pyproject.toml) and the git revision (+ "-dirty" for uncommitted changes;
+#      "-cuda" after both with --gpu); then prints their sizes.
 #
 #   scripts/build_images.sh [--gpu] [--base IMAGE] [--no-cache] [--prune] [--quiet]
 #     --gpu          torch from the index instead of the CPU wheel (PyPI's Linux torch is the CUDA
-#                    build), base docker.io/library/debian:bookworm-slim; for node 2 / VITON on GPU hosts
+#                    build), base docker.io/library/debian:bookworm-slim, tags VERSION-cuda; for node 2 and
+#                    VITON on GPU hosts (not built on these machines: no GPU, no registry)
 #     --base IMAGE   another Debian 12 base image
 #     --no-cache     rebuild every layer
 #     --prune        then remove this project's images of other revisions and unused runtimes
@@ -66,6 +68,9 @@ REV_TAG="${REVISION:0:12}"
 if [[ "$REVISION" != unknown && -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]]; then
   REVISION="$REVISION-dirty"; REV_TAG="$REV_TAG-dirty"
 fi
+SUFFIX=""
+(( GPU )) && SUFFIX="-cuda"
+TAG="$VERSION$SUFFIX"; REV_TAG="$REV_TAG$SUFFIX"
 SOURCE_URL="${VM_SOURCE_URL:-$(git config --get remote.origin.url 2>/dev/null || echo unknown)}"
 DEFAULT_BASE=localhost/virtual-mirror-debian:bookworm
 if [[ -z "$BASE" ]]; then
@@ -148,17 +153,17 @@ fi
 IGNORE=()
 [[ "$ENGINE" == podman ]] && IGNORE=(--ignorefile deploy/Containerfile.dockerignore)  # BuildKit finds it by name
 for role in node1 node2 viton; do
-  log "building virtual-mirror-$role:$VERSION ($REV_TAG)"
+  log "building virtual-mirror-$role:$TAG ($REV_TAG)"
   "$ENGINE" build "${FORMAT[@]}" "${NO_CACHE[@]}" "${QUIET[@]}" "${IGNORE[@]}" -f deploy/Containerfile \
     --target "$role" --build-arg "RUNTIME_IMAGE=$RUNTIME" --build-arg "VERSION=$VERSION" \
     --build-arg "REVISION=$REVISION" --build-arg "SOURCE_URL=$SOURCE_URL" \
-    -t "virtual-mirror-$role:$VERSION" -t "virtual-mirror-$role:$REV_TAG" . >/dev/null
+    -t "virtual-mirror-$role:$TAG" -t "virtual-mirror-$role:$REV_TAG" . >/dev/null
 done
 
 if (( PRUNE )); then
   for role in node1 node2 viton; do
     "$ENGINE" images --format '{{.Repository}}:{{.Tag}}' | grep -E "/?virtual-mirror-$role:" \
-      | grep -v -E ":($VERSION|$REV_TAG)\$" | xargs -r "$ENGINE" rmi >/dev/null 2>&1 || true
+      | grep -v -E ":($TAG|$REV_TAG)\$" | xargs -r "$ENGINE" rmi >/dev/null 2>&1 || true
   done
   "$ENGINE" images --format '{{.Repository}}:{{.Tag}}' | grep -E "/?virtual-mirror-runtime:" | grep -v -F "$RUNTIME" \
     | xargs -r "$ENGINE" rmi >/dev/null 2>&1 || true   # refused while an image still uses it
@@ -166,6 +171,6 @@ fi
 
 printf '%-24s %-10s %-20s %8s\n' image tag revision "size MB"
 for role in node1 node2 viton; do
-  size=$("$ENGINE" image inspect --format '{{.Size}}' "virtual-mirror-$role:$VERSION")
-  printf '%-24s %-10s %-20s %8d\n' "virtual-mirror-$role" "$VERSION" "$REV_TAG" $(( size / 1000000 ))
+  size=$("$ENGINE" image inspect --format '{{.Size}}' "virtual-mirror-$role:$TAG")
+  printf '%-24s %-10s %-20s %8d\n' "virtual-mirror-$role" "$TAG" "$REV_TAG" $(( size / 1000000 ))
 done

@@ -164,8 +164,11 @@ def test_images_share_their_layers_and_carry_labels(images: str) -> None:
         assert f"VM_ROLE={role}" in cfg["Env"]
         assert not any(e.startswith(("VM_GVIRTUS_TOKEN", "VM_OPERATOR_TOKEN")) for e in cfg["Env"])
     listing = podman("run", "--rm", "--entrypoint", "sh", "virtual-mirror-node1:0.1.0", "-c",
-                     "ls /app; ls /app/secrets; test -e /app/env_config.json && echo CONFIG; id -u").stdout
+                     "ls /app; ls /app/secrets; test -e /app/env_config.json && echo CONFIG; "
+                     "test -e /run/secrets/pip_ca && echo BUILD-CA; ls /app/tests 2>/dev/null; id -u").stdout
+    # nothing secret, no config, not the build's CA (a build-time secret mount), no test files
     assert "secrets" in listing and "gvirtus.token" not in listing and "CONFIG" not in listing
+    assert "BUILD-CA" not in listing and "conftest.py" not in listing
     assert listing.split()[-1] == "10001"
 
 

@@ -1,0 +1,172 @@
+"""The three images: size, cached rebuild, start to healthy, and what containers cost the try-on.
+
+    .venv/bin/python bench/images_bench.py [--rounds 3] [--requests 20] [--builds 3] [--json]
+
+Needs rootful podman (scripts/bootstrap.sh --dev installs it). Builds the images first
+(scripts/build_images.sh; cached), then:
+  sizes      each image's uncompressed size and the bytes all three share (`podman image tree`)
+  build      `scripts/build_images.sh` again with no source change, --builds times (median)
+  start      `start_application.sh --containers` to "Virtual Mirror is up" (all three healthy), LOCAL;
+             the first start makes the var volume (the demo catalog: reported apart), later ones reuse it
+  e2e        sequential try-ons of the 768x1024 astronaut over HTTPS, the LOCAL deployment as processes
+             (start_application.sh) and as containers, alternating for --rounds rounds; p50 over ALL
+             requests of each kind (2 warm-up requests per deployment excluded), failures beside them
+--json keys: image_node1_mb, image_node2_mb, image_viton_mb, images_shared_mb, build_cached_s,
+start_to_healthy_s, e2e_containers_p50_ms, e2e_processes_p50_ms (+ extras). MB = 10^6 bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from PIL import Image  # noqa: E402
+
+from bench.common import pct, photo, table  # noqa: E402
+from mirror.deployment import LocalDeployment  # noqa: E402
+from node1.web_client import ApiError, ApiUnreachable, WebClient  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = dict(os.environ, CONTAINERS_CONF=os.environ.get("CONTAINERS_CONF", str(ROOT / "deploy" / "containers.conf")),
+           VM_CONTAINER_ENGINE="podman")
+ROLES = ("node1", "node2", "viton")
+TARGET_IMAGE_MB = 1400.0
+TARGET_BUILD_CACHED_S = 30.0
+TARGET_START_S = 20.0
+TARGET_E2E_OVERHEAD = 0.10
+REQUEST_TIMEOUT_S = 600
+UNITS = {"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9}
+LAYER = re.compile(r"ID: (\w+) Size:\s+([\d.]+)(B|kB|MB|GB)")
+
+
+def podman(*args: str) -> str:
+    return subprocess.run(["podman", *args], env=ENV, check=True, capture_output=True, text=True).stdout
+
+
+def build() -> float:
+    t0 = time.perf_counter()
+    done = subprocess.run([str(ROOT / "scripts" / "build_images.sh"), "--quiet"], cwd=ROOT, env=ENV,
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"scripts/build_images.sh failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    return time.perf_counter() - t0
+
+
+def sizes(tag: str) -> dict[str, float]:
+    """Each image's size and the bytes of the layers all three share, in MB."""
+    layers: dict[str, dict[str, float]] = {}
+    out: dict[str, float] = {}
+    for role in ROLES:
+        image = f"virtual-mirror-{role}:{tag}"
+        out[f"image_{role}_mb"] = int(podman("image", "inspect", "--format", "{{.Size}}", image)) / 1e6
+        layers[role] = {m[1]: float(m[2]) * UNITS[m[3]] for m in LAYER.finditer(podman("image", "tree", image))}
+    common = set.intersection(*(set(v) for v in layers.values()))
+    out["images_shared_mb"] = sum(layers["node1"][layer] for layer in common) / 1e6
+    return out
+
+
+def _jpeg() -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(photo()).save(buf, "JPEG", quality=92)
+    return buf.getvalue()
+
+
+def run_round(kind: str, body: bytes, requests: int, project: str) -> tuple[float, list[float], int]:
+    """(seconds to up, request latencies in ms, failures) for one deployment of `kind`."""
+    overrides = {"limits": {"rate_limit_per_min": 1000000, "request_timeout_s": REQUEST_TIMEOUT_S}}
+    args = ("--containers", "--project", project) if kind == "containers" else ()
+    with tempfile.TemporaryDirectory() as tmp:
+        dep = LocalDeployment(tmp, overrides=overrides, args=args, env={"VM_CONTAINER_ENGINE": "podman"})
+        t0 = time.perf_counter()
+        dep.start()
+        up_s = time.perf_counter() - t0
+        try:
+            client = WebClient(dep.url, cafile=dep.cafile, timeout_s=REQUEST_TIMEOUT_S + 30)
+            gid = next(g["id"] for g in client.garments() if "red" in g["name"].lower())
+            for _ in range(2):  # warm-up: the first try-on registers the models on gvirtus
+                client.result(client.tryon(body, gid)["result_url"])
+            lat, failures = [], 0
+            for _ in range(requests):
+                t = time.perf_counter()
+                try:
+                    client.result(client.tryon(body, gid)["result_url"])
+                    lat.append((time.perf_counter() - t) * 1000.0)
+                except (ApiError, ApiUnreachable):
+                    failures += 1
+        finally:
+            dep.stop()
+    return up_s, lat, failures
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=3, help="alternating process / container deployments")
+    ap.add_argument("--requests", type=int, default=20, help="sequential try-ons per deployment (after 2 warm-up)")
+    ap.add_argument("--builds", type=int, default=3, help="cached rebuilds to time")
+    ap.add_argument("--tag", default="0.1.0")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    build()  # the images exist and are current; the runs below change nothing
+    build_s = [build() for _ in range(args.builds)]
+    res: dict[str, float] = {**sizes(args.tag), "build_cached_s": statistics.median(build_s)}
+    body = _jpeg()
+    project = f"vmbench{os.getpid()}"
+    starts: dict[str, list[float]] = {"processes": [], "containers": []}
+    lat: dict[str, list[float]] = {"processes": [], "containers": []}
+    fails = {"processes": 0, "containers": 0}
+    try:
+        for _ in range(args.rounds):
+            for kind in ("processes", "containers"):
+                up_s, samples, failed = run_round(kind, body, args.requests, project)
+                starts[kind].append(up_s)
+                lat[kind] += samples
+                fails[kind] += failed
+    finally:
+        subprocess.run(["podman", "volume", "rm", f"{project}-var"], env=ENV, capture_output=True)
+    warm = starts["containers"][1:] or starts["containers"]
+    res.update({
+        "start_to_healthy_s": statistics.median(warm), "start_to_healthy_first_s": starts["containers"][0],
+        "start_processes_s": statistics.median(starts["processes"]),
+        "e2e_containers_p50_ms": pct(lat["containers"], 50), "e2e_processes_p50_ms": pct(lat["processes"], 50),
+        "e2e_containers_p95_ms": pct(lat["containers"], 95), "e2e_processes_p95_ms": pct(lat["processes"], 95),
+        "e2e_requests_each": len(lat["containers"]), "e2e_failures_containers": fails["containers"],
+        "e2e_failures_processes": fails["processes"], "rounds": args.rounds,
+    })
+    over = res["e2e_containers_p50_ms"] / res["e2e_processes_p50_ms"] - 1.0
+    if args.json:
+        print(json.dumps({**res, "e2e_containers_overhead": over, "build_cached_runs_s": build_s,
+                          "start_to_healthy_runs_s": starts["containers"]}))
+        return 0
+    print(table(["measure", "value", "target", "met"], [
+        *[[f"image {r} (MB)", res[f"image_{r}_mb"], f"<= {TARGET_IMAGE_MB:.0f}",
+           str(res[f"image_{r}_mb"] <= TARGET_IMAGE_MB)] for r in ROLES],
+        ["shared by all three (MB)", res["images_shared_mb"], "", ""],
+        ["cached rebuild (s)", res["build_cached_s"], f"<= {TARGET_BUILD_CACHED_S:.0f}",
+         str(res["build_cached_s"] <= TARGET_BUILD_CACHED_S)],
+        ["start to healthy, containers (s)", res["start_to_healthy_s"], f"<= {TARGET_START_S:.0f}",
+         str(res["start_to_healthy_s"] <= TARGET_START_S)],
+        ["  first start (new volume) (s)", res["start_to_healthy_first_s"], "", ""],
+        ["  processes, for reference (s)", res["start_processes_s"], "", ""],
+        ["e2e p50 containers (ms)", res["e2e_containers_p50_ms"], "", ""],
+        ["e2e p50 processes (ms)", res["e2e_processes_p50_ms"], "", ""],
+        ["containers' e2e overhead", f"{over:+.1%}", f"<= +{TARGET_E2E_OVERHEAD:.0%}",
+         str(over <= TARGET_E2E_OVERHEAD)],
+    ]))
+    print(f"{res['e2e_requests_each']} requests of each kind over {args.rounds} alternating rounds; failures: "
+          f"containers {fails['containers']}, processes {fails['processes']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
