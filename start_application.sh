@@ -26,7 +26,7 @@ if (( containers )); then
   for name in gvirtus.token operator.token; do  # as scripts/bootstrap.sh: generated once, mode 600
     [[ -s secrets/$name ]] || (umask 077; python3 -c 'import secrets; print(secrets.token_urlsafe(32))' > "secrets/$name")
   done
-  exec python3 -P mirror/containers.py "${args[@]}"
+  exec python3 -I mirror/containers.py "${args[@]}"  # -I: no PYTHON* variables, no script dir on the path
 fi
 
 scripts/bootstrap.sh

@@ -63,14 +63,22 @@ def build() -> float:
     return time.perf_counter() - t0
 
 
+def layer_sizes(image: str) -> dict[str, int]:
+    """{layer digest: bytes} of an image: RootFS.Layers paired with the history's non-empty steps
+    (exact bytes; `podman image tree`'s rounded sizes when the two do not pair up)."""
+    digests = json.loads(podman("image", "inspect", "--format", "{{json .RootFS.Layers}}", image))
+    steps = [int(h["size"]) for h in reversed(json.loads(podman("history", "--format", "json", image)))
+             if int(h["size"])]
+    if len(steps) == len(digests):
+        return dict(zip(digests, steps, strict=True))
+    return {m[1]: int(float(m[2]) * UNITS[m[3]]) for m in LAYER.finditer(podman("image", "tree", image))}
+
+
 def sizes(tag: str) -> dict[str, float]:
     """Each image's size and the bytes of the layers all three share, in MB."""
-    layers: dict[str, dict[str, float]] = {}
-    out: dict[str, float] = {}
-    for role in ROLES:
-        image = f"virtual-mirror-{role}:{tag}"
-        out[f"image_{role}_mb"] = int(podman("image", "inspect", "--format", "{{.Size}}", image)) / 1e6
-        layers[role] = {m[1]: float(m[2]) * UNITS[m[3]] for m in LAYER.finditer(podman("image", "tree", image))}
+    layers = {role: layer_sizes(f"virtual-mirror-{role}:{tag}") for role in ROLES}
+    out = {f"image_{role}_mb": int(podman("image", "inspect", "--format", "{{.Size}}",
+                                          f"virtual-mirror-{role}:{tag}")) / 1e6 for role in ROLES}
     common = set.intersection(*(set(v) for v in layers.values()))
     out["images_shared_mb"] = sum(layers["node1"][layer] for layer in common) / 1e6
     return out
@@ -117,6 +125,7 @@ def main() -> int:
     ap.add_argument("--tag", default="0.1.0")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    load_start = os.getloadavg()[0]  # the machine is shared: say how busy it was
     build()  # the images exist and are current; the runs below change nothing
     build_s = [build() for _ in range(args.builds)]
     res: dict[str, float] = {**sizes(args.tag), "build_cached_s": statistics.median(build_s)}
@@ -142,6 +151,7 @@ def main() -> int:
         "e2e_containers_p95_ms": pct(lat["containers"], 95), "e2e_processes_p95_ms": pct(lat["processes"], 95),
         "e2e_requests_each": len(lat["containers"]), "e2e_failures_containers": fails["containers"],
         "e2e_failures_processes": fails["processes"], "rounds": args.rounds,
+        "loadavg_1m_start": load_start, "loadavg_1m_end": os.getloadavg()[0], "cpus": float(os.cpu_count() or 0),
     })
     over = res["e2e_containers_p50_ms"] / res["e2e_processes_p50_ms"] - 1.0
     if args.json:
@@ -163,8 +173,9 @@ def main() -> int:
         ["containers' e2e overhead", f"{over:+.1%}", f"<= +{TARGET_E2E_OVERHEAD:.0%}",
          str(over <= TARGET_E2E_OVERHEAD)],
     ]))
-    print(f"{res['e2e_requests_each']} requests of each kind over {args.rounds} alternating rounds; failures: "
-          f"containers {fails['containers']}, processes {fails['processes']}")
+    print(f"{res['e2e_requests_each']:.0f} requests of each kind over {args.rounds} alternating rounds; failures: "
+          f"containers {fails['containers']}, processes {fails['processes']}; load average (1 min) "
+          f"{load_start:.1f} at the start, {res['loadavg_1m_end']:.1f} at the end, {os.cpu_count()} CPUs")
     return 0
 
 

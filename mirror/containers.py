@@ -1,6 +1,6 @@
 """Run the roles as containers from the local images: `start_application.sh --containers [--role R]`.
 
-    python3 -P mirror/containers.py [--role node1|node2|viton|all] [--config PATH] [--project NAME]
+    python3 -I mirror/containers.py [--role node1|node2|viton|all] [--config PATH] [--project NAME]
                                     [--tag TAG] [--health-timeout S]
 
 Standard library only, run by the system's python3 (a host that only runs containers needs no
@@ -55,7 +55,7 @@ def _sibling(name: str) -> ModuleType:
 
 if TYPE_CHECKING or __package__:
     from mirror import container_plan as cp
-else:  # python3 -P mirror/containers.py
+else:  # python3 -I mirror/containers.py
     cp = _sibling("container_plan")
 
 ContainerError = cp.ContainerError

@@ -135,11 +135,11 @@ def test_a_missing_secret_file_is_named(tmp_path: Path) -> None:
 
 
 def test_the_launcher_needs_only_the_standard_library(tmp_path: Path) -> None:
-    """start_application.sh --containers runs it with the system's python3: `-S` (no site-packages at
-    all) proves it imports nothing outside the standard library, the mirror package's deps included."""
+    """start_application.sh --containers runs it with the system's python3 (-I): `-S` (no site-packages
+    at all) proves it imports nothing outside the standard library, the mirror package's deps included."""
     bad = tmp_path / "env_config.json"
     bad.write_text(json.dumps({"DEPLOYMENT": "DISTRIBUTED"}))
-    out = subprocess.run([sys.executable, "-S", "-P", str(ROOT / "mirror" / "containers.py"), "--config", str(bad)],
+    out = subprocess.run([sys.executable, "-I", "-S", str(ROOT / "mirror" / "containers.py"), "--config", str(bad)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2, out.stderr
     assert "say which role this host runs: --role node1|node2|viton" in out.stderr
