@@ -6,11 +6,13 @@ Needs rootful podman (scripts/bootstrap.sh --dev installs it). Builds the images
 (scripts/build_images.sh; cached), then:
   sizes      each image's uncompressed size and the bytes all three share (`podman image tree`)
   build      `scripts/build_images.sh` again with no source change, --builds times (median)
-  start      `start_application.sh --containers` to "Virtual Mirror is up" (all three healthy), LOCAL;
-             the first start makes the var volume (the demo catalog: reported apart), later ones reuse it
-  e2e        sequential try-ons of the 768x1024 astronaut over HTTPS, the LOCAL deployment as processes
-             (start_application.sh) and as containers, alternating for --rounds rounds; p50 over ALL
-             requests of each kind (2 warm-up requests per deployment excluded), failures beside them
+  start      `start_application.sh --containers` to "Virtual Mirror is up" (all three healthy), LOCAL,
+             nothing else of this benchmark running; the first start makes the var volume (the demo
+             catalog: reported apart), later ones reuse it
+  e2e        sequential try-ons of the 768x1024 astronaut over HTTPS to the LOCAL deployment as containers
+             and as processes (start_application.sh), both up side by side and the requests alternating
+             one by one, for --rounds rounds; p50 over ALL requests of each kind (2 warm-up requests per
+             deployment excluded), failures beside them, the per-stage p50s as extras
 --json keys: image_node1_mb, image_node2_mb, image_viton_mb, images_shared_mb, build_cached_s,
 start_to_healthy_s, e2e_containers_p50_ms, e2e_processes_p50_ms (+ extras). MB = 10^6 bytes.
 """
@@ -90,37 +92,54 @@ def _jpeg() -> bytes:
     return buf.getvalue()
 
 
-def run_round(kind: str, body: bytes, requests: int, project: str) -> tuple[float, list[float], int]:
-    """(seconds to up, request latencies in ms, failures) for one deployment of `kind`."""
+KINDS = ("containers", "processes")
+STAGES = ("pose", "parsing", "transfer", "tryon")
+
+
+def _start(kind: str, work: Path, project: str) -> tuple[LocalDeployment, float]:
     overrides = {"limits": {"rate_limit_per_min": 1000000, "request_timeout_s": REQUEST_TIMEOUT_S}}
     args = ("--containers", "--project", project) if kind == "containers" else ()
+    dep = LocalDeployment(work, overrides=overrides, args=args, env={"VM_CONTAINER_ENGINE": "podman"})
+    t0 = time.perf_counter()
+    dep.start()
+    return dep, time.perf_counter() - t0
+
+
+def run_round(body: bytes, requests: int, project: str, out: dict[str, dict[str, list[float]]]) -> None:
+    """Both deployments up (containers started first, each start timed), then `requests` try-ons on
+    each, alternating request by request (who goes first alternates too), so both see the same load."""
     with tempfile.TemporaryDirectory() as tmp:
-        dep = LocalDeployment(tmp, overrides=overrides, args=args, env={"VM_CONTAINER_ENGINE": "podman"})
-        t0 = time.perf_counter()
-        dep.start()
-        up_s = time.perf_counter() - t0
+        deps: dict[str, LocalDeployment] = {}
         try:
-            client = WebClient(dep.url, cafile=dep.cafile, timeout_s=REQUEST_TIMEOUT_S + 30)
-            gid = next(g["id"] for g in client.garments() if "red" in g["name"].lower())
-            for _ in range(2):  # warm-up: the first try-on registers the models on gvirtus
-                client.result(client.tryon(body, gid)["result_url"])
-            lat, failures = [], 0
-            for _ in range(requests):
-                t = time.perf_counter()
-                try:
-                    client.result(client.tryon(body, gid)["result_url"])
-                    lat.append((time.perf_counter() - t) * 1000.0)
-                except (ApiError, ApiUnreachable):
-                    failures += 1
+            for kind in KINDS:
+                deps[kind], up_s = _start(kind, Path(tmp) / kind, project)
+                out[kind]["start_s"].append(up_s)
+            clients = {k: WebClient(d.url, cafile=d.cafile, timeout_s=REQUEST_TIMEOUT_S + 30) for k, d in deps.items()}
+            gids = {k: next(g["id"] for g in c.garments() if "red" in g["name"].lower()) for k, c in clients.items()}
+            for kind, client in clients.items():
+                for _ in range(2):  # warm-up: the first try-on registers the models on gvirtus
+                    client.result(client.tryon(body, gids[kind])["result_url"])
+            for i in range(requests):
+                for kind in (KINDS if i % 2 == 0 else KINDS[::-1]):
+                    t = time.perf_counter()
+                    try:
+                        reply = clients[kind].tryon(body, gids[kind])
+                        clients[kind].result(reply["result_url"])
+                    except (ApiError, ApiUnreachable):
+                        out[kind]["failures"].append(1.0)
+                        continue
+                    out[kind]["lat"].append((time.perf_counter() - t) * 1000.0)
+                    for stage in STAGES:
+                        out[kind][stage].append(float(reply["timings_ms"].get(stage, 0.0)))
         finally:
-            dep.stop()
-    return up_s, lat, failures
+            for dep in deps.values():
+                dep.stop()
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--rounds", type=int, default=3, help="alternating process / container deployments")
-    ap.add_argument("--requests", type=int, default=20, help="sequential try-ons per deployment (after 2 warm-up)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of both deployments side by side")
+    ap.add_argument("--requests", type=int, default=20, help="try-ons per deployment and round (after 2 warm-up)")
     ap.add_argument("--builds", type=int, default=3, help="cached rebuilds to time")
     ap.add_argument("--tag", default="0.1.0")
     ap.add_argument("--json", action="store_true")
@@ -131,18 +150,16 @@ def main() -> int:
     res: dict[str, float] = {**sizes(args.tag), "build_cached_s": statistics.median(build_s)}
     body = _jpeg()
     project = f"vmbench{os.getpid()}"
-    starts: dict[str, list[float]] = {"processes": [], "containers": []}
-    lat: dict[str, list[float]] = {"processes": [], "containers": []}
-    fails = {"processes": 0, "containers": 0}
+    got: dict[str, dict[str, list[float]]] = {k: {key: [] for key in ("start_s", "lat", "failures", *STAGES)}
+                                              for k in KINDS}
     try:
         for _ in range(args.rounds):
-            for kind in ("processes", "containers"):
-                up_s, samples, failed = run_round(kind, body, args.requests, project)
-                starts[kind].append(up_s)
-                lat[kind] += samples
-                fails[kind] += failed
+            run_round(body, args.requests, project, got)
     finally:
         subprocess.run(["podman", "volume", "rm", f"{project}-var"], env=ENV, capture_output=True)
+    starts = {k: got[k]["start_s"] for k in KINDS}
+    lat = {k: got[k]["lat"] for k in KINDS}
+    fails = {k: len(got[k]["failures"]) for k in KINDS}
     warm = starts["containers"][1:] or starts["containers"]
     res.update({
         "start_to_healthy_s": statistics.median(warm), "start_to_healthy_first_s": starts["containers"][0],
@@ -152,6 +169,7 @@ def main() -> int:
         "e2e_requests_each": len(lat["containers"]), "e2e_failures_containers": fails["containers"],
         "e2e_failures_processes": fails["processes"], "rounds": args.rounds,
         "loadavg_1m_start": load_start, "loadavg_1m_end": os.getloadavg()[0], "cpus": float(os.cpu_count() or 0),
+        **{f"stage_{st}_{k}_p50_ms": pct(got[k][st], 50) for k in KINDS for st in STAGES},
     })
     over = res["e2e_containers_p50_ms"] / res["e2e_processes_p50_ms"] - 1.0
     if args.json:
