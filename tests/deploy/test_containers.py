@@ -208,6 +208,8 @@ def test_clean_stop_leaves_nothing_behind(deployment: LocalDeployment) -> None:
     running = {f"{PROJECT}-node1", f"{PROJECT}-node2", f"{PROJECT}-viton", f"{PROJECT}-net"}
     assert set(leftovers(PROJECT)) == running
     assert glob.glob(f"/run/{PROJECT}-secrets-*"), "the staged secrets should exist while running"
+    net = json.loads(podman("network", "inspect", f"{PROJECT}-net").stdout)[0]
+    assert json.dumps(net).count('"mtu": "65520"') == 1  # the private network carries loopback-sized packets
     assert deployment.stop() == 0
     assert "stopped and removed" in deployment.log()
     assert leftovers(PROJECT) == []
