@@ -20,6 +20,7 @@ import http.client
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -255,7 +256,9 @@ def test_port_in_use_is_named(images: str, tmp_path: Path) -> None:
 
 def test_not_healthy_in_time_is_named_and_stopped(images: str, tmp_path: Path) -> None:
     code, out = launch(tmp_path, "--health-timeout", "0.1")
-    assert code == 1 and f"container {PROJECT}e-viton did not become healthy within 0 s" in out, out
+    # the first container not to pass its first probe is named (viton may already serve by then)
+    assert code == 1 and re.search(rf"container {PROJECT}e-(viton|node2|node1) did not become healthy within 0 s",
+                                   out), out
     assert leftovers(f"{PROJECT}e") == []
     podman("volume", "rm", f"{PROJECT}e-var", check=False)
 
