@@ -172,8 +172,8 @@ class ContainerDeployment:
             for spec in wave:
                 if stopping.is_set():
                     return
+                self.started.append(spec.name)  # before run: a run that fails half-way may leave it created
                 self.engine(*spec.run_args(self.engine.name, self.project))
-                self.started.append(spec.name)
             for spec in wave:
                 self._wait_healthy(spec, stopping)
         self._export_certificate()
@@ -217,7 +217,7 @@ class ContainerDeployment:
 
     def stop(self) -> None:
         """Stop and remove the containers (at once) and the network this deployment made; drop the staged secrets."""
-        names = [n for n in (f"{self.project}-{r}" for r in self.roles) if self.engine.state(n)[0] != "missing"]
+        names = [n for n in self.started if self.engine.state(n)[0] != "missing"]  # never another's container
         if names:  # stop (SIGTERM, all at once; the restart policy leaves stopped ones alone), then remove
             self.engine("stop", "-t", str(cp.STOP_TIMEOUT_S), *names, check=False,
                         timeout_s=ENGINE_TIMEOUT_S + cp.STOP_TIMEOUT_S)

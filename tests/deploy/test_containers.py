@@ -244,6 +244,18 @@ def test_missing_secret_is_named(images: str, tmp_path: Path) -> None:
     assert leftovers(f"{PROJECT}e") == []
 
 
+def test_an_existing_container_of_that_name_is_left_alone(images: str, tmp_path: Path) -> None:
+    name = f"{PROJECT}e-node2"
+    podman("create", "--name", name, "virtual-mirror-node2:0.1.0")
+    try:
+        code, out = launch(tmp_path)
+        assert code == 1 and f"a container named {name} exists already" in out, out
+        assert podman("inspect", "--format", "{{.State.Status}}", name).stdout.strip() == "created"
+    finally:
+        podman("rm", "-f", name, check=False)
+    assert leftovers(f"{PROJECT}e") == []
+
+
 def test_port_in_use_is_named(images: str, tmp_path: Path) -> None:
     (port,) = free_ports(1)
     with socket.socket() as holder:
