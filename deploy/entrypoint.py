@@ -6,11 +6,13 @@
                                 compose files set it); torch threads = CPUs // it, as the supervisor
                                 gives its children on a host (mirror.launch.threads_per_child)
 
-node1 and viton run their one service in place of this process (exec), so it is the container's
-main process: a crash ends the container and the restart policy starts a new one. node2 runs the
-gvirtus backend and the gateway under the supervisor (mirror.launch), in that order, each waited
-for, a crashed one restarted; SIGTERM stops both. A missing or invalid configuration, or a secret
-file it names that was not mounted, exits with status 2 and one message naming it.
+The processes are the supervisor's for the role (mirror.launch.role_specs) less the VITON service,
+which has its own container. One process (node1: the web app; viton: the try-on service) runs in
+place of this one (exec), so it is the container's main process: a crash ends the container and the
+restart policy starts a new one. node2's two (gvirtus backend, gateway) run under the supervisor, in
+that order, each waited for, a crashed one restarted; SIGTERM stops both. A missing or invalid
+configuration, or a secret file it names that was not mounted, exits with status 2 and one message
+naming it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -26,9 +29,10 @@ from mirror import allocator  # noqa: E402
 from mirror import config as config_mod  # noqa: E402
 from mirror.errors import ConfigError, LaunchError  # noqa: E402
 
+if TYPE_CHECKING:
+    from mirror.launch import ChildSpec
+
 ROLES = ("node1", "node2", "viton")
-SINGLE_SERVICE = {"node1": "node1.web", "viton": "viton.service"}
-NODE2_SERVICES = ("gvirtus.backend", "node2.gateway")  # the VITON service has its own container
 FIX_READABLE = ("make the files readable by group 10001 on the host (chgrp -R 10001 DIR && chmod -R g+rX DIR), "
                 "or start with start_application.sh --containers, which mounts copies this user owns")
 EXIT_CONFIG = 2
@@ -87,14 +91,24 @@ def run_single(module: str) -> int:
     return EXIT_FAILED  # not reached
 
 
-def run_node2(cfg: config_mod.Config) -> int:
-    from mirror import logs
-    from mirror.launch import Supervisor, role_specs
+def container_specs(cfg: config_mod.Config, role: str) -> list[ChildSpec]:
+    """The supervisor's processes of `role` (mirror.launch.role_specs, so a moved module is followed)
+    without the VITON service, which runs in its own container; for "viton", that service alone."""
+    from mirror.launch import role_specs
 
-    specs = [s for s in role_specs(cfg, "node2") if s.name in NODE2_SERVICES]
+    viton = role_specs(cfg, "viton")
+    if role == "viton":
+        return viton
+    return [s for s in role_specs(cfg, role) if s.module != viton[0].module]
+
+
+def run_supervised(cfg: config_mod.Config, specs: list[ChildSpec]) -> int:
+    from mirror import logs
+    from mirror.launch import Supervisor
+
     set_threads(len(specs))
     logs.setup("mirror.launch", node="supervisor")
-    sup = Supervisor(cfg, "node2", specs=specs)
+    sup = Supervisor(cfg, os.environ["VM_ROLE"], specs=specs)
     signal.signal(signal.SIGTERM, lambda *_: sup.stopping.set())
     signal.signal(signal.SIGINT, lambda *_: sup.stopping.set())
     code = 0
@@ -121,9 +135,10 @@ def main() -> int:
         allocator.choice()  # a bad VM_ALLOCATOR stops here, with its message
     except ConfigError as exc:
         return fail(f"config error: {exc}")
-    if role in SINGLE_SERVICE:
-        return run_single(SINGLE_SERVICE[role])
-    return run_node2(cfg)
+    specs = container_specs(cfg, role)
+    if len(specs) == 1:
+        return run_single(specs[0].module)
+    return run_supervised(cfg, specs)
 
 
 if __name__ == "__main__":
