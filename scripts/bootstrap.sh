@@ -19,8 +19,13 @@ log() { printf '%s bootstrap %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 # 127.0.0.1:6379, which Virtual Mirror does not use: `systemctl disable --now redis-server` if unwanted)
 APT_RUNTIME=(iproute2 rdma-core ibverbs-providers python3-pyverbs libtcmalloc-minimal4 redis-server)
 APT_DEV=(chromium chromium-driver)
+# Containers (scripts/build_images.sh, start_application.sh --containers, tests/deploy): with --dev or
+# VM_CONTAINERS=1. No recommends: rootful podman needs neither slirp4netns nor catatonit (the images
+# bring tini); dnsname lets the LOCAL containers find each other by name.
+APT_CONTAINERS=(podman runc iptables debootstrap podman-compose golang-github-containernetworking-plugin-dnsname)
 want=("${APT_RUNTIME[@]}")
 (( DEV )) && want+=("${APT_DEV[@]}")
+if (( DEV )) || [[ -n "${VM_CONTAINERS:-}" ]]; then want+=("${APT_CONTAINERS[@]}"); fi
 if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null && [[ -z "${VM_SKIP_APT:-}" ]]; then
   missing=()
   for p in "${want[@]}"; do
