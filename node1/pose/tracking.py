@@ -185,10 +185,11 @@ class PoseTracker:
             kept.append(handle)
             crop = run.call("pose_crop", handle, roi_t, keep=True)
             kept.extend(crop)
-            stage2 = run.call("pose_landmarks", crop[0], roi_t, keep=True)
-            kept.extend(stage2)
-            landmarks, world, presence, seg = stage2
-            landmarks, world, presence, mask = run.call("pose_mask", handle, seg, roi_t, landmarks, world, presence)
+            # small outputs come back; the segmentation stays for the mask (per-output keep)
+            landmarks, world, presence, seg = run.call("pose_landmarks", crop[0], roi_t,
+                                                       keep=[False, False, False, True])
+            kept.append(seg)
+            (mask,) = run.call("pose_mask", handle, seg, roi_t)
         finally:
             run.release(*kept)
         if float(presence[0]) <= MIN_PRESENCE:
