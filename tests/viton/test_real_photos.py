@@ -41,10 +41,11 @@ _PEOPLE: dict[tuple[str, bool], PersonData] = {}
 
 def preprocessed(name: str, photo: np.ndarray, flip: bool) -> PersonData:
     """Real preprocessing of the photo (or its mirror image), once per test session."""
-    from node1.cli.tryon import _person
+    from node1.preprocess import preprocess
 
     if (name, flip) not in _PEOPLE:
-        _PEOPLE[name, flip] = _person(np.ascontiguousarray(photo[:, ::-1] if flip else photo))
+        pre = preprocess(np.ascontiguousarray(photo[:, ::-1] if flip else photo), device="cpu")
+        _PEOPLE[name, flip] = PersonData(image=pre.image, parse=pre.parse, keypoints=pre.body25)
     return _PEOPLE[name, flip]
 
 
