@@ -24,7 +24,8 @@ if (( containers )); then
   fi
   mkdir -p secrets && chmod 700 secrets
   for name in gvirtus.token operator.token; do  # as scripts/bootstrap.sh: generated once, mode 600
-    [[ -s secrets/$name ]] || (umask 077; python3 -c 'import secrets; print(secrets.token_urlsafe(32))' > "secrets/$name")
+    [[ -s secrets/$name ]] ||
+      (umask 077; python3 -c 'import secrets; print(secrets.token_urlsafe(32))' > "secrets/$name")
   done
   exec python3 -I mirror/containers.py "${args[@]}"  # -I: no PYTHON* variables, no script dir on the path
 fi

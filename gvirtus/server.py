@@ -218,7 +218,8 @@ class Servicer(pb_grpc.GvirtusServicer):
         return pb.Empty()
 
     @unary
-    def MemcpyHtoD(self, request_iterator: Iterator[pb.CopyChunk], context: grpc.ServicerContext) -> pb.Empty:  # noqa: N802
+    def MemcpyHtoD(  # noqa: N802
+            self, request_iterator: Iterator[pb.CopyChunk], context: grpc.ServicerContext) -> pb.Empty:
         s = self._session(context)
         dst: torch.Tensor | None = None
         pos = 0
@@ -248,7 +249,8 @@ class Servicer(pb_grpc.GvirtusServicer):
         return pb.DataChunk(data=src[request.offset:request.offset + nbytes].cpu().numpy().tobytes())
 
     @streaming
-    def MemcpyDtoH(self, request: pb.ReadRequest, context: grpc.ServicerContext) -> Iterator[pb.DataChunk]:  # noqa: N802
+    def MemcpyDtoH(  # noqa: N802
+            self, request: pb.ReadRequest, context: grpc.ServicerContext) -> Iterator[pb.DataChunk]:
         s = self._session(context)
         src = byte_view(s.get(request.handle), f"handle {request.handle}")
         nbytes = request.nbytes or max(src.numel() - request.offset, 0)

@@ -33,7 +33,9 @@ if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null && [[ -z "${VM_SKIP_APT:
   done
   if (( ${#missing[@]} )); then
     log "installing apt packages: ${missing[*]}"
-    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >/tmp/vm-apt.log 2>&1; then
+    if ! { apt-get update -qq &&
+           DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"; \
+         } >/tmp/vm-apt.log 2>&1; then
       log "WARNING: apt install failed (see /tmp/vm-apt.log); features needing ${missing[*]} will be skipped"
     fi
   fi

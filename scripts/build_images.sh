@@ -80,7 +80,8 @@ fi
 # --- 1. base ------------------------------------------------------------------------------------
 make_base() {
   [[ $(id -u) == 0 ]] || die "making $DEFAULT_BASE needs root (debootstrap); or pass --base IMAGE"
-  command -v debootstrap >/dev/null || die "debootstrap is not installed (apt-get install debootstrap); or pass --base IMAGE"
+  command -v debootstrap >/dev/null ||
+    die "debootstrap is not installed (apt-get install debootstrap); or pass --base IMAGE"
   local mirror="${VM_DEBIAN_MIRROR:-}"
   if [[ -z "$mirror" ]]; then
     mirror=$(sed -n 's/^URIs: *\(\S*debian\)\/*$/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1)

@@ -40,7 +40,10 @@ fi
 export PYTHONPATH=$SRC${PYTHONPATH:+:$PYTHONPATH}
 
 banner() { echo; echo "===== $* ($(date -u +%H:%M:%S) UTC)"; }
-timed() { local t0=$SECONDS; "$@"; local rc=$?; echo "[rc=$rc, ${SECONDS}s total so far, $((SECONDS - t0)) s this step]"; return $rc; }
+timed() {
+  local t0=$SECONDS; "$@"; local rc=$?
+  echo "[rc=$rc, ${SECONDS}s total so far, $((SECONDS - t0)) s this step]"; return $rc
+}
 
 phase_check() {
     banner "machine (commit $COMMIT)"
@@ -111,7 +114,9 @@ phase_pose() {   # the pose path alone (tests, oracle, benches): a quick re-chec
     timed "$PY" bench/preprocess_bench.py --threads 2 --runs "${RUNS:-20}" --backend-device cuda
 }
 
-cuda_or_cpu() { "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" && echo cuda || echo cpu; }
+cuda_or_cpu() {
+  "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" && echo cuda || echo cpu
+}
 
 phase_bench_gv() {
     local cuda

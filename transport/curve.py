@@ -25,6 +25,8 @@ from transport.errors import TransportError
 
 AUTHORIZED_DIR = "authorized_clients"
 
+HANDSHAKE_HINT = "check transport.secure and the keys in transport.curve_key_dir on both nodes"
+
 
 class CurveKeyError(TransportError):
     """The CurveZMQ key folder is missing a file or holds an unreadable one."""

@@ -1,17 +1,14 @@
 """TCP channel over pyzmq, client side (DEALER); the server side (ROUTER) is tcp_server.py.
 
-Wire: the DEALER sends `encode(frame)` parts (`copy=False`); the ROUTER receives
-`[peer_identity, *parts]` and answers `[peer_identity, *encode(reply)]` with the same request id.
+Wire: the DEALER sends `encode(frame)` parts; the ROUTER receives `[peer_identity, *parts]` and
+answers `[peer_identity, *encode(reply)]` with the same request id. Client threads share the DEALER
+under one lock and send and read themselves (see TcpClient).
 
-Client threads share the DEALER under one lock and send/read themselves (see TcpClient); the
-server's socket belongs to its I/O thread, and replies from other threads reach it through a
-deque plus an eventfd its poller watches, so they go out without a polling delay.
-
-Liveness: the client sends a `ping` when idle for HEARTBEAT_INTERVAL_S; a request with
-nothing heard from the peer for HEARTBEAT_TIMEOUT_S fails with PeerUnavailable, and a dropped
-connection (peer restarted) fails the requests in flight at once; zmq reconnects with capped
-backoff. Bounded: SNDHWM/RCVHWM, `max_in_flight` per client, `max_outstanding` per server (it
-stops reading when its handler is that far behind).
+Liveness: the client sends a `ping` when idle for HEARTBEAT_INTERVAL_S; a request with nothing heard
+from the peer for HEARTBEAT_TIMEOUT_S fails with PeerUnavailable, and a dropped connection (peer
+restarted) fails the requests in flight at once; zmq reconnects with capped backoff. Bounded:
+SNDHWM/RCVHWM, `max_in_flight` per client, `max_outstanding` per server (it stops reading when its
+handler is that far behind).
 """
 
 from __future__ import annotations
@@ -44,29 +41,28 @@ from transport.base import (
     closed_error,
 )
 from transport.errors import ChannelClosed, FrameError, FrameTooLarge, PeerUnavailable, RequestTimeout, TransportError
-from transport.frames import DEFAULT_MAX_BYTES, MAX_HEADER_BYTES, Frame, decode, decode_header, encode
+from transport.frames import DEFAULT_MAX_BYTES, Frame, decode, decode_header, encode
 from transport.tcp_common import (
     CALLER_POLL_MAX_S,
     CALLER_SPIN_S,
+    CLOSE_JOIN_S,
     DEFAULT_HWM,
     ERROR_BACKOFF_S,
+    HANDSHAKE_FAILED,
     LOOP_TICK_S,
+    MONITOR_EVENTS,
     RECONNECT_IVL_MAX_MS,
     RECONNECT_IVL_MS,
     SPIN_MAX_BYTES,
-    ZERO_COPY_MIN_BYTES,
     Waker,
     drain_eventfd,
     nbytes,
+    new_socket,
     readable,
     recv_parts,
     send_parts,
     thread_eventfd,
 )
-
-MONITOR_EVENTS = (zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
-                  | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-                  | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 
 log = logging.getLogger("transport.tcp")
 
@@ -227,11 +223,10 @@ class TcpClient(ClientChannel):
             poller.poll(max(1, int(min(left, CALLER_POLL_MAX_S) * 1000)))
 
     def close(self) -> None:
-        if self._closed.is_set():
-            return
-        self._closed.set()
-        self._waker.wake()
-        self._thread.join(timeout=5.0)
+        if not self._closed.is_set():
+            self._closed.set()
+            self._waker.wake()
+            self._thread.join(timeout=CLOSE_JOIN_S)
         self._inflight.fail_all(closed_error(self.info.endpoint))
 
     @property
@@ -240,14 +235,9 @@ class TcpClient(ClientChannel):
 
     # -- socket ------------------------------------------------------------------------------
     def _open_socket(self) -> tuple[zmq.Socket, zmq.Socket, int]:
-        sock = self._ctx.socket(zmq.DEALER)
-        sock.linger = 0
-        sock.sndhwm = self._hwm
-        sock.rcvhwm = self._hwm
-        sock.copy_threshold = ZERO_COPY_MIN_BYTES
+        sock = new_socket(self._ctx, zmq.DEALER, self._hwm, self._max_bytes)
         sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
-        sock.setsockopt(zmq.MAXMSGSIZE, self._max_bytes + MAX_HEADER_BYTES)
         if self._curve is not None:
             curve_mod.apply_client(sock, self._curve)
         monitor = sock.get_monitor_socket(MONITOR_EVENTS)
@@ -316,10 +306,9 @@ class TcpClient(ClientChannel):
         return poller, fds
 
     def _poll_timeout_ms(self, now: float) -> int:
-        wait = min(LOOP_TICK_S, self._last_sent + self._hb_interval - now)
         deadline = self._inflight.next_deadline()
-        if deadline is not None:
-            wait = min(wait, deadline - now)
+        until_deadline = LOOP_TICK_S if deadline is None else deadline - now
+        wait = min(LOOP_TICK_S, self._last_sent + self._hb_interval - now, until_deadline)
         return max(0, int(wait * 1000)) if not self._outbox else min(int(LOOP_TICK_S * 1000), 1)
 
     # The methods below run with self._lock held.
@@ -356,11 +345,9 @@ class TcpClient(ClientChannel):
 
     def _reject_reply(self, parts: list[Any], exc: FrameError) -> None:
         try:
-            rid = decode_header(parts[0])["id"]
+            self._inflight.fail(decode_header(parts[0])["id"], exc)
         except (FrameError, IndexError):
             log.warning("malformed reply from %s dropped: %s", self.info.endpoint, exc)
-            return
-        self._inflight.fail(rid, exc)
 
     def _on_monitor(self, now: float) -> None:
         while True:
@@ -372,10 +359,8 @@ class TcpClient(ClientChannel):
             if kind in (zmq.EVENT_CONNECTED, zmq.EVENT_HANDSHAKE_SUCCEEDED):
                 self.connected = kind == zmq.EVENT_HANDSHAKE_SUCCEEDED or self._curve is None
                 self._problem = ""
-            elif kind & (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-                         | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL):
-                self._problem = (" (CurveZMQ handshake failed: check transport.secure and the keys in "
-                                 "transport.curve_key_dir on both nodes)")
+            elif kind & HANDSHAKE_FAILED:
+                self._problem = f" (CurveZMQ handshake failed: {curve_mod.HANDSHAKE_HINT})"
             elif kind == zmq.EVENT_DISCONNECTED:
                 self.connected = False
                 self._drain(now)  # replies that made it before the drop still count

@@ -8,7 +8,7 @@ from typing import Any, cast
 
 import zmq
 
-from transport.frames import view
+from transport.frames import MAX_HEADER_BYTES, view
 
 DEFAULT_HWM = 32                  # messages queued per socket direction before pushing back
 RECONNECT_IVL_MS = 100            # zmq reconnect backoff: first retry ...
@@ -26,6 +26,24 @@ REPLY_RETRY_MS = 1                # server: retry interval for replies held back
 ZERO_COPY_MIN_BYTES = 512 * 1024
 ERROR_BACKOFF_S = 0.05            # pause after an unexpected error in an I/O turn, before the next
 RECV_BATCH = 64                   # server: messages read per turn before sending replies again
+CLOSE_JOIN_S = 5.0                # close(): longest wait for the I/O thread to finish
+
+HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+MONITOR_EVENTS = zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | HANDSHAKE_FAILED
+
+
+def new_socket(ctx: zmq.Context, kind: int, hwm: int, max_message_bytes: int) -> zmq.Socket:
+    """A socket of `kind` (zmq.DEALER / zmq.ROUTER) with the channel's common options: no linger,
+    `hwm` messages each way, zero-copy from ZERO_COPY_MIN_BYTES, messages over `max_message_bytes`
+    (plus the header) refused by zmq itself."""
+    sock = ctx.socket(kind)
+    sock.linger = 0
+    sock.sndhwm = hwm
+    sock.rcvhwm = hwm
+    sock.copy_threshold = ZERO_COPY_MIN_BYTES
+    sock.setsockopt(zmq.MAXMSGSIZE, max_message_bytes + MAX_HEADER_BYTES)
+    return sock
 
 
 # pyzmq's Cython socket methods, called directly: the Python wrappers (send_multipart,

@@ -1,4 +1,8 @@
-"""TCP channel, server side: a zmq ROUTER serving `transport.tcp` clients (see tcp.py for the wire)."""
+"""TCP channel, server side: a zmq ROUTER serving `transport.tcp` clients (see tcp.py for the wire).
+
+The socket belongs to the server's I/O thread; replies from other threads reach it through a deque
+plus an eventfd its poller watches, so they go out without a polling delay.
+"""
 
 from __future__ import annotations
 
@@ -24,8 +28,9 @@ from transport.base import (
     error_code,
 )
 from transport.errors import FrameError, TransportError
-from transport.frames import DEFAULT_MAX_BYTES, MAX_HEADER_BYTES, Frame, decode, decode_header, encode, error_frame
+from transport.frames import DEFAULT_MAX_BYTES, Frame, decode, decode_header, encode, error_frame
 from transport.tcp_common import (
+    CLOSE_JOIN_S,
     DEFAULT_HWM,
     ERROR_BACKOFF_S,
     LOOP_TICK_S,
@@ -33,9 +38,9 @@ from transport.tcp_common import (
     REPLY_RETRY_MS,
     SERVER_SPIN_S,
     SPIN_MAX_BYTES,
-    ZERO_COPY_MIN_BYTES,
     Waker,
     nbytes,
+    new_socket,
     readable,
     recv_parts,
     send_parts,
@@ -74,13 +79,8 @@ class TcpServer(ServerChannel):
 
     def start(self) -> str:
         self._ctx = zmq.Context(io_threads=1)
-        sock = self._ctx.socket(zmq.ROUTER)
-        sock.linger = 0
-        sock.sndhwm = self._hwm
-        sock.rcvhwm = self._hwm
+        sock = new_socket(self._ctx, zmq.ROUTER, self._hwm, self._max_bytes)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        sock.copy_threshold = ZERO_COPY_MIN_BYTES
-        sock.setsockopt(zmq.MAXMSGSIZE, self._max_bytes + MAX_HEADER_BYTES)
         if self._curve is not None:
             self._auth = zmq.auth.thread.ThreadAuthenticator(self._ctx, log=logging.getLogger("transport.auth"))
             self._auth.start()
@@ -105,7 +105,7 @@ class TcpServer(ServerChannel):
             return
         self._closed.set()
         self._waker.wake()
-        self._thread.join(timeout=5.0)
+        self._thread.join(timeout=CLOSE_JOIN_S)
 
     def _stop_ctx(self) -> None:
         if self._auth is not None:

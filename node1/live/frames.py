@@ -51,7 +51,8 @@ HINT_BORDER_PX = 6
 class FrameResult:
     """image: (H, W, 3) uint8 RGB at the input's size; status: "dressed" | "no_person" | "error";
     code: the error code when status is "error"; timings_ms: pose, parsing, tryon (node 2's leg), total;
-    scale: the processing scale used; detected: the pose detector ran on this frame."""
+    scale: the processing scale used; detected: the pose detector ran on this frame; garment: the catalog
+    id this frame was dressed in (the one worn when its second half began)."""
 
     image: np.ndarray
     status: str
@@ -59,6 +60,7 @@ class FrameResult:
     detected: bool = False
     code: str = ""
     timings_ms: dict[str, float] = field(default_factory=dict)
+    garment: str = ""
 
 
 @dataclass
@@ -149,14 +151,16 @@ class FramePipeline:
         self.tracker = PoseTracker()
         self.smoother = OneEuroFilter(LANDMARK_MIN_CUTOFF_HZ, LANDMARK_BETA)
         self.scaler = ScaleController(1000.0 / target_fps)
-        self.garment_id = ""
-        self.garment: Any = None
+        self.wearing: tuple[str, Any] = ("", None)   # (catalog id, garment): one attribute, swapped whole
         self.set_garment(garment_id)
+
+    @property
+    def garment_id(self) -> str:
+        return self.wearing[0]
 
     def set_garment(self, garment_id: str) -> None:
         """Wear another garment from the next frame on. Raises UnknownGarment (the catalog's)."""
-        self.garment = self.runner.catalog.garment(garment_id)
-        self.garment_id = garment_id
+        self.wearing = (garment_id, self.runner.catalog.garment(garment_id))
 
     def _preprocess(self, frame: np.ndarray, device: Any, t: float) -> Preprocessed:
         """Pose (tracking) + smoothed landmarks + parsing of one frame on `device` (Runner.preprocess_frame)."""
@@ -215,9 +219,10 @@ class FramePipeline:
         timings = dict(p.timings)
         status, code = p.status, p.code
         image = p.full
+        garment_id, garment = self.wearing   # one read: a switch lands between frames, never inside one
         if p.pre is not None:
             try:
-                dressed = self.runner.dress(p.pre, self.garment, FRAME_TRYON_TIMEOUT_S)
+                dressed = self.runner.dress(p.pre, garment, FRAME_TRYON_TIMEOUT_S)
                 timings["tryon"] = dressed.transfer_ms + dressed.tryon_ms
                 image, status = _composite(p.full, p.work, dressed.image), "dressed"
             except TryOnError as exc:
@@ -233,7 +238,7 @@ class FramePipeline:
         # the slower half sets the frame interval when the halves overlap (two threads)
         self.scaler.update(max(timings["prepare"], (time.perf_counter() - t1) * 1000.0))
         return FrameResult(image=image, status=status, scale=p.scale, detected=p.detected, code=code,
-                           timings_ms=timings)
+                           timings_ms=timings, garment=garment_id)
 
 
 def _composite(full: np.ndarray, work: np.ndarray, dressed: np.ndarray) -> np.ndarray:

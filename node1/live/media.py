@@ -72,6 +72,7 @@ class LiveSession:
         self._dresser = threading.Thread(target=self._dress_loop, name=f"live-{session_id[:8]}-dress", daemon=True)
         self._tasks: list[asyncio.Task[None]] = []
         self._delivered: list[tuple[float, float]] = []   # (when, latency ms) of recent output frames
+        self._shown_garment = pipeline.garment_id         # the garment of the newest frame sent
 
     async def start(self, offer_sdp: str) -> None:
         pc = self.pc
@@ -89,7 +90,7 @@ class LiveSession:
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
-            if pc.connectionState == "failed":
+            if pc.connectionState in ("failed", "closed"):   # the watchdog ends it on its next round
                 self.failed = True
 
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
@@ -179,6 +180,9 @@ class LiveSession:
         self.output.put(out)
         self._delivered.append((now, latency_ms))
         self._last_result = result
+        if result.garment and result.garment != self._shown_garment:   # a switch is acknowledged when
+            self._shown_garment = result.garment                       # its first frame goes out
+            self._send({"type": "garment", "garment": result.garment})
 
     def send_stats(self, now: float) -> None:
         """Once a second on the data channel: delivered fps, server-side latency, scale, status."""
@@ -218,8 +222,6 @@ class LiveSession:
             await asyncio.get_running_loop().run_in_executor(None, self.switch, garment)
         except UnknownLiveGarment as exc:
             self._send({"type": "error", "error": {"code": exc.code, "message": exc.message}})
-            return
-        self._send({"type": "garment", "garment": garment})
 
     async def close(self) -> None:
         with self._cond:

@@ -15,9 +15,10 @@ asyncio.run_coroutine_threadsafe. Each session has:
     name like node1.web's runner factory, so the web app's import graph stays free of the models) and
     hands the result to
   * an output track whose recv() returns the newest processed frame (a one-slot queue again);
-  * a data channel (any label) taking {"garment": ID} switches and sending stats once a second.
+  * a data channel (any label) taking {"garment": ID} switches, answered {"type": "garment", "garment": ID}
+    when the first frame dressed in it is sent, and sending stats once a second.
 A watchdog closes sessions whose peer sent no frame for idle_timeout_s (a vanished peer), that ran
-longer than max_duration_s, or whose connection failed. Frames live only in memory, one at a time.
+longer than max_duration_s, or whose connection failed or was closed. Frames live only in memory, one at a time.
 """
 
 from __future__ import annotations

@@ -53,31 +53,39 @@ class GatewayLink:
 
 
 class DistributedHealth:
-    """The runner's part of GET /health, probed at most every HEALTH_CACHE_S: node 2's own health
-    document (its `status` included) and the gvirtus device's, if a session is open. The models are
-    read from what is loaded; `needs` is the set the configured device runs ("portable" for gvirtus,
-    "cpu" for the local CPU)."""
+    """The runner's part of GET /health. What crosses the network (node 2's own health document, its
+    `status` included, and the gvirtus device's properties if a session is open) is probed at most every
+    HEALTH_CACHE_S; the preprocessing device's own state (breaker, last served by, reconnecting) and the
+    loaded models are read fresh on every call. `needs` is the model set the configured device runs
+    ("portable" for gvirtus, "cpu" for the local CPU)."""
 
     def __init__(self, link: GatewayLink, device: Any, needs: str = "portable") -> None:
         self.link = link
         self.device = device
         self.needs = needs
         self._lock = threading.Lock()
-        self._cached: tuple[float, RunnerHealth] | None = None
+        self._cached: tuple[float, dict[str, Any]] | None = None
 
     def __call__(self) -> RunnerHealth:
         with self._lock:
             now = time.monotonic()
             if self._cached is None or now - self._cached[0] >= HEALTH_CACHE_S:
                 self._cached = (now, self._probe())
-            return self._cached[1]
-
-    def _probe(self) -> RunnerHealth:
+            probed = self._cached[1]
         models = loaded_models()
         details: dict[str, Any] = {"preprocess_breaker": self.device.breaker.state,
                                    "preprocess_last_served_by": self.device.last_served_by or "none yet",
                                    "preprocess_reconnecting": self.device.reconnecting,
-                                   "models": models, "transport_reason": self.link.client.channel.info.reason}
+                                   "models": models, "transport_reason": self.link.client.channel.info.reason,
+                                   **probed["details"]}
+        loaded = sorted({m for names in models.values() for m in names})
+        return RunnerHealth(models_loaded=loaded, transport=self.link.transport,
+                            node2_reachable=probed["reachable"], gpu=probed["gpu"], details=details,
+                            node2_status=probed["status"], models_ready=bool(models[self.needs]))
+
+    def _probe(self) -> dict[str, Any]:
+        """The network's part: {"reachable", "status", "gpu", "details": node2 / node2_error / gvirtus_error}."""
+        details: dict[str, Any] = {}
         reachable, status = False, None
         try:
             reply = self.link.health(timeout_s=HEALTH_PROBE_TIMEOUT_S)
@@ -86,10 +94,7 @@ class DistributedHealth:
             status = str(reply.meta.get("status", "unknown")) if reachable else None
         except Exception as exc:  # noqa: BLE001 - health reports whatever went wrong
             details["node2_error"] = f"{type(exc).__name__}: {exc}"
-        loaded = sorted({m for names in models.values() for m in names})
-        return RunnerHealth(models_loaded=loaded, transport=self.link.transport, node2_reachable=reachable,
-                            gpu=self._gpu(details), details=details, node2_status=status,
-                            models_ready=bool(models[self.needs]))
+        return {"reachable": reachable, "status": status, "gpu": self._gpu(details), "details": details}
 
     def _gpu(self, details: dict[str, Any]) -> dict[str, Any] | None:
         remote = self.device.remote_session()  # the live session, if any; health never opens one

@@ -50,7 +50,8 @@ class InProcessLink:
                                                np.asarray(garment.landmarks, np.float32), garment_kind=garment.kind,
                                                garment_id=garment.id, origin_id=rid)
         answer: Future[Frame] = Future()
-        self.service.handle(Frame(Kind.TRYON, rid, meta=meta, tensors=tensors), answer.set_result)  # type: ignore[arg-type]
+        request = Frame(Kind.TRYON, rid, meta=meta, tensors=tensors)  # type: ignore[arg-type]
+        self.service.handle(request, answer.set_result)
         try:
             return answer.result(timeout=timeout_s)
         except FutureTimeout as exc:

@@ -36,7 +36,8 @@ def start_gateway(config_path: Path, prefix: list[str] | None = None) -> tuple[s
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([r], [], [], left)[0]:
                 stop(proc)
-                raise RuntimeError(f"gateway not ready in {READY_TIMEOUT_S}s: {proc.stdout.read()!r}")  # type: ignore[union-attr]
+                out = proc.stdout.read() if proc.stdout else b""
+                raise RuntimeError(f"gateway not ready in {READY_TIMEOUT_S}s: {out!r}")
             chunk = os.read(r, 4096)
             if not chunk:
                 stop(proc)

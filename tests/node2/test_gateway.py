@@ -6,6 +6,7 @@ import json
 import re
 import urllib.error
 import urllib.request
+from typing import Any
 
 import numpy as np
 import pytest
@@ -26,7 +27,7 @@ def _metrics(running) -> str:  # type: ignore[no-untyped-def]
         return r.read().decode()
 
 
-def test_tryon_fetches_garment_once_then_uses_cache(gateway_config, gateway, viton: TinyViton) -> None:  # type: ignore[no-untyped-def]
+def test_tryon_fetches_garment_once_then_uses_cache(gateway_config: Any, gateway: Any, viton: TinyViton) -> None:
     garment = make_garment()
     person = person_tensors()
     with _client(gateway_config) as client:
@@ -51,14 +52,14 @@ def test_tryon_fetches_garment_once_then_uses_cache(gateway_config, gateway, vit
     assert 'transport_bytes_total{direction="in"}' in text
 
 
-def test_viton_error_is_relayed(gateway_config, gateway, viton: TinyViton) -> None:  # type: ignore[no-untyped-def]
+def test_viton_error_is_relayed(gateway_config: Any, gateway: Any, viton: TinyViton) -> None:
     viton.fail_code = "engine_failed"
     with _client(gateway_config) as client:
         r = client.tryon(person_tensors(), make_garment(), timeout_s=10)
     assert (r.kind, r.meta["code"], r.meta["message"]) == ("error", "engine_failed", "told to fail")
 
 
-def test_viton_down_gives_typed_error(gateway_config, gateway, viton: TinyViton) -> None:  # type: ignore[no-untyped-def]
+def test_viton_down_gives_typed_error(gateway_config: Any, gateway: Any, viton: TinyViton) -> None:
     viton.close()
     with _client(gateway_config) as client:
         client.put_garment(make_garment(), timeout_s=5)
@@ -78,7 +79,7 @@ def test_viton_down_gives_typed_error(gateway_config, gateway, viton: TinyViton)
     assert body["status"] == "degraded" and body["viton"]["reachable"] is False
 
 
-def test_bad_requests_get_clear_errors(gateway_config, gateway) -> None:  # type: ignore[no-untyped-def]
+def test_bad_requests_get_clear_errors(gateway_config: Any, gateway: Any) -> None:
     garment = make_garment()
     with _client(gateway_config) as client:
         with pytest.raises(InvalidRequest, match="'parse' must be uint8"):
@@ -98,7 +99,7 @@ def test_bad_requests_get_clear_errors(gateway_config, gateway) -> None:  # type
         assert client.tryon(person_tensors(), garment, timeout_s=10).kind == "result"
 
 
-def test_malformed_frames_counted_and_gateway_keeps_serving(gateway_config, gateway) -> None:  # type: ignore[no-untyped-def]
+def test_malformed_frames_counted_and_gateway_keeps_serving(gateway_config: Any, gateway: Any) -> None:
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.linger, sock.rcvtimeo = 0, 5000
     sock.connect(gateway_endpoint(gateway_config))
@@ -119,7 +120,7 @@ def test_malformed_frames_counted_and_gateway_keeps_serving(gateway_config, gate
         assert client.tryon(person_tensors(), make_garment(), timeout_s=10).kind == "result"
 
 
-def test_health_endpoint(gateway_config, gateway) -> None:  # type: ignore[no-untyped-def]
+def test_health_endpoint(gateway_config: Any, gateway: Any) -> None:
     with urllib.request.urlopen(f"http://{gateway.health.address}/health", timeout=20) as r:
         body = json.loads(r.read())
     assert body["status"] == "ok" and body["viton"]["reachable"] is True
@@ -133,7 +134,7 @@ def test_health_endpoint(gateway_config, gateway) -> None:  # type: ignore[no-un
     assert e.value.code == 404
 
 
-def test_health_frame_does_not_block_the_channel(gateway_config, gateway, viton: TinyViton) -> None:  # type: ignore[no-untyped-def]
+def test_health_frame_does_not_block_the_channel(gateway_config: Any, gateway: Any, viton: TinyViton) -> None:
     """With VITON gone, a `health` frame waits for its ping timeout, but other requests do not wait behind it."""
     import time
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from transport import Frame, PeerUnavailable, TcpClient
 from transport.endpoints import gateway_endpoint
 
 
-def test_ready_then_sigterm_stops_cleanly(gateway_config, viton: TinyViton, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_ready_then_sigterm_stops_cleanly(gateway_config: Any, viton: TinyViton, tmp_path: Path) -> None:
     proc, info = start_gateway(write_config(tmp_path / "cfg.json", gateway_config))
     try:
         assert info["component"] == "node2.gateway"

@@ -4,6 +4,8 @@ gateway serves try-ons on its RDMA channel as on TCP; it says nothing about real
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from node1.tryon.node2_client import TryOnClient
@@ -13,7 +15,7 @@ from tests.transport.fake_verbs import CM_VERBS
 from transport import connect
 
 
-def test_auto_prefers_rdma_and_gateway_serves_it(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_auto_prefers_rdma_and_gateway_serves_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import transport.rdma as rdma
     from node2.gateway import start
 

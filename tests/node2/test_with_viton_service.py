@@ -40,7 +40,8 @@ def test_tryon_through_gateway_and_real_viton_service(tmp_path: Path, astronaut:
     try:
         deadline = time.monotonic() + SERVICE_START_TIMEOUT_S
         while not (tmp_path / "viton.sock").exists():
-            assert service.poll() is None and time.monotonic() < deadline, service.stdout.read()  # type: ignore[union-attr]
+            out = service.stdout
+            assert service.poll() is None and time.monotonic() < deadline, out.read() if out else ""
             time.sleep(0.2)
         running = start(cfg)
         garment = load_catalog(tmp_path / "catalog").garments[0]

@@ -32,8 +32,8 @@ def test_state_dict_equals_manifest(nets: dict[str, nn.Module], manifest: dict[s
 
 def test_alias_uses_legacy_spectral_norm_metadata(nets: dict[str, nn.Module], manifest: dict[str, Any]) -> None:
     state = nets["alias"].state_dict()
-    versions = {meta["spectral_norm"]["weight.version"] for meta in state._metadata.values()  # type: ignore[attr-defined]
-                if "spectral_norm" in meta}
+    metadata = state._metadata  # type: ignore[attr-defined]
+    versions = {meta["spectral_norm"]["weight.version"] for meta in metadata.values() if "spectral_norm" in meta}
     assert versions == set(manifest["alias"]["spectral_norm_metadata_versions"])
     sn_modules = sorted(k.removesuffix(".weight_orig") for k in state if k.endswith(".weight_orig"))
     assert sn_modules == sorted(manifest["alias"]["spectral_norm_modules"])

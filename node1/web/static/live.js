@@ -140,7 +140,9 @@
     }
     if (live.pc) live.pc.close();
     if (live.stream) for (const t of live.stream.getTracks()) t.stop();
-    Object.assign(live, { pc: null, channel: null, stream: null, session: null, timer: null, last: null, server: null });
+    Object.assign(live, {
+      pc: null, channel: null, stream: null, session: null, timer: null, last: null, server: null,
+    });
     els.video.srcObject = null;
     els.start.disabled = false;
     els.stop.disabled = true;
