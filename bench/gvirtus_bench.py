@@ -156,7 +156,7 @@ def bench_small_ops(dev: gvirtus.RemoteDevice, n_pipe: int, n_block: int) -> dic
         a = a + 1
     a.cpu()                                   # the last op's result: every op done
     pipelined = n_pipe / (time.perf_counter() - t0)
-    pipe = dev.pipeline()
+    pipe = dev.op_stream()
     t0 = time.perf_counter()
     for _ in range(n_block):
         a = a + 1

@@ -60,7 +60,7 @@ def _round(image: np.ndarray, device: Any, rows: dict[str, list[float]]) -> None
     (the two-step path), with the bytes each path sent to a remote device's backend."""
     from node1.parsing import parse_person
     from node1.pose import estimate_pose
-    from node1.preprocess import preprocess
+    from node1.tryon.preprocess import preprocess
 
     sent = _wire_bytes(device)
     c = time.process_time()

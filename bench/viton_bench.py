@@ -3,7 +3,7 @@ run, and fidelity on the repo's real photos.
 
 Input for the timings: skimage's astronaut through node 1's real preprocessing, cropped to 512x384
 and (upscaled 2x, keypoints scaled) to 1024x768, dressed in the first demo garment (a t-shirt);
-with --person drawn (or when node1.preprocess / garments.demo are missing) a drawn person with an
+with --person drawn (or when node1.tryon.preprocess / garments.demo are missing) a drawn person with an
 exact parse and a drawn t-shirt.
 
     .venv/bin/python bench/viton_bench.py [--repeat N] [--rounds R] [--baseline-ref REF] [--json]
@@ -64,7 +64,7 @@ def make_inputs(kind: str, path: Path) -> str:
         from skimage import data
 
         from garments.demo import DEMO_DESIGNS, render_garment
-        from node1.preprocess import preprocess
+        from node1.tryon.preprocess import preprocess
     except ImportError as exc:
         from viton_synth import drawn_person, make_garment
 

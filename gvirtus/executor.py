@@ -42,7 +42,7 @@ def translate(exc: BaseException) -> GvirtusError:
     return RemoteExecutionError(f"{type(exc).__name__}: {exc}")
 
 
-class PipelineExecutor:
+class OpExecutor:
     """Runs PipelineBatches for sessions on one device."""
 
     def __init__(self, device: torch.device) -> None:

@@ -51,7 +51,7 @@ class RemoteDevice:
         self._generation = itertools.count(1)
         self.generation = next(self._generation)
         self._modules: dict[str, RemoteModule] = {}
-        self._pipeline: Any = None
+        self._op_stream: Any = None
 
     # session ------------------------------------------------------------------------
     @property
@@ -77,7 +77,7 @@ class RemoteDevice:
         """Open a new session on a new channel (after RemoteDeviceLost). Old handles are gone;
         registered modules re-register themselves on their next call."""
         with self._lock:
-            self._close_pipeline()
+            self._close_op_stream()
             self._conn.close()
             self._conn = Connection(self._target, self._token, **self._options)
             self.generation = next(self._generation)
@@ -86,13 +86,13 @@ class RemoteDevice:
     def close(self) -> None:
         """Close the session: the backend frees every handle and module reference of it."""
         with self._lock:
-            self._close_pipeline()
+            self._close_op_stream()
             self._conn.close()
 
-    def _close_pipeline(self) -> None:
-        if self._pipeline is not None:
-            self._pipeline.close()
-            self._pipeline = None
+    def _close_op_stream(self) -> None:
+        if self._op_stream is not None:
+            self._op_stream.close()
+            self._op_stream = None
 
     def __enter__(self) -> RemoteDevice:
         return self
@@ -115,7 +115,7 @@ class RemoteDevice:
 
     def ping_stream(self) -> None:
         """A null call on the session's op stream (opened on first use): an empty synchronising call."""
-        self.pipeline().sync()
+        self.op_stream().sync()
 
     def properties(self) -> dict[str, Any]:
         """name, device_type ("cpu"/"cuda"), device, total_memory / free_memory (bytes), capability,
@@ -212,8 +212,8 @@ class RemoteDevice:
 
     def synchronize(self) -> None:
         """Wait for all queued work; raises the first pending error of the transparent layer."""
-        if self._pipeline is not None and self._pipeline.generation == self.generation:
-            self._pipeline.sync()          # the backend synchronises its device as part of a stream sync
+        if self._op_stream is not None and self._op_stream.generation == self.generation:
+            self._op_stream.sync()          # the backend synchronises its device as part of a stream sync
         else:
             self._call("Synchronize", _EMPTY, "synchronize")
 
@@ -247,16 +247,16 @@ class RemoteDevice:
         return info.module_id, True
 
     # transparent ----------------------------------------------------------------------
-    def pipeline(self) -> Any:
+    def op_stream(self) -> Any:
         """The transparent layer's op stream of this session (opened on first use)."""
-        from gvirtus.opstream import Pipeline
+        from gvirtus.opstream import OpStream
 
         if self._conn.closed:
             raise RemoteDeviceLost("this RemoteDevice is closed; open a new one with gvirtus.connect")
         with self._lock:
-            if self._pipeline is None or self._pipeline.generation != self.generation:
-                self._pipeline = Pipeline(self._conn, self.generation)
-            return self._pipeline
+            if self._op_stream is None or self._op_stream.generation != self.generation:
+                self._op_stream = OpStream(self._conn, self.generation)
+            return self._op_stream
 
     def tensor(self, data: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Upload a host array as a RemoteTensor for the transparent layer."""

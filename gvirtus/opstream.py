@@ -21,7 +21,7 @@ PIPELINE_MAX_PENDING = 8192      # queued items before the producer blocks (back
 PIPELINE_CLOSE_TIMEOUT_S = 5.0
 
 
-class Pipeline:
+class OpStream:
     """One bidirectional stream: ops/uploads/releases go out in batches, sync replies come back."""
 
     def __init__(self, conn: Connection, generation: int) -> None:

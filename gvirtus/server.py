@@ -32,7 +32,7 @@ from gvirtus.errors import (
     SessionLost,
     SessionNotOwned,
 )
-from gvirtus.executor import PipelineExecutor, translate
+from gvirtus.executor import OpExecutor, translate
 from gvirtus.graph import CompiledGraph, Spec, content_hash
 from gvirtus.proto import gvirtus_pb2 as pb
 from gvirtus.proto import gvirtus_pb2_grpc as pb_grpc
@@ -152,7 +152,7 @@ class Servicer(pb_grpc.GvirtusServicer):
         self.device = device
         self.token = token
         self.max_message_bytes = max_message_bytes
-        self.executor = PipelineExecutor(device)
+        self.executor = OpExecutor(device)
 
     def _session(self, context: grpc.ServicerContext) -> Session:
         """The call's session, if the call came on the connection that opened it (SessionNotOwned if not)."""

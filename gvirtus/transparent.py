@@ -27,7 +27,7 @@ from torch.utils import _pytree as pytree
 from gvirtus import codec
 from gvirtus.allowlist import op_target
 from gvirtus.errors import InvalidRequest
-from gvirtus.opstream import Pipeline
+from gvirtus.opstream import OpStream
 from gvirtus.proto import gvirtus_pb2 as pb
 from gvirtus.protocol import CLIENT_HANDLE_BASE, from_wire, to_wire, torch_dtype
 from gvirtus.session_api import DeviceSession
@@ -41,10 +41,10 @@ class RemoteTensor(torch.Tensor):
 
     _gv_sig: tuple[Any, ...]    # ("R", dtype, shape, stride): the op-cache key part, computed once
     _gv_id: int
-    _gv_pipe: Pipeline
+    _gv_pipe: OpStream
 
     @staticmethod
-    def __new__(cls, shape: tuple[int, ...], stride: tuple[int, ...], dtype: torch.dtype, *, pipe: Pipeline,
+    def __new__(cls, shape: tuple[int, ...], stride: tuple[int, ...], dtype: torch.dtype, *, pipe: OpStream,
                 hid: int) -> RemoteTensor:
         r = torch.Tensor._make_wrapper_subclass(cls, shape, strides=stride, dtype=dtype, device=META,
                                                 requires_grad=False)
@@ -86,7 +86,7 @@ def fetch(t: RemoteTensor) -> torch.Tensor:
 
 def upload(dev: DeviceSession, t: torch.Tensor) -> RemoteTensor:
     """A host tensor sent to the backend (queued, not awaited) as a RemoteTensor."""
-    pipe = dev.pipeline()
+    pipe = dev.op_stream()
     wire = to_wire(t)
     if len(wire.data) > dev.max_message_bytes // 2:
         raise InvalidRequest(f"tensor of {len(wire.data)} bytes is over half the {dev.max_message_bytes}-byte "
@@ -108,8 +108,8 @@ def module_to_remote(module: torch.nn.Module, dev: DeviceSession) -> torch.nn.Mo
     return module
 
 
-def _pipe_of(remotes: list[RemoteTensor]) -> Pipeline:
-    pipe: Pipeline | None = None
+def _pipe_of(remotes: list[RemoteTensor]) -> OpStream:
+    pipe: OpStream | None = None
     for x in remotes:
         if pipe is None:
             pipe = x._gv_pipe
@@ -251,7 +251,7 @@ def _dispatch(func: Any, args: Any, kwargs: dict[str, Any]) -> Any:
     return pytree.tree_unflatten(results, recipe.out_spec)
 
 
-def _blocking_op(pipe: Pipeline, target: str, args_json: str, consts: list[pb.Tensor],
+def _blocking_op(pipe: OpStream, target: str, args_json: str, consts: list[pb.Tensor],
                  refs: list[int]) -> RemoteTensor:
     """An op whose output shape depends on data: run it, then ask the backend for the shape."""
     hid = pipe.new_id()

@@ -1,1 +1,2 @@
-"""node1: the HTTPS web app, preprocessing (pose, parsing), the request pipeline, the CLI."""
+"""node1: the HTTPS web app (web), the try-on orchestration (tryon), the models (pose, parsing, tflite),
+the command-line tools (cli) and the live mirror (live)."""

@@ -67,7 +67,7 @@ for m in ["numpy", "cv2", "PIL", "skimage", "grpc", "google.protobuf", "zmq", "k
         print(f"  {m:<18} MISSING: {type(exc).__name__}: {exc}")
 bad = []
 for m in ["mirror", "transport", "gvirtus", "gvirtus.backend", "gvirtus.testing", "node1.pose", "node1.parsing",
-          "node1.preprocess", "node1.tryon.distributed", "node1.web", "node2.gateway", "viton", "viton.service",
+          "node1.tryon.preprocess", "node1.tryon.distributed", "node1.web", "node2.gateway", "viton", "viton.service",
           "viton.vitonhd", "garments", "bench.common"]:
     try:
         importlib.import_module(m)

@@ -81,7 +81,7 @@ def prepare_dataset(photos: Path, garments_dir: Path, out: Path, device: Any = "
     """
     from garments import GarmentError, fit_canvas, prepare_garment
     from node1.pose import PoseError
-    from node1.preprocess import preprocess
+    from node1.tryon.preprocess import preprocess
 
     person_files, garment_files = _images(photos, "photos"), _images(garments_dir, "garments")
     for sub in SUBDIRS:

@@ -44,7 +44,7 @@ def run_parse(args: argparse.Namespace) -> int:
     from node1.cli.dataset import read_rgb
     from node1.parsing.labels import save_parse_png
     from node1.pose import PoseError
-    from node1.preprocess import preprocess
+    from node1.tryon.preprocess import preprocess
 
     try:
         image = read_rgb(Path(args.photo))

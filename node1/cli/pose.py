@@ -35,9 +35,9 @@ def run_pose(args: argparse.Namespace) -> int:
     import torch
 
     from mirror import load_config, setup_logging
-    from node1.pose.device import FallbackDevice
+    from node1.pose.estimate import estimate_pose
     from node1.pose.keypoints import write_openpose_json
-    from node1.pose.pipeline import estimate_pose
+    from node1.tryon.fallback import FallbackDevice
     from viton.skeleton import render_skeleton
 
     setup_logging("node1.pose")

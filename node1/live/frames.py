@@ -27,8 +27,8 @@ import numpy as np
 from node1.parsing import parse_person
 from node1.pose import to_body25
 from node1.pose.tracking import OneEuroFilter, PoseTracker
-from node1.preprocess import Preprocessed
 from node1.tryon import NoPersonInPhoto, TryOnError
+from node1.tryon.preprocess import Preprocessed
 
 log = logging.getLogger("node1.live")
 
@@ -135,7 +135,7 @@ def hint_overlay(rgb: np.ndarray, colour: tuple[int, int, int], person_icon: boo
     return out
 
 
-class FramePipeline:
+class FrameProcessor:
     """One live stream's per-frame state (tracker, filters, scale, garment). One frame at a time.
 
     Args:

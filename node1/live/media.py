@@ -50,9 +50,9 @@ class DressedTrack(MediaStreamTrack):
 class LiveSession:
     """A peer connection, its newest-frame mailbox, worker thread and data channel."""
 
-    def __init__(self, session_id: str, pipeline: Any, metrics: Any, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, session_id: str, processor: Any, metrics: Any, loop: asyncio.AbstractEventLoop) -> None:
         self.id = session_id
-        self.pipeline = pipeline
+        self.processor = processor
         self.metrics = metrics
         self.loop = loop
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # loopback / LAN: no STUN server to ask
@@ -72,7 +72,7 @@ class LiveSession:
         self._dresser = threading.Thread(target=self._dress_loop, name=f"live-{session_id[:8]}-dress", daemon=True)
         self._tasks: list[asyncio.Task[None]] = []
         self._delivered: list[tuple[float, float]] = []   # (when, latency ms) of recent output frames
-        self._shown_garment = pipeline.garment_id         # the garment of the newest frame sent
+        self._shown_garment = processor.garment_id         # the garment of the newest frame sent
 
     async def start(self, offer_sdp: str) -> None:
         pc = self.pc
@@ -139,7 +139,7 @@ class LiveSession:
         (a prepared frame replaced before the dresser took it is dropped, and counted)."""
         rgb = frame.to_ndarray(format="rgb24")
         t = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else time.monotonic()
-        prepared = self.pipeline.prepare(rgb, t)
+        prepared = self.processor.prepare(rgb, t)
         with self._cond:
             if self._ready is not None:
                 self.metrics.live_frames_dropped.inc()
@@ -161,7 +161,7 @@ class LiveSession:
                 log.exception("live session %s: frame failed", self.id[:8])
 
     def _finish(self, prepared: Any, frame: av.VideoFrame, received: float) -> None:
-        result = self.pipeline.finish(prepared)
+        result = self.processor.finish(prepared)
         out = av.VideoFrame.from_ndarray(result.image, format="rgb24")
         out.pts, out.time_base = frame.pts, frame.time_base
         latency_ms = (time.monotonic() - received) * 1000.0
@@ -194,7 +194,7 @@ class LiveSession:
         self._send({"type": "stats", "fps": round(fps, 1),
                     "latency_ms": round(latency[len(latency) // 2], 1) if latency else None,
                     "scale": getattr(result, "scale", 1.0), "status": self.status,
-                    "code": getattr(result, "code", ""), "garment": self.pipeline.garment_id})
+                    "code": getattr(result, "code", ""), "garment": self.processor.garment_id})
 
     def _send(self, message: dict[str, Any]) -> None:
         ch = self.channel
@@ -204,7 +204,7 @@ class LiveSession:
     def switch(self, garment_id: str) -> None:
         """Wear `garment_id` from the next frame on (UnknownLiveGarment)."""
         try:
-            self.pipeline.set_garment(garment_id)
+            self.processor.set_garment(garment_id)
         except UnknownGarment as exc:
             raise UnknownLiveGarment(f"no garment with id {garment_id!r} in the catalog") from exc
 

@@ -38,7 +38,7 @@ from node1.tryon import TryOnError, UnknownGarment
 
 log = logging.getLogger("node1.live")
 
-PIPELINE_FACTORY = "node1.live.frames:FramePipeline"
+PROCESSOR_FACTORY = "node1.live.frames:FrameProcessor"
 OFFER_TIMEOUT_S = 20.0         # answering an offer (ICE gathering on every local interface included)
 CLOSE_TIMEOUT_S = 10.0
 WATCHDOG_PERIOD_S = 0.5
@@ -93,15 +93,15 @@ class LiveManager:
         runner: the web app's runner; must offer the per-frame path (node1.tryon.runner.Runner).
         metrics: node1.web.metrics.Metrics (live_* families).
         settings: LiveSettings.
-        pipeline_factory: (runner, garment_id, (W, H), target_fps) -> a FramePipeline (default: by name).
+        processor_factory: (runner, garment_id, (W, H), target_fps) -> a FrameProcessor (default: by name).
     """
 
     def __init__(self, runner: Any, metrics: Any, settings: LiveSettings,
-                 pipeline_factory: Callable[..., Any] | None = None) -> None:
+                 processor_factory: Callable[..., Any] | None = None) -> None:
         self.runner = runner
         self.metrics = metrics
         self.settings = settings
-        self._factory = pipeline_factory
+        self._factory = processor_factory
         self._sessions: dict[str, Any] = {}
         self._opening = 0
         self._lock = threading.Lock()
@@ -128,8 +128,8 @@ class LiveManager:
                                        "a minute or use the photo mode")
             self._opening += 1
         try:
-            pipeline = self._pipeline(garment_id)
-            fut = asyncio.run_coroutine_threadsafe(self._open(sdp, pipeline), self._ensure_loop())
+            processor = self._processor(garment_id)
+            fut = asyncio.run_coroutine_threadsafe(self._open(sdp, processor), self._ensure_loop())
             session = fut.result(OFFER_TIMEOUT_S)
         finally:
             with self._lock:
@@ -151,10 +151,10 @@ class LiveManager:
             raise UnknownSession(f"no live session {session_id[:64]!r} (it ended, timed out or never existed)")
         return session
 
-    def _pipeline(self, garment_id: str) -> Any:
+    def _processor(self, garment_id: str) -> Any:
         factory = self._factory
         if factory is None:
-            module, _, name = PIPELINE_FACTORY.partition(":")
+            module, _, name = PROCESSOR_FACTORY.partition(":")
             factory = getattr(importlib.import_module(module), name)
         try:
             return factory(self.runner, garment_id, (self.settings.width, self.settings.height),
@@ -172,10 +172,10 @@ class LiveManager:
             return self._loop
 
     # ------------------------------------------------------------------ on the loop
-    async def _open(self, sdp: str, pipeline: Any) -> Any:
+    async def _open(self, sdp: str, processor: Any) -> Any:
         from node1.live.media import LiveSession
 
-        session = LiveSession(secrets.token_urlsafe(16), pipeline, self.metrics, asyncio.get_running_loop())
+        session = LiveSession(secrets.token_urlsafe(16), processor, self.metrics, asyncio.get_running_loop())
         try:
             await session.start(sdp)
         except Exception as exc:

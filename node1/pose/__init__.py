@@ -10,12 +10,11 @@ Public face:
                     mask (H, W) uint8 person mask (255 = person), presence, detection_score,
                     num_people (the largest person is used), roi, served_by, timings_ms.
     PoseStep(image, device)          the same step as a context manager that leaves the photo on the device
-                                     for one more stage of the caller's (node1.preprocess: mask + parsing)
+                                     for one more stage of the caller's (node1.tryon.preprocess: mask + parsing)
     PoseMask                         the mask stage module (image, seg, roi) -> (H, W) uint8, for such a stage
     detect_faces(image, device="cpu") -> list[Face]     short-range face detector; Face.box_xywh (4,) px,
                                                         Face.keypoints (6, 2) px, Face.score; [] if none
     segment_person(image, device="cpu") -> (H, W) uint8 selfie-segmentation person mask, 255 = person
-    FallbackDevice(connect_remote, local="cpu"), CircuitBreaker   remote-first device choice with fallback
     to_body25, to_coco18, openpose_json, write_openpose_json   OpenPose outputs
     BLAZEPOSE_NAMES, BODY25_NAMES, COCO18_NAMES
     errors: PoseError, NoPersonDetected, InvalidImage, DeviceUnavailable
@@ -23,8 +22,16 @@ Public face:
 
 from __future__ import annotations
 
-from node1.pose.device import CircuitBreaker, FallbackDevice
 from node1.pose.errors import DeviceUnavailable, InvalidImage, NoPersonDetected, PoseError
+from node1.pose.estimate import (
+    Face,
+    PoseResult,
+    PoseStep,
+    as_rgb_uint8,
+    detect_faces,
+    estimate_pose,
+    segment_person,
+)
 from node1.pose.keypoints import (
     BLAZEPOSE_NAMES,
     BODY25_NAMES,
@@ -34,20 +41,11 @@ from node1.pose.keypoints import (
     to_coco18,
     write_openpose_json,
 )
-from node1.pose.pipeline import (
-    Face,
-    PoseResult,
-    PoseStep,
-    as_rgb_uint8,
-    detect_faces,
-    estimate_pose,
-    segment_person,
-)
 from node1.pose.stages import PoseMask
 
 __all__ = [
-    "BLAZEPOSE_NAMES", "BODY25_NAMES", "COCO18_NAMES", "CircuitBreaker", "DeviceUnavailable", "Face",
-    "FallbackDevice", "InvalidImage", "NoPersonDetected", "PoseError", "PoseMask", "PoseResult", "PoseStep",
+    "BLAZEPOSE_NAMES", "BODY25_NAMES", "COCO18_NAMES", "DeviceUnavailable", "Face",
+    "InvalidImage", "NoPersonDetected", "PoseError", "PoseMask", "PoseResult", "PoseStep",
     "as_rgb_uint8", "detect_faces", "estimate_pose", "openpose_json", "segment_person",
     "to_body25", "to_coco18", "write_openpose_json",
 ]

@@ -10,7 +10,7 @@
     name                                         which device served (reported per call)
 
 A stage is the name of one of this package's stages, or a ``StageFactory``: a function
-``factory(cpu_fast) -> nn.Module`` of another package's module (node1.preprocess's mask + parsing), run
+``factory(cpu_fast) -> nn.Module`` of another package's module (node1.tryon.preprocess's mask + parsing), run
 the same way. Inputs may be host tensors or handles returned by an earlier ``call(..., keep=True)``.
 """
 

@@ -35,9 +35,9 @@ import numpy as np
 import torch
 
 from node1.pose.errors import NoPersonDetected
+from node1.pose.estimate import MIN_PRESENCE, PoseResult, _detections, as_rgb_uint8, resolve_runner
 from node1.pose.geometry import Detection, Roi, pose_roi
 from node1.pose.keypoints import to_body25, to_coco18
-from node1.pose.pipeline import MIN_PRESENCE, PoseResult, _detections, as_rgb_uint8, resolve_runner
 
 AUX_CENTRE, AUX_SCALE = 33, 34  # auxiliary landmarks that feed the next frame's ROI
 # mediapipe's filter on the auxiliary landmarks (pose_landmark_cpu.pbtxt): a static person keeps the

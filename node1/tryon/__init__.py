@@ -10,6 +10,8 @@ Public face (what the web app and the CLI import):
     build_in_process(cfg)                 the same path minus the wire (in_process.py)
     WebCatalog, open_catalog(cfg)         the garment catalog adapter (catalog.py)
     TryOnClient                           the transport client of node 2's gateway (node2_client.py)
+Inside (imported by the runners, not by the web app): preprocess.py, pose + parsing as one device
+program; fallback.py, FallbackDevice and its CircuitBreaker (remote gvirtus device first, local CPU).
 Runners are built by "module:function" factories (node1.web.server.RUNNER_FACTORY), so the heavy
 modules load only in the process that serves try-ons.
 """

@@ -31,7 +31,7 @@ HEALTH_PROBE_TIMEOUT_S = 1.0
 # A new session's first launches lower and register the models on the backend: on a loaded 2-core
 # host one took over 3 s (the old value), failed, closed the session (freeing the models) and the next
 # session started over, so try-ons never returned to the remote device. A link cut costs the first
-# request up to this long; later ones fall back at once while node1.pose.FallbackDevice reconnects.
+# request up to this long; later ones fall back at once while node1.tryon.fallback.FallbackDevice reconnects.
 REMOTE_CALL_TIMEOUT_S = 15.0
 
 
@@ -123,7 +123,7 @@ def _remote_connector(cfg: Config) -> Any:
 def build_distributed(cfg: Config) -> tuple[Runner, WebCatalog]:
     """node1.web's runner factory: the catalog, a transport client to node 2, and the preprocessing
     device (gvirtus remote when node1.preprocess_device is "remote", the CPU otherwise)."""
-    from node1.pose import FallbackDevice
+    from node1.tryon.fallback import FallbackDevice
 
     catalog = open_catalog(cfg)
     client = TryOnClient.from_config(cfg)

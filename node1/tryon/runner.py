@@ -25,10 +25,10 @@ from typing import Any, Protocol, TypeVar
 import cv2
 import numpy as np
 
-from node1.preprocess import Preprocessed, preprocess
 from node1.tryon.catalog import WebCatalog
 from node1.tryon.errors import BadRequest, Node2Unavailable, NoPersonInPhoto, TryOnFailed, TryOnTimeout
 from node1.tryon.interface import ProgressFn, RunnerHealth, TryOnResult
+from node1.tryon.preprocess import Preprocessed, preprocess
 from transport import Frame, PeerUnavailable, RequestTimeout, TransportError
 from viton.contract import NO_PERSON_CODES, TIMEOUT_CODES, UNAVAILABLE_CODES, Kind
 
@@ -69,10 +69,10 @@ def load_models(cpu_fast: bool) -> None:
 class RunnerCounters:
     """What the runner did, counted where it happens (monotonic; thread-safe). node1.web's /metrics
     reads it: `gvirtus_calls` (remote CUDA calls made by preprocessing, counted by gvirtus.client in
-    the calling thread) and `preprocess_fallbacks` by reason (node1.pose.device.FALLBACK_REASONS)."""
+    the calling thread) and `preprocess_fallbacks` by reason (node1.tryon.fallback.FALLBACK_REASONS)."""
 
     def __init__(self) -> None:
-        from node1.pose.device import FALLBACK_REASONS
+        from node1.tryon.fallback import FALLBACK_REASONS
 
         self._lock = threading.Lock()
         self.gvirtus_calls = 0
@@ -121,7 +121,7 @@ def person_tensors(pre: Preprocessed, reads: tuple[str, ...]) -> dict[str, np.nd
 
 
 def run_preprocess(device: Any, photo: np.ndarray, on_stage: Any = None) -> Preprocessed:
-    """Pose + parsing on `device` (a node1.pose.FallbackDevice: remote first; or a local torch device).
+    """Pose + parsing on `device` (a node1.tryon.fallback.FallbackDevice: remote first; or a local torch device).
 
     Raises:
         NoPersonInPhoto: nobody (or too little of a body) in the photo.
@@ -138,7 +138,8 @@ def run_on_device(device: Any, fn: Callable[..., T], photo: np.ndarray) -> T:
         NoPersonInPhoto: nobody (or too little of a body) in the photo.
         BadRequest: the photo cannot be used (e.g. under 128 px on its short side).
     """
-    from node1.pose import FallbackDevice, InvalidImage, NoPersonDetected
+    from node1.pose import InvalidImage, NoPersonDetected
+    from node1.tryon.fallback import FallbackDevice
 
     try:
         if isinstance(device, FallbackDevice):

@@ -10,7 +10,7 @@ whole truth and no multiprocess mode is needed (see docs/web.md for why one proc
                                         data-channel requests, counted by gvirtus.client where they
                                         are made; read from the runner's counters at scrape time)
     preprocess_fallbacks_total{reason}  try-ons whose preprocessing the local CPU served although a
-                                        remote device is configured, by reason (node1.pose.device)
+                                        remote device is configured, by reason (node1.tryon.fallback)
     transport_bytes_total               bytes moved over the node 1 <-> node 2 transport
     tryon_active_jobs                   try-ons queued or running now
     live_sessions                       live mirror (WebRTC) sessions open now

@@ -78,10 +78,10 @@ def _tensor_message(body: bytes) -> None:
 def _op_arguments(body: bytes) -> None:
     import torch
 
-    from gvirtus.executor import PipelineExecutor
+    from gvirtus.executor import OpExecutor
 
     text = body.decode("utf-8", errors="replace")   # proto3 strings arrive as valid UTF-8
-    PipelineExecutor(torch.device("cpu"))._decoded("aten::add.Tensor", text)
+    OpExecutor(torch.device("cpu"))._decoded("aten::add.Tensor", text)
 
 
 def _module_graph(body: bytes) -> None:

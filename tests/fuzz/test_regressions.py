@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gvirtus import InvalidRequest
-from gvirtus.executor import PipelineExecutor
+from gvirtus.executor import OpExecutor
 from gvirtus.graph import CompiledGraph, Spec
 from gvirtus.proto import gvirtus_pb2 as pb
 from gvirtus.protocol import from_wire
@@ -36,7 +36,7 @@ def test_deeply_nested_op_arguments_are_refused(text: str) -> None:
     """By hand, then as corpus seeds: json's parser (and codec.decode) hit RecursionError, which the
     backend reported as RemoteExecutionError instead of a bad request."""
     with pytest.raises(InvalidRequest, match="op aten::add.Tensor: the arguments (nests deeper|is not JSON)"):
-        PipelineExecutor(CPU)._decoded("aten::add.Tensor", text)
+        OpExecutor(CPU)._decoded("aten::add.Tensor", text)
 
 
 def test_deeply_nested_module_graph_is_refused() -> None:

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.skipif(
 WAIT_S = 300          # the first live frames register the models on node 2 (busy 2-core machine)
 FACE = (slice(95, 150), slice(270, 320))
 CHEST = (slice(290, 370), slice(240, 340))
-SWITCH_LAG_FRAMES = 15   # the browser's jitter buffer and the poll interval, not the server's pipeline
+SWITCH_LAG_FRAMES = 15   # the browser's jitter buffer and the poll interval, not the server's frame path
 
 
 def write_y4m_frames(path: Path, frames: list[np.ndarray], fps: int = 10) -> None:

@@ -47,7 +47,7 @@ def test_bad_inputs_are_named(cases: dict[str, Case]) -> None:
 
 
 def test_preprocess_local() -> None:
-    from node1.preprocess import preprocess
+    from node1.tryon.preprocess import preprocess
 
     img = photo("astronaut")
     stages: list[tuple[str, float]] = []
@@ -71,7 +71,7 @@ def test_preprocess_gives_what_estimate_pose_then_parse_person_give(name: str) -
     """One device program (the mask and the parse in the last launch) computes exactly what the two public
     steps compute one after the other."""
     from node1.pose import estimate_pose
-    from node1.preprocess import preprocess
+    from node1.tryon.preprocess import preprocess
 
     img = photo(name)
     pre = preprocess(img, "cpu")

@@ -56,7 +56,7 @@ def test_preprocess_through_gvirtus_equals_local_and_sends_the_photo_once(remote
     """Pose and parsing as one program on the backend: the same bits as locally, the photo sent once (measured
     by the kernel's TCP counters of this process's connections to the backend), and nothing left there."""
     from gvirtus.testing import backend_ports, tcp_bytes_sent
-    from node1.preprocess import preprocess
+    from node1.tryon.preprocess import preprocess
     from tests.parsing.conftest import photo
 
     img = photo("astronaut")
@@ -81,8 +81,8 @@ def test_the_local_fallback_reruns_a_preprocess_whose_backend_dies_midway() -> N
     whole call locally and returns the local result."""
     import gvirtus
     from gvirtus.testing import BackendProcess
-    from node1.pose import FallbackDevice
-    from node1.preprocess import preprocess
+    from node1.tryon.fallback import FallbackDevice
+    from node1.tryon.preprocess import preprocess
     from tests.parsing.conftest import photo
 
     img = photo("camera")

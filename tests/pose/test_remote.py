@@ -16,8 +16,9 @@ import torch
 
 import gvirtus
 from gvirtus import testing
-from node1.pose import FallbackDevice, detect_faces, estimate_pose, segment_person
+from node1.pose import detect_faces, estimate_pose, segment_person
 from node1.pose.runners import LocalRunner
+from node1.tryon.fallback import FallbackDevice
 
 PORTABLE_CPU = LocalRunner("cpu", cpu_fast=False)  # the graphs gvirtus is sent, run unlowered
 

@@ -7,7 +7,7 @@ the repo has (skimage's astronaut and camera man).
     person(name, kind) -> PersonData | None             node 1's real preprocessing (None: no person found)
     demo_garments() -> list[(slug, GarmentData)]        the demo catalog's garments
 
-Person data come from `node1.preprocess.preprocess(photo, device="cpu")`; only image, parse and
+Person data come from `node1.tryon.preprocess.preprocess(photo, device="cpu")`; only image, parse and
 keypoints are filled (what the geometric engine reads); the person mask (and a pose picture, where
 the contract still has one) are None.
 """
@@ -64,7 +64,7 @@ def variant(image: np.ndarray, kind: str) -> np.ndarray:
 def person(name: str, kind: str) -> PersonData | None:
     """Real preprocessing of one photo variant (None when the pose finds nobody)."""
     from node1.pose.errors import NoPersonDetected
-    from node1.preprocess import preprocess
+    from node1.tryon.preprocess import preprocess
 
     img = variant(photo(name), kind)
     try:

@@ -1,5 +1,5 @@
 """`python -m node1.cli tryon`: the in-process path needs node 1 preprocessing and a garment
-source (node1.preprocess, garments catalog/preparation) and skips until they exist."""
+source (node1.tryon.preprocess, garments catalog/preparation) and skips until they exist."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ upper clothes inside the core of its own torso (armpits to hem, 15 % off each si
 garment the old clothes stay, by design),
 spill <= 5% outside the person, no NaN, deterministic.
 
-Person data come from node 1's real preprocessing (`node1.preprocess.preprocess`, through the
+Person data come from node 1's real preprocessing (`node1.tryon.preprocess.preprocess`, through the
 CLI's adapter); garments from the demo catalog (`garments.demo`). Each test skips, saying which
 is missing, when they are not in the tree. `test_hand_labelled_astronaut` runs now on
 a hand-labelled astronaut (keypoints read off the photo, colour-threshold parse).
@@ -41,7 +41,7 @@ _PEOPLE: dict[tuple[str, bool], PersonData] = {}
 
 def preprocessed(name: str, photo: np.ndarray, flip: bool) -> PersonData:
     """Real preprocessing of the photo (or its mirror image), once per test session."""
-    from node1.preprocess import preprocess
+    from node1.tryon.preprocess import preprocess
 
     if (name, flip) not in _PEOPLE:
         pre = preprocess(np.ascontiguousarray(photo[:, ::-1] if flip else photo), device="cpu")

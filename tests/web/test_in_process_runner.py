@@ -1,4 +1,4 @@
-"""node1.tryon.in_process behind the web API: REAL components in process (node1.preprocess on the CPU,
+"""node1.tryon.in_process behind the web API: REAL components in process (node1.tryon.preprocess on the CPU,
 the configured VITON engine, the demo garment catalog) — the astronaut photo's torso changes, her face
 does not. Skipped with the reason when preprocessing or its model files are not available here.
 

@@ -8,7 +8,8 @@ import threading
 import numpy as np
 import pytest
 
-from node1.pose import CircuitBreaker, FallbackDevice, NoPersonDetected, estimate_pose
+from node1.pose import NoPersonDetected, estimate_pose
+from node1.tryon.fallback import CircuitBreaker, FallbackDevice
 
 
 class FakeClock:
@@ -22,7 +23,7 @@ class FakeClock:
 def test_breaker_opens_after_n_failures_and_retries_after_t(caplog: pytest.LogCaptureFixture) -> None:
     clock = FakeClock()
     cb = CircuitBreaker(failures_to_open=2, open_for_s=30.0, clock=clock)
-    with caplog.at_level(logging.WARNING, logger="node1.pose.device"):
+    with caplog.at_level(logging.WARNING, logger="node1.tryon.fallback"):
         assert cb.allow()
         cb.record_failure(OSError("refused"))
         assert cb.allow() and cb.state == "closed"

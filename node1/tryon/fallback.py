@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from node1.pose.errors import DeviceUnavailable, PoseError
 
-log = logging.getLogger("node1.pose.device")
+log = logging.getLogger("node1.tryon.fallback")
 
 FAILURES_TO_OPEN = 3
 OPEN_FOR_S = 30.0

@@ -12,7 +12,7 @@ landmarks, the (H, W) uint8 mask and the (H, W) uint8 parse map. Locally the sam
 with the same results as estimate_pose followed by parse_person.
 
 Device errors (gvirtus.RemoteDeviceLost, ...) pass through for the caller's circuit breaker:
-node1.pose.FallbackDevice(connect).run(preprocess, photo) tries the remote device and reruns the whole
+node1.tryon.fallback.FallbackDevice(connect).run(preprocess, photo) tries the remote device and reruns the whole
 call locally when it fails. NoPersonDetected / InvalidImage come from node1.pose.
 """
 

@@ -238,7 +238,7 @@ def estimate_pose(image: Any, device: Any = "cpu") -> PoseResult:
     Raises:
         InvalidImage: not an RGB-convertible image or too small.
         NoPersonDetected: nobody in the photo ("no person detected — step into the frame").
-        Errors of the device (e.g. gvirtus.RemoteDeviceLost) pass through; see node1.pose.device for fallback.
+        Errors of the device (e.g. gvirtus.RemoteDeviceLost) pass through; see node1.tryon.fallback for fallback.
     """
     with PoseStep(image, device) as step:
         (mask,) = step.call("pose_mask", step.photo, step.seg, step.roi, free=(step.photo, step.seg))
