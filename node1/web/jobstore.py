@@ -117,13 +117,34 @@ class JobStore(Protocol):
     def close(self) -> None: ...
 
 
+class JobTransitions:
+    """A job's state changes, the same for every store: each is one atomic `_update(job_id, change, jpeg)`
+    of the store's (False when the job is gone or already finished)."""
+
+    def _update(self, job_id: str, change: Callable[[JobRecord], JobRecord], jpeg: bytes | None = None) -> bool:
+        raise NotImplementedError
+
+    def set_running(self, job_id: str) -> bool:
+        return self._update(job_id, lambda r: replace(r, state="running"))
+
+    def add_stage(self, job_id: str, stage: str, ms: float) -> None:
+        self._update(job_id, lambda r: replace(r, stages=(*r.stages, stage),
+                                               stage_ms={**r.stage_ms, stage: round(float(ms), 2)}))
+
+    def finish(self, job_id: str, response: dict[str, Any], jpeg: bytes) -> bool:
+        return self._update(job_id, lambda r: replace(r, state="done", response=response), jpeg)
+
+    def fail(self, job_id: str, error: dict[str, Any]) -> bool:
+        return self._update(job_id, lambda r: replace(r, state="failed", error=error))
+
+
 @dataclass
 class _MemJob:
     rec: JobRecord
     jpeg: bytes | None = None
 
 
-class MemoryJobStore:
+class MemoryJobStore(JobTransitions):
     """The embedded store: one process's memory (a TTLStore, swept by a timer), a Condition for waiters.
 
     Args:
@@ -165,19 +186,6 @@ class MemoryJobStore:
                 self._jobs.resize(job_id, len(jpeg or b""))   # the photo is gone; the result stays ttl_s
             self._cond.notify_all()
             return True
-
-    def set_running(self, job_id: str) -> bool:
-        return self._update(job_id, lambda r: replace(r, state="running"))
-
-    def add_stage(self, job_id: str, stage: str, ms: float) -> None:
-        self._update(job_id, lambda r: replace(r, stages=(*r.stages, stage),
-                                               stage_ms={**r.stage_ms, stage: round(float(ms), 2)}))
-
-    def finish(self, job_id: str, response: dict[str, Any], jpeg: bytes) -> bool:
-        return self._update(job_id, lambda r: replace(r, state="done", response=response), jpeg)
-
-    def fail(self, job_id: str, error: dict[str, Any]) -> bool:
-        return self._update(job_id, lambda r: replace(r, state="failed", error=error))
 
     def result(self, job_id: str) -> bytes | None:
         item = self._jobs.get(job_id)

@@ -38,7 +38,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from node1.web.jobstore import JobRecord
+from node1.web.jobstore import JobRecord, JobTransitions
 
 LEASE_TTL_S = 10.0         # a worker on ANOTHER host silent this long is taken for dead
 LEASE_RENEW_S = 1.0
@@ -115,7 +115,7 @@ def _load(raw: bytes | None) -> JobRecord | None:
     return JobRecord(**data)
 
 
-class RedisJobStore:
+class RedisJobStore(JobTransitions):
     """JobStore on Redis. Thread-safe (redis-py's pool); one per worker process (after fork).
 
     Args:
@@ -189,19 +189,6 @@ class RedisJobStore:
             with self._changed:
                 self._changed.notify_all()
         return won
-
-    def set_running(self, job_id: str) -> bool:
-        return self._update(job_id, lambda r: replace(r, state="running"))
-
-    def add_stage(self, job_id: str, stage: str, ms: float) -> None:
-        self._update(job_id, lambda r: replace(r, stages=(*r.stages, stage),
-                                               stage_ms={**r.stage_ms, stage: round(float(ms), 2)}))
-
-    def finish(self, job_id: str, response: dict[str, Any], jpeg: bytes) -> bool:
-        return self._update(job_id, lambda r: replace(r, state="done", response=response), jpeg)
-
-    def fail(self, job_id: str, error: dict[str, Any]) -> bool:
-        return self._update(job_id, lambda r: replace(r, state="failed", error=error))
 
     def result(self, job_id: str) -> bytes | None:
         data: bytes | None = self.r.get(self._result(job_id))
