@@ -41,6 +41,7 @@ SCALE_COOLDOWN_FRAMES = 8          # frames between two scale changes
 # landmark smoothing as mediapipe's (pose_landmark_filtering.pbtxt): speeds in object sizes per second
 LANDMARK_MIN_CUTOFF_HZ = 0.05
 LANDMARK_BETA = 10.0             # mediapipe uses 80; 10 holds the garment steadier (tests/live)
+LIVE_PARSE_LONG_SIDE = 160         # px: parsing grid (stills: 256); a 2-4 px cell at 320-640 px frames
 FRAME_TRYON_TIMEOUT_S = 2.0        # the node-2 leg of one frame; a slower frame passes through
 HINT_AMBER = (255, 176, 0)
 ERROR_RED = (220, 40, 40)
@@ -143,11 +144,15 @@ class FrameProcessor:
         garment_id: the catalog garment to wear (UnknownGarment if not in the catalog).
         max_wh: the stream's processing size limit (W, H) (config live.width / live.height).
         target_fps: the frame budget the scale adapts to (config live.target_fps).
+        parse_long_side: the human parsing's working grid, px (config live.parse_long_side; coarser than
+            the stills' node1.parsing WORK_LONG_SIDE: the parse map is the costliest step of a frame).
     """
 
-    def __init__(self, runner: Any, garment_id: str, max_wh: tuple[int, int], target_fps: float) -> None:
+    def __init__(self, runner: Any, garment_id: str, max_wh: tuple[int, int], target_fps: float, *,
+                 parse_long_side: int = LIVE_PARSE_LONG_SIDE) -> None:
         self.runner = runner
         self.max_wh = max_wh
+        self.parse_long_side = parse_long_side
         self.tracker = PoseTracker()
         self.smoother = OneEuroFilter(LANDMARK_MIN_CUTOFF_HZ, LANDMARK_BETA)
         self.scaler = ScaleController(1000.0 / target_fps)
@@ -174,7 +179,7 @@ class FrameProcessor:
         lm[:, :2] = self.smoother(lm[:, :2], t, 1.0 / max(size, 1.0))
         lm[:, 0] = np.clip(lm[:, 0], -w, 2 * w)
         lm[:, 1] = np.clip(lm[:, 1], -h, 2 * h)
-        parsed = parse_person(frame, lm, pose.mask, device)
+        parsed = parse_person(frame, lm, pose.mask, device, work_long_side=self.parse_long_side)
         t2 = time.perf_counter()
         return Preprocessed(image=frame, landmarks=lm, body25=to_body25(lm, (w, h)), pose_json={},
                             parse=parsed.parse, person_mask=pose.mask, device=pose.served_by,

@@ -51,7 +51,8 @@ MAX_GARMENT_ID_CHARS = 200
 @dataclass(frozen=True)
 class LiveSettings:
     """config `live`: max_sessions, idle_timeout_s, max_duration_s, width, height (the stream's
-    processing size limit, px), target_fps (the frame budget the processing scale adapts to)."""
+    processing size limit, px), target_fps (the frame budget the processing scale adapts to),
+    parse_long_side (the human parsing's working grid, px)."""
 
     max_sessions: int = 2
     idle_timeout_s: float = 10.0
@@ -59,6 +60,7 @@ class LiveSettings:
     width: int = 640
     height: int = 480
     target_fps: float = 15.0
+    parse_long_side: int = 160
 
     @classmethod
     def from_config(cls, section: dict[str, Any] | None) -> LiveSettings:
@@ -93,7 +95,8 @@ class LiveManager:
         runner: the web app's runner; must offer the per-frame path (node1.tryon.runner.Runner).
         metrics: node1.web.metrics.Metrics (live_* families).
         settings: LiveSettings.
-        processor_factory: (runner, garment_id, (W, H), target_fps) -> a FrameProcessor (default: by name).
+        processor_factory: (runner, garment_id, (W, H), target_fps, parse_long_side=px) -> a FrameProcessor
+            (default: by name).
     """
 
     def __init__(self, runner: Any, metrics: Any, settings: LiveSettings,
@@ -158,7 +161,7 @@ class LiveManager:
             factory = getattr(importlib.import_module(module), name)
         try:
             return factory(self.runner, garment_id, (self.settings.width, self.settings.height),
-                           self.settings.target_fps)
+                           self.settings.target_fps, parse_long_side=self.settings.parse_long_side)
         except UnknownGarment as exc:
             raise UnknownLiveGarment(f"no garment with id {garment_id!r} in the catalog") from exc
 

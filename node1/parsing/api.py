@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from node1.parsing.errors import InvalidParsingInput
+from node1.parsing.model import WORK_LONG_SIDE
 from node1.parsing.runner import parsing_runner
 
 
@@ -41,7 +42,8 @@ def _check(image: np.ndarray, landmarks: np.ndarray, mask: np.ndarray) -> None:
                                   f"{getattr(mask, 'dtype', type(mask))} {getattr(mask, 'shape', '')}")
 
 
-def parse_person(image: np.ndarray, landmarks: np.ndarray, mask: np.ndarray, device: Any = "cpu") -> ParseResult:
+def parse_person(image: np.ndarray, landmarks: np.ndarray, mask: np.ndarray, device: Any = "cpu", *,
+                 work_long_side: int = WORK_LONG_SIDE) -> ParseResult:
     """CIHP-20 human parsing of one photo.
 
     Args:
@@ -49,12 +51,13 @@ def parse_person(image: np.ndarray, landmarks: np.ndarray, mask: np.ndarray, dev
         landmarks: (33, 4) float32 BlazePose landmarks [x px, y px, z, visibility] (PoseResult.landmarks).
         mask: (H, W) person mask, uint8 255 = person (PoseResult.mask) or float32 in [0, 1].
         device: a local torch device or a gvirtus RemoteDevice (run it where the pose ran).
+        work_long_side: the working grid's long side, px (node1.parsing.ParsingModule).
     Raises:
         InvalidParsingInput: an argument of the wrong shape / dtype (the message names it).
         Errors of the device (gvirtus.RemoteDeviceLost, ...) pass through.
     """
     _check(image, landmarks, mask)
-    run = parsing_runner(device)
+    run = parsing_runner(device, work_long_side)
     t0 = time.perf_counter()
     x = torch.from_numpy(np.ascontiguousarray(image))[None]  # (1, H, W, 3): the photo's own layout, no copy
     m = torch.from_numpy(np.ascontiguousarray(mask))[None, None]

@@ -31,7 +31,8 @@ from node1.parsing import labels as L
 from node1.parsing.face import detect_face, face_anchors, face_from_pose
 from node1.parsing.geometry import ellipse_radius_sq, pixel_grid, polygon_distance_sq, segment_distance_sq
 
-WORK_LONG_SIDE = 256            # px: long side of the working grid
+WORK_LONG_SIDE = 256            # px: long side of the working grid (stills)
+MIN_WORK_LONG_SIDE = 32         # px: the coarsest grid a ParsingModule may be built with
 MASK_THRESHOLD = 0.5            # person mask level that counts as the person
 CHROMA_DARK_OFFSET = 60.0      # RGB-sum counts added to the chromaticity denominator
 SKIN_SIGMAS = 2.0               # a pixel is skin within this many (floored) std of the face's colour
@@ -58,9 +59,9 @@ L_PINKY, R_PINKY, L_INDEX, R_INDEX, L_THUMB, R_THUMB = 17, 18, 19, 20, 21, 22
 L_HIP, R_HIP, L_KNEE, R_KNEE, L_ANKLE, R_ANKLE, L_HEEL, R_HEEL, L_FOOT, R_FOOT = range(23, 33)
 
 
-def work_stride(height: int, width: int) -> int:
-    """Integer cell size (photo px) of the working grid for a photo of this size."""
-    return max(1, round(max(height, width) / WORK_LONG_SIDE))
+def work_stride(height: int, width: int, long_side: int = WORK_LONG_SIDE) -> int:
+    """Integer cell size (photo px) of the working grid whose long side is about `long_side` px."""
+    return max(1, round(max(height, width) / long_side))
 
 
 def _colour_features(img: torch.Tensor) -> torch.Tensor:
@@ -156,8 +157,14 @@ class ParsingModule(torch.nn.Module):
         parse: (1, H, W) uint8 CIHP labels, 0 outside the person mask.
         parts: (1, h, w) uint8 body part of each working-grid cell (0 none, 1 head, 2 torso, 3/4 the
             subject's left/right arm, 5/6 left/right leg), h, w = ceil(H / s), ceil(W / s),
-            s = work_stride(H, W).
+            s = work_stride(H, W, work_long_side).
         face: (1, 6) float32: valid (0/1), centre x, y, width, height (px), roll (rad).
+
+    Args:
+        face_detector: the short-range face detector (default: loaded from models/).
+        work_long_side: long side of the working grid, px (WORK_LONG_SIDE for stills; the live mirror
+            uses a coarser one: the labels come back at full resolution, cut by the full-resolution
+            mask, so a coarser grid moves only the part boundaries inside the person).
     """
 
     anchors: torch.Tensor
@@ -169,8 +176,11 @@ class ParsingModule(torch.nn.Module):
     seg_radii: torch.Tensor
     part_of: torch.Tensor
 
-    def __init__(self, face_detector: torch.nn.Module | None = None) -> None:
+    def __init__(self, face_detector: torch.nn.Module | None = None, work_long_side: int = WORK_LONG_SIDE) -> None:
         super().__init__()
+        if not isinstance(work_long_side, int) or work_long_side < MIN_WORK_LONG_SIDE:
+            raise ValueError(f"work_long_side must be an int >= {MIN_WORK_LONG_SIDE} px, got {work_long_side!r}")
+        self.work_long_side = work_long_side
         if face_detector is None:
             from node1.tflite import load_model
 
@@ -198,7 +208,7 @@ class ParsingModule(torch.nn.Module):
     def forward(self, image: torch.Tensor, mask: torch.Tensor, landmarks: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         H, W = int(image.shape[1]), int(image.shape[2])
-        s = work_stride(H, W)
+        s = work_stride(H, W, self.work_long_side)
         h, w = -(-H // s), -(-W // s)
         dev = image.device
         lm = landmarks[0]

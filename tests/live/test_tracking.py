@@ -138,8 +138,9 @@ def test_bad_offers_are_named(body: object, names: str) -> None:
 
 
 def test_settings_from_config() -> None:
-    s = LiveSettings.from_config({"max_sessions": 3, "idle_timeout_s": 5, "width": 320, "unknown": 1})
-    assert (s.max_sessions, s.idle_timeout_s, s.width, s.height) == (3, 5.0, 320, 480)
+    s = LiveSettings.from_config({"max_sessions": 3, "idle_timeout_s": 5, "width": 320, "unknown": 1,
+                                  "parse_long_side": 128})
+    assert (s.max_sessions, s.idle_timeout_s, s.width, s.height, s.parse_long_side) == (3, 5.0, 320, 480, 128)
     assert LiveSettings.from_config(None) == LiveSettings()
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from node1.parsing import labels as L
+from node1.parsing import parse_person
 from tests.parsing.conftest import PHOTOS, Case
 
 MASK_SLACK_PX = 2
@@ -154,3 +156,33 @@ def test_hair_sits_above_the_face(cases: dict[str, Case]) -> None:
         ys_face = np.nonzero(c.parse == L.FACE)[0]
         assert len(ys_hair) > 500 and len(ys_face) > 500, name
         assert np.median(ys_hair) < np.median(ys_face), f"{name}: hair is not above the face"
+
+
+@pytest.mark.parametrize("name", PHOTOS)
+def test_a_coarser_grid_keeps_the_labels_and_the_mask_cut(cases: dict[str, Case], name: str) -> None:
+    """The live mirror's coarser working grid (node1.live LIVE_PARSE_LONG_SIDE): the part map is
+    coarser, the labels still cover exactly the person mask and mostly agree with the stills' grid."""
+    from node1.live.frames import LIVE_PARSE_LONG_SIDE
+    from node1.parsing import work_stride
+
+    c = cases[name]
+    coarse = parse_person(c.image, c.landmarks, c.mask, "cpu", work_long_side=LIVE_PARSE_LONG_SIDE)
+    h, w = c.parse.shape
+    s = work_stride(h, w, LIVE_PARSE_LONG_SIDE)
+    assert s > work_stride(h, w)                                          # really coarser here
+    assert coarse.parts.shape == (-(-h // s), -(-w // s))
+    assert not coarse.parse[c.mask <= 127].any()                          # cut by the full-resolution mask
+    assert ((coarse.parse > 0) == (c.parse > 0)).mean() >= 0.999         # (far-off mask bits may differ)
+    person = c.parse > 0
+    assert (coarse.parse[person] == c.parse[person]).mean() >= 0.95
+    assert set(np.unique(coarse.parse)) <= set(np.unique(c.parse))      # no label invented
+    labels, counts = np.unique(c.parse[person], return_counts=True)
+    kept = set(labels[counts >= 0.005 * person.sum()].tolist())          # none of >= 0.5 % of the person lost
+    assert kept <= set(np.unique(coarse.parse).tolist()), kept
+
+
+def test_a_grid_too_coarse_is_refused() -> None:
+    from node1.parsing import ParsingModule
+
+    with pytest.raises(ValueError, match="work_long_side must be an int >= 32 px, got 8"):
+        ParsingModule(torch.nn.Identity(), work_long_side=8)
