@@ -23,12 +23,12 @@ from typing import Any
 
 import cv2
 import numpy as np
+import torch
 
-from node1.parsing import parse_person
 from node1.pose import to_body25
 from node1.pose.tracking import OneEuroFilter, PoseTracker
 from node1.tryon import NoPersonInPhoto, TryOnError
-from node1.tryon.preprocess import Preprocessed
+from node1.tryon.preprocess import Preprocessed, mask_and_parse_on
 
 log = logging.getLogger("node1.live")
 
@@ -168,22 +168,33 @@ class FrameProcessor:
         self.wearing = (garment_id, self.runner.catalog.garment(garment_id))
 
     def _preprocess(self, frame: np.ndarray, device: Any, t: float) -> Preprocessed:
-        """Pose (tracking) + smoothed landmarks + parsing of one frame on `device` (Runner.preprocess_frame)."""
+        """Pose (tracking) + smoothed landmarks + mask and parsing of one frame on `device`
+        (Runner.preprocess_frame): one device program, the frame crosses to the device once and the
+        last launch (mask + parse map, node1.tryon.preprocess.MaskAndParse) reads it there."""
         h, w = frame.shape[:2]
         t0 = time.perf_counter()
-        pose = self.tracker.estimate(frame, device, t)
-        t1 = time.perf_counter()
-        lm = pose.landmarks.copy()
+        with self.tracker.step(frame, device, t) as step:
+            t1 = time.perf_counter()
+            lm = self._smooth(step.landmarks, t, (w, h))
+            mask, parse = step.call(mask_and_parse_on(self.parse_long_side), step.photo, step.seg, step.roi,
+                                    torch.from_numpy(lm)[None], free=(step.photo, step.seg))
+            pose = step.result(mask.numpy(), last_stage="mask_parse")
+        t2 = time.perf_counter()
+        return Preprocessed(image=frame, landmarks=lm, body25=to_body25(lm, (w, h)), pose_json={},
+                            parse=parse.numpy(), person_mask=pose.mask, device=pose.served_by,
+                            timings_ms={"pose": (t1 - t0) * 1000.0, "parse": (t2 - t1) * 1000.0})
+
+    def _smooth(self, landmarks: np.ndarray, t: float, wh: tuple[int, int]) -> np.ndarray:
+        """(33, 4) float32 landmarks -> the same, x and y One-Euro filtered (speeds in body sizes per
+        second) and kept within a frame's width / height beyond the edges."""
+        w, h = wh
+        lm = landmarks.copy()
         span = lm[lm[:, 3] > 0.5, :2] if (lm[:, 3] > 0.5).sum() >= 2 else lm[:, :2]
         size = float(np.mean(span.max(axis=0) - span.min(axis=0)))
         lm[:, :2] = self.smoother(lm[:, :2], t, 1.0 / max(size, 1.0))
         lm[:, 0] = np.clip(lm[:, 0], -w, 2 * w)
         lm[:, 1] = np.clip(lm[:, 1], -h, 2 * h)
-        parsed = parse_person(frame, lm, pose.mask, device, work_long_side=self.parse_long_side)
-        t2 = time.perf_counter()
-        return Preprocessed(image=frame, landmarks=lm, body25=to_body25(lm, (w, h)), pose_json={},
-                            parse=parsed.parse, person_mask=pose.mask, device=pose.served_by,
-                            timings_ms={"pose": (t1 - t0) * 1000.0, "parse": (t2 - t1) * 1000.0})
+        return np.ascontiguousarray(lm, dtype=np.float32)
 
     def process(self, rgb: np.ndarray, t: float) -> FrameResult:
         """One frame: (H, W, 3) uint8 RGB, t its presentation time in seconds -> FrameResult (same size).

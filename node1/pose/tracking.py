@@ -28,16 +28,14 @@ no detector run, locally or through gvirtus.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
 import torch
 
 from node1.pose.errors import NoPersonDetected
-from node1.pose.estimate import MIN_PRESENCE, PoseResult, _detections, as_rgb_uint8, resolve_runner
+from node1.pose.estimate import MIN_PRESENCE, PoseResult, PoseStep, _detections
 from node1.pose.geometry import Detection, Roi, pose_roi
-from node1.pose.keypoints import to_body25, to_coco18
 
 AUX_CENTRE, AUX_SCALE = 33, 34  # auxiliary landmarks that feed the next frame's ROI
 # mediapipe's filter on the auxiliary landmarks (pose_landmark_cpu.pbtxt): a static person keeps the
@@ -138,75 +136,92 @@ class PoseTracker:
             NoPersonDetected: tracking was lost and the detector finds nobody (the ROI is forgotten).
             InvalidImage; device errors pass through.
         """
-        img = as_rgb_uint8(image)
-        self.frames += 1
-        self.t = t if t is not None else self.t + DEFAULT_FRAME_S
-        self.detected = False
-        if self.roi is not None:
-            pose = self._landmarks(img, device, self.roi, 1.0, {})
-            if pose is not None:
-                return pose
-        return self._detect_then_track(img, device)
+        with self.step(image, device, t) as step:
+            (mask,) = step.call("pose_mask", step.photo, step.seg, step.roi, free=(step.photo, step.seg))
+            return step.result(mask.numpy())
 
-    def _detect_then_track(self, img: np.ndarray, device: Any) -> PoseResult:
-        h, w = img.shape[:2]
-        run = resolve_runner(device)
-        t0 = time.perf_counter()
-        kept: list[Any] = []
-        try:
-            handle, det_in = run.call("pose_prepare", torch.from_numpy(img), keep=True)
-            kept.extend((handle, det_in))
-            rows = run.call("pose_detector", det_in)[0].numpy()
-        finally:
-            run.release(*kept)
-        self.detections += 1
-        self.detected = True
-        people = _detections(rows, 4, (w, h))
-        if not people:
-            self.reset()
-            raise NoPersonDetected("the pose detector found no candidate scoring 0.5 or more")
-        best = max(people, key=lambda d: d.area)
-        timings = {"detector": (time.perf_counter() - t0) * 1000.0}
-        pose = self._landmarks(img, device, pose_roi(best, (w, h)), best.score, timings)
-        if pose is None:
-            raise NoPersonDetected(f"pose presence is not above {MIN_PRESENCE} in the detected region")
-        return pose
+    def step(self, image: Any, device: Any = "cpu", t: float | None = None) -> TrackStep:
+        """The same device work as estimate's, as a node1.pose.PoseStep that leaves the frame and the
+        segmentation on the device for the caller's last stage (the live mirror's mask + parsing):
 
-    def _landmarks(self, img: np.ndarray, device: Any, roi: Roi, score: float,
-                   timings: dict[str, float]) -> PoseResult | None:
-        """Landmarks in `roi`; None (and the ROI forgotten) when the presence is too low."""
-        h, w = img.shape[:2]
-        run = resolve_runner(device)
-        t0 = time.perf_counter()
-        roi_t = roi.as_tensor()
-        kept: list[Any] = []
-        try:
-            (handle,) = run.call("prepare", torch.from_numpy(img), keep=True)
-            kept.append(handle)
-            crop = run.call("pose_crop", handle, roi_t, keep=True)
-            kept.extend(crop)
-            # small outputs come back; the segmentation stays for the mask (per-output keep)
-            landmarks, world, presence, seg = run.call("pose_landmarks", crop[0], roi_t,
-                                                       keep=[False, False, False, True])
-            kept.append(seg)
-            (mask,) = run.call("pose_mask", handle, seg, roi_t)
-        finally:
-            run.release(*kept)
-        if float(presence[0]) <= MIN_PRESENCE:
-            self.reset()
-            return None
-        all_lm = landmarks.numpy()
-        aux = all_lm[[AUX_CENTRE, AUX_SCALE], :2]
-        smooth = all_lm[:, :2].copy()
+            with tracker.step(frame, device, t) as step:
+                mask, parse = step.call(stage, step.photo, step.seg, step.roi, landmarks,
+                                        free=(step.photo, step.seg))
+                pose = step.result(mask)
+        """
+        return TrackStep(self, image, device, t)
+
+    def follow(self, roi: Roi, all_landmarks: np.ndarray, image_wh: tuple[int, int]) -> None:
+        """Move the tracked ROI as this frame's landmarks moved: (39, >=2) [x px, y px, ...] all of them."""
+        smooth = all_landmarks[:, :2].copy()
+        aux = smooth[[AUX_CENTRE, AUX_SCALE]]
         smooth[[AUX_CENTRE, AUX_SCALE]] = self.aux_filter(aux, self.t, 1.0 / max(roi.size, 1.0))
-        lm_roi = roi_from_landmarks(smooth, (w, h))
+        lm_roi = roi_from_landmarks(smooth, image_wh)
         if self._anchor is None:
             self._anchor = (roi, lm_roi)
         self.roi = _moved(self._anchor, lm_roi)
+
+
+class TrackStep(PoseStep):
+    """PoseTracker.step's PoseStep: the landmark model on the tracked region, the detector only when
+    there is none or the presence on it drops (then the region is forgotten and the detector decides)."""
+
+    def __init__(self, tracker: PoseTracker, image: Any, device: Any, t: float | None) -> None:
+        super().__init__(image, device)
+        self.tracker = tracker
+        tracker.frames += 1
+        tracker.t = t if t is not None else tracker.t + DEFAULT_FRAME_S
+        tracker.detected = False
+
+    def _locate(self) -> None:
+        tr, run = self.tracker, self.run
+        h, w = self.image.shape[:2]
+        if tr.roi is not None:
+            (photo,) = run.call("prepare", torch.from_numpy(self.image), keep=True)
+            self._kept.append(photo)
+            self._marks.extend([self._marks[-1]] * 2)       # no detector input, no detector
+            if self._landmarks(photo, tr.roi, Detection(np.zeros(4, np.float32), np.zeros((0, 2)), 1.0)):
+                return
+            tr.reset()
+            self.close()
+            self._marks = self._marks[:1]
+        photo, det_in = run.call("pose_prepare", torch.from_numpy(self.image), keep=True)
+        self._kept.extend((photo, det_in))
+        self._mark()
+        rows = self.call("pose_detector", det_in, free=(det_in,))[0].numpy()
+        self._mark()
+        tr.detections += 1
+        tr.detected = True
+        people = _detections(rows, 4, (w, h))
+        if not people:
+            tr.reset()
+            raise NoPersonDetected("the pose detector found no candidate scoring 0.5 or more")
+        best = max(people, key=lambda d: d.area)
+        self.people = people
+        if not self._landmarks(photo, pose_roi(best, (w, h)), best):
+            tr.reset()
+            raise NoPersonDetected(f"pose presence is not above {MIN_PRESENCE} in the detected region")
+
+    def _landmarks(self, photo: Any, roi: Roi, best: Detection) -> bool:
+        """The landmark model on `roi` of the kept photo; False when the presence is too low."""
+        roi_t = roi.as_tensor()
+        crop = self.run.call("pose_crop", photo, roi_t, keep=True)
+        self._kept.extend(crop)
+        self._mark()
+        # the small results come back; the segmentation stays for the caller's last stage
+        landmarks, world, presence, seg = self.call("pose_landmarks", crop[0], roi_t,
+                                                    keep=[False, False, False, True], free=crop)
+        self._kept.append(seg)
+        self._mark()
+        self.presence = float(presence[0])
+        if self.presence <= MIN_PRESENCE:
+            return False
+        h, w = self.image.shape[:2]
+        all_lm = landmarks.numpy()
+        self.tracker.follow(roi, all_lm, (w, h))
         lm = all_lm[:33, :4].copy()
         lm[:, 2] /= w
-        body25 = to_body25(lm, (w, h))
-        timings["landmark"] = (time.perf_counter() - t0) * 1000.0
-        return PoseResult(landmarks=lm, world_landmarks=world.numpy(), body25=body25, coco18=to_coco18(body25),
-                          mask=mask.numpy(), presence=float(presence[0]), detection_score=score, num_people=1,
-                          roi=roi, served_by=run.name, timings_ms=timings)
+        self.people = getattr(self, "people", [best])
+        self.best = best
+        self.photo, self.seg, self.roi, self.landmarks, self.world = photo, seg, roi_t, lm, world.numpy()
+        return True

@@ -18,6 +18,7 @@ call locally when it fails. NoPersonDetected / InvalidImage come from node1.pose
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ import torch
 from torch import nn
 
 from node1.parsing import parsing_module
+from node1.parsing.model import WORK_LONG_SIDE
+from node1.parsing.runner import GRIDS_CACHED
 from node1.pose import PoseMask, PoseStep, as_rgb_uint8, openpose_json
 
 
@@ -84,6 +87,20 @@ def mask_and_parse(cpu_fast: bool) -> nn.Module:
     """The MaskAndParse stage (a node1.pose.runners StageFactory): the local-CPU parsing module when
     ``cpu_fast``, the portable one for gvirtus and GPUs."""
     return MaskAndParse(parsing_module(cpu_fast))
+
+
+@functools.lru_cache(maxsize=GRIDS_CACHED)
+def mask_and_parse_on(work_long_side: int) -> Callable[[bool], nn.Module]:
+    """The MaskAndParse StageFactory with the parsing's working grid at `work_long_side` px (the live
+    mirror's coarser grid); one factory object per grid, named after it (the runners key on the name)."""
+    if work_long_side == WORK_LONG_SIDE:
+        return mask_and_parse
+
+    def factory(cpu_fast: bool) -> nn.Module:
+        return MaskAndParse(parsing_module(cpu_fast, work_long_side))
+
+    factory.__qualname__ = factory.__name__ = f"mask_and_parse_{work_long_side}"
+    return factory
 
 
 def preprocess(photo: Any, device: Any = "cpu", *,

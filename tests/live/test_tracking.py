@@ -45,6 +45,31 @@ def test_tracking_agrees_with_the_still_path_on_a_moving_person(astronaut: np.nd
     assert max(shoulders) <= 2 * AGREEMENT_OF_DIAGONAL, shoulders
 
 
+def test_one_device_program_gives_what_pose_then_parsing_give(astronaut: np.ndarray) -> None:
+    """The live frame's single program (tracked pose, then mask + parse map in one launch on the kept
+    frame) returns exactly what the tracker's estimate followed by parse_person returns."""
+    import torch
+
+    from node1.live.frames import LIVE_PARSE_LONG_SIDE
+    from node1.parsing import parse_person
+    from node1.tryon.preprocess import mask_and_parse_on
+
+    frames = photo_sequence(astronaut, 30)[:3]
+    one, two = PoseTracker(), PoseTracker()
+    for i, frame in enumerate(frames):
+        with one.step(frame, "cpu", i / 30) as step:
+            lm = np.ascontiguousarray(step.landmarks, dtype=np.float32)
+            mask, parse = step.call(mask_and_parse_on(LIVE_PARSE_LONG_SIDE), step.photo, step.seg, step.roi,
+                                    torch.from_numpy(lm)[None], free=(step.photo, step.seg))
+            pose = step.result(mask.numpy(), last_stage="mask_parse")
+        ref = two.estimate(frame, "cpu", i / 30)
+        np.testing.assert_array_equal(pose.landmarks, ref.landmarks)
+        np.testing.assert_array_equal(pose.mask, ref.mask)
+        ref_parse = parse_person(frame, ref.landmarks, ref.mask, "cpu", work_long_side=LIVE_PARSE_LONG_SIDE)
+        np.testing.assert_array_equal(parse.numpy(), ref_parse.parse)
+        assert one.detected == two.detected == (i == 0)
+
+
 def test_a_still_person_keeps_the_still_path_landmarks_exactly(astronaut: np.ndarray) -> None:
     frame = photo_sequence(astronaut, 1)[0]
     still = estimate_pose(frame)
