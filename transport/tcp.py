@@ -40,7 +40,7 @@ from transport.base import (
     InFlight,
     closed_error,
 )
-from transport.errors import ChannelClosed, FrameError, FrameTooLarge, PeerUnavailable, RequestTimeout, TransportError
+from transport.errors import ChannelClosed, FrameError, FrameTooLarge, PeerUnavailable, RequestTimeout
 from transport.frames import DEFAULT_MAX_BYTES, Frame, decode, decode_header, encode
 from transport.tcp_common import (
     CALLER_POLL_MAX_S,
@@ -56,6 +56,7 @@ from transport.tcp_common import (
     SPIN_MAX_BYTES,
     Waker,
     drain_eventfd,
+    from_zmq,
     nbytes,
     new_socket,
     readable,
@@ -107,8 +108,7 @@ class TcpClient(ClientChannel):
         self._waker = Waker()
         self._closed = threading.Event()
         self._hb_ids = itertools.count()
-        self._last_heard = time.monotonic()
-        self._last_sent = 0.0
+        self._last_heard, self._last_sent = time.monotonic(), 0.0
         self._problem = ""
         self.connected = False
         self._ctx = zmq.Context(io_threads=1)
@@ -117,7 +117,7 @@ class TcpClient(ClientChannel):
         except zmq.ZMQError as exc:
             self._ctx.term()
             self._waker.close()
-            raise TransportError(f"cannot connect a zmq DEALER to {endpoint!r}: {exc}") from exc
+            raise from_zmq(exc, f"connect a zmq DEALER to {endpoint!r}") from exc
         self._thread = threading.Thread(target=self._run, name=f"tcp-client {endpoint}", daemon=True)
         self._thread.start()
 
@@ -321,7 +321,7 @@ class TcpClient(ClientChannel):
                 return  # HWM reached: the peer is slow; retried by the I/O thread
             except zmq.ZMQError as exc:
                 self._outbox.popleft()
-                self._inflight.fail(rid, PeerUnavailable(f"send to {self.info.endpoint} failed: {exc}"))
+                self._inflight.fail(rid, from_zmq(exc, f"send request {rid!r} to {self.info.endpoint}"))
                 continue
             self._outbox.popleft()
             self._inflight.mark_sent(rid, now)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from typing import Any, cast
 
 import zmq
 
+from transport.errors import ChannelClosed, FrameTooLarge, PeerUnavailable, TransportError
 from transport.frames import MAX_HEADER_BYTES, view
 
 DEFAULT_HWM = 32                  # messages queued per socket direction before pushing back
@@ -31,6 +33,34 @@ CLOSE_JOIN_S = 5.0                # close(): longest wait for the I/O thread to 
 HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
                     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 MONITOR_EVENTS = zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | HANDSHAKE_FAILED
+
+
+_PEER_GONE = {errno.EHOSTUNREACH, errno.ECONNREFUSED, errno.ECONNRESET, errno.ENOTCONN, errno.EPIPE}
+_LOCAL_CLOSED = {zmq.ETERM, errno.ENOTSOCK}
+_ADDRESS = {errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES}
+
+
+def from_zmq(exc: zmq.ZMQError, doing: str) -> TransportError:
+    """The transport error for a zmq error raised while `doing` (e.g. "listen on tcp://0.0.0.0:5555"):
+    the one place pyzmq's errors become this package's, as httpx maps httpcore's.
+
+        EHOSTUNREACH, ECONNREFUSED, ...   -> PeerUnavailable (the peer left or is not there)
+        ETERM, ENOTSOCK                   -> ChannelClosed (closed on this side)
+        EMSGSIZE                          -> FrameTooLarge
+        EADDRINUSE, EADDRNOTAVAIL, EACCES -> TransportError naming the address and what to change
+        anything else                     -> TransportError with zmq's own words
+    """
+    why = exc.strerror or str(exc)
+    if exc.errno in _PEER_GONE:
+        return PeerUnavailable(f"cannot {doing}: {why} (the peer left or is not running); retry it")
+    if exc.errno in _LOCAL_CLOSED:
+        return ChannelClosed(f"cannot {doing}: the channel is closed ({why})")
+    if exc.errno == errno.EMSGSIZE:
+        return FrameTooLarge(f"cannot {doing}: the message is over the size limit ({why})")
+    if exc.errno in _ADDRESS:
+        return TransportError(f"cannot {doing}: {why}; stop the process holding it or change the port "
+                              "in env_config.json")
+    return TransportError(f"cannot {doing}: {why}")
 
 
 def new_socket(ctx: zmq.Context, kind: int, hwm: int, max_message_bytes: int) -> zmq.Socket:

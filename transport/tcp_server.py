@@ -39,6 +39,7 @@ from transport.tcp_common import (
     SERVER_SPIN_S,
     SPIN_MAX_BYTES,
     Waker,
+    from_zmq,
     nbytes,
     new_socket,
     readable,
@@ -91,8 +92,7 @@ class TcpServer(ServerChannel):
         except zmq.ZMQError as exc:
             sock.close(linger=0)
             self._stop_ctx()
-            raise TransportError(f"cannot listen on {self.info.endpoint}: {exc.strerror}; stop the process "
-                                 "holding it or change the port in env_config.json") from exc
+            raise from_zmq(exc, f"listen on {self.info.endpoint}") from exc
         self._sock = sock
         self.info.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self._waker = Waker()

@@ -293,3 +293,39 @@ def test_zmq_errors_never_leak(endpoint: str) -> None:
     with client:  # zmq accepted the address lazily: the failure must still be typed
         with pytest.raises(TransportError):
             client.request(Frame("q", "x"), 2.0)
+
+
+def test_zmq_errors_become_the_packages_errors_in_one_place() -> None:
+    """transport.tcp_common.from_zmq: a listen on a taken port, a send to a peer that left, a closed
+    context, a message over zmq's size limit, and anything else, each as its typed error."""
+    import errno
+
+    import zmq
+
+    from transport.errors import ChannelClosed, FrameTooLarge, PeerUnavailable, TransportError
+    from transport.tcp_common import from_zmq
+
+    taken = from_zmq(zmq.ZMQError(errno.EADDRINUSE), "listen on tcp://127.0.0.1:5555")
+    assert type(taken) is TransportError and "listen on tcp://127.0.0.1:5555" in str(taken)
+    assert "change the port in env_config.json" in str(taken)
+    gone = from_zmq(zmq.ZMQError(errno.EHOSTUNREACH), "send request 'r1' to tcp://127.0.0.1:5555")
+    assert isinstance(gone, PeerUnavailable) and "'r1'" in str(gone)
+    assert isinstance(from_zmq(zmq.ZMQError(zmq.ETERM), "send"), ChannelClosed)
+    assert isinstance(from_zmq(zmq.ZMQError(errno.EMSGSIZE), "send"), FrameTooLarge)
+    other = from_zmq(zmq.ZMQError(errno.EPROTONOSUPPORT), "connect a zmq DEALER to 'bogus://x'")
+    assert type(other) is TransportError and "bogus://x" in str(other)
+
+
+def test_a_taken_port_is_refused_with_the_typed_error() -> None:
+    import socket
+
+    from transport import TcpServer
+    from transport.errors import TransportError
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        server = TcpServer(f"tcp://127.0.0.1:{port}", lambda frame, reply: None)
+        with pytest.raises(TransportError, match=f"cannot listen on tcp://127.0.0.1:{port}: Address already in use"):
+            server.start()
