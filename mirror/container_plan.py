@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -215,14 +216,16 @@ def publish_host(host: str) -> str:
 
 
 def check_port_free(key: str, host: str, port: int) -> None:
-    """ContainerError when host:port cannot be bound here (mirror.launch.check_port_free's check)."""
-    from mirror.errors import LaunchError
-    from mirror.launch import check_port_free as check
-
-    try:
-        check(key, host, port)
-    except LaunchError as exc:
-        raise ContainerError(str(exc)) from exc
+    """ContainerError when host:port cannot be bound here (as mirror.launch.check_port_free, which this
+    module cannot import: it runs on the system's python3 without the mirror package)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise ContainerError(f"port {port} ({key}) on {host} is not available: {exc.strerror}; stop the "
+                                 f"process using it or change {key} in env_config.json") from exc
 
 
 def stage_secrets(cfg: HostConfig, dest: Path) -> tuple[dict[str, str], list[str]]:
