@@ -1,6 +1,6 @@
 """Live mirror benchmark: delivered fps and glass-to-glass latency of the WebRTC live mode.
 
-    .venv/bin/python bench/live_bench.py [--seconds 20] [--fps 30] [--stills 8] [--json]
+    .venv/bin/python bench/live_bench.py [--seconds 20] [--fps 30] [--stills 8] [--stock-client-buffer] [--json]
 
 Starts the LOCAL deployment (start_application.sh: preprocessing on node 2 through gvirtus, the try-on
 through the gateway and the VITON service), then an aiortc client in a SEPARATE process
@@ -15,7 +15,9 @@ In the same run, the still-photo try-on (POST /api/tryon) of the same 640x480 fr
 live_sent, live_received, live_server_stage_mean_ms (node 1's per-frame stages over the window),
 live_cpu_cores (CPU seconds of the whole deployment's process tree / wall
 seconds over the window; the client's own CPU apart: live_client_cpu_cores), live_status_counts,
-e2e_p50_ms, e2e_failures. Percentiles: numpy.percentile linear (bench.common.pct).
+e2e_p50_ms, e2e_failures, client_frame_assembly. Percentiles: numpy.percentile linear (bench.common.pct).
+The client assembles received frames on the RTP marker bit, as browsers do (node1.live.rtp);
+--stock-client-buffer keeps aiortc's stock buffer, which holds each frame until the next one starts.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def _cpu_seconds(pids: list[int]) -> float:
     return total
 
 
-def client_main(url: str, cafile: str, garment: str, seconds: float, fps: float) -> None:
+def client_main(url: str, cafile: str, garment: str, seconds: float, fps: float, marker: bool) -> None:
     """The separate client process: stream, then print one JSON line of measurements."""
     import numpy as np
     from skimage import data
@@ -64,7 +66,7 @@ def client_main(url: str, cafile: str, garment: str, seconds: float, fps: float)
     frames = photo_sequence(np.ascontiguousarray(data.astronaut()), 60)
 
     async def run() -> dict[str, Any]:
-        async with LiveClient(url, cafile, frames, garment, fps=fps) as c:
+        async with LiveClient(url, cafile, frames, garment, fps=fps, marker_frames=marker) as c:
             await c.wait_frames(1, CONNECT_WAIT_S)
             first_sent = len(c.source.sent_at)
             n0, t0, cpu0 = len(c.received), time.monotonic(), time.process_time()
@@ -89,8 +91,9 @@ def client_main(url: str, cafile: str, garment: str, seconds: float, fps: float)
     print(json.dumps(asyncio.run(run())), flush=True)
 
 
-def _stream(dep: Any, garment: str, seconds: float, fps: float) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, __file__, "--client", dep.url, dep.cafile, garment, str(seconds), str(fps)],
+def _stream(dep: Any, garment: str, seconds: float, fps: float, marker: bool) -> dict[str, Any]:
+    proc = subprocess.run([sys.executable, __file__, "--client", dep.url, dep.cafile, garment, str(seconds), str(fps),
+                           "marker" if marker else "stock"],
                           cwd=ROOT, capture_output=True, text=True, timeout=CLIENT_TIMEOUT_S,
                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
     if proc.returncode != 0:
@@ -150,12 +153,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 failures += 1
             if i >= WARMUP_STILLS:
                 stills_ms.append((time.perf_counter() - t0) * 1000.0)
-        _stream(dep, gid, args.seconds / 2, args.fps)          # warm-up: model registration per scale
+        marker = not args.stock_client_buffer
+        _stream(dep, gid, args.seconds / 2, args.fps, marker)  # warm-up: model registration per scale
         pids = descendants(dep.proc.pid) if dep.proc is not None else []
         in0, drop0 = _metric(dep, "live_frames_in_total"), _metric(dep, "live_frames_dropped_total")
         sums0 = _stage_sums(dep)
         cpu0, t0 = _cpu_seconds(pids), time.monotonic()
-        live = _stream(dep, gid, args.seconds, args.fps)
+        live = _stream(dep, gid, args.seconds, args.fps, marker)
         cpu1, t1 = _cpu_seconds(pids), time.monotonic()
         in1, drop1 = _metric(dep, "live_frames_in_total"), _metric(dep, "live_frames_dropped_total")
         sums1 = _stage_sums(dep)
@@ -173,20 +177,24 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "live_server_stage_mean_ms": stage_ms,
         "e2e_p50_ms": pct(stills_ms, 50), "e2e_failures": failures,
         "seconds": args.seconds, "fps_sent": args.fps, "resolution": "640x480",
+        "client_frame_assembly": "aiortc-stock" if args.stock_client_buffer else "marker",
         "max_rss_mb_bench": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--client":
-        url, cafile, garment, seconds, fps = sys.argv[2:7]
-        client_main(url, cafile, garment, float(seconds), float(fps))
+        url, cafile, garment, seconds, fps, assembly = sys.argv[2:8]
+        client_main(url, cafile, garment, float(seconds), float(fps), assembly == "marker")
         return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--fps", type=float, default=30.0)
     ap.add_argument("--stills", type=int, default=8)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--stock-client-buffer", action="store_true",
+                    help="the client keeps aiortc's stock jitter buffer (a frame waits for the next one's first "
+                         "packet) instead of assembling frames on the marker bit as browsers do")
     args = ap.parse_args()
     res = measure(args)
     if args.json:

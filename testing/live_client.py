@@ -109,9 +109,16 @@ class LiveClient:
     """One live session from a Python client (see the module docstring)."""
 
     def __init__(self, base_url: str, cafile: str, frames: list[np.ndarray], garment: str, *, fps: float = 30.0,
-                 do_stamp: bool = True) -> None:
+                 do_stamp: bool = True, marker_frames: bool = True) -> None:
+        """marker_frames: assemble received frames on the RTP marker bit as browsers do
+        (node1.live.rtp, process-wide); False keeps aiortc's stock buffer, which holds every frame
+        until the next one starts arriving."""
         if not base_url.startswith("https://"):
             raise ValueError(f"the live API is served over HTTPS; got {base_url!r}")
+        if marker_frames:
+            from node1.live.rtp import install
+
+            install()
         self.base = base_url.rstrip("/")
         self.ctx = ssl.create_default_context(cafile=cafile)
         self.garment = garment

@@ -17,6 +17,7 @@ import av
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
+from node1.live import rtp
 from node1.live.errors import UnknownLiveGarment
 from node1.tryon import UnknownGarment
 
@@ -55,6 +56,7 @@ class LiveSession:
         self.processor = processor
         self.metrics = metrics
         self.loop = loop
+        rtp.install()   # the camera's frames leave aiortc's buffer on their last packet, not the next frame's first
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # loopback / LAN: no STUN server to ask
         self.output = DressedTrack()
         self.answer_sdp = ""

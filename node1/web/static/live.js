@@ -61,7 +61,12 @@
     live.channel = pc.createDataChannel("control");
     live.channel.onmessage = (ev) => onMessage(ev.data);
     for (const track of live.stream.getVideoTracks()) pc.addTrack(track, live.stream);
-    pc.ontrack = (ev) => { els.video.srcObject = ev.streams[0] || new MediaStream([ev.track]); };
+    pc.ontrack = (ev) => {
+      // a mirror wants the newest frame now, not a smoother one later: no playout delay where supported
+      if ("jitterBufferTarget" in ev.receiver) ev.receiver.jitterBufferTarget = 0;
+      else if ("playoutDelayHint" in ev.receiver) ev.receiver.playoutDelayHint = 0;
+      els.video.srcObject = ev.streams[0] || new MediaStream([ev.track]);
+    };
     pc.onconnectionstatechange = () => {
       if (pc.connectionState === "failed") fallBack("failed");
       if (pc.connectionState === "connected") setState("streaming");
