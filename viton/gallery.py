@@ -25,12 +25,11 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from garments.types import category_of, landmark_names
 from viton.engine import Engine, GarmentData, PersonData
 from viton.errors import VitonError
 from viton.geometric import GeometricEngine
 
-LANDMARK_NAMES = ("collar", "shoulder_right", "shoulder_left", "armpit_right", "armpit_left",
-                  "hem_right", "hem_left", "cuff_right", "cuff_left")  # garments.LANDMARK_NAMES
 DEFAULT_CELL_PX = 256
 LABEL_BAND_PX = 22
 BACKGROUND = (245, 245, 245)
@@ -96,11 +95,12 @@ def load_catalog(folder: Path, slugs: list[str] | None = None) -> list[tuple[str
         e = entries[slug]
         try:
             mask = _rgb(folder / e["mask"])[..., 0]
-            lm = np.array([e["landmarks"][n] for n in LANDMARK_NAMES], dtype=np.float32).reshape(len(LANDMARK_NAMES), 2)
+            names = landmark_names(category_of(str(e["kind"])))
+            lm = np.array([e["landmarks"][n] for n in names], dtype=np.float32).reshape(len(names), 2)
             out.append((slug, GarmentData(image=_rgb(folder / e["image"]), mask=mask, landmarks=lm, kind=e["kind"])))
         except (KeyError, TypeError, ValueError) as exc:
             raise GalleryInputError(f"{manifest}: garment {slug!r} lacks a valid {exc} (image, mask, kind, "
-                                    f"landmarks {', '.join(LANDMARK_NAMES)})") from exc
+                                    "and the landmarks of its category)") from exc
     return out
 
 

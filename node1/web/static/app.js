@@ -141,24 +141,38 @@
       els.garments.appendChild(li);
       return;
     }
-    for (const g of body.garments) {
-      const li = document.createElement("li");
-      const btn = document.createElement("button");
-      btn.type = "button";
-      btn.className = "garment";
-      btn.setAttribute("role", "radio");
-      btn.setAttribute("aria-checked", "false");
-      btn.dataset.id = g.id;
-      const img = document.createElement("img");
-      img.src = g.thumbnail_url;
-      img.alt = "";
-      const name = document.createElement("span");
-      name.textContent = g.name;
-      btn.append(img, name);
-      btn.addEventListener("click", () => selectGarment(g.id));
-      li.appendChild(btn);
-      els.garments.appendChild(li);
+    // grouped by category (tops, bottoms, dresses), each under its heading, in catalog order within
+    const groups = [["top", "Tops"], ["bottom", "Bottoms"], ["dress", "Dresses"]];
+    for (const [category, title] of groups) {
+      const members = body.garments.filter((g) => (g.category || "top") === category);
+      if (!members.length) continue;
+      const heading = document.createElement("li");
+      heading.className = "group";
+      heading.setAttribute("role", "presentation");
+      heading.textContent = title;
+      els.garments.appendChild(heading);
+      for (const g of members) els.garments.appendChild(garmentItem(g));
     }
+  }
+
+  function garmentItem(g) {
+    const li = document.createElement("li");
+    const btn = document.createElement("button");
+    btn.type = "button";
+    btn.className = "garment";
+    btn.setAttribute("role", "radio");
+    btn.setAttribute("aria-checked", "false");
+    btn.dataset.id = g.id;
+    btn.dataset.category = g.category || "top";
+    const img = document.createElement("img");
+    img.src = g.thumbnail_url;
+    img.alt = "";
+    const name = document.createElement("span");
+    name.textContent = g.name;
+    btn.append(img, name);
+    btn.addEventListener("click", () => selectGarment(g.id));
+    li.appendChild(btn);
+    return li;
   }
 
   function selectGarment(id) {
