@@ -27,7 +27,7 @@ from PIL import Image
 
 from garments.types import category_of, landmark_names
 from viton.engine import Engine, GarmentData, PersonData
-from viton.errors import VitonError
+from viton.errors import LegsNotInView, VitonError
 from viton.geometric import GeometricEngine
 
 DEFAULT_CELL_PX = 256
@@ -133,7 +133,11 @@ def contact_sheet(people: list[tuple[str, PersonData]], garments: list[tuple[str
     for name, person in people:
         cells = [_label(_fit(person.image, cell), name)]
         for slug, g in garments:
-            cells.append(_label(_fit(engine.try_on(person, g).image, cell), f"{name} + {slug}"))
+            try:
+                cells.append(_label(_fit(engine.try_on(person, g).image, cell), f"{name} + {slug}"))
+            except LegsNotInView:   # a bottom or a dress on a photo cut at the waist: the photo, dimmed
+                dim = (_fit(person.image, cell) * 0.35 + np.asarray(BACKGROUND) * 0.65).astype(np.uint8)
+                cells.append(_label(dim, f"{slug}: legs not in view"))
         rows.append(np.concatenate(cells, axis=1))
     return np.concatenate(rows, axis=0)
 
