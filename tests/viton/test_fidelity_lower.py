@@ -245,3 +245,25 @@ def test_vitonhd_dresses_tops_only() -> None:
     engine = VitonHDEngine.__new__(VitonHDEngine)   # the refusal comes before any network runs
     with pytest.raises(InvalidInput, match="dresses tops only"):
         engine.try_on(p, g)
+
+
+def test_the_service_dresses_a_bottom_as_the_engine_does() -> None:
+    from transport import Frame
+    from viton.contract import Kind, viton_request
+    from viton.service import TryOnService
+
+    d = dressed("original")
+    service = TryOnService(GeometricEngine())
+    service.start()
+    try:
+        for slug, g, r in d.results[:2]:
+            person_t = {"person": d.person.image, "parse": d.person.parse, "keypoints": d.person.keypoints}
+            meta, tensors = viton_request(person_t, g.image, g.mask, g.landmarks, garment_kind=g.kind,
+                                          garment_id="1" * 64, origin_id="t")
+            answer: Future[Frame] = Future()
+            service.handle(Frame(Kind.TRYON, f"bottom-{slug}", meta=meta, tensors=tensors), answer.set_result)
+            reply = answer.result(timeout=SERVICE_TIMEOUT_S)
+            assert reply.kind == Kind.RESULT, (slug, reply.meta)
+            assert np.array_equal(reply.tensors["image"], r.image), slug
+    finally:
+        service.stop()
