@@ -36,8 +36,8 @@ _HOODIE = Proportions(body_hw=196.0, hem_hw=186.0, neck_hw=66.0, top_y=150.0, sh
                       shoulder_drop=56.0, sleeve="long", sleeve_len=520.0, sleeve_angle=12.0, cuff_w=80.0,
                       armpit_y=350.0, hem_y=880.0, hood=True)
 
-_JEANS = LowerProportions(waist_y=70.0, waist_hw=160.0, hip_y=250.0, hip_hw=182.0, crotch_y=340.0, hem_y=960.0,
-                          hem_out=168.0, hem_in=34.0)
+_JEANS = LowerProportions(waist_y=50.0, waist_hw=150.0, hip_y=220.0, hip_hw=172.0, crotch_y=310.0, hem_y=980.0,
+                          hem_out=160.0, hem_in=30.0)
 _SHORTS = LowerProportions(waist_y=180.0, waist_hw=170.0, hip_y=350.0, hip_hw=192.0, crotch_y=450.0, hem_y=720.0,
                            hem_out=204.0, hem_in=20.0)
 _SKIRT = LowerProportions(waist_y=170.0, waist_hw=150.0, hip_y=330.0, hip_hw=184.0, crotch_y=None, hem_y=800.0,

@@ -39,7 +39,7 @@ R_WRIST, L_WRIST = 4, 7
 WAIST_RAMP = 0.08                          # x hip width: the garment fades in over this much below the waistband
 BOX_PAD = 0.8                              # x hip width: the work box around the garment's landmarks
 BODICE_RAMP = 0.3                          # x hip width: a dress's silhouette clip fades out below the waist
-SKIRT_REACH = 0.6                          # x hip width: how far from the person a skirt's flare may cover background
+SKIRT_REACH = 1.0                          # x hip width: how far from the person a skirt's flare may cover background
 REACH_RAMP = 0.1                           # x hip width: ... fading out over this much
 
 
