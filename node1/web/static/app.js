@@ -18,6 +18,8 @@
   const FRIENDLY = {
     no_person: "We could not find a person in the photo. Stand facing the camera with your head " +
       "and upper body in view, then snap again (or upload another photo).",
+    legs_not_in_view: "This garment needs your legs in the picture: step back until the camera sees you " +
+      "down to the knees at least, then snap again (or pick a top).",
     node2_unavailable: "The try-on server is not reachable right now. Please try again in a moment.",
     timeout: "The try-on took too long. Please try again.",
     busy: "The mirror is busy with other shoppers. Please try again in a few seconds.",
