@@ -20,7 +20,7 @@ from garments.types import LANDMARK_NAMES, category_of, content_id, landmark_nam
 log = logging.getLogger("garments.demo")
 
 MANIFEST_NAME = "manifest.json"
-GENERATOR_VERSION = 4          # bump when the designs or the painter change: regenerates on next install
+GENERATOR_VERSION = 5          # bump when the designs or the painter change: regenerates on next install
 PNG_COMPRESSION = 3            # fast enough for install time, ~1 MB per garment
 
 _SHORT = Proportions(body_hw=200.0, hem_hw=196.0, top_y=150.0, armpit_y=345.0, hem_y=850.0, sleeve_len=180.0,
