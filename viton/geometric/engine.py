@@ -171,8 +171,10 @@ def _try_on_lower(person: PersonData, garment: GarmentData, t_all: float) -> Try
     sigma = regions.edge_sigma(parse.shape)
     allowed, keep, soft = lower.lower_masks(person, garment, plan, legs, box=box, sigma=sigma)
     shade = lower.shade_lower(crop, parse[y0:y1, x0:x1], legs, garment.category)
+    gap_px = max(int(DETACHED_GAP * 2.0 * legs.hip_w), 1)
     out_crop, alpha_np = lower.composite_lower(crop, sampled, sleeve=sleeve, allowed=allowed, keep=keep, soft=soft,
-                                               shade=shade, arms_in_front=garment.category == "bottom")
+                                               shade=shade, arms_in_front=garment.category == "bottom",
+                                               detached=lambda a: _detached_pieces(a, gap_px))
     out = image.copy()
     out[y0:y1, x0:x1] = cv2.convertScaleAbs(out_crop)   # alpha = 0 -> the photo's pixels, bit for bit
     warped = np.zeros_like(image)

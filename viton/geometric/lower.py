@@ -16,6 +16,8 @@ trousers leave the trousers' lower legs). Shading comes from the old clothes und
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 import torch
@@ -155,14 +157,17 @@ def lower_masks(person: PersonData, garment: GarmentData, plan: LowerPlan, legs:
 
 def composite_lower(crop: np.ndarray, sampled: np.ndarray, *, sleeve: np.ndarray, allowed: np.ndarray,
                     keep: np.ndarray, soft: dict[str, np.ndarray], shade: np.ndarray | None,
-                    arms_in_front: bool) -> tuple[np.ndarray, np.ndarray]:
+                    arms_in_front: bool, detached: Callable[[np.ndarray], np.ndarray | None] | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """The shaded garment over the photo in the box: out = photo * (1 - alpha) + colour * shade * alpha.
 
     Args:
         crop: (h, w, 3) uint8 RGB photo; sampled: (h, w, 4) uint8 premultiplied RGBA warped garment;
         sleeve: (h, w) float32 [0, 1], 1 in a dress's sleeves; allowed: (h, w) uint8 {0, 1};
         keep: (h, w) float32 [0, 1]; soft: `lower_masks`'s layers; shade: (h, w) float32 or None;
-        arms_in_front: arms always in front (a bottom), else in front of the body, behind the sleeves.
+        arms_in_front: arms always in front (a bottom), else in front of the body, behind the sleeves;
+        detached: (h, w) alpha -> (h, w) bool of the garment's pieces cut off from its main body (dropped:
+            a speck of trousers where the parse map put a patch of pants inside a coat), or None.
     Returns:
         out: (h, w, 3) float32 in [0, 255]; alpha: (h, w) float32 [0, 1].
     """
@@ -176,6 +181,10 @@ def composite_lower(crop: np.ndarray, sampled: np.ndarray, *, sleeve: np.ndarray
         alpha = t(np.ascontiguousarray(sampled[..., 3])).float()
         alpha *= layer
         alpha *= 1.0 / 255.0
+        cut = detached(alpha.numpy()) if detached is not None else None
+        if cut is not None:
+            layer[t(cut)] = 0.0
+            alpha[t(cut)] = 0.0
         weight = layer
         if shade is not None:   # the old lower clothes' light, only where they were
             weight = layer * (1.0 + t(soft["cloth"]) * (t(shade) - 1.0))
