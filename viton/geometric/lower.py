@@ -100,6 +100,39 @@ def fade_from(hard: np.ndarray, soft_px: float) -> np.ndarray:
     return keep.astype(np.float32)
 
 
+Layers = tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, ...], np.ndarray]
+
+
+def _bottom_layers(parse: np.ndarray, below_waist: np.ndarray, kind: str, legs: LegFrame,
+                   sigma: float) -> Layers:
+    """(allowed uint8, hard bool, keep float32, kept labels, bodice float32) of a bottom in the box."""
+    allowed = lut(BOTTOM_CHANGES)[parse] & (below_waist > 0)
+    hard = (below_waist <= 0) | lut(ARM_LABELS)[parse].astype(bool) | lut(SHOE_LABELS)[parse].astype(bool)
+    ramp = max(WAIST_RAMP * legs.hip_w, 1.5)
+    keep = fade_from(hard, sigma) * np.clip(below_waist / np.float32(ramp), 0.0, 1.0)
+    # trousers stay on the silhouette (a flat-lay leg is wider than a leg seen from the front, and a leg
+    # the pose did not see is a guess); a skirt's flare may reach into the background beside the legs
+    bodice = np.full(parse.shape, 0.0 if kind == "skirt" else 1.0, np.float32)
+    return allowed, hard, keep, BOTTOM_KEPT, bodice
+
+
+def _dress_layers(person: PersonData, plan: LowerPlan, legs: LegFrame, *, box: tuple[int, int, int, int],
+                  below_waist: np.ndarray, sigma: float) -> Layers:
+    """(allowed uint8, hard bool, keep float32, kept labels, bodice float32) of a dress in the box."""
+    x0, y0, x1, y1 = box
+    parse = person.parse[y0:y1, x0:x1]
+    if plan.body is None:
+        raise ValueError("a dress plan carries its body frame")
+    allowed = regions.changeable_region(person.parse)[y0:y1, x0:x1] | lut(DRESS_CHANGES)[parse] & (below_waist > 0)
+    head = protect.head_zone(person.parse, person.keypoints, plan.body)
+    head_hard, head_keep = protect.protected_masks(parse, head, plan.body, box, sigma)   # head + below the hem
+    ends = hand_mask(parse, person.keypoints, box, HAND_RADIUS * legs.hip_w).astype(bool)
+    ends |= lut(SHOE_LABELS)[parse].astype(bool)
+    keep = head_keep * fade_from(ends, sigma)
+    bodice = np.clip(1.0 - below_waist / np.float32(BODICE_RAMP * legs.hip_w), 0.0, 1.0)
+    return allowed, head_hard | ends, keep, HEAD_KEPT, bodice
+
+
 def lower_masks(person: PersonData, garment: GarmentData, plan: LowerPlan, legs: LegFrame, *,
                 box: tuple[int, int, int, int], sigma: float) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """What the garment may change in `box`, the fade at the protected regions, and the soft layers.
@@ -110,48 +143,29 @@ def lower_masks(person: PersonData, garment: GarmentData, plan: LowerPlan, legs:
     """
     x0, y0, x1, y1 = box
     parse = person.parse[y0:y1, x0:x1]
-    hips = legs.hip_mid
-    below_waist = line_distance(plan.waist_line, box, away_from=hips - legs.down * 4.0 * legs.hip_w)
-    ramp = max(WAIST_RAMP * legs.hip_w, 1.5)
-    hands = hand_mask(parse, person.keypoints, box, HAND_RADIUS * legs.hip_w).astype(bool)
-    shoes = lut(SHOE_LABELS)[parse].astype(bool)
-    background = parse == 0
+    below_waist = line_distance(plan.waist_line, box, away_from=legs.hip_mid - legs.down * 4.0 * legs.hip_w)
     if garment.category == "bottom":
-        allowed = lut(BOTTOM_CHANGES)[parse] & (below_waist > 0)
-        hard = (below_waist <= 0) | lut(ARM_LABELS)[parse].astype(bool) | shoes
-        kept_labels: tuple[int, ...] = BOTTOM_KEPT
-        keep = fade_from(hard, sigma) * np.clip(below_waist / np.float32(ramp), 0.0, 1.0)
-        # trousers stay on the silhouette (a flat-lay leg is wider than a leg seen from the front, and a leg
-        # the pose did not see is a guess); a skirt's flare may reach into the background beside the legs
-        bodice = np.ones(parse.shape, np.float32) if garment.kind != "skirt" else np.zeros(parse.shape, np.float32)
+        layers = _bottom_layers(parse, below_waist, garment.kind, legs, sigma)
     else:
-        top_body = plan.body
-        if top_body is None:
-            raise ValueError("a dress plan carries its body frame")
-        allowed = regions.changeable_region(person.parse)[y0:y1, x0:x1] | lut(DRESS_CHANGES)[parse] & (below_waist > 0)
-        head = protect.head_zone(person.parse, person.keypoints, top_body)
-        head_hard, head_keep = protect.protected_masks(parse, head, top_body, box, sigma)   # head + below the hem
-        hard = head_hard | hands | shoes
-        keep = head_keep * fade_from(hands | shoes, sigma)
-        kept_labels = HEAD_KEPT
-        bodice = np.clip(1.0 - below_waist / np.float32(BODICE_RAMP * legs.hip_w), 0.0, 1.0)
+        layers = _dress_layers(person, plan, legs, box=box, below_waist=below_waist, sigma=sigma)
+    allowed, hard, keep, kept_labels, bodice = layers
+    # the background: a margin around the person, or a skirt's reach; beyond it nothing is drawn
+    background = parse == 0
     reach = SKIRT_REACH * legs.hip_w if float(bodice.min()) < 1.0 else float(regions.margin_px(person.parse.shape))
     fade = max(REACH_RAMP * legs.hip_w, 1.0)
     far = cv2.distanceTransform(background.astype(np.uint8), cv2.DIST_L2, 3)   # px to the person
-    allowed = allowed & ~(background & (far > reach + fade))
+    allowed = (allowed & ~(background & (far > reach + fade))).astype(np.uint8)
     keep = keep * np.where(background, np.clip((reach + fade - far) / np.float32(fade), 0.0, 1.0), 1.0)
-    allowed = allowed.astype(np.uint8)
     allowed[hard] = 0
     keep[hard] = 0.0
     stack = np.empty((*parse.shape, 4), np.uint8)
     cloth = LOWER_CLOTHES if garment.category == "bottom" else DRESS_CLOTHES
     for i, labels in enumerate((kept_labels, ARM_LABELS, cloth)):
         stack[..., i] = lut(labels)[parse] * np.uint8(255)
-    stack[..., 3] = (parse == 0) * np.uint8(255)
+    stack[..., 3] = background * np.uint8(255)
     blurred = cv2.GaussianBlur(stack, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REPLICATE)
     s = blurred.astype(np.float32) * np.float32(1.0 / 255.0)
-    soft = {"kept": s[..., 0], "arms": s[..., 1], "cloth": s[..., 2], "background": s[..., 3],
-            "bodice": bodice.astype(np.float32)}
+    soft = {"kept": s[..., 0], "arms": s[..., 1], "cloth": s[..., 2], "background": s[..., 3], "bodice": bodice}
     return allowed, keep.astype(np.float32), soft
 
 
