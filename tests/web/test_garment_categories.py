@@ -118,3 +118,16 @@ def test_legs_not_in_view_reply_is_the_shoppers_typed_error() -> None:
     err = error_from_reply({"code": ErrorCode.LEGS_NOT_IN_VIEW.value, "message": "found RHip, LHip"})
     assert isinstance(err, LegsNotInView) and err.code == "legs_not_in_view"
     assert "down to the knees" in err.message and "found RHip, LHip" in err.message
+
+
+def test_garment_frames_carry_the_categorys_landmark_rows(web_catalog: WebCatalog) -> None:
+    from dataclasses import replace
+
+    from node1.tryon.node2_client import garment_frame
+    from transport import InvalidRequest
+
+    jeans = next(g for g in web_catalog.catalog.garments if g.kind == "trousers")
+    frame = garment_frame(jeans)
+    assert frame.meta["kind"] == "trousers" and frame.tensors["landmarks"].shape == (7, 2)
+    with pytest.raises(InvalidRequest, match=r"a bottom \('trousers'\) has 7 landmarks"):
+        garment_frame(replace(jeans, landmarks=np.zeros((9, 2), np.float32)))
