@@ -267,3 +267,17 @@ def test_the_service_dresses_a_bottom_as_the_engine_does() -> None:
             assert np.array_equal(reply.tensors["image"], r.image), slug
     finally:
         service.stop()
+
+
+def test_contact_sheet_marks_legs_not_in_view() -> None:
+    from viton.gallery import LABEL_BAND_PX, contact_sheet
+
+    whole = person("camera", "original")
+    assert whole is not None
+    cut = make_person(np.ascontiguousarray(whole.image[:WAIST_CUT_ROWS]),
+                      np.ascontiguousarray(whole.parse[:WAIST_CUT_ROWS]), whole.keypoints)
+    sheet = contact_sheet([("cut", cut), ("whole", whole)], list(lower_garments()[:1]), cell=64)
+    band = LABEL_BAND_PX + 64
+    assert sheet.shape[:2] == (3 * band, 2 * 64)   # header + two rows, photo + one garment
+    cut_cell, whole_cell = sheet[band:2 * band, 64:], sheet[2 * band:, 64:]
+    assert cut_cell.mean() > whole_cell.mean()   # the refused cell: the photo dimmed towards the background
