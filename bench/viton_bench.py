@@ -19,6 +19,13 @@ protected_max_diff (largest mean |difference| in a protected region: face box, h
 below the hem), highpass_corr_max, pattern_transfer_max, edge_softness_min (share of the garment's
 edge that is anti-aliased) (tests/viton/fidelity_metrics.py).
 Targets (issue 17): ratio_1024 <= 1.2, explained_ratio_min >= 0.9, protected_max_diff == 0.
+
+Categories (issue 19), in the same run and the same current-engine worker: the camera man (legs in view;
+real preprocessing, upscaled 2x and cropped to 1024x768) dressed in the demo t-shirt, the jeans, the skirt
+and the dress, the four alternating (R rounds of N calls, the order rotating every round). Keys:
+viton_top_ms, viton_bottom_ms (jeans), viton_skirt_ms, viton_dress_ms (medians of all calls),
+bottom_over_top, dress_over_top; lower_explained_ratio_min (bottoms and dresses on the camera man and
+his mirror image). Target: a bottom or a dress costs at most 1.5x a top (bottom_over_top, dress_over_top).
 """
 
 from __future__ import annotations
@@ -39,6 +46,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = {"512": (512, 384), "1024": (1024, 768)}
 WORKER_TIMEOUT_S = 600.0
+CATEGORY_GARMENTS = {"top": "tshirt-red", "bottom": "jeans-indigo", "skirt": "skirt-burgundy",
+                     "dress": "dress-teal"}   # timing key -> demo slug
+MAX_LOWER_OVER_TOP = 1.5
 
 
 def _crop_scale(image: np.ndarray, parse: np.ndarray, kp: np.ndarray, factor: int, x0: int,
@@ -85,8 +95,29 @@ def make_inputs(kind: str, path: Path) -> str:
         what = "astronaut (real preprocessing) + demo t-shirt"
     arrays.update({"g_image": garment[0], "g_mask": garment[1], "g_landmarks": garment[2],
                    "g_kind": np.array(garment[3])})
+    if kind == "astronaut":
+        arrays.update(_category_inputs())
     np.savez(path, **arrays)
     return what
+
+
+def _category_inputs() -> dict[str, np.ndarray]:
+    """The camera man (legs in view) at 1024x768 and the category garments, as .npz arrays."""
+    from skimage import data
+
+    from garments.demo import DEMO_DESIGNS, render_garment
+    from node1.tryon.preprocess import preprocess
+
+    g = data.camera()
+    pre = preprocess(np.ascontiguousarray(np.stack([g, g, g], axis=-1)), device="cpu")
+    arrays = {f"cat_{k}": a for k, a in _crop_scale(pre.image, pre.parse, np.asarray(pre.body25, np.float32),
+                                                     2, 0, 768).items()}
+    by_slug = {d.slug: d for d in DEMO_DESIGNS}
+    for key, slug in CATEGORY_GARMENTS.items():
+        r = render_garment(by_slug[slug])
+        arrays.update({f"{key}_image": r.image, f"{key}_mask": r.mask, f"{key}_kind": np.array(by_slug[slug].kind),
+                       f"{key}_landmarks": np.asarray(r.landmarks, np.float32)})
+    return arrays
 
 
 def worker(viton_root: str, inputs: str, threads: int) -> int:
@@ -109,12 +140,23 @@ def worker(viton_root: str, inputs: str, threads: int) -> int:
     for p in people.values():  # warm-up
         engine.try_on(p, garment)
     print(json.dumps({"ready": str(Path(sys.modules["viton"].__file__ or "").parent)}), flush=True)
+    categories: dict[str, tuple[Any, Any]] = {}
     for line in sys.stdin:
         size, n = line.split()
+        if size.startswith("cat:"):   # a category timing: the camera man in that category's garment
+            key = size.removeprefix("cat:")
+            if key not in categories:
+                cam = PersonData(image=d["cat_image"], parse=d["cat_parse"], keypoints=d["cat_keypoints"])
+                g = GarmentData(d[f"{key}_image"], d[f"{key}_mask"], d[f"{key}_landmarks"], str(d[f"{key}_kind"]))
+                engine.try_on(cam, g)   # warm-up
+                categories[key] = (cam, g)
+            person, gar = categories[key]
+        else:
+            person, gar = people[size], garment
         ms, cpu = [], []
         for _ in range(int(n)):
             c0, t0 = time.process_time(), time.perf_counter()
-            engine.try_on(people[size], garment)
+            engine.try_on(person, gar)
             ms.append((time.perf_counter() - t0) * 1000.0)
             cpu.append((time.process_time() - c0) * 1000.0)
         print(json.dumps({"ms": ms, "cpu_ms": cpu}), flush=True)
@@ -182,10 +224,16 @@ def fidelity() -> dict[str, float]:
                 soft.append(fm.edge_softness(r))
                 t = fm.pattern_transfer(p, r)
                 pt.extend([] if t is None else [t])
+    lower = []
+    for kind in ("original", "flip"):
+        p = pv.person("camera", kind)
+        for _, g in pv.demo_garments("bottom") + pv.demo_garments("dress"):
+            lower.append(fm.explained_ratio(p, engine.try_on(p, g)))
     return {"explained_ratio_min": round(min(explained), 4), "protected_max_diff": round(max(diffs), 4),
             "highpass_corr_max": round(max(hp), 4), "pattern_transfer_max": round(max(pt, default=0.0), 4),
             "edge_softness_min": round(min(soft), 4),
-            "fidelity_cases": len(explained)}
+            "fidelity_cases": len(explained), "lower_explained_ratio_min": round(min(lower), 4),
+            "lower_fidelity_cases": len(lower)}
 
 
 def main() -> int:
@@ -197,6 +245,7 @@ def main() -> int:
     ap.add_argument("--person", choices=["astronaut", "drawn"], default="astronaut")
     ap.add_argument("--threads", type=int, default=2, help="torch and OpenCV threads (the box has 2 cores)")
     ap.add_argument("--no-fidelity", action="store_true", help="timings only")
+    ap.add_argument("--no-categories", action="store_true", help="no top/bottom/dress timings")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--inputs", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -210,6 +259,8 @@ def main() -> int:
             workers["baseline"] = Worker(extract_ref(args.baseline_ref, Path(tmp)), inputs, args.threads)
         samples: dict[tuple[str, str], dict[str, list[float]]] = {
             (w, s): {"ms": [], "cpu_ms": []} for w in workers for s in SIZES}
+        cats = list(CATEGORY_GARMENTS) if args.person == "astronaut" and not args.no_categories else []
+        by_cat: dict[str, list[float]] = {c: [] for c in cats}
         for r in range(args.rounds):
             order = list(workers) if r % 2 == 0 else list(workers)[::-1]
             for size in SIZES:
@@ -217,6 +268,8 @@ def main() -> int:
                     got = workers[w].time(size, args.repeat)
                     for k in ("ms", "cpu_ms"):
                         samples[w, size][k].extend(got[k])
+            for c in cats[r % len(cats):] + cats[:r % len(cats)] if cats else []:   # rotating order
+                by_cat[c].extend(workers["current"].time(f"cat:{c}", args.repeat)["ms"])
         for proc in workers.values():
             proc.close()
     results: dict[str, Any] = {}
@@ -232,6 +285,12 @@ def main() -> int:
             results[f"ratio_{size}"] = round(results[f"geometric_{size}_ms"] / results[f"baseline_{size}_ms"], 3)
     results["baseline_ref"] = args.baseline_ref
     results["calls_per_size"] = args.rounds * args.repeat
+    for c, ms in by_cat.items():
+        results[f"viton_{c}_ms"] = round(statistics.median(ms), 2)
+    if by_cat:
+        results["bottom_over_top"] = round(results["viton_bottom_ms"] / results["viton_top_ms"], 3)
+        results["dress_over_top"] = round(results["viton_dress_ms"] / results["viton_top_ms"], 3)
+        results["category_size"] = "1024x768 (camera man, legs in view)"
     if not args.no_fidelity:
         results.update(fidelity())
     if args.json:
@@ -242,6 +301,10 @@ def main() -> int:
         print(f"  {k:24s} {v}")
     if "ratio_1024" in results:
         print(f"target: ratio_1024 <= 1.2 -> {'met' if results['ratio_1024'] <= 1.2 else 'NOT met'}")
+    if "bottom_over_top" in results:
+        worst = max(results["bottom_over_top"], results["dress_over_top"])
+        print(f"target: bottom/dress <= {MAX_LOWER_OVER_TOP}x a top -> "
+              f"{'met' if worst <= MAX_LOWER_OVER_TOP else 'NOT met'}")
     return 0
 
 

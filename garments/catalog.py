@@ -4,6 +4,9 @@ Layout under catalog_dir (the caller passes paths; this package reads no configu
     demo/                      the demo catalog (python -m garments.demo --out CATALOG_DIR/demo)
     prepared/v<N>-<sha256>/    a dropped file, prepared once: image.png, mask.png, garment.json
                                (or rejected.json with the reason), keyed by the sha256 of the file's bytes
+                               (and, for a bottom or a dress, its category)
+The drop folder holds tops; its sub-folders `bottom/` and `dress/` hold bottoms (trousers, shorts,
+skirts) and dresses (DROP_SUBFOLDERS), prepared as garments of that category.
 
 Dropped files are validated before decoding (type by content, byte size, pixel dimensions; Pillow's
 decompression-bomb guard stays on and its warning counts as an error) and a bad file is logged, listed in
@@ -29,7 +32,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from garments.demo.catalog import DEMO_DESIGNS, MANIFEST_NAME, demo_catalog_valid, write_demo_catalog
 from garments.errors import GarmentError, GarmentFileRejected, GarmentNotFound
 from garments.prepare import STORE_VERSION, load_garment, prepare_garment, save_garment, thumbnail
-from garments.types import Garment
+from garments.types import CATEGORIES, Garment
 
 log = logging.getLogger("garments.catalog")
 
@@ -39,6 +42,8 @@ ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP")
 IGNORED_SUFFIXES = frozenset({".py", ".pyc", ".pyi", ".md", ".typed"})
 BACKDROP_RGB = (240, 238, 233)   # what transparent pixels of a dropped PNG/WebP are composited onto
 ALPHA_MASK_MIN_FRAC = 0.02       # at least this much transparency: the alpha channel is the cloth mask
+# category -> the drop folder's sub-folder holding that category's photos ("" = the drop folder itself)
+DROP_SUBFOLDERS = {"top": "", "bottom": "bottom", "dress": "dress"}
 
 
 @dataclass(frozen=True)
@@ -59,7 +64,7 @@ class Rejected:
 class CatalogEntry:
     garment: Garment
     source: str                # "demo" or "drop"
-    file: str | None = None    # the dropped file's name
+    file: str | None = None    # the dropped file's path inside the drop folder ("bottom/jeans.jpg")
 
 
 def display_name(path: Path) -> str:
@@ -155,9 +160,9 @@ class Catalog:
         return iter(self.garments)
 
     def listing(self) -> list[dict[str, str]]:
-        """What a web catalog shows: id, name, kind, source."""
-        return [{"id": e.garment.id, "name": e.garment.name, "kind": e.garment.kind, "source": e.source}
-                for e in self.entries]
+        """What a web catalog shows: id, name, kind, category, source."""
+        return [{"id": e.garment.id, "name": e.garment.name, "kind": e.garment.kind, "category": e.garment.category,
+                 "source": e.source} for e in self.entries]
 
     def thumbnail(self, garment_id: str, size: int = 192, fmt: str = "JPEG") -> bytes:
         key = (garment_id, size, fmt)
@@ -216,20 +221,26 @@ class Catalog:
         if not drop_dir.is_dir():
             log.info("garment drop folder %s does not exist: no dropped garments", drop_dir)
             return
-        for path in sorted(drop_dir.iterdir()):
-            if path.name.startswith(".") or path.suffix.lower() in IGNORED_SUFFIXES or not path.is_file():
+        for category in CATEGORIES:
+            folder = drop_dir / DROP_SUBFOLDERS[category]
+            if not folder.is_dir():
                 continue
-            try:
-                entry = self._prepare_drop(path)
-            except GarmentFileRejected as exc:
-                self._reject(path.name, exc.reason)
-                continue
-            except GarmentError as exc:
-                self._reject(path.name, str(exc))
-                continue
-            self._add(entry)
+            for path in sorted(folder.iterdir()):
+                if path.name.startswith(".") or path.suffix.lower() in IGNORED_SUFFIXES or not path.is_file():
+                    continue
+                rel = path.relative_to(drop_dir).as_posix()
+                try:
+                    entry = self._prepare_drop(path, category, rel)
+                except GarmentFileRejected as exc:
+                    self._reject(rel, exc.reason)
+                    continue
+                except GarmentError as exc:
+                    self._reject(rel, str(exc))
+                    continue
+                self._add(entry)
 
-    def _prepare_drop(self, path: Path) -> CatalogEntry:
+    def _prepare_drop(self, path: Path, category: str = "top", rel: str | None = None) -> CatalogEntry:
+        rel = rel or path.name
         try:
             size = path.stat().st_size
             if size > self.limits.max_bytes:
@@ -238,19 +249,20 @@ class Catalog:
         except OSError as exc:
             raise GarmentFileRejected(path.name, f"cannot read the file: {exc.strerror or exc}") from exc
         key = hashlib.sha256(data).hexdigest()
-        cache = self.catalog_dir / "prepared" / f"v{STORE_VERSION}-{key}"
+        tag = key if category == "top" else hashlib.sha256(category.encode() + b"\0" + data).hexdigest()
+        cache = self.catalog_dir / "prepared" / f"v{STORE_VERSION}-{tag}"
         if (cache / "rejected.json").is_file():
             raise GarmentFileRejected(path.name, json.loads((cache / "rejected.json").read_text())["reason"])
         if (cache / "garment.json").is_file():
             try:
                 g = load_garment(cache)
                 self.stats["cached"] += 1
-                return CatalogEntry(g, "drop", path.name)
+                return CatalogEntry(g, "drop", rel)
             except GarmentError as exc:
                 log.warning("prepared cache %s unusable (%s): preparing %s again", cache, exc, path.name)
         try:
             image, alpha_mask = decode_garment_file(data, path.name, self.limits)
-            g = prepare_garment(image, display_name(path), mask=alpha_mask)
+            g = prepare_garment(image, display_name(path), mask=alpha_mask, category=category)
         except GarmentFileRejected as exc:
             self._remember_rejection(cache, exc.reason)
             raise
@@ -258,9 +270,9 @@ class Catalog:
             reason = f"no usable garment in the photo: {exc}"
             self._remember_rejection(cache, reason)
             raise GarmentFileRejected(path.name, reason) from exc
-        save_garment(g, cache, source_file=path.name, source_sha256=key)
+        save_garment(g, cache, source_file=rel, source_sha256=key)
         self.stats["prepared"] += 1
-        return CatalogEntry(g, "drop", path.name)
+        return CatalogEntry(g, "drop", rel)
 
     @staticmethod
     def _remember_rejection(cache: Path, reason: str) -> None:

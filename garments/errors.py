@@ -3,7 +3,8 @@
     GarmentError                    base: anything that went wrong preparing or finding a garment
     ├── InvalidGarmentImage         the array handed in is not an (H, W, 3) uint8 RGB image of usable size
     ├── NoGarmentFound              the photo holds no garment distinct from its background
-    ├── LandmarkError               the silhouette does not look like a top (no body/shoulders to find)
+    ├── LandmarkError               the silhouette is not a garment of its category (no body/shoulders of a top,
+    │                               no waistband of a bottom, no waist of a dress)
     ├── GarmentFileRejected         a dropped file failed validation (type, size, dimensions, corrupt data)
     └── GarmentNotFound             no garment with that id in the catalog (also a KeyError)
 """

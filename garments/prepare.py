@@ -13,9 +13,10 @@ import numpy as np
 from PIL import Image
 
 from garments.errors import GarmentError, InvalidGarmentImage
-from garments.landmarks import find_landmarks
+from garments.landmarks import LandmarkResult, find_landmarks
+from garments.lower_landmarks import find_bottom_landmarks, find_dress_landmarks
 from garments.mask import check_rgb, cloth_mask, fill_holes, keep_largest_component
-from garments.types import LANDMARK_NAMES, Garment, content_id
+from garments.types import CATEGORIES, Garment, category_of, content_id, landmark_names
 
 CANVAS_SIZE = (768, 1024)          # (W, H) of prepared garments, VITON-HD's cloth images
 THUMBNAIL_PX = 192                 # longest side of a catalog thumbnail
@@ -65,22 +66,44 @@ def fit_canvas(image: np.ndarray, size: tuple[int, int] = CANVAS_SIZE, fill: tup
     return _pad_to(scaled, size, fill if fill is not None else _border_colour(scaled))
 
 
+def find_category_landmarks(mask: np.ndarray, category: str = "top") -> LandmarkResult:
+    """Landmarks of a (H, W) uint8 cloth mask as a garment of `category` ("top", "bottom", "dress").
+
+    Raises:
+        InvalidGarmentImage: an unknown category. LandmarkError: the silhouette is not one of that category.
+    """
+    if category not in CATEGORIES:
+        raise InvalidGarmentImage(f"garment category {category!r} is not one of {', '.join(CATEGORIES)}")
+    if category == "bottom":
+        return find_bottom_landmarks(mask)
+    if category == "dress":
+        return find_dress_landmarks(mask)
+    return find_landmarks(mask)
+
+
 def prepare_garment(image: np.ndarray, name: str, *, kind: str | None = None, mask: np.ndarray | None = None,
-                    canvas: tuple[int, int] | None = CANVAS_SIZE) -> Garment:
+                    canvas: tuple[int, int] | None = CANVAS_SIZE, category: str = "top") -> Garment:
     """Mask, landmarks and id of one garment photo.
 
     Args:
         image: (H, W, 3) uint8 RGB, the garment on a plain backdrop (front view, upright).
         name: display name.
-        kind: shape family to record; None = as told by the silhouette ("tank", "tshirt", "longsleeve", "hoodie").
+        kind: shape family to record (one of `category`'s); None = as told by the silhouette ("tank",
+            "tshirt", "longsleeve", "hoodie"; "trousers", "shorts", "skirt"; "dress").
         mask: (H, W) uint8 cloth mask if already known (e.g. from a PNG's alpha); None = cloth_mask(image).
         canvas: (W, H) every prepared garment is fitted to (VITON-HD's 768x1024); None keeps the photo's size.
+        category: "top", "bottom" or "dress": which landmarks to find (garments.types.landmark_names).
     Returns:
         Garment with id = content_id(image, mask) of the stored (fitted) image and mask.
     Raises:
-        InvalidGarmentImage, NoGarmentFound, LandmarkError (all GarmentError).
+        InvalidGarmentImage (also: an unknown category, a kind of another category), NoGarmentFound,
+        LandmarkError (the silhouette is not a garment of that category; all GarmentError).
     """
     check_rgb(image)
+    if category not in CATEGORIES:
+        raise InvalidGarmentImage(f"garment category {category!r} is not one of {', '.join(CATEGORIES)}")
+    if kind is not None and category_of(kind) != category:
+        raise InvalidGarmentImage(f"garment kind {kind!r} is a {category_of(kind)}, not a {category}")
     if mask is not None and (mask.shape != image.shape[:2] or mask.dtype != np.uint8):
         raise InvalidGarmentImage(f"mask must be {image.shape[:2]} uint8, got {mask.shape} {mask.dtype}")
     if canvas is not None:   # scale now, pad after the mask: the mask reads the photo's own border
@@ -94,7 +117,7 @@ def prepare_garment(image: np.ndarray, name: str, *, kind: str | None = None, ma
     if canvas is not None:
         image = _pad_to(image, canvas, _border_colour(image))
         mask = _pad_to(mask, canvas, (0,))
-    found = find_landmarks(mask)
+    found = find_category_landmarks(mask, category)
     image = np.ascontiguousarray(image)
     return Garment(id=content_id(image, mask), name=name, image=image, mask=mask, landmarks=found.points,
                    kind=kind or found.kind)
@@ -131,8 +154,9 @@ def save_garment(garment: Garment, folder: str | os.PathLike[str], **extra: obje
     (tmp / "image.png").write_bytes(img.tobytes())
     (tmp / "mask.png").write_bytes(msk.tobytes())
     meta = {"store_version": STORE_VERSION, "id": garment.id, "name": garment.name, "kind": garment.kind,
-            "landmarks": {n: [float(x), float(y)] for n, (x, y) in zip(LANDMARK_NAMES, garment.landmarks,
-                                                                        strict=True)}, **extra}
+            "category": garment.category,
+            "landmarks": {n: [float(x), float(y)] for n, (x, y) in zip(landmark_names(garment.category),
+                                                                        garment.landmarks, strict=True)}, **extra}
     (tmp / "garment.json").write_text(json.dumps(meta, indent=1))
     os.chmod(tmp, 0o755)  # noqa: S103 (mkdtemp makes 0700; the web app may run as another user)
     try:
@@ -160,12 +184,12 @@ def load_garment(folder: str | os.PathLike[str], landmarks: dict[str, list[float
         lm_src = landmarks if landmarks is not None else meta["landmarks"]
         if not isinstance(lm_src, dict):
             raise GarmentError(f"{root}: landmarks must be an object of name -> [x, y]")
-        points = np.array([lm_src[n] for n in LANDMARK_NAMES], np.float32)
+        kind = str(meta.get("kind", "tshirt"))
+        points = np.array([lm_src[n] for n in landmark_names(category_of(kind))], np.float32)
         gid = content_id(image, mask)
         if gid != meta["id"]:
             raise GarmentError(f"{root}: content changed since it was prepared "
                                f"(id {gid[:12]} != {str(meta['id'])[:12]})")
-        return Garment(id=gid, name=str(meta["name"]), image=image, mask=mask, landmarks=points,
-                       kind=str(meta.get("kind", "tshirt")))
+        return Garment(id=gid, name=str(meta["name"]), image=image, mask=mask, landmarks=points, kind=kind)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise GarmentError(f"{root}: cannot load the prepared garment: {exc}") from exc

@@ -25,6 +25,45 @@ LANDMARK_NAMES: tuple[str, ...] = (
     "cuff_left",
 )
 
+# Garment categories and the shape families (kinds) of each. The try-on contract carries the kind;
+# its category follows from it (viton.contract.KIND_CATEGORY holds the same table, a test checks).
+CATEGORIES: tuple[str, ...] = ("top", "bottom", "dress")
+KIND_CATEGORY: dict[str, str] = {
+    "tshirt": "top", "longsleeve": "top", "tank": "top", "shirt": "top", "hoodie": "top",
+    "trousers": "bottom", "shorts": "bottom", "skirt": "bottom",
+    "dress": "dress",
+}
+# Rows of a bottom's landmarks. Sides are the wearer's. A skirt has one hem: its crotch and inner hem
+# corners all lie at the middle of that hem.
+BOTTOM_LANDMARK_NAMES: tuple[str, ...] = (
+    "waist_right",       # waistband's top corners
+    "waist_left",
+    "crotch",            # where the legs part (a skirt: the middle of its hem)
+    "hem_right_outer",   # the right leg's hem: outer and inner corner
+    "hem_right_inner",
+    "hem_left_inner",    # the left leg's hem: inner and outer corner
+    "hem_left_outer",
+)
+# A dress: a top's landmarks (its hem corners are the dress's hem), then its waist.
+DRESS_LANDMARK_NAMES: tuple[str, ...] = (*LANDMARK_NAMES, "waist_right", "waist_left")
+LANDMARK_NAMES_BY_CATEGORY: dict[str, tuple[str, ...]] = {
+    "top": LANDMARK_NAMES, "bottom": BOTTOM_LANDMARK_NAMES, "dress": DRESS_LANDMARK_NAMES,
+}
+
+
+def category_of(kind: str) -> str:
+    """The category ("top", "bottom", "dress") of a shape family; an unknown kind is a top (the
+    kinds before categories existed were all tops)."""
+    return KIND_CATEGORY.get(kind, "top")
+
+
+def landmark_names(category: str) -> tuple[str, ...]:
+    """Rows of a garment's landmarks for `category`. Raises ValueError for an unknown category."""
+    try:
+        return LANDMARK_NAMES_BY_CATEGORY[category]
+    except KeyError:
+        raise ValueError(f"garment category {category!r} is not one of {', '.join(CATEGORIES)}") from None
+
 
 @dataclass(frozen=True)
 class Garment:
@@ -35,8 +74,10 @@ class Garment:
         name: display name.
         image: (h, w, 3) uint8 RGB.
         mask: (h, w) uint8, 255 = cloth, 0 = background.
-        landmarks: (len(LANDMARK_NAMES), 2) float32 (x, y) pixels, rows in LANDMARK_NAMES order.
-        kind: shape family, e.g. "tshirt", "longsleeve", "tank", "shirt", "hoodie".
+        landmarks: (N, 2) float32 (x, y) pixels, rows in `landmark_names(category)` order
+            (LANDMARK_NAMES for a top).
+        kind: shape family, e.g. "tshirt", "longsleeve", "tank", "shirt", "hoodie" (tops), "trousers",
+            "shorts", "skirt" (bottoms), "dress"; KIND_CATEGORY gives its category.
     """
 
     id: str
@@ -46,8 +87,13 @@ class Garment:
     landmarks: np.ndarray
     kind: str = "tshirt"
 
+    @property
+    def category(self) -> str:
+        """"top", "bottom" or "dress" (from the kind)."""
+        return category_of(self.kind)
+
     def landmark(self, name: str) -> tuple[float, float]:
-        x, y = self.landmarks[LANDMARK_NAMES.index(name)]
+        x, y = self.landmarks[landmark_names(self.category).index(name)]
         return float(x), float(y)
 
 

@@ -6,7 +6,8 @@ Public face:
     make_engine(name, device, checkpoint_dir)      build the engine named in viton.engine
     engine_from_config(cfg)                        the engine env_config.json's viton section configures
     GeometricEngine                                the weight-free default engine (imported on first use)
-    errors: VitonError, InvalidInput, PoseIncomplete, UnknownEngine, EngineConfigError, EngineFailed
+    errors: VitonError, InvalidInput, PoseIncomplete, LegsNotInView, UnknownEngine, EngineConfigError,
+            EngineFailed
 The service is `python -m viton.service` (viton/service.py).
 
 Importing `viton` (or `viton.contract`) loads no engine and no torch: the gateway and node 1's web
@@ -21,7 +22,15 @@ from typing import TYPE_CHECKING, Any
 
 from viton import contract
 from viton.engine import Engine, GarmentData, PersonData, TryOnOutput
-from viton.errors import EngineConfigError, EngineFailed, InvalidInput, PoseIncomplete, UnknownEngine, VitonError
+from viton.errors import (
+    EngineConfigError,
+    EngineFailed,
+    InvalidInput,
+    LegsNotInView,
+    PoseIncomplete,
+    UnknownEngine,
+    VitonError,
+)
 
 if TYPE_CHECKING:
     from viton.geometric import GeometricEngine
@@ -75,6 +84,6 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ENGINE_NAMES", "Engine", "EngineConfigError", "EngineFailed", "GarmentData", "GeometricEngine", "InvalidInput",
-    "PersonData", "PoseIncomplete", "TryOnOutput", "UnknownEngine", "VitonError", "contract", "engine_from_config",
-    "make_engine",
+    "LegsNotInView", "PersonData", "PoseIncomplete", "TryOnOutput", "UnknownEngine", "VitonError", "contract",
+    "engine_from_config", "make_engine",
 ]

@@ -55,3 +55,7 @@ def check_garment(garment: GarmentData) -> None:
         raise InvalidInput("tensor 'garment_mask' is empty: no pixel >= 128 marks cloth")
     if not isinstance(garment.kind, str) or not garment.kind:
         raise InvalidInput(f"garment kind must be a non-empty string; got {garment.kind!r}")
+    try:
+        contract.check_garment_landmarks(garment.kind, garment.landmarks)
+    except contract.ContractError as exc:
+        raise InvalidInput(str(exc).removeprefix("garment: ")) from exc

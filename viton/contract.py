@@ -8,7 +8,8 @@ Messages are transport frames (kind, request id, meta, tensors: see transport/fr
 
     node 1 -> gateway
         tryon           the person tensors the configured engine READS (below); meta garment_id
-        garment         GARMENT_TENSORS (image, mask, landmarks); meta garment_id, kind
+        garment         GARMENT_TENSORS (image, mask, landmarks); meta garment_id, kind (its category
+                        follows from it: KIND_CATEGORY; the landmark rows are the category's)
         health          (no tensors)
     gateway -> node 1
         result          RESULT_TENSORS (image); meta timings_ms, engine, device
@@ -30,6 +31,11 @@ Person tensors (H, W the photo's size; all person tensors agree on it):
     keypoints    float32 (25, 3)    OpenPose BODY_25 (x px, y px, confidence); missing = 0, 0, 0
     person_mask  uint8   (H, W)     person segmentation, 0..255 (only for an engine that reads it)
 
+Garment categories: "top", "bottom" (trousers, shorts, skirt), "dress". The kind names the shape family
+and KIND_CATEGORY its category (an unknown kind is a top); `landmarks` holds LANDMARK_ROWS[category]
+rows (garments.types.landmark_names(category) names them). A bottom or a dress needs the legs in view:
+without hips and a knee the service answers LEGS_NOT_IN_VIEW.
+
 An engine declares the person tensors it reads (ENGINE_READS, and each engine class's `reads`);
 node 1 sends exactly those. The pose picture VITON-HD reads is drawn on node 2 from `keypoints`.
 """
@@ -42,7 +48,7 @@ from enum import StrEnum
 
 import numpy as np
 
-CONTRACT_VERSION = 2
+CONTRACT_VERSION = 3  # 3: garment categories (landmark rows per category), legs_not_in_view
 
 
 class Kind(StrEnum):
@@ -69,6 +75,7 @@ class ErrorCode(StrEnum):
     BAD_INPUT = "bad_input"                    # tensors off the contract (VITON service)
     MISSING_TENSOR = "missing_tensor"          # a tensor the engine reads is absent
     NO_POSE = "no_pose"                        # keypoints lack what the engine needs (e.g. a shoulder)
+    LEGS_NOT_IN_VIEW = "legs_not_in_view"      # a bottom or a dress, on a photo without hips and knees
     BAD_GARMENT = "bad_garment"
     GARMENT_NOT_CACHED = "garment_not_cached"
     BUSY = "busy"                              # the VITON service's queue is full
@@ -82,6 +89,7 @@ class ErrorCode(StrEnum):
 
 # How node 1 reads an error reply: the shopper's photo is the problem / node 2 is down / too slow.
 NO_PERSON_CODES = frozenset({ErrorCode.NO_POSE})
+LEGS_CODES = frozenset({ErrorCode.LEGS_NOT_IN_VIEW})
 UNAVAILABLE_CODES = frozenset({ErrorCode.VITON_UNAVAILABLE, ErrorCode.BUSY})
 TIMEOUT_CODES = frozenset({ErrorCode.VITON_TIMEOUT})
 
@@ -105,8 +113,16 @@ PERSON_TENSORS: dict[str, TensorSpec] = {
 GARMENT_TENSORS: dict[str, TensorSpec] = {
     "image": TensorSpec("uint8", ("h", "w", 3), "RGB garment on a plain background"),
     "mask": TensorSpec("uint8", ("h", "w"), "255 = cloth"),
-    "landmarks": TensorSpec("float32", (9, 2), "garment landmarks (x, y) px"),
+    "landmarks": TensorSpec("float32", ("n", 2), "garment landmarks (x, y) px; LANDMARK_ROWS[category] rows"),
 }
+GARMENT_CATEGORIES = ("top", "bottom", "dress")
+# the shape families and their category (garments.types.KIND_CATEGORY holds the same table; a test checks)
+KIND_CATEGORY: dict[str, str] = {
+    "tshirt": "top", "longsleeve": "top", "tank": "top", "shirt": "top", "hoodie": "top",
+    "trousers": "bottom", "shorts": "bottom", "skirt": "bottom",
+    "dress": "dress",
+}
+LANDMARK_ROWS: dict[str, int] = {"top": 9, "bottom": 7, "dress": 11}
 # The gateway forwards the garment to VITON under these names, beside the person tensors.
 FORWARDED_GARMENT_NAMES = {"image": "garment_image", "mask": "garment_mask", "landmarks": "garment_landmarks"}
 RESULT_TENSORS: dict[str, TensorSpec] = {
@@ -215,9 +231,27 @@ def check_garment_kind(kind: object) -> str:
     return kind
 
 
+def category_of(kind: str) -> str:
+    """A garment kind's category ("top", "bottom", "dress"); an unknown kind is a top."""
+    return KIND_CATEGORY.get(kind, "top")
+
+
+def check_garment_landmarks(kind: str, landmarks: object, *, what: str = "garment",
+                            code: ErrorCode = ErrorCode.BAD_REQUEST) -> str:
+    """The landmarks' rows against the kind's category; returns the category. Raises ContractError."""
+    category = category_of(kind)
+    rows = LANDMARK_ROWS[category]
+    shape = getattr(landmarks, "shape", None)
+    if shape != (rows, 2):
+        raise ContractError(f"{what}: a {category} ({kind!r}) has {rows} landmarks; tensor 'landmarks' must be "
+                            f"float32 ({rows}, 2), got {shape}", code)
+    return category
+
+
 __all__ = [
-    "CONTRACT_VERSION", "ENGINE_READS", "FORWARDED_GARMENT_NAMES", "GARMENT_ID_HEX_CHARS", "GARMENT_TENSORS",
-    "NO_PERSON_CODES", "NUM_CIHP_LABELS", "PERSON_TENSORS", "RESULT_TENSORS", "TIMEOUT_CODES",
-    "UNAVAILABLE_CODES", "ContractError", "ErrorCode", "Kind", "TensorSpec", "check_garment_id",
-    "check_garment_kind", "check_person", "check_tensors", "reads_of", "viton_request",
+    "CONTRACT_VERSION", "ENGINE_READS", "FORWARDED_GARMENT_NAMES", "GARMENT_CATEGORIES", "GARMENT_ID_HEX_CHARS",
+    "GARMENT_TENSORS", "KIND_CATEGORY", "LANDMARK_ROWS", "LEGS_CODES", "NO_PERSON_CODES", "NUM_CIHP_LABELS",
+    "PERSON_TENSORS", "RESULT_TENSORS", "TIMEOUT_CODES", "UNAVAILABLE_CODES", "ContractError", "ErrorCode", "Kind",
+    "TensorSpec", "category_of", "check_garment_id", "check_garment_kind", "check_garment_landmarks",
+    "check_person", "check_tensors", "reads_of", "viton_request",
 ]

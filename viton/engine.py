@@ -11,6 +11,8 @@ from typing import Protocol
 
 import numpy as np
 
+from viton.contract import category_of
+
 
 @dataclass
 class PersonData:
@@ -41,14 +43,21 @@ class GarmentData:
     Attributes:
         image: (h, w, 3) uint8 RGB on a plain background.
         mask: (h, w) uint8, 255 = cloth.
-        landmarks: (len(garments.LANDMARK_NAMES), 2) float32 (x, y) pixels.
-        kind: shape family ("tshirt", "longsleeve", "tank", "shirt", "hoodie").
+        landmarks: (N, 2) float32 (x, y) pixels, rows in garments.landmark_names(category) order
+            (viton.contract.LANDMARK_ROWS: 9 for a top, 7 for a bottom, 11 for a dress).
+        kind: shape family ("tshirt", "longsleeve", "tank", "shirt", "hoodie"; "trousers", "shorts",
+            "skirt"; "dress"); its category is viton.contract.category_of(kind).
     """
 
     image: np.ndarray
     mask: np.ndarray
     landmarks: np.ndarray
     kind: str = "tshirt"
+
+    @property
+    def category(self) -> str:
+        """"top", "bottom" or "dress" (viton.contract.KIND_CATEGORY)."""
+        return category_of(self.kind)
 
 
 @dataclass

@@ -3,6 +3,7 @@
     VitonError                 base of everything raised by viton
     ├── InvalidInput           a tensor has the wrong shape/dtype/range (code "bad_input")
     │   └── PoseIncomplete     keypoints lack what the engine needs, e.g. a shoulder (code "no_pose")
+    │       └── LegsNotInView  a bottom or a dress on a photo without hips and knees (code "legs_not_in_view")
     ├── UnknownEngine          viton.engine names no engine we have (code "unknown_engine")
     ├── EngineConfigError      the engine's settings are incomplete (code "engine_config")
     └── EngineFailed           the engine raised while dressing a valid input (code "engine_failed")
@@ -30,6 +31,12 @@ class PoseIncomplete(InvalidInput):  # noqa: N818 (named after what went wrong, 
     """The keypoints lack a point the engine cannot do without (both shoulders)."""
 
     code = "no_pose"
+
+
+class LegsNotInView(PoseIncomplete):  # noqa: N818 (named after what went wrong, per STYLE.md)
+    """A bottom or a dress needs the hips and a knee in the photo; they are not there (cut at the waist)."""
+
+    code = "legs_not_in_view"
 
 
 class UnknownEngine(VitonError):  # noqa: N818 (named after what went wrong, per STYLE.md)

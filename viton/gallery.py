@@ -25,12 +25,11 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from garments.types import category_of, landmark_names
 from viton.engine import Engine, GarmentData, PersonData
-from viton.errors import VitonError
+from viton.errors import LegsNotInView, VitonError
 from viton.geometric import GeometricEngine
 
-LANDMARK_NAMES = ("collar", "shoulder_right", "shoulder_left", "armpit_right", "armpit_left",
-                  "hem_right", "hem_left", "cuff_right", "cuff_left")  # garments.LANDMARK_NAMES
 DEFAULT_CELL_PX = 256
 LABEL_BAND_PX = 22
 BACKGROUND = (245, 245, 245)
@@ -96,11 +95,12 @@ def load_catalog(folder: Path, slugs: list[str] | None = None) -> list[tuple[str
         e = entries[slug]
         try:
             mask = _rgb(folder / e["mask"])[..., 0]
-            lm = np.array([e["landmarks"][n] for n in LANDMARK_NAMES], dtype=np.float32).reshape(len(LANDMARK_NAMES), 2)
+            names = landmark_names(category_of(str(e["kind"])))
+            lm = np.array([e["landmarks"][n] for n in names], dtype=np.float32).reshape(len(names), 2)
             out.append((slug, GarmentData(image=_rgb(folder / e["image"]), mask=mask, landmarks=lm, kind=e["kind"])))
         except (KeyError, TypeError, ValueError) as exc:
             raise GalleryInputError(f"{manifest}: garment {slug!r} lacks a valid {exc} (image, mask, kind, "
-                                    f"landmarks {', '.join(LANDMARK_NAMES)})") from exc
+                                    "and the landmarks of its category)") from exc
     return out
 
 
@@ -133,7 +133,11 @@ def contact_sheet(people: list[tuple[str, PersonData]], garments: list[tuple[str
     for name, person in people:
         cells = [_label(_fit(person.image, cell), name)]
         for slug, g in garments:
-            cells.append(_label(_fit(engine.try_on(person, g).image, cell), f"{name} + {slug}"))
+            try:
+                cells.append(_label(_fit(engine.try_on(person, g).image, cell), f"{name} + {slug}"))
+            except LegsNotInView:   # a bottom or a dress on a photo cut at the waist: the photo, dimmed
+                dim = (_fit(person.image, cell) * 0.35 + np.asarray(BACKGROUND) * 0.65).astype(np.uint8)
+                cells.append(_label(dim, f"{slug}: legs not in view"))
         rows.append(np.concatenate(cells, axis=1))
     return np.concatenate(rows, axis=0)
 

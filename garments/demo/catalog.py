@@ -12,14 +12,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from garments.demo.lower import LowerProportions
 from garments.demo.render import Design, render_garment
 from garments.demo.shapes import Proportions
-from garments.types import LANDMARK_NAMES, content_id
+from garments.types import LANDMARK_NAMES, category_of, content_id, landmark_names
 
 log = logging.getLogger("garments.demo")
 
 MANIFEST_NAME = "manifest.json"
-GENERATOR_VERSION = 3          # bump when the designs or the painter change: regenerates on next install
+GENERATOR_VERSION = 5          # bump when the designs or the painter change: regenerates on next install
 PNG_COMPRESSION = 3            # fast enough for install time, ~1 MB per garment
 
 _SHORT = Proportions(body_hw=200.0, hem_hw=196.0, top_y=150.0, armpit_y=345.0, hem_y=850.0, sleeve_len=180.0,
@@ -35,6 +36,16 @@ _HOODIE = Proportions(body_hw=196.0, hem_hw=186.0, neck_hw=66.0, top_y=150.0, sh
                       shoulder_drop=56.0, sleeve="long", sleeve_len=520.0, sleeve_angle=12.0, cuff_w=80.0,
                       armpit_y=350.0, hem_y=880.0, hood=True)
 
+_JEANS = LowerProportions(waist_y=50.0, waist_hw=150.0, hip_y=220.0, hip_hw=172.0, crotch_y=310.0, hem_y=980.0,
+                          hem_out=160.0, hem_in=30.0)
+_SHORTS = LowerProportions(waist_y=180.0, waist_hw=170.0, hip_y=350.0, hip_hw=192.0, crotch_y=450.0, hem_y=720.0,
+                           hem_out=204.0, hem_in=20.0)
+_SKIRT = LowerProportions(waist_y=170.0, waist_hw=150.0, hip_y=330.0, hip_hw=184.0, crotch_y=None, hem_y=800.0,
+                          hem_out=262.0, hem_in=10.0)
+_DRESS = LowerProportions(top_y=50.0, neck_hw=64.0, neck_dip=44.0, strap_w=44.0, armpit_y=250.0, body_hw=128.0,
+                          waist_y=430.0, waist_hw=112.0, hip_y=560.0, hip_hw=150.0, crotch_y=None, hem_y=955.0,
+                          hem_out=232.0, hem_in=10.0)
+
 DEMO_DESIGNS: tuple[Design, ...] = (
     Design("tshirt-red", "Red crew-neck tee", "tshirt", (178, 34, 42), _SHORT, seed=11),
     Design("longsleeve-navy", "Navy long-sleeve tee", "longsleeve", (34, 48, 86), _LONG, seed=12),
@@ -49,6 +60,10 @@ DEMO_DESIGNS: tuple[Design, ...] = (
     Design("tshirt-white", "Plain white tee", "tshirt", (246, 246, 244), _SHORT, seed=19),
     Design("longsleeve-cream", "Cream waffle long-sleeve", "longsleeve", (232, 222, 200), _LONG, weave="rib",
            seed=20),
+    Design("jeans-indigo", "Indigo straight jeans", "trousers", (52, 74, 118), weave="twill", seed=21, lower=_JEANS),
+    Design("shorts-khaki", "Khaki chino shorts", "shorts", (186, 164, 120), weave="twill", seed=22, lower=_SHORTS),
+    Design("skirt-burgundy", "Burgundy A-line skirt", "skirt", (122, 30, 48), seed=23, lower=_SKIRT),
+    Design("dress-teal", "Teal sleeveless dress", "dress", (30, 120, 118), seed=24, lower=_DRESS),
 )
 
 
@@ -100,12 +115,12 @@ def write_demo_catalog(out_dir: str | os.PathLike[str], *, force: bool = False) 
         _write_png(tmp / image_name, r.image)
         _write_png(tmp / mask_name, r.mask)
         entries.append({
-            "slug": design.slug, "name": design.name, "kind": design.kind,
+            "slug": design.slug, "name": design.name, "kind": design.kind, "category": category_of(design.kind),
             "id": content_id(r.image, r.mask),
             "image": image_name, "mask": mask_name,
             "image_sha256": _sha256(tmp / image_name), "mask_sha256": _sha256(tmp / mask_name),
-            "landmarks": {n: [round(float(x), 2), round(float(y), 2)] for n, (x, y) in zip(LANDMARK_NAMES, r.landmarks,
-                                                                                        strict=True)},
+            "landmarks": {n: [round(float(x), 2), round(float(y), 2)]
+                          for n, (x, y) in zip(landmark_names(category_of(design.kind)), r.landmarks, strict=True)},
         })
     manifest = {"generator_version": GENERATOR_VERSION, "landmark_names": list(LANDMARK_NAMES), "garments": entries}
     (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1))

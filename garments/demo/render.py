@@ -1,7 +1,8 @@
 """Render one demo garment (a product photo on an off-white backdrop) from a Design.
 
 Output convention: image (1024, 768, 3) uint8 RGB; mask (1024, 768) uint8 0/255 = the exact silhouette
-(anti-aliased coverage >= 0.5); landmarks (9, 2) float32 (x, y) pixels in LANDMARK_NAMES order.
+(anti-aliased coverage >= 0.5); landmarks (N, 2) float32 (x, y) pixels in the order of
+garments.types.landmark_names(category) (LANDMARK_NAMES for a top).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import cv2
 import numpy as np
 
 from garments.demo import paint
+from garments.demo.lower import LowerProportions, build_bottom, build_dress, lower_details
 from garments.demo.shapes import CANVAS_H, CANVAS_W, Proportions, Shape, build_top, mirror_part
 
 RGB = tuple[int, int, int]
@@ -21,8 +23,8 @@ RGB = tuple[int, int, int]
 class Design:
     slug: str
     name: str
-    kind: str                      # "tshirt", "longsleeve", "tank", "shirt", "hoodie"
-    colour: RGB
+    kind: str                      # "tshirt", "longsleeve", "tank", "shirt", "hoodie"; "trousers", "shorts",
+    colour: RGB                    # "skirt"; "dress" (garments.types.KIND_CATEGORY)
     props: Proportions = field(default_factory=Proportions)
     pattern: str = "solid"         # "solid", "stripes", "print"
     accent: RGB = (30, 40, 70)     # stripe / print colour
@@ -30,6 +32,7 @@ class Design:
     backdrop: RGB = (237, 234, 227)
     shadow: float = 0.22
     seed: int = 0
+    lower: LowerProportions | None = None   # a bottom's or a dress's proportions (then `props` is unused)
 
 
 @dataclass
@@ -206,6 +209,8 @@ def _pattern(d: Design, s: Shape, size: tuple[int, int], folds: np.ndarray) -> n
 
 def render_garment(d: Design) -> Rendered:
     """Paint one garment photo. Deterministic for a given Design (its seed drives every random choice)."""
+    if d.lower is not None:
+        return _render_lower(d, d.lower)
     rng = np.random.default_rng(d.seed)
     size = (CANVAS_W, CANVAS_H)
     shape = build_top(d.props)
@@ -219,6 +224,30 @@ def render_garment(d: Design) -> Rendered:
     shade = light * rounding * (1.0 + 0.13 * folds)
     shade *= _shade_details(d, shape, size, alpha)
     _neck(d, shape, size, colour, shade)
+    fabric = paint.fabric_texture(size, rng, d.weave)
+    garment = np.clip(colour * (shade * fabric)[..., None], 0, 1)
+    backdrop = paint.background(size, d.backdrop, rng)
+    backdrop *= (1.0 - paint.drop_shadow(alpha, d.shadow))[..., None]
+    a = alpha[..., None]
+    image = np.clip((garment * a + backdrop * (1 - a)) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    mask = np.where(alpha >= 0.5, 255, 0).astype(np.uint8)
+    return Rendered(design=d, image=image, mask=mask, landmarks=shape.landmarks.copy())
+
+
+def _render_lower(d: Design, p: LowerProportions) -> Rendered:
+    """Paint a bottom or a dress (Design.lower set): fabric, folds, seams, backdrop, drop shadow."""
+    rng = np.random.default_rng(d.seed)
+    size = (CANVAS_W, CANVAS_H)
+    shape = build_dress(p) if d.kind == "dress" else build_bottom(p)
+    alpha = paint.fill_alpha(shape.outline, size)
+    colour = np.empty((CANVAS_H, CANVAS_W, 3), np.float32)
+    colour[:] = np.asarray(d.colour, np.float32) / 255.0
+    dist = paint.edge_distance(alpha)
+    yy = np.mgrid[0:CANVAS_H, 0:CANVAS_W][0].astype(np.float32)
+    light = 1.04 - 0.06 * yy / CANVAS_H
+    rounding = 1.0 - 0.16 * np.exp(-dist / 9.0) + 0.03 * np.exp(-((dist - 22.0) / 14.0) ** 2)
+    shade = light * rounding * lower_details(d.kind, shape, p, size, rng)
+    shade = np.clip(shade * alpha + (1 - alpha), 0.3, 1.2)
     fabric = paint.fabric_texture(size, rng, d.weave)
     garment = np.clip(colour * (shade * fabric)[..., None], 0, 1)
     backdrop = paint.background(size, d.backdrop, rng)

@@ -4,8 +4,15 @@
     OUT/cloth/<g>.jpg  cloth-mask/<g>.jpg   test_pairs.txt  ("<p>.jpg <g>.jpg", every person x every garment)
 
 Every photo is fitted into 768x1024 keeping its aspect ratio (padding with its own border colour, as
-garments.fit_canvas does). A file that cannot be used (not an image, no person, no garment found) is
-reported and skipped; the rest are written.
+garments.fit_canvas does). The person is found on the photo as given (scaled to fit, not padded: a
+photo padded to a tall canvas can lose its person to the detector), then the parse map (background) and
+the keypoints are moved into the canvas. A file that cannot be used (not an image, no person, no garment
+found) is reported and skipped; the rest are written. A photo that lacks what VITON-HD's own loader needs
+(both shoulders and both hips: it divides by the hip distance, NaN without them) is written with a
+warning. OUT/report.json lists people, garments, skipped files and warnings.
+
+VITON-HD's published networks dress the upper body only: garments are prepared as tops (bottoms and
+dresses are the geometric engine's; docs/vitonhd.md).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -31,6 +39,10 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 JPEG_QUALITY = 95
 MAX_IMAGE_PIXELS = 40_000_000        # refuse decompression bombs (PIL's own guard stays on too)
 SUBDIRS = ("image", "cloth", "cloth-mask", "image-parse", "openpose-img", "openpose-json")
+REPORT_NAME = "report.json"
+# BODY_25 points VITON-HD's dataset loader reads for its agnostic image (it divides by the shoulder and
+# hip distances): RShoulder, LShoulder, RHip, LHip
+VITONHD_NEEDS = {2: "RShoulder", 5: "LShoulder", 9: "RHip", 12: "LHip"}
 
 
 @dataclass
@@ -40,7 +52,55 @@ class DatasetReport:
     people: list[str] = field(default_factory=list)
     garments: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    warnings: dict[str, str] = field(default_factory=dict)   # written person -> what VITON-HD will lack
     pairs: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {"people": self.people, "garments": self.garments, "skipped": self.skipped,
+                "warnings": self.warnings, "pairs": self.pairs}
+
+
+def scale_to_fit(image: np.ndarray, size: tuple[int, int] = CANVAS) -> np.ndarray:
+    """(h, w, 3) uint8 scaled keeping its aspect ratio to just fit inside size (W, H), as garments.fit_canvas
+    scales before it pads."""
+    w, h = size
+    ih, iw = image.shape[:2]
+    s = min(w / iw, h / ih)
+    nw, nh = max(1, round(iw * s)), max(1, round(ih * s))
+    if (nw, nh) == (iw, ih):
+        return image
+    return cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
+
+
+def into_canvas(parse: np.ndarray, body25: np.ndarray, size: tuple[int, int] = CANVAS
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """A (h, w) uint8 parse map and (25, 3) float32 keypoints of a photo that fits in size (W, H), moved into
+    the centred canvas as garments.fit_canvas pads it: the parse padded with background (0), the found
+    keypoints shifted (missing ones stay 0, 0, 0)."""
+    w, h = size
+    ih, iw = parse.shape
+    x0, y0 = (w - iw) // 2, (h - ih) // 2
+    canvas = np.zeros((h, w), np.uint8)
+    canvas[y0:y0 + ih, x0:x0 + iw] = parse
+    kp = np.array(body25, np.float32, copy=True)
+    found = (kp[:, 2] > 0) & ~((kp[:, 0] == 0) & (kp[:, 1] == 0))
+    kp[found, 0] += x0
+    kp[found, 1] += y0
+    kp[~found] = 0.0
+    return canvas, kp
+
+
+def vitonhd_warning(body25: np.ndarray) -> str | None:
+    """What VITON-HD's loader will lack in these keypoints, or None when it has all it needs."""
+    kp = np.asarray(body25, np.float64)
+    missing = [name for i, name in VITONHD_NEEDS.items() if kp[i, 2] <= 0 or (kp[i, 0] == 0 and kp[i, 1] == 0)]
+    if missing:
+        return (f"no {', '.join(missing)} in the photo: VITON-HD's dataset loader divides by the shoulder and hip "
+                "distances and its agnostic image becomes NaN; use a photo showing the hips, or the geometric "
+                "engine")
+    if float(np.hypot(*(kp[12, :2] - kp[9, :2]))) < 1.0:
+        return "the hips lie on one spot: VITON-HD's loader divides by their distance (NaN)"
+    return None
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -80,7 +140,7 @@ def prepare_dataset(photos: Path, garments_dir: Path, out: Path, device: Any = "
         DatasetError: a folder is missing or empty, or nothing usable was found in one of them.
     """
     from garments import GarmentError, fit_canvas, prepare_garment
-    from node1.pose import PoseError
+    from node1.pose import PoseError, openpose_json
     from node1.tryon.preprocess import preprocess
 
     person_files, garment_files = _images(photos, "photos"), _images(garments_dir, "garments")
@@ -93,20 +153,27 @@ def prepare_dataset(photos: Path, garments_dir: Path, out: Path, device: Any = "
             rep.skipped[str(path)] = f"not an image file ({path.suffix or 'no suffix'})"
             continue
         try:
-            img = fit_canvas(read_rgb(path), CANVAS)
-            pre = preprocess(img, device)
+            scaled = scale_to_fit(read_rgb(path), CANVAS)
+            pre = preprocess(scaled, device)   # on the photo as given: no padding for the detector to miss
         except (ValueError, PoseError) as exc:
             rep.skipped[str(path)] = str(exc)
             report(f"skip {path.name}: {exc}")
             continue
         name = _unique_stem(path, used)
-        Image.fromarray(pre.image).save(out / "image" / f"{name}.jpg", quality=JPEG_QUALITY)
-        save_parse_png(pre.parse, out / "image-parse" / f"{name}.png")
-        skeleton = render_skeleton(pre.body25, pre.image.shape[:2])
+        img = fit_canvas(np.asarray(pre.image), CANVAS)
+        parse, body25 = into_canvas(pre.parse, pre.body25, CANVAS)
+        Image.fromarray(img).save(out / "image" / f"{name}.jpg", quality=JPEG_QUALITY)
+        save_parse_png(parse, out / "image-parse" / f"{name}.png")
+        skeleton = render_skeleton(body25, img.shape[:2])
         Image.fromarray(skeleton).save(out / "openpose-img" / f"{name}_rendered.png")
-        (out / "openpose-json" / f"{name}_keypoints.json").write_text(json.dumps(pre.pose_json), encoding="utf-8")
+        (out / "openpose-json" / f"{name}_keypoints.json").write_text(json.dumps(openpose_json(body25)),
+                                                                      encoding="utf-8")
         rep.people.append(f"{name}.jpg")
         report(f"person {path.name} -> image/{name}.jpg ({pre.timings_ms['total']:.0f} ms on {pre.device})")
+        warning = vitonhd_warning(body25)
+        if warning is not None:
+            rep.warnings[f"{name}.jpg"] = warning
+            report(f"warning {path.name}: {warning}")
     used = set()
     for path in garment_files:
         if path.suffix.lower() not in IMAGE_SUFFIXES:
@@ -126,6 +193,7 @@ def prepare_dataset(photos: Path, garments_dir: Path, out: Path, device: Any = "
     lines = [f"{p} {g}\n" for p in rep.people for g in rep.garments]
     (out / "test_pairs.txt").write_text("".join(lines), encoding="utf-8")
     rep.pairs = len(lines)
+    (out / REPORT_NAME).write_text(json.dumps(rep.as_json(), indent=1), encoding="utf-8")
     if not rep.people:
         raise DatasetError(f"no usable photo of a person in {photos} ({len(rep.skipped)} skipped)")
     if not rep.garments:

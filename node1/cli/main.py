@@ -2,7 +2,7 @@
 
     python -m node1.cli pose PHOTO --out KEYPOINTS.json [--device local|remote] [--render POSE.png]
     python -m node1.cli parse PHOTO --out PARSE.png [--device local|remote]
-    python -m node1.cli prepare-dataset --photos DIR --garments DIR --out DIR
+    python -m node1.cli prepare-dataset --photos DIR --garments DIR --out DIR [--json]
     python -m node1.cli tryon --photo P --garment G --out O [--in-process]
 
 Each subcommand lives with its feature; this module only parses arguments and dispatches.
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--photos", required=True)
     prep.add_argument("--garments", required=True)
     prep.add_argument("--out", required=True)
+    prep.add_argument("--json", action="store_true", help="print the report (people, skipped, warnings) as JSON")
     tryon = sub.add_parser("tryon", help="dress a photo in a garment")
     tryon.add_argument("--photo", required=True)
     tryon.add_argument("--garment", required=True, help="catalog garment id or an image path")

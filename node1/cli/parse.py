@@ -10,6 +10,7 @@ no person in it, an empty folder) with the message on stderr.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -87,8 +88,13 @@ def run_prepare_dataset(args: argparse.Namespace) -> int:
         return _err(f"prepare-dataset: cannot write under {args.out}: {exc}", EXIT_FAILURE)
     finally:
         _close(device)
+    if getattr(args, "json", False):
+        print(json.dumps(rep.as_json()))
+        return EXIT_OK
     print(f"{args.out}: {len(rep.people)} people, {len(rep.garments)} garments, {rep.pairs} pairs; "
-          f"{len(rep.skipped)} files skipped")
+          f"{len(rep.skipped)} files skipped, {len(rep.warnings)} warnings")
     for name, why in rep.skipped.items():
         print(f"  skipped {name}: {why}")
+    for name, why in rep.warnings.items():
+        print(f"  warning {name}: {why}")
     return EXIT_OK

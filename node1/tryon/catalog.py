@@ -25,12 +25,21 @@ from garments import (
     GarmentError,
     GarmentFileRejected,
     GarmentNotFound,
+    LandmarkError,
     decode_garment_file,
     prepare_garment,
 )
+from garments.catalog import DROP_SUBFOLDERS
 from mirror import Config
-from node1.tryon.errors import BadGarment, GarmentNameTooLong, GarmentShowsPerson, UnknownGarment
-from node1.tryon.interface import GarmentInfo
+from node1.tryon.errors import (
+    BadGarment,
+    BadGarmentCategory,
+    GarmentCategoryMismatch,
+    GarmentNameTooLong,
+    GarmentShowsPerson,
+    UnknownGarment,
+)
+from node1.tryon.interface import GARMENT_CATEGORIES, GarmentInfo
 
 THUMBNAIL_PX = 192
 THUMBNAIL_MIME = "image/jpeg"
@@ -76,11 +85,11 @@ class WebCatalog:
             raise UnknownGarment(f"no garment with id {garment_id[:80]!r}; list them with GET /api/garments") from exc
 
     def list(self) -> list[GarmentInfo]:
-        return [GarmentInfo(g.id, g.name) for g in self.catalog.garments]
+        return [GarmentInfo(g.id, g.name, g.category) for g in self.catalog.garments]
 
     def get(self, garment_id: str) -> GarmentInfo:
         g = self.garment(garment_id)
-        return GarmentInfo(g.id, g.name)
+        return GarmentInfo(g.id, g.name, g.category)
 
     def thumbnail(self, garment_id: str) -> tuple[bytes, str]:
         catalog = self.catalog
@@ -89,11 +98,17 @@ class WebCatalog:
         except GarmentNotFound as exc:
             raise UnknownGarment(f"no garment with id {garment_id[:80]!r}") from exc
 
-    def add(self, data: bytes, name: str) -> GarmentInfo:
-        """Prepare an operator's garment photo (JPEG/PNG/WebP bytes; PNG/WebP alpha = cloth mask) and add it.
+    def add(self, data: bytes, name: str, category: str = "top") -> GarmentInfo:
+        """Prepare an operator's garment photo (JPEG/PNG/WebP bytes; PNG/WebP alpha = cloth mask) as a garment
+        of `category` ("top", "bottom", "dress") and add it (a bottom or a dress into the drop folder's
+        `bottom/` or `dress/` sub-folder).
 
-        Raises BadGarment naming what is wrong (type, size, no garment found, not a top).
+        Raises BadGarment naming what is wrong (type, size, no garment found, not a top); BadGarmentCategory
+        for another category; GarmentCategoryMismatch when the photo is not a garment of that category.
         """
+        if category not in GARMENT_CATEGORIES:
+            raise BadGarmentCategory(f"the garment category {category[:40]!r} is not one of "
+                                     f"{', '.join(GARMENT_CATEGORIES)} (POST /api/garments, field 'category')")
         catalog = self.catalog
         if len(name.strip()) > MAX_NAME_CHARS:
             raise GarmentNameTooLong(f"the garment name is {len(name.strip())} characters long; the limit is "
@@ -104,9 +119,14 @@ class WebCatalog:
         try:
             image, alpha_mask = decode_garment_file(data, clean, catalog.limits)
             self._refuse_a_person(image)
-            prepare_garment(image, clean, mask=alpha_mask)     # refuse before anything is written
+            prepare_garment(image, clean, mask=alpha_mask, category=category)   # refuse before anything is written
         except GarmentFileRejected as exc:
             raise BadGarment(f"the garment photo was refused: {exc.reason}") from exc
+        except LandmarkError as exc:
+            if category == "top":
+                raise BadGarment(f"no usable garment in the photo ({exc}); photograph one top, front view, "
+                                 "flat on a plain background") from exc
+            raise GarmentCategoryMismatch(f"the photo does not look like a {category}: {exc}") from exc
         except GarmentError as exc:
             raise BadGarment(f"no usable garment in the photo ({exc}); photograph one top, front view, "
                              "flat on a plain background") from exc
@@ -115,22 +135,23 @@ class WebCatalog:
             raise BadGarment("no garment drop folder is configured (paths.garment_drop_dir)")
         with self._adding:
             catalog = self.catalog
-            same = self._drop_with_bytes(catalog, data)
+            same = self._drop_with_bytes(catalog, data, category)
             if same is not None:       # the same file was added before: the same garment
-                return GarmentInfo(same.id, same.name)
-            path = self._write_drop(drop_dir, clean, data)
+                return GarmentInfo(same.id, same.name, same.category)
+            path = self._write_drop(drop_dir / DROP_SUBFOLDERS[category], clean, data)
+            rel = path.relative_to(drop_dir).as_posix()
             fresh = Catalog(catalog.catalog_dir, catalog.drop_dir, limits=catalog.limits,
                             generate_demo=False).load()
             # Found by file name, not by content id: preparation is not bit-for-bit repeatable.
-            added = next((e.garment for e in fresh.entries if e.source == "drop" and e.file == path.name), None)
+            added = next((e.garment for e in fresh.entries if e.source == "drop" and e.file == rel), None)
             if added is None:
-                reason = next((r.reason for r in fresh.rejected if r.file == path.name), "not found after reload")
+                reason = next((r.reason for r in fresh.rejected if r.file == rel), "not found after reload")
                 path.unlink(missing_ok=True)
                 raise BadGarment(f"the garment photo could not be added: {reason}")
             with self._swap:
                 self._catalog = fresh
-        log.info("operator added garment %s (%s) as %s", added.id[:12], clean, path.name)
-        return GarmentInfo(added.id, added.name)
+        log.info("operator added garment %s (%s, a %s) as %s", added.id[:12], clean, category, rel)
+        return GarmentInfo(added.id, added.name, added.category)
 
     def _refuse_a_person(self, image: np.ndarray) -> None:
         """Raise GarmentShowsPerson when node 1's face detector or pose detector finds a person in the
@@ -155,11 +176,11 @@ class WebCatalog:
                                  "alone, flat on a plain background")
 
     @staticmethod
-    def _drop_with_bytes(catalog: Catalog, data: bytes) -> Garment | None:
+    def _drop_with_bytes(catalog: Catalog, data: bytes, category: str) -> Garment | None:
         if catalog.drop_dir is None:
             return None
         for entry in catalog.entries:
-            if entry.source == "drop" and entry.file:
+            if entry.source == "drop" and entry.file and entry.garment.category == category:
                 path = catalog.drop_dir / entry.file
                 try:
                     if path.stat().st_size == len(data) and path.read_bytes() == data:

@@ -20,9 +20,12 @@ place where errors meet status codes):
     │   ├── MissingField             a required form field is absent             400 missing_field
     │   ├── UnknownGarment           no such garment id in the catalog           422 unknown_garment
     │   ├── NoPersonInPhoto         nobody in the photo                         422 no_person
+    │   │   └── LegsNotInView           a bottom or a dress, legs out of the photo   422 legs_not_in_view
     │   ├── BadGarment               an operator's garment image is unusable      422 bad_garment
     │   │   ├── GarmentShowsPerson       the "garment" photo shows a person           422 garment_shows_person
-    │   │   └── GarmentNameTooLong       the name is over the API's maxLength         422 garment_name_too_long
+    │   │   ├── GarmentNameTooLong       the name is over the API's maxLength         422 garment_name_too_long
+    │   │   ├── BadGarmentCategory       `category` is not top / bottom / dress       422 bad_garment_category
+    │   │   └── GarmentCategoryMismatch  the photo is not a garment of that category  422 garment_category_mismatch
     │   ├── NotFound                 unknown or expired result / job / garment   404 not_found
     │   ├── ResultNotReady           the job has not finished yet                409 not_ready
     │   ├── NotAuthorized            operator API without a valid bearer token   401 unauthorized
@@ -110,6 +113,12 @@ class NoPersonInPhoto(BadRequest):
                        "shoulders and upper body in the picture, and try again")
 
 
+class LegsNotInView(NoPersonInPhoto):  # noqa: N818 (names say what went wrong)
+    code = "legs_not_in_view"
+    default_message = ("your legs are not in the photo: trousers, skirts and dresses need you in the picture "
+                       "down to the knees at least; step back from the camera and try again (or pick a top)")
+
+
 class BadGarment(BadRequest):
     code = "bad_garment"
     default_message = "the garment image cannot be prepared"
@@ -124,6 +133,16 @@ class GarmentShowsPerson(BadGarment):
 class GarmentNameTooLong(BadGarment):
     code = "garment_name_too_long"
     default_message = "the garment name is too long"
+
+
+class BadGarmentCategory(BadGarment):
+    code = "bad_garment_category"
+    default_message = "the garment category must be 'top', 'bottom' or 'dress'"
+
+
+class GarmentCategoryMismatch(BadGarment):
+    code = "garment_category_mismatch"
+    default_message = "the garment photo does not look like a garment of the category given"
 
 
 class NotFound(BadRequest):
@@ -183,8 +202,8 @@ class TryOnFailed(ServiceError):  # noqa: N818 (names say what went wrong)
 
 
 __all__ = [
-    "BadGarment", "BadRequest", "Busy", "CorruptImage", "DecompressionBomb", "EmptyUpload", "GarmentNameTooLong",
-    "GarmentShowsPerson", "ImageTooLarge",
+    "BadGarment", "BadGarmentCategory", "BadRequest", "Busy", "CorruptImage", "DecompressionBomb", "EmptyUpload",
+    "GarmentCategoryMismatch", "GarmentNameTooLong", "GarmentShowsPerson", "ImageTooLarge", "LegsNotInView",
     "MissingField", "NoPersonInPhoto", "Node2Unavailable", "NotAuthorized", "NotFound", "OperatorApiDisabled",
     "RateLimited", "ResultNotReady", "ServiceError", "TryOnError", "TryOnFailed", "TryOnTimeout",
     "UnknownGarment", "UnsupportedImageType", "UploadError", "UploadTooLarge",

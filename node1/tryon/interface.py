@@ -101,12 +101,16 @@ class TryOnRunner(Protocol):
 
 
 # ----------------------------------------------------------------------------- catalog
+GARMENT_CATEGORIES = ("top", "bottom", "dress")   # garments.CATEGORIES (tests/web check they agree)
+
+
 @dataclass(frozen=True)
 class GarmentInfo:
-    """A catalog entry as the web app shows it."""
+    """A catalog entry as the web app shows it; `category` is "top", "bottom" or "dress"."""
 
     id: str
     name: str
+    category: str = "top"
 
 
 @runtime_checkable
@@ -124,12 +128,15 @@ class GarmentCatalog(Protocol):
         """(encoded image bytes, MIME type) of a small preview. Raises UnknownGarment."""
         ...
 
-    def add(self, data: bytes, name: str) -> GarmentInfo:
+    def add(self, data: bytes, name: str, category: str = "top") -> GarmentInfo:
         """Prepare and store an operator's garment photo: the uploaded JPEG/PNG/WebP bytes (already
-        checked by node1.web.uploads; PNG/WebP alpha may carry the cloth mask). Raises BadGarment."""
+        checked by node1.web.uploads; PNG/WebP alpha may carry the cloth mask) as a garment of
+        `category` ("top", "bottom", "dress"). Raises BadGarment (BadGarmentCategory for another
+        category, GarmentCategoryMismatch when the photo is not a garment of that category)."""
         ...
 
 
 __all__ = [
-    "STAGES", "GarmentCatalog", "GarmentInfo", "ProgressFn", "RunnerHealth", "TryOnResult", "TryOnRunner",
+    "GARMENT_CATEGORIES", "STAGES", "GarmentCatalog", "GarmentInfo", "ProgressFn", "RunnerHealth", "TryOnResult",
+    "TryOnRunner",
 ]

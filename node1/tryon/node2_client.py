@@ -33,6 +33,7 @@ def garment_frame(garment: GarmentLike, request_id: str | None = None) -> Frame:
     tensors = {"image": garment.image, "mask": garment.mask, "landmarks": garment.landmarks}
     try:
         contract.check_tensors(tensors, contract.GARMENT_TENSORS, tuple(tensors), what=f"garment {garment.id[:12]}")
+        contract.check_garment_landmarks(str(garment.kind), garment.landmarks, what=f"garment {garment.id[:12]}")
         gid = contract.check_garment_id(garment.id)
     except ContractError as exc:
         raise InvalidRequest(str(exc)) from exc

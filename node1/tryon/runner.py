@@ -26,11 +26,11 @@ import cv2
 import numpy as np
 
 from node1.tryon.catalog import WebCatalog
-from node1.tryon.errors import BadRequest, Node2Unavailable, NoPersonInPhoto, TryOnFailed, TryOnTimeout
+from node1.tryon.errors import BadRequest, LegsNotInView, Node2Unavailable, NoPersonInPhoto, TryOnFailed, TryOnTimeout
 from node1.tryon.interface import ProgressFn, RunnerHealth, TryOnResult
 from node1.tryon.preprocess import Preprocessed, preprocess
 from transport import Frame, PeerUnavailable, RequestTimeout, TransportError
-from viton.contract import NO_PERSON_CODES, TIMEOUT_CODES, UNAVAILABLE_CODES, Kind
+from viton.contract import LEGS_CODES, NO_PERSON_CODES, TIMEOUT_CODES, UNAVAILABLE_CODES, Kind
 
 WORK_MAX_SIDE = 1024          # photos are tried on at most this size (VITON-HD's 1024x768 scale)
 MIN_TIMEOUT_S = 0.1           # the node-2 leg always gets at least this long
@@ -155,6 +155,8 @@ def run_on_device(device: Any, fn: Callable[..., T], photo: np.ndarray) -> T:
 def error_from_reply(meta: dict[str, Any]) -> Exception:
     """node 2's `error` reply (viton.contract.ErrorCode) -> the web contract's typed error."""
     code, message = str(meta.get("code", "unknown")), str(meta.get("message", ""))
+    if code in LEGS_CODES:
+        return LegsNotInView(f"{LegsNotInView.default_message} ({message})")
     if code in NO_PERSON_CODES:
         return NoPersonInPhoto(f"the photo does not show enough of the body for this garment ({message}); "
                                "include both shoulders and the upper body")

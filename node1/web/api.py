@@ -8,10 +8,11 @@
     GET  /api/jobs/<id>                job state (and the 200 body above once done)
     GET  /api/jobs/<id>/events         server-sent events: stage*, then done | failed
     GET  /api/result/<id>              the result, image/jpeg (?download=1: as an attachment)
-    GET  /api/garments                 {"garments": [{"id", "name", "thumbnail_url"}]}
+    GET  /api/garments                 {"garments": [{"id", "name", "category", "thumbnail_url"}]}
     GET  /api/garments/<id>/thumbnail  the garment's thumbnail image
     POST /api/garments                 operator only (Authorization: Bearer <token>):
-                                       multipart image (file), name -> 201 {"id", "name", "thumbnail_url"}
+                                       multipart image (file), name, category (top | bottom | dress;
+                                       default top) -> 201 {"id", "name", "category", "thumbnail_url"}
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from node1.tryon import (
     ResultNotReady,
     UnknownGarment,
 )
+from node1.tryon.errors import BadGarmentCategory
+from node1.tryon.interface import GARMENT_CATEGORIES
 from node1.web import WebState, state_of
 from node1.web.errors import error_body
 from node1.web.jobs import IDEMPOTENCY_KEY_MAX
@@ -219,7 +222,8 @@ def result(job_id: str) -> Response:
 # ----------------------------------------------------------------------------- garments
 @bp.get("/garments")
 def list_garments() -> Response:
-    items = [{"id": gi.id, "name": gi.name, "thumbnail_url": f"/api/garments/{gi.id}/thumbnail"}
+    items = [{"id": gi.id, "name": gi.name, "category": gi.category,
+              "thumbnail_url": f"/api/garments/{gi.id}/thumbnail"}
              for gi in _state().catalog.list()]
     return _no_store(jsonify({"garments": items}))
 
@@ -253,8 +257,13 @@ def add_garment() -> tuple[Response, int]:
     state = _state()
     _require_multipart()
     name = _text_field("name", "the garment's display name")   # its length: node1.tryon.catalog
+    category = request.form.get("category", "top")
+    if category not in GARMENT_CATEGORIES:
+        raise BadGarmentCategory(f"the garment category {category[:40]!r} is not one of "
+                                 f"{', '.join(GARMENT_CATEGORIES)} (field 'category'; default 'top')")
     data = _read_file_field("image", state)
     decode_upload(data, state.upload_max_bytes, state.image_max_side)   # typed errors for bad files
-    info = state.catalog.add(data, name)
-    body = {"id": info.id, "name": info.name, "thumbnail_url": f"/api/garments/{info.id}/thumbnail"}
+    info = state.catalog.add(data, name, category)
+    body = {"id": info.id, "name": info.name, "category": info.category,
+            "thumbnail_url": f"/api/garments/{info.id}/thumbnail"}
     return _no_store(jsonify(body)), 201

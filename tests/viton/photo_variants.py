@@ -5,7 +5,7 @@ the repo has (skimage's astronaut and camera man).
     photo(name) -> (H, W, 3) uint8                      "astronaut" or "camera"
     variant(image, kind) -> (h, w, 3) uint8             kind in VARIANTS
     person(name, kind) -> PersonData | None             node 1's real preprocessing (None: no person found)
-    demo_garments() -> list[(slug, GarmentData)]        the demo catalog's garments
+    demo_garments(category) -> list[(slug, GarmentData)] the demo catalog's garments of a category (tops)
 
 Person data come from `node1.tryon.preprocess.preprocess(photo, device="cpu")`; only image, parse and
 keypoints are filled (what the geometric engine reads); the person mask (and a pose picture, where
@@ -80,12 +80,14 @@ def make_person(image: np.ndarray, parse: np.ndarray, keypoints: np.ndarray) -> 
 
 
 @functools.cache
-def demo_garments() -> tuple[tuple[str, GarmentData], ...]:
-    """Every garment of the demo catalog, rendered as the catalog writes it."""
+def demo_garments(category: str = "top") -> tuple[tuple[str, GarmentData], ...]:
+    """Every garment of the demo catalog in `category` ("top", "bottom", "dress"), rendered as the
+    catalog writes it."""
+    from garments import category_of
     from garments.demo import DEMO_DESIGNS, render_garment
 
     out = []
-    for design in DEMO_DESIGNS:
+    for design in (d for d in DEMO_DESIGNS if category_of(d.kind) == category):
         r = render_garment(design)
         out.append((design.slug, GarmentData(image=r.image, mask=r.mask,
                                              landmarks=np.asarray(r.landmarks, np.float32), kind=design.kind)))

@@ -110,3 +110,53 @@ def astronaut_person(image: np.ndarray) -> PersonData:
     kp = _keypoints({0: (222, 130), 1: (220, 262), 2: (105, 262), 3: (55, 410), 4: (140, 495),
                      5: (335, 262), 6: (365, 440), 15: (205, 112), 16: (240, 112)})
     return PersonData(image=np.ascontiguousarray(image), parse=parse, keypoints=kp)
+
+
+def drawn_full_person(h: int = 1024, w: int = 512, *, bent_knee: bool = True) -> PersonData:
+    """A flat drawn person seen whole, with an exact CIHP parse: a shirt (5) hanging over the waist of
+    long trousers (9), arms (15 right, 14 left) hanging beside the hips, face, hair, neck, shoes (18, 19).
+    The subject's left leg bends at the knee (`bent_knee`). Keypoints: BODY_25 down to the ankles."""
+    s = w / 512.0
+    img = np.zeros((h, w, 3), np.uint8)
+    img[:] = (120, 170, 110)
+    parse = np.zeros((h, w), np.uint8)
+    pts = {0: (256, 96), 1: (256, 170), 2: (180, 172), 3: (150, 320), 4: (140, 460), 5: (332, 172),
+           6: (362, 320), 7: (372, 460), 8: (256, 480), 9: (215, 480), 10: (205, 700), 11: (200, 920),
+           12: (297, 480), 13: (330 if bent_knee else 307, 700), 14: (310 if bent_knee else 312, 920)}
+
+    def fill(points: list[tuple[float, float]], label: int, colour: tuple[int, int, int]) -> None:
+        p = _poly([(x * s, y * s) for x, y in points])
+        cv2.fillPoly(parse, [p], label)
+        cv2.fillPoly(img, [p], colour)
+
+    def limb(a: int, b: int, c: int, half: float, label: int, colour: tuple[int, int, int]) -> None:
+        for i, j in ((a, b), (b, c)):
+            (x0, y0), (x1, y1) = pts[i], pts[j]
+            d = np.array([x1 - x0, y1 - y0], np.float64)
+            n = np.array([-d[1], d[0]]) / np.hypot(*d) * half
+            fill([(x0 + n[0], y0 + n[1]), (x1 + n[0], y1 + n[1]), (x1 - n[0], y1 - n[1]), (x0 - n[0], y0 - n[1])],
+                 label, colour)
+        x, y = pts[b]
+        cv2.circle(parse, (int(x * s), int(y * s)), int(half * s), label, -1)
+        cv2.circle(img, (int(x * s), int(y * s)), int(half * s), colour, -1)
+
+    fill([(196, 440), (316, 440), (316, 520), (196, 520)], 9, (40, 40, 60))      # trousers' seat
+    limb(9, 10, 11, 40, 9, (40, 40, 60))                                        # right trouser leg
+    limb(12, 13, 14, 40, 9, (40, 40, 60))                                       # left trouser leg
+    for i, label in ((11, 18), (14, 19)):                                       # shoes
+        x, y = pts[i]
+        fill([(x - 44, y - 6), (x + 44, y - 6), (x + 48, y + 40), (x - 48, y + 40)], label, (30, 20, 15))
+    fill([(180, 168), (332, 168), (322, 540), (190, 540)], 5, (200, 60, 50))    # shirt over the waist
+    limb(2, 3, 4, 20, 15, (220, 170, 140))                                      # right arm
+    limb(5, 6, 7, 20, 14, (220, 170, 140))                                      # left arm
+    fill([(240, 130), (272, 130), (274, 172), (238, 172)], 10, (215, 165, 135))  # neck
+    cv2.ellipse(parse, (int(256 * s), int(84 * s)), (int(44 * s), int(54 * s)), 0, 0, 360, 2, -1)
+    cv2.ellipse(img, (int(256 * s), int(84 * s)), (int(44 * s), int(54 * s)), 0, 0, 360, (60, 40, 20), -1)
+    cv2.ellipse(parse, (int(256 * s), int(98 * s)), (int(34 * s), int(42 * s)), 0, 0, 360, 13, -1)
+    cv2.ellipse(img, (int(256 * s), int(98 * s)), (int(34 * s), int(42 * s)), 0, 0, 360, (225, 175, 145), -1)
+    trousers = parse == 9
+    yy, xx = np.mgrid[0:h, 0:w]
+    fold = (np.sin((xx - yy) / (11.0 * s)) > 0.75) & trousers
+    img[fold] = (img[fold] * 0.75).astype(np.uint8)
+    kp = _keypoints({i: (x * s, y * s) for i, (x, y) in pts.items()})
+    return PersonData(image=img, parse=parse, keypoints=kp)

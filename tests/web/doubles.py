@@ -68,8 +68,8 @@ class InMemoryTestCatalog:
         Image.fromarray(img).save(buf, format="PNG")
         return buf.getvalue()
 
-    def _put(self, gid: str, name: str, colour: tuple[int, int, int]) -> GarmentInfo:
-        info = GarmentInfo(gid, name)
+    def _put(self, gid: str, name: str, colour: tuple[int, int, int], category: str = "top") -> GarmentInfo:
+        info = GarmentInfo(gid, name, category)
         with self._lock:
             self._items[gid] = (info, colour, self._thumb(colour))
         return info
@@ -96,12 +96,12 @@ class InMemoryTestCatalog:
                 raise UnknownGarment(f"no garment {garment_id!r}")
             return self._items[garment_id][2], "image/png"
 
-    def add(self, data: bytes, name: str) -> GarmentInfo:
+    def add(self, data: bytes, name: str, category: str = "top") -> GarmentInfo:
         image = decode_upload(data, 10 * 1024 * 1024, 4096)
         if image.std() < 1.0:
             raise BadGarment("the garment image is a flat colour; photograph the garment on a plain background")
         colour = tuple(int(c) for c in image.reshape(-1, 3).mean(axis=0))
-        return self._put(f"test-{len(self._items)}", name, colour)  # type: ignore[arg-type]
+        return self._put(f"test-{len(self._items)}", name, colour, category)  # type: ignore[arg-type]
 
 
 def garment_colour(catalog: object, garment_id: str) -> tuple[int, int, int]:

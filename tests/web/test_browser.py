@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from garments.demo import DEMO_DESIGNS
 from mirror.config import ROOT
 from tests.web.server import Server, start_server
 
@@ -92,7 +93,9 @@ def _try_on_and_wait(driver) -> None:  # type: ignore[no-untyped-def]
 
     _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, ".garment"), "the garment catalog")
     garments = driver.find_elements(By.CSS_SELECTOR, ".garment")
-    assert len(garments) == 10
+    assert len(garments) == len(DEMO_DESIGNS)
+    groups = [g.text.strip().lower() for g in driver.find_elements(By.CSS_SELECTOR, ".garments .group")]
+    assert groups == ["tops", "bottoms", "dresses"], groups   # the catalog grouped by category
     _wait(driver, lambda d: all(d.execute_script(
         "return [...document.querySelectorAll('.garment img')].map(i => i.complete && i.naturalWidth > 0)")),
         "every garment thumbnail to load")

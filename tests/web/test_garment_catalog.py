@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from garments.demo import DEMO_DESIGNS
 from node1.tryon import BadGarment, GarmentNameTooLong, GarmentShowsPerson, UnknownGarment
 from node1.tryon.catalog import MAX_NAME_CHARS, WebCatalog, open_catalog
 from tests.web.conftest import OPERATOR_TOKEN, encode
@@ -28,7 +29,7 @@ def _demo_product_photo(web_catalog: WebCatalog) -> tuple[bytes, str]:
 
 def test_lists_the_demo_garments_with_thumbnails(web_catalog: WebCatalog):
     items = web_catalog.list()
-    assert len(items) == 10 and all(len(i.id) == 64 and i.name for i in items)
+    assert len(items) == len(DEMO_DESIGNS) and all(len(i.id) == 64 and i.name for i in items)
     data, mime = web_catalog.thumbnail(items[0].id)
     assert mime == "image/jpeg" and max(Image.open(io.BytesIO(data)).size) == 192
     assert web_catalog.get(items[3].id).name == items[3].name
@@ -49,7 +50,7 @@ def test_operator_add_writes_a_drop_and_survives_reload(web_catalog: WebCatalog,
     img[cloth] = (img[cloth].astype(int) // 2 + np.array([0, 0, 120])).clip(0, 255).astype(np.uint8)
     info = web_catalog.add(encode(img, "PNG"), "Blue crew tee!")
     assert info.name == "Blue crew tee" and info.id in {i.id for i in web_catalog.list()}
-    assert len(web_catalog.list()) == 11
+    assert len(web_catalog.list()) == len(DEMO_DESIGNS) + 1
     assert (tmp_path / "drop" / "Blue_crew_tee.png").is_file()
     again = open_catalog(make_config(paths={"catalog_dir": str(demo_catalog_dir),
                                             "garment_drop_dir": str(tmp_path / "drop")}), generate_demo=False)
@@ -68,7 +69,7 @@ def test_operator_add_refuses_a_photo_without_garment_and_writes_nothing(web_cat
 def test_operator_api_with_the_real_catalog(web_catalog: WebCatalog, app_factory, runner):
     client = app_factory(catalog=web_catalog).test_client()
     items = client.get("/api/garments").get_json()["garments"]
-    assert len(items) == 10
+    assert len(items) == len(DEMO_DESIGNS)
     assert client.get(items[0]["thumbnail_url"]).mimetype == "image/jpeg"
     data, _ = _demo_product_photo(web_catalog)
     headers = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
@@ -78,7 +79,7 @@ def test_operator_api_with_the_real_catalog(web_catalog: WebCatalog, app_factory
     r2 = client.post("/api/garments", data={"image": (io.BytesIO(data), "g.png"), "name": "Red again"},
                      headers=headers, content_type="multipart/form-data")
     assert r2.get_json()["id"] == r.get_json()["id"]            # the same file twice: one garment
-    assert len(client.get("/api/garments").get_json()["garments"]) == 11
+    assert len(client.get("/api/garments").get_json()["garments"]) == len(DEMO_DESIGNS) + 1
     assert client.get(f"/api/garments/{r.get_json()['id']}/thumbnail").status_code == 200
 
 
@@ -87,7 +88,7 @@ def test_operator_add_refuses_a_photo_of_a_person(web_catalog: WebCatalog, astro
         web_catalog.add(encode(astronaut, "PNG"), "Astronaut suit")
     assert err.value.code == "garment_shows_person" and "product photo" in err.value.message
     assert not (tmp_path / "drop").exists() or not any((tmp_path / "drop").iterdir())
-    assert len(web_catalog.list()) == 10
+    assert len(web_catalog.list()) == len(DEMO_DESIGNS)
 
 
 def test_operator_name_limit_is_the_specs(web_catalog: WebCatalog):
@@ -118,4 +119,4 @@ def test_operator_api_answers_422_for_a_person_and_a_long_name(web_catalog: WebC
                     headers=headers, content_type="multipart/form-data")
     assert r.status_code == 422 and r.get_json()["error"]["code"] == "garment_name_too_long"
     assert "limit is 120" in r.get_json()["error"]["message"]
-    assert len(client.get("/api/garments").get_json()["garments"]) == 10
+    assert len(client.get("/api/garments").get_json()["garments"]) == len(DEMO_DESIGNS)

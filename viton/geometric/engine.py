@@ -28,7 +28,7 @@ import torch
 
 from viton.checks import check_garment, check_person
 from viton.engine import GarmentData, PersonData, TryOnOutput
-from viton.geometric import protect, regions, shading, warp
+from viton.geometric import lower, protect, regions, shading, warp
 from viton.geometric.body import body_frame
 
 MAX_GARMENT_OVERSAMPLING = 1.5  # garment px per output px kept before downscaling (anti-aliasing)
@@ -85,6 +85,8 @@ class GeometricEngine:
         t_all = time.perf_counter()
         check_person(person, self.reads)
         check_garment(garment)
+        if garment.category != "top":
+            return _try_on_lower(person, garment, t_all)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         image, parse = person.image, person.parse
@@ -131,6 +133,64 @@ class GeometricEngine:
         timings["composite"] = _ms(t0)
         timings["total"] = _ms(t_all)
         return TryOnOutput(image=out, warped_garment=warped, garment_alpha=alpha_full, timings_ms=timings)
+
+
+def _try_on_lower(person: PersonData, garment: GarmentData, t_all: float) -> TryOnOutput:
+    """A bottom or a dress (viton.geometric.lower): anchors, warp, composite as for a top."""
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    image, parse = person.image, person.parse
+    H, W = parse.shape
+    plan, legs = lower.plan_lower(person, garment)
+    extra = regions.bounding_box(regions.changeable_region(parse), pad=2) if garment.category == "dress" else None
+    box = lower.work_box(plan, lower.BOX_PAD * legs.hip_w + plan.scale * _half_width(garment), (H, W), extra)
+    timings["anchors"] = _ms(t0)
+    if box is None:   # the garment lies outside the photo
+        timings["total"] = _ms(t_all)
+        return TryOnOutput(image.copy(), np.zeros_like(image), np.zeros((H, W), np.float32), timings)
+    x0, y0, x1, y1 = box
+
+    t0 = time.perf_counter()
+    rgba, _ = _prepare_garment(garment, plan.scale)
+    g_pts = np.asarray(plan.garment_pts, np.float64)
+    if rgba.shape[:2] != garment.mask.shape:   # the garment was shrunk: its points and similarity with it
+        fx, fy = rgba.shape[1] / garment.mask.shape[1], rgba.shape[0] / garment.mask.shape[0]
+        g_pts = np.stack([(g_pts[:, 0] + 0.5) * fx - 0.5, (g_pts[:, 1] + 0.5) * fy - 0.5], axis=1)
+        shrink = warp.Similarity(complex(1 / fx, 0), complex(0.5 / fx - 0.5, 0.5 / fy - 0.5))
+        sim = warp.Similarity(plan.sim.a * shrink.a, plan.sim.a * shrink.b + plan.sim.b)
+        sleeve_lm = None if plan.sleeve_lm is None else np.stack(
+            [(plan.sleeve_lm[:, 0] + 0.5) * fx - 0.5, (plan.sleeve_lm[:, 1] + 0.5) * fy - 0.5], axis=1)
+    else:
+        sim, sleeve_lm = plan.sim, plan.sleeve_lm
+    map_x, map_y, sleeve = warp.garment_sampling_maps(g_pts, plan.body_pts, sim, box, sleeve_lm)
+    sampled = warp.remap_garment(rgba, map_x, map_y)
+    timings["warp"] = _ms(t0)
+
+    t0 = time.perf_counter()
+    crop = image[y0:y1, x0:x1]
+    sigma = regions.edge_sigma(parse.shape)
+    allowed, keep, soft = lower.lower_masks(person, garment, plan, legs, box=box, sigma=sigma)
+    shade = lower.shade_lower(crop, parse[y0:y1, x0:x1], legs, garment.category)
+    gap_px = max(int(DETACHED_GAP * 2.0 * legs.hip_w), 1)
+    out_crop, alpha_np = lower.composite_lower(crop, sampled, sleeve=sleeve, allowed=allowed, keep=keep, soft=soft,
+                                               shade=shade, arms_in_front=garment.category == "bottom",
+                                               detached=lambda a: _detached_pieces(a, gap_px))
+    out = image.copy()
+    out[y0:y1, x0:x1] = cv2.convertScaleAbs(out_crop)   # alpha = 0 -> the photo's pixels, bit for bit
+    warped = np.zeros_like(image)
+    a_s = cv2.merge([sampled[..., 3]] * 3)
+    warped[y0:y1, x0:x1] = cv2.divide(np.ascontiguousarray(sampled[..., :3]), a_s, scale=255.0)
+    alpha_full = np.zeros((H, W), dtype=np.float32)
+    alpha_full[y0:y1, x0:x1] = alpha_np
+    timings["composite"] = _ms(t0)
+    timings["total"] = _ms(t_all)
+    return TryOnOutput(image=out, warped_garment=warped, garment_alpha=alpha_full, timings_ms=timings)
+
+
+def _half_width(garment: GarmentData) -> float:
+    """Half the garment's widest extent in garment px (how far it may reach beside its landmarks)."""
+    cols = np.flatnonzero((garment.mask >= 128).any(axis=0))
+    return (float(cols[-1] - cols[0]) / 2.0) if cols.size else 0.0
 
 
 def _detached_pieces(alpha: np.ndarray, gap_px: int) -> np.ndarray | None:

@@ -267,7 +267,7 @@ def fit_tps(src: torch.Tensor, dst: torch.Tensor, reg: float = TPS_REGULARIZATIO
 
 
 def garment_sampling_maps(garment_pts: np.ndarray, body_pts: np.ndarray, sim: Similarity,
-                          roi: tuple[int, int, int, int], garment_lm: np.ndarray
+                          roi: tuple[int, int, int, int], garment_lm: np.ndarray | None
                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each person pixel of `roi`, the garment pixel to read.
 
@@ -275,7 +275,7 @@ def garment_sampling_maps(garment_pts: np.ndarray, body_pts: np.ndarray, sim: Si
         garment_pts, body_pts: (N, 2) (x, y) pixel pairs from `correspondences`.
         sim: the seam similarity garment -> body.
         roi: (x0, y0, x1, y1) person pixels, x1/y1 exclusive.
-        garment_lm: (9, 2) garment landmarks (for the sleeve split).
+        garment_lm: (9, 2) a top's garment landmarks (for the sleeve split), or None: no sleeves (a bottom).
     Returns:
         map_x, map_y: (y1 - y0, x1 - x0) float32 garment pixel coordinates (for cv2.remap);
         sleeve: (y1 - y0, x1 - x0) float32 [0, 1], 1 where the garment point read is in a sleeve
@@ -304,6 +304,12 @@ def garment_sampling_maps(garment_pts: np.ndarray, body_pts: np.ndarray, sim: Si
     with torch.no_grad(), single_torch_thread():
         warped = warp_points_tps(pts, src, kernel_w, affine_w)[0].double().numpy() * norm + centre
     in_garment = sim.inverse().apply(warped)  # body px -> garment px
+    if garment_lm is None:
+        coarse2 = in_garment.astype(np.float32).reshape(ny, nx, 2)
+        maps2 = cv2.resize(coarse2, (nx * step, ny * step), interpolation=cv2.INTER_LINEAR)
+        maps2 = maps2[step:step + h, step:step + w]
+        return (np.ascontiguousarray(maps2[..., 0]), np.ascontiguousarray(maps2[..., 1]),
+                np.zeros((h, w), np.float32))
     coarse4 = np.concatenate([in_garment, sleeve_distances(in_garment, garment_lm)], axis=1).astype(np.float32)
     maps = cv2.resize(coarse4.reshape(ny, nx, 4), (nx * step, ny * step), interpolation=cv2.INTER_LINEAR)
     maps = maps[step:step + h, step:step + w]

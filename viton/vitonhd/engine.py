@@ -15,7 +15,7 @@ from viton.contract import ENGINE_READS
 from viton.engine import GarmentData, PersonData, TryOnOutput
 from viton.vitonhd.adapter import make_inputs
 from viton.vitonhd.checkpoint import load_networks
-from viton.vitonhd.errors import DeviceUnavailable
+from viton.vitonhd.errors import DeviceUnavailable, InputError
 from viton.vitonhd.inference import InferenceResult, run_inference
 from viton.vitonhd.labels import ALIAS7_UPPER
 from viton.vitonhd.networks import NETWORK_NAMES
@@ -82,6 +82,9 @@ class VitonHDEngine:
 
     def try_on_detailed(self, person: PersonData, garment: GarmentData) -> tuple[TryOnOutput, InferenceResult]:
         """try_on plus every pipeline intermediate (at the model's 1024 x 768 frame)."""
+        if garment.category != "top":   # VITON-HD's published networks dress the upper body only
+            raise InputError(f"the vitonhd engine dresses tops only (its published networks are upper-body); "
+                               f"garment kind {garment.kind!r} is a {garment.category}: use the geometric engine")
         t0 = time.perf_counter()
         with torch.inference_mode():
             inputs = make_inputs(person, garment, self.options).to(self.torch_device)

@@ -18,6 +18,8 @@
   const FRIENDLY = {
     no_person: "We could not find a person in the photo. Stand facing the camera with your head " +
       "and upper body in view, then snap again (or upload another photo).",
+    legs_not_in_view: "This garment needs your legs in the picture: step back until the camera sees you " +
+      "down to the knees at least, then snap again (or pick a top).",
     node2_unavailable: "The try-on server is not reachable right now. Please try again in a moment.",
     timeout: "The try-on took too long. Please try again.",
     busy: "The mirror is busy with other shoppers. Please try again in a few seconds.",
@@ -141,24 +143,38 @@
       els.garments.appendChild(li);
       return;
     }
-    for (const g of body.garments) {
-      const li = document.createElement("li");
-      const btn = document.createElement("button");
-      btn.type = "button";
-      btn.className = "garment";
-      btn.setAttribute("role", "radio");
-      btn.setAttribute("aria-checked", "false");
-      btn.dataset.id = g.id;
-      const img = document.createElement("img");
-      img.src = g.thumbnail_url;
-      img.alt = "";
-      const name = document.createElement("span");
-      name.textContent = g.name;
-      btn.append(img, name);
-      btn.addEventListener("click", () => selectGarment(g.id));
-      li.appendChild(btn);
-      els.garments.appendChild(li);
+    // grouped by category (tops, bottoms, dresses), each under its heading, in catalog order within
+    const groups = [["top", "Tops"], ["bottom", "Bottoms"], ["dress", "Dresses"]];
+    for (const [category, title] of groups) {
+      const members = body.garments.filter((g) => (g.category || "top") === category);
+      if (!members.length) continue;
+      const heading = document.createElement("li");
+      heading.className = "group";
+      heading.setAttribute("role", "presentation");
+      heading.textContent = title;
+      els.garments.appendChild(heading);
+      for (const g of members) els.garments.appendChild(garmentItem(g));
     }
+  }
+
+  function garmentItem(g) {
+    const li = document.createElement("li");
+    const btn = document.createElement("button");
+    btn.type = "button";
+    btn.className = "garment";
+    btn.setAttribute("role", "radio");
+    btn.setAttribute("aria-checked", "false");
+    btn.dataset.id = g.id;
+    btn.dataset.category = g.category || "top";
+    const img = document.createElement("img");
+    img.src = g.thumbnail_url;
+    img.alt = "";
+    const name = document.createElement("span");
+    name.textContent = g.name;
+    btn.append(img, name);
+    btn.addEventListener("click", () => selectGarment(g.id));
+    li.appendChild(btn);
+    return li;
   }
 
   function selectGarment(id) {

@@ -130,7 +130,11 @@
     let text = `${fps.toFixed(1)} fps`;
     if (latency != null) text += ` · ${Math.round(latency)} ms latency`;
     if (live.server && live.server.status === "no_person") text += " · step into the frame";
-    if (live.server && live.server.status === "error") text += " · try-on unavailable, showing the camera";
+    if (live.server && live.server.status === "error") {
+      text += live.server.code === "legs_not_in_view"
+        ? " · step back so the camera sees your legs for this garment"
+        : " · try-on unavailable, showing the camera";
+    }
     els.stats.textContent = text;
   }
 
