@@ -10,8 +10,12 @@ from transport import ChannelObserver
 class GatewayMetrics(ChannelObserver):
     """Counters named as the issue asks; one instance per gateway."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "") -> None:
         self.registry = CollectorRegistry()
+        # The node 2's name as node 1's pool knows it: joined onto every series in Prometheus queries.
+        self.info = Gauge("node2_info", "This node 2 (always 1), labelled with its pool name", ["name"],
+                          registry=self.registry)
+        self.info.labels(name=name or "node2").set(1)
         self.bytes = Counter("transport_bytes_total", "Tensor payload bytes through the gateway's channels",
                              ["direction"], registry=self.registry)
         self.malformed = Counter("transport_malformed_frames_total", "Received frames that failed the checks",
