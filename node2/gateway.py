@@ -17,7 +17,7 @@ from mirror import ConfigError, load_config, notify_ready, setup_logging
 from mirror.lifecycle import install_stop_handlers, run_until_signal
 from node2.device_info import DeviceInfo, gvirtus_connector
 from node2.health import HealthServer
-from node2.metrics import GatewayMetrics
+from node2.metrics import DeviceCollector, GatewayMetrics
 from node2.register import REGISTER_CA_ENV, Registrar, announcement, node2_name, register_url, registration_token
 from node2.service import MAX_PENDING_PER_CHANNEL, Gateway
 from transport import ServerChannel, TcpClient, listen, viton_endpoint
@@ -66,6 +66,7 @@ def start(c: Any) -> RunningGateway:
         servers = listen(c, gateway.handle, observer=metrics, max_outstanding=MAX_PENDING_PER_CHANNEL)
         gateway.channels = [s.info for s in servers]
         device = DeviceInfo(gvirtus_connector(c))
+        metrics.registry.register(DeviceCollector(device.info))
         health = HealthServer(bind, int(n2["health_port"]), lambda: {**gateway.health(), **device.info()},
                               metrics.registry)
     except BaseException:

@@ -18,6 +18,7 @@ ties broken round-robin; a registered member at its `max_jobs` is passed over wh
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import threading
@@ -39,6 +40,7 @@ PROBE_FAILURES_TO_EJECT = 2       # timed-out probes in a row; a refused connect
 MEMBER_FAILURES_TO_OPEN = 3       # failed requests in a row open a member's breaker
 MEMBER_OPEN_FOR_S = 10.0
 SOURCES = ("config", "dns", "registered")
+RECENT_RETRIES = 256              # retried requests kept for GET /api/nodes (their latency)
 MIB = 2**20
 
 
@@ -139,6 +141,8 @@ class Pool:
         self._members: dict[str, Member] = {}
         self._turn = 0
         self.retries = 0
+        # the latest retried requests that succeeded: what, first member(s), member that served, total ms
+        self.recent_retries: collections.deque[dict[str, Any]] = collections.deque(maxlen=RECENT_RETRIES)
         self.registrations_refused = 0
         self.removed_total = 0
         self._closed = False
@@ -310,6 +314,11 @@ class Pool:
     def count_refused_registration(self) -> None:
         with self._lock:
             self.registrations_refused += 1
+
+    def record_retry(self, what: str, failed_on: list[str], served_by: str, total_ms: float) -> None:
+        with self._lock:
+            self.recent_retries.append({"what": what, "failed_on": failed_on, "served_by": served_by,
+                                        "total_ms": round(total_ms, 1), "at": time.time()})
 
     def count_retry(self) -> None:
         with self._lock:

@@ -73,7 +73,8 @@ class PoolRunner:
     def _attempts(self, what: str, call: Callable[[Member, float, bool], T], timeout_s: float) -> T:
         """call(member, time for this try, last try?) on the chosen member; on a member failure once more
         on another. Raises NoMemberAvailable (a Node2Unavailable) when none is left."""
-        deadline = time.monotonic() + timeout_s
+        t0 = time.monotonic()
+        deadline = t0 + timeout_s
         tried: set[str] = set()
         first_error: BaseException | None = None
         for attempt in (1, 2):
@@ -102,6 +103,9 @@ class PoolRunner:
                     first_error = exc
                     continue
             self.pool.record_success(member)
+            if first_error is not None:
+                self.pool.record_retry(what, sorted(tried - {member.name}), member.name,
+                                       (time.monotonic() - t0) * 1000.0)
             return out
         raise AssertionError("unreachable: the second attempt returns or raises")  # pragma: no cover
 

@@ -1,7 +1,8 @@
 """The pool of node 2s, for operators and for node 2s themselves (docs/pool.md).
 
     GET  /api/nodes             operator token: every member (source, health, load, breaker, last error),
-                                the pool's retries, refused registrations, DNS state
+                                the pool's retries (and the latest retried requests' latency), refused
+                                registrations, DNS state
     POST /api/nodes/register    registration token (pool.registration_token_file): a node 2 joins
                                 {"name", "host"?, "gvirtus_port", "gateway_port", "health_port", "device"?,
                                 "gpu_memory_total_mb"?, "max_jobs"?} -> 200 {"name", "heartbeat_interval_s", ...}
@@ -61,6 +62,7 @@ def list_nodes() -> Response:
     discovery = runner.discovery
     dns = getattr(discovery, "dns", None)
     body = {"pool": True, "members": runner.pool.snapshot(), "retries": runner.pool.retries,
+            "recent_retries": list(runner.pool.recent_retries),
             "registrations_refused": runner.pool.registrations_refused,
             "registration": getattr(discovery, "registry", None) is not None,
             "dns": None if dns is None else {"name": dns.name, "resolved": dns.resolved, "last_error": dns.last_error}}

@@ -81,6 +81,8 @@ def test_a_member_failing_mid_flight_is_retried_once_with_the_same_id(healths: l
         assert dead.seen == alive.seen and len(dead.seen) == 1
         a = r.pool.get("a")
         assert a is not None and a.ejected and a.failures == 1 and r.pool.retries == 1
+        (retry,) = r.pool.recent_retries
+        assert retry["failed_on"] == ["a"] and retry["served_by"] == "b" and retry["total_ms"] >= 0
     finally:
         r.close()
 
