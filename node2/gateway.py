@@ -99,8 +99,9 @@ def main() -> int:
     stop = install_stop_handlers()
     cfg = load_config()
     running = start(cfg)
-    registrar = _start_registrar(cfg, running)
+    registrar: Registrar | None = None
     try:
+        registrar = _start_registrar(cfg, running)
         transports = [f"{s.info.backend} {s.info.endpoint}" for s in running.servers]
         for s in running.servers:
             log.info("listening: %s %s (%s)", s.info.backend, s.info.endpoint, s.info.reason)

@@ -13,7 +13,8 @@ in a row do too; the next "ok" probe brings it back (an open breaker goes half-o
 
 Routing (`choose`): least outstanding work weighted by free GPU memory,
     score = (in_flight + 1) / (free_memory / max free_memory among the eligible),
-ties broken round-robin; a registered member at its `max_jobs` is passed over while others are free.
+weights rounded to WEIGHT_STEP, ties broken round-robin; a registered member at its `max_jobs` is
+passed over while others are free.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ log = logging.getLogger("node1.tryon.pool")
 
 HEALTH_PROBE_TIMEOUT_S = 1.5      # one /health GET (node 2 answers from caches)
 PROBE_FAILURES_TO_EJECT = 2       # timed-out probes in a row; a refused connection ejects at once
+WEIGHT_STEP = 0.05                # free-memory weights are rounded to this (noise in the reports is no preference)
 MEMBER_FAILURES_TO_OPEN = 3       # failed requests in a row open a member's breaker
 MEMBER_OPEN_FOR_S = 10.0
 SOURCES = ("config", "dns", "registered")
@@ -263,7 +265,9 @@ class Pool:
                 m = pool[(self._turn + i) % len(pool)]
                 f = free[m.name]
                 weight = (f / top) if (top and f is not None and f > 0) else 1.0
-                score = (m.in_flight + 1) / max(weight, 1e-3)
+                # in WEIGHT_STEP steps: members with about the same free memory tie and take turns
+                weight = max(round(weight / WEIGHT_STEP) * WEIGHT_STEP, WEIGHT_STEP)
+                score = (m.in_flight + 1) / weight
                 if score < best_score:
                     best, best_score = m, score
             return best
