@@ -4,6 +4,7 @@ side: GET /api/nodes, registration over HTTP, the pool_* metrics."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -180,3 +181,53 @@ def test_pool_metrics_count_routing_per_member(app: Any) -> None:
               if line.startswith("pool_requests_routed_total{")}
     assert routed == {"a": 2.0, "b": 2.0}
     assert "pool_members 2.0" in text and 'pool_breaker_open{member="a"} 0.0' in text
+
+
+def test_node2_registrar_registers_and_heartbeats_over_http(app: Any) -> None:
+    """node2.register.Registrar against the real node 1 app over a real HTTP socket."""
+    from werkzeug.serving import make_server
+
+    from node2.register import Registrar
+
+    srv = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    third = Node2Health()
+    url = f"http://127.0.0.1:{srv.server_port}"
+    body = {"name": "gpu-r", "host": "127.0.0.1", "gvirtus_port": 1, "gateway_port": 2, "health_port": third.port}
+    wrong = Registrar(url, "wrong", lambda: body).start()
+    good = Registrar(url, REG_TOKEN, lambda: body).start()
+    try:
+        assert good.registered.wait(10), good.last_error
+        from node1.web import state_of
+
+        pool = state_of(app).runner.pool
+        member = pool.get("gpu-r")
+        assert member is not None and member.source == "registered" and member.up
+        registry = state_of(app).runner.discovery.registry
+        registry.heartbeat_timeout_s = 2.0
+        for _ in range(3):                 # heartbeats (every 1 s) keep it past the timeout
+            time.sleep(1.0)
+        assert pool.get("gpu-r") is not None
+        deadline = time.monotonic() + 5
+        while wrong.last_error is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert wrong.last_error is not None and "401" in wrong.last_error and not wrong.registered.is_set()
+        assert pool.registrations_refused >= 1
+        good.close()                       # it stops heartbeating: dropped after the timeout
+        deadline = time.monotonic() + 6
+        while pool.get("gpu-r") is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pool.get("gpu-r") is None
+    finally:
+        good.close()
+        wrong.close()
+        srv.shutdown()
+        third.stop()
+
+
+def test_registrar_refuses_a_url_without_http() -> None:
+    from node2.register import Registrar, register_url
+
+    with pytest.raises(ValueError, match="must start with https://"):
+        Registrar("ftp://node1", "t", dict)
+    assert register_url(["--register", "https://node1:8443"]) == "https://node1:8443"
