@@ -224,6 +224,11 @@ class FallbackDevice:
         log.info("%s served by local %s", getattr(fn, "__name__", "call"), self.local)
         return out
 
+    def reset(self) -> None:
+        """Close the current remote session, if any (its backend restarted); the next call connects again
+        (with a local fallback: the background reconnect does)."""
+        self._drop_remote()
+
     def close(self) -> None:
         self._closed.set()
         self._drop_remote()

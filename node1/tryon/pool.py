@@ -221,12 +221,23 @@ class Pool:
                 self._eject_locked(member, member.last_error)
                 member.healthy = False
                 return
-            member.healthy = True
-            if member.ejected:
-                member.ejected = False
-                log.warning("pool: %s is healthy again and rejoins (out %.1f s)", member.name,
-                            time.monotonic() - (member.ejected_at or time.monotonic()))
-                member.breaker.trial()
+            rejoin = member.ejected
+            if not rejoin:
+                member.healthy = True
+                return
+        # Sessions opened before it went down are stale (a restarted backend forgot them): drop them
+        # before the member takes requests again; the next request opens fresh ones.
+        reset = getattr(member.conn, "reset", None)
+        if reset is not None:
+            try:
+                reset()
+            except Exception:  # noqa: BLE001 - dropping a dead session is best effort
+                log.debug("resetting %s's sessions failed", member.name, exc_info=True)
+        with self._lock:
+            member.healthy, member.ejected = True, False
+            log.warning("pool: %s is healthy again and rejoins (out %.1f s)", member.name,
+                        time.monotonic() - (member.ejected_at or time.monotonic()))
+            member.breaker.trial()
 
     def _probe_failed(self, member: Member, exc: ProbeFailed) -> None:
         with self._lock:

@@ -44,6 +44,12 @@ class MemberConn:
     device: Any
     link: Any
 
+    def reset(self) -> None:
+        """Drop the gvirtus session (stale once the member was down); the next request opens a new one."""
+        reset = getattr(self.device, "reset", None)
+        if reset is not None:
+            reset()
+
     def close(self) -> None:
         for part in (self.device, getattr(self.link, "client", None)):
             close = getattr(part, "close", None)

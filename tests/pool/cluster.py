@@ -77,12 +77,12 @@ class Netns:
 class Dnsmasq:
     """Debian's dnsmasq on 127.0.0.1:<free port> answering `DNS_NAME` from a hosts file (SIGHUP rereads it)."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, ips: tuple[str, ...] = ()) -> None:
         exe = shutil.which("dnsmasq")
         if exe is None:
             raise RuntimeError("dnsmasq is not installed (apt-get install dnsmasq-base)")
         self.hosts = work / "pool.hosts"
-        self.hosts.write_text("")
+        self._write(list(ips))
         self.port = free_ports(1)[0]
         domain = DNS_NAME.split(".", 1)[1]   # answered here only: no AAAA forwarded anywhere (REFUSED)
         self.proc = subprocess.Popen([exe, "--no-daemon", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
@@ -91,12 +91,39 @@ class Dnsmasq:
                                       "--local-ttl=0", f"--pid-file={work / 'dnsmasq.pid'}", "--user=root"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
+        self._wait_ready()
+
+    def _wait_ready(self, timeout_s: float = 10.0) -> None:
+        """Until it answers (a SIGHUP before its handler is installed would kill it)."""
+        import dns.exception
+        import dns.resolver
+
+        r = dns.resolver.Resolver(configure=False)
+        r.nameservers, r.port, r.lifetime = ["127.0.0.1"], self.port, 0.5
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                raise RuntimeError(f"dnsmasq exited ({self.proc.returncode}): {err}")
+            try:
+                r.resolve(DNS_NAME, "A")
+                return
+            except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+                return                                   # it answers
+            except dns.exception.DNSException:
+                time.sleep(0.05)
+        raise RuntimeError(f"dnsmasq on port {self.port} did not answer within {timeout_s:.0f} s")
+
     @property
     def resolver(self) -> str:
         return f"127.0.0.1#{self.port}"
 
-    def set_addresses(self, ips: list[str]) -> None:
+    def _write(self, ips: list[str]) -> None:
         self.hosts.write_text("".join(f"{ip} {DNS_NAME}\n" for ip in ips))
+
+    def set_addresses(self, ips: list[str]) -> None:
+        """Serve `ips` for DNS_NAME from now on (dnsmasq rereads its hosts file on SIGHUP)."""
+        self._write(ips)
         self.proc.send_signal(signal.SIGHUP)
 
     def close(self) -> None:
@@ -152,8 +179,8 @@ class PoolCluster:
                        for i in range(self.n) if self.sources[i] == "config"]
             self.base["pool"]["members"] = members
             if "dns" in self.sources:
-                self.dns = Dnsmasq(self.work)
-                self.dns.set_addresses([self.nets[i].ns_ip for i in range(self.n) if self.sources[i] == "dns"])
+                self.dns = Dnsmasq(self.work, tuple(self.nets[i].ns_ip for i in range(self.n)
+                                                    if self.sources[i] == "dns"))
                 self.base["pool"]["dns"] = {"name": DNS_NAME, "resolver": self.dns.resolver, "interval_s": 1.0,
                                             **ports}
             self.base["node2"]["host"] = self.nets[0].ns_ip

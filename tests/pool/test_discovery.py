@@ -21,10 +21,10 @@ PORTS = {"gvirtus_port": 18888, "gateway_port": 19555, "health_port": 19556, "gv
 def dnsmasq(tmp_path: Path) -> Iterator[Dnsmasq]:
     if shutil.which("dnsmasq") is None:
         pytest.skip("needs Debian's dnsmasq (scripts/bootstrap.sh installs dnsmasq-base)")
-    d = Dnsmasq(tmp_path)
-    time.sleep(0.3)  # it binds before answering; resolve() below retries anyway
-    if d.proc.poll() is not None:
-        pytest.skip(f"dnsmasq does not start here: {d.proc.stderr.read().decode() if d.proc.stderr else ''}")
+    try:
+        d = Dnsmasq(tmp_path)
+    except RuntimeError as exc:
+        pytest.skip(f"dnsmasq does not start here: {exc}")
     yield d
     d.close()
 

@@ -117,3 +117,25 @@ def test_snapshot_names_source_load_breaker_and_error(pool: Pool, healths: list[
     assert view["n1"]["eligible"] is True and view["n1"]["breaker"] == "closed"
     assert view["n1"]["gpu"]["memory_total_mb"] == 8000 and view["n1"]["gvirtus_sessions"] == 1
     assert "health probe" in view["n0"]["last_error"]
+
+
+def test_rejoining_member_drops_its_stale_sessions_first(healths: list[Node2Health]) -> None:
+    class Conn:
+        resets = 0
+
+        def reset(self) -> None:
+            Conn.resets += 1
+            assert not member.up            # before it takes requests again
+
+    p = Pool(lambda m: Conn(), health_interval_s=3600.0)
+    try:
+        member = p.add("n0", "config", healths[0].address)
+        p.probe_now(member)
+        assert Conn.resets == 0             # an ok probe of an up member changes nothing
+        healths[0].stop()
+        p.probe_now(member)
+        healths[0].start()
+        p.probe_now(member)
+        assert Conn.resets == 1 and member.up
+    finally:
+        p.close()
