@@ -101,7 +101,11 @@ class Member:
         return self.healthy and not self.ejected
 
     def free_memory_mb(self) -> float | None:
+        """Free device memory its /health reports; None when unknown or the device is a CPU (whose
+        "memory" is the host's RAM, shared with everything else there: no reason to prefer a member)."""
         gpu = self.health.get("gpu") or {}
+        if gpu.get("device_type") == "cpu":
+            return None
         total, used = gpu.get("memory_total_mb"), gpu.get("memory_used_mb")
         if isinstance(total, int | float) and isinstance(used, int | float) and total > 0:
             return max(float(total) - float(used), 0.0)

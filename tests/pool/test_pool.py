@@ -139,3 +139,17 @@ def test_rejoining_member_drops_its_stale_sessions_first(healths: list[Node2Heal
         assert Conn.resets == 1 and member.up
     finally:
         p.close()
+
+
+def test_cpu_backends_memory_is_no_preference(pool: Pool, healths: list[Node2Health]) -> None:
+    healths[0].doc["gpu"] = {"device_type": "cpu", "memory_total_mb": 24000, "memory_used_mb": 1000}
+    healths[1].doc["gpu"] = {"device_type": "cpu", "memory_total_mb": 24000, "memory_used_mb": 9000}
+    healths[2].doc["gpu"] = {"device_type": "cpu", "memory_total_mb": 24000, "memory_used_mb": 5000}
+    for m in pool.members():
+        pool.probe_now(m)
+    counts: collections.Counter[str] = collections.Counter()
+    for _ in range(30):
+        m = pool.choose()
+        with pool.track(m):
+            counts[m.name] += 1
+    assert counts == {"n0": 10, "n1": 10, "n2": 10}
