@@ -36,7 +36,9 @@ from node1.tryon.fallback import CircuitBreaker
 
 log = logging.getLogger("node1.tryon.pool")
 
-HEALTH_PROBE_TIMEOUT_S = 1.5      # one /health GET (node 2 answers from caches)
+# One /health GET. node 2 answers from caches, but refreshing them (every 5 s) asks its gvirtus backend,
+# which took over 1.5 s on a loaded 2-core host; a killed member is refused at once anyway.
+HEALTH_PROBE_TIMEOUT_S = 3.0
 PROBE_FAILURES_TO_EJECT = 2       # timed-out probes in a row; a refused connection ejects at once
 WEIGHT_STEP = 0.05                # free-memory weights are rounded to this (noise in the reports is no preference)
 MEMBER_FAILURES_TO_OPEN = 3       # failed requests in a row open a member's breaker

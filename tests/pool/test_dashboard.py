@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "virtual-mirror.json"
 SCRAPE_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 REQUEST_TIMEOUT_S = 240
+READY_WAIT_S = 120
 # PromQL words that are not metric names (functions and aggregations are told apart by their "(").
 PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless",
                 "offset", "inf", "nan"}
@@ -100,6 +102,9 @@ def _scrape(url: str, cafile: str | None = None) -> str:
 
 def test_every_dashboard_metric_is_exported_by_a_running_deployment(deployment: LocalDeployment) -> None:
     client = WebClient(deployment.url, cafile=deployment.cafile, timeout_s=REQUEST_TIMEOUT_S + 30)
+    deadline = time.monotonic() + READY_WAIT_S     # as a load balancer does: traffic once /readyz says so
+    while client.request("GET", "/readyz")[0] != 200 and time.monotonic() < deadline:
+        time.sleep(0.2)
     garment = client.garments()[0]["id"]
     out: dict[str, Any] = client.tryon(astronaut_jpeg(), garment)          # a real try-on through the pool
     assert out["transport"] == "tcp"
