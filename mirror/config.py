@@ -36,7 +36,7 @@ ENV_PREFIX = "VM__"
 FILE_KEYS = (
     ("node1", "cert_file"), ("node1", "key_file"), ("node1", "operator_token_file"),
     ("gvirtus", "token_file"), ("gvirtus", "tls_cert_file"), ("gvirtus", "tls_key_file"),
-    ("transport", "curve_key_dir"),
+    ("transport", "curve_key_dir"), ("pool", "registration_token_file"),
 )
 
 DEFAULTS: dict[str, Any] = {
@@ -44,7 +44,9 @@ DEFAULTS: dict[str, Any] = {
               "preprocess_device": "remote", "store": "memory", "web_processes": 1,
               "redis": {"unix_socket": None, "host": None, "port": None, "managed": True,
                         "key_prefix": "vm:", "maxmemory_mb": 512}},
-    "node2": {"gvirtus_data_port": 0},
+    "node2": {"gvirtus_data_port": 0, "name": None},
+    "pool": {"members": [], "dns": None, "registration_token_file": None, "health_interval_s": 1.0,
+             "heartbeat_timeout_s": 6.0},
     "transport": {"secure": False, "curve_key_dir": None, "max_message_mb": 256,
                   "rdma": {"device": None, "port": 1, "gid_index": 0, "rdma_port": 9560,
                            "connect_timeout_s": 2.0}},
@@ -177,6 +179,7 @@ def validate(data: dict, source: str = "env_config.json", root: Path = ROOT) -> 
         raise ConfigError(f"{source}: transport.secure = true needs transport.curve_key_dir "
                           "(a folder with CurveZMQ keys; see README)")
     _check_store(full, source)
+    _check_pool(full, source)
     _check_ports_distinct(full, source)
     return cfg
 
@@ -202,6 +205,17 @@ def _check_store(full: dict, source: str) -> None:
         raise ConfigError(f"{source}: node1.redis.host = {json.dumps(rd['host'])} with node1.redis.managed = true: "
                           "the Redis started here binds a unix socket or loopback only; point several hosts "
                           "at one Redis with managed = false")
+
+
+def _check_pool(full: dict, source: str) -> None:
+    names = [m["name"] for m in full["pool"]["members"]]
+    for name in names:
+        if names.count(name) > 1:
+            raise ConfigError(f"{source}: pool.members names {json.dumps(name)} twice; every member needs its own name")
+    addrs = [(m["host"], m["gateway_port"]) for m in full["pool"]["members"]]
+    for addr in addrs:
+        if addrs.count(addr) > 1:
+            raise ConfigError(f"{source}: pool.members lists the gateway {addr[0]}:{addr[1]} twice")
 
 
 def redis_address(cfg: Config) -> str | tuple[str, int]:

@@ -31,7 +31,7 @@ SERVICES = {"node1": 1, "node2": 2, "viton": 1}  # processes per container (torc
 # mirror.config.FILE_KEYS: every file or folder a config may name (all secret, or key material).
 SECRET_KEYS = (("node1", "cert_file"), ("node1", "key_file"), ("node1", "operator_token_file"),
                ("gvirtus", "token_file"), ("gvirtus", "tls_cert_file"), ("gvirtus", "tls_key_file"),
-               ("transport", "curve_key_dir"))
+               ("transport", "curve_key_dir"), ("pool", "registration_token_file"))
 # The defaults of mirror.config.DEFAULTS that the launcher reads (a test keeps them equal).
 DEFAULTS: dict[str, dict[str, Any]] = {
     "node2": {"bind_host": None, "gvirtus_data_port": 0},

@@ -303,7 +303,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="processes to run (default: all when DEPLOYMENT=LOCAL)")
     parser.add_argument("--config", default=None, help="config file (default: $VM_CONFIG or env_config.json)")
     parser.add_argument("--no-restart", action="store_true", help="stop everything when a child exits")
+    parser.add_argument("--register", default=None, metavar="URL",
+                        help="node 2: register with node 1's pool at URL (https://node1:port; docs/pool.md)")
     args = parser.parse_args(argv)
+    if args.register:
+        os.environ["VM_REGISTER_URL"] = args.register   # the gateway child reads it (node2.register)
     logs.setup("mirror.launch", node="supervisor")
     try:
         cfg = config_mod.load(args.config)

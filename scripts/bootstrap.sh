@@ -18,7 +18,8 @@ log() { printf '%s bootstrap %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 # systemd; on a host running systemd Debian's package also enables its own redis-server.service on
 # 127.0.0.1:6379, which Virtual Mirror does not use: `systemctl disable --now redis-server` if unwanted)
 APT_RUNTIME=(iproute2 rdma-core ibverbs-providers python3-pyverbs libtcmalloc-minimal4 redis-server)
-APT_DEV=(chromium chromium-driver)
+# dnsmasq-base: the DNS server tests/pool starts to check node 1's DNS discovery of node 2s
+APT_DEV=(chromium chromium-driver dnsmasq-base)
 # Containers (scripts/build_images.sh, start_application.sh --containers, tests/deploy): with --dev or
 # VM_CONTAINERS=1. No recommends: rootful podman needs neither slirp4netns nor catatonit (the images
 # bring tini); dnsname lets the LOCAL containers find each other by name.

@@ -13,43 +13,19 @@ import threading
 import time
 from typing import Any
 
-import numpy as np
-
 from mirror import Config
 from node1.tryon.catalog import WebCatalog, open_catalog
+from node1.tryon.fallback import REMOTE_CALL_TIMEOUT_S, FallbackDevice, remote_connector
 from node1.tryon.interface import RunnerHealth
-from node1.tryon.node2_client import TryOnClient
+from node1.tryon.node2_client import GatewayLink, TryOnClient
+from node1.tryon.pool_runner import PoolRunner, build_pool, pool_configured
 from node1.tryon.runner import Runner, load_models, loaded_models
-from transport import Frame
 from viton.contract import Kind
 
 log = logging.getLogger("node1.tryon.distributed")
 
 HEALTH_CACHE_S = 2.0          # /health probes node 2 at most this often
 HEALTH_PROBE_TIMEOUT_S = 1.0
-# Deadline of each gvirtus call of node 1's session (connecting waits at most gvirtus's CONNECT_TIMEOUT_S).
-# A new session's first launches lower and register the models on the backend: on a loaded 2-core
-# host one took over 3 s (the old value), failed, closed the session (freeing the models) and the next
-# session started over, so try-ons never returned to the remote device. A link cut costs the first
-# request up to this long; later ones fall back at once while node1.tryon.fallback.FallbackDevice reconnects.
-REMOTE_CALL_TIMEOUT_S = 15.0
-
-
-class GatewayLink:
-    """Node2Link over the transport: node 1's TryOnClient to node 2's gateway."""
-
-    def __init__(self, client: TryOnClient) -> None:
-        self.client = client
-
-    @property
-    def transport(self) -> str:
-        return str(self.client.channel.info.backend)
-
-    def tryon(self, person: dict[str, np.ndarray], garment: Any, timeout_s: float) -> Frame:
-        return self.client.tryon(person, garment, timeout_s=timeout_s)
-
-    def health(self, timeout_s: float) -> Frame:
-        return self.client.health(timeout_s=timeout_s)
 
 
 class DistributedHealth:
@@ -111,25 +87,19 @@ class DistributedHealth:
                 "temperature_c": props.get("temperature_c")}
 
 
-def _remote_connector(cfg: Config) -> Any:
-    def connect() -> Any:
-        import gvirtus
-
-        return gvirtus.connect_from_config(cfg, client_name="node1.tryon", timeout_s=REMOTE_CALL_TIMEOUT_S)
-
-    return connect
-
-
-def build_distributed(cfg: Config) -> tuple[Runner, WebCatalog]:
+def build_distributed(cfg: Config) -> tuple[Runner | PoolRunner, WebCatalog]:
     """node1.web's runner factory: the catalog, a transport client to node 2, and the preprocessing
-    device (gvirtus remote when node1.preprocess_device is "remote", the CPU otherwise)."""
-    from node1.tryon.fallback import FallbackDevice
+    device (gvirtus remote when node1.preprocess_device is "remote", the CPU otherwise). With a `pool`
+    configured (members, a DNS name or a registration token): the pool's runner (node1.tryon.pool_runner)."""
+
+    if pool_configured(cfg):
+        return build_pool(cfg)
 
     catalog = open_catalog(cfg)
     client = TryOnClient.from_config(cfg)
     log.info("transport to node 2: %s %s (%s)", client.channel.info.backend, client.channel.info.endpoint,
              client.channel.info.reason)
-    remote = _remote_connector(cfg) if cfg["node1"]["preprocess_device"] == "remote" else None
+    remote = remote_connector(cfg) if cfg["node1"]["preprocess_device"] == "remote" else None
     needs = "portable" if remote is not None else "cpu"
     t0 = time.monotonic()
     load_models(cpu_fast=needs == "cpu")   # before readiness, not on the first try-on
@@ -139,3 +109,6 @@ def build_distributed(cfg: Config) -> tuple[Runner, WebCatalog]:
     runner = Runner(catalog, device, link, client.reads, timeout_s=float(cfg["limits"]["request_timeout_s"]),
                     health_fn=DistributedHealth(link, device, needs))
     return runner, catalog
+
+
+__all__ = ["REMOTE_CALL_TIMEOUT_S", "DistributedHealth", "GatewayLink", "build_distributed"]

@@ -26,6 +26,13 @@ RECONNECT_MAX_S = 5.0         # ... up to this
 # Why the local device served a call although a remote is configured:
 FALLBACK_REASONS = ("connect_failed", "remote_failed", "reconnecting", "circuit_open")
 
+# Deadline of each gvirtus call of node 1's session (connecting waits at most gvirtus's CONNECT_TIMEOUT_S).
+# A new session's first launches lower and register the models on the backend: on a loaded 2-core
+# host one took over 3 s (the old value), failed, closed the session (freeing the models) and the next
+# session started over, so try-ons never returned to the remote device. A link cut costs the first
+# request up to this long; later ones fall back at once while node1.tryon.fallback.FallbackDevice reconnects.
+REMOTE_CALL_TIMEOUT_S = 15.0
+
 T = TypeVar("T")
 
 
@@ -59,6 +66,12 @@ class CircuitBreaker:
                 self._switch(self.HALF_OPEN, f"{self.open_for_s:g} s passed, trying once")
             return self.state != self.OPEN
 
+    def trial(self) -> None:
+        """Open -> half-open now (its node answers its health probe again): the next call decides."""
+        with self._lock:
+            if self.state == self.OPEN:
+                self._switch(self.HALF_OPEN, "healthy again, trying once")
+
     def record_success(self) -> None:
         with self._lock:
             self.failures = 0
@@ -78,7 +91,8 @@ class FallbackDevice:
 
     Args:
         connect_remote: returns a connected gvirtus ``RemoteDevice``.
-        local: the local torch device used as fallback.
+        local: the local torch device used as fallback; None: no fallback, a call the remote cannot serve
+            raises DeviceUnavailable (a pool member: the request fails over to another node 2 instead).
         breaker: the circuit breaker (default: FAILURES_TO_OPEN / OPEN_FOR_S).
 
     ``run(fn, image)`` calls ``fn(image, device=...)`` (e.g. ``estimate_pose``) and returns its result;
@@ -92,7 +106,7 @@ class FallbackDevice:
     remote is configured). Callers that read them serialise their calls (node1.tryon.runner does).
     """
 
-    def __init__(self, connect_remote: Callable[[], Any] | None, local: str = "cpu",
+    def __init__(self, connect_remote: Callable[[], Any] | None, local: str | None = "cpu",
                  breaker: CircuitBreaker | None = None) -> None:
         self.connect_remote = connect_remote
         self.local = local
@@ -120,7 +134,8 @@ class FallbackDevice:
         with self._lock:
             if self._remote is not None:
                 return self._remote, None
-            if self._tried_connect or self.connect_remote is None:
+            # Without a local fallback (a pool member) nothing is gained by waiting: connect now.
+            if (self._tried_connect and self.local is not None) or self.connect_remote is None:
                 self._start_reconnect_locked()
                 return None, "reconnecting"
             self._tried_connect = True
@@ -135,7 +150,7 @@ class FallbackDevice:
             return self._remote, None
 
     def _start_reconnect_locked(self) -> None:
-        if self.connect_remote is None or self._closed.is_set():
+        if self.connect_remote is None or self._closed.is_set() or self.local is None:
             return
         if self._reconnector is None or not self._reconnector.is_alive():
             self._reconnector = threading.Thread(target=self._reconnect_loop, name="remote-reconnect", daemon=True)
@@ -197,6 +212,8 @@ class FallbackDevice:
                         self.breaker.record_success()
                         log.info("%s served by the remote device", getattr(fn, "__name__", "call"))
                         return out
+        if self.local is None:
+            raise DeviceUnavailable(f"the remote device cannot serve the call ({reason}); no local fallback here")
         self.last_served_by, self.last_fallback_reason = self.local, reason   # also when the photo is refused
         try:
             out = fn(image, device=self.local)
@@ -207,6 +224,22 @@ class FallbackDevice:
         log.info("%s served by local %s", getattr(fn, "__name__", "call"), self.local)
         return out
 
+    def reset(self) -> None:
+        """Close the current remote session, if any (its backend restarted); the next call connects again
+        (with a local fallback: the background reconnect does)."""
+        self._drop_remote()
+
     def close(self) -> None:
         self._closed.set()
         self._drop_remote()
+
+
+def remote_connector(cfg: Any) -> Callable[[], Any]:
+    """A connect function for FallbackDevice: a gvirtus session to cfg's node2 (REMOTE_CALL_TIMEOUT_S per call)."""
+
+    def connect() -> Any:
+        import gvirtus
+
+        return gvirtus.connect_from_config(cfg, client_name="node1.tryon", timeout_s=REMOTE_CALL_TIMEOUT_S)
+
+    return connect

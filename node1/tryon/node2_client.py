@@ -117,3 +117,21 @@ class TryOnClient:
         if left <= 0:
             raise RequestTimeout(f"try-on {rid!r} ran out of time while sending its garment")
         return left
+
+
+class GatewayLink:
+    """Node2Link over the transport: node 1's TryOnClient to node 2's gateway."""
+
+    def __init__(self, client: TryOnClient) -> None:
+        self.client = client
+
+    @property
+    def transport(self) -> str:
+        return str(self.client.channel.info.backend)
+
+    def tryon(self, person: dict[str, np.ndarray], garment: Any, timeout_s: float,
+              request_id: str | None = None) -> Frame:
+        return self.client.tryon(person, garment, timeout_s=timeout_s, request_id=request_id)
+
+    def health(self, timeout_s: float) -> Frame:
+        return self.client.health(timeout_s=timeout_s)

@@ -99,6 +99,7 @@ class Node2Link(Protocol):
     def transport(self) -> str: ...
 
     def tryon(self, person: dict[str, np.ndarray], garment: Any, timeout_s: float) -> Frame: ...
+    # A link may also take `request_id=` (GatewayLink does): a pool's retry reuses the request's id.
 
     def health(self, timeout_s: float) -> Frame: ...
 
@@ -189,22 +190,28 @@ class Runner:
         reads: the person tensors the configured engine reads (viton.contract.reads_of).
         timeout_s: the whole try-on's limit (limits.request_timeout_s).
         health_fn: the runner's part of GET /health (the deployment knows what to probe).
+        pre_lock: the lock serialising preprocessing (a pool's members share one: one set of models).
+        counters: where to count (a pool's members share one RunnerCounters).
     """
 
     def __init__(self, catalog: WebCatalog, device: Any, link: Node2Link, reads: tuple[str, ...], *,
-                 timeout_s: float, health_fn: Any) -> None:
+                 timeout_s: float, health_fn: Any, pre_lock: threading.Lock | None = None,
+                 counters: RunnerCounters | None = None) -> None:
         self.catalog = catalog
         self.device = device
         self.link = link
         self.reads = reads
         self.timeout_s = timeout_s
         self._health_fn = health_fn
-        self._pre_lock = threading.Lock()
-        self.counters = RunnerCounters()
+        self._pre_lock = pre_lock or threading.Lock()
+        self.counters = counters or RunnerCounters()
 
-    def run(self, photo: np.ndarray, garment_id: str, progress: ProgressFn) -> TryOnResult:
+    def run(self, photo: np.ndarray, garment_id: str, progress: ProgressFn, *, timeout_s: float | None = None,
+            request_id: str | None = None) -> TryOnResult:
+        """One try-on (TryOnRunner.run); `timeout_s` (default: the runner's) and `request_id` (default: a new
+        one on the link) let a pool retry a request on another node 2 with what is left of its time."""
         garment = self.catalog.garment(garment_id)  # UnknownGarment
-        deadline = time.monotonic() + self.timeout_s
+        deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
         work = fit_for_tryon(photo)
         sent: set[str] = set()
 
@@ -224,7 +231,7 @@ class Runner:
                 served_by = getattr(self.device, "last_served_by", None)
                 fallback = getattr(self.device, "last_fallback_reason", None) if served_by != "remote" else None
                 self.counters.add(calls, fallback)
-        dressed = self.dress(pre, garment, deadline - time.monotonic())
+        dressed = self.dress(pre, garment, deadline - time.monotonic(), request_id=request_id)
         timings = {"pose": float(pre.timings_ms.get("pose", 0.0)), "parsing": float(pre.timings_ms.get("parse", 0.0)),
                    "transfer": dressed.transfer_ms, "tryon": dressed.tryon_ms}
         progress("transfer", timings["transfer"])
@@ -240,20 +247,23 @@ class Runner:
         with self._pre_lock:
             return run_on_device(self.device, fn, frame)
 
-    def dress(self, pre: Preprocessed, garment: Any, timeout_s: float) -> Dressed:
+    def dress(self, pre: Preprocessed, garment: Any, timeout_s: float, request_id: str | None = None) -> Dressed:
         """The node-2 leg of a try-on: the person tensors the engine reads over the link, the result back.
 
         Args:
             pre: the preprocessed photo or video frame.
             garment: a catalog garment (self.catalog.garment(id)).
             timeout_s: the time left for this leg (at least MIN_TIMEOUT_S is given).
+            request_id: the try-on message's id (default: a new one).
         Raises:
             TryOnTimeout, Node2Unavailable, NoPersonInPhoto, TryOnFailed (node 2's error codes mapped).
         """
         tensors = person_tensors(pre, self.reads)
         t0 = time.perf_counter()
         try:
-            reply = self.link.tryon(tensors, garment, max(MIN_TIMEOUT_S, timeout_s))
+            limit = max(MIN_TIMEOUT_S, timeout_s)
+            reply = (self.link.tryon(tensors, garment, limit) if request_id is None
+                     else self.link.tryon(tensors, garment, limit, request_id=request_id))  # type: ignore[call-arg]
         except RequestTimeout as exc:
             raise TryOnTimeout(f"node 2 did not answer within {max(MIN_TIMEOUT_S, timeout_s):.3g} s ({exc})") from exc
         except PeerUnavailable as exc:

@@ -5,7 +5,7 @@ Public face:
     WebState                     what the app keeps in app.extensions["vmirror"]
 
 Blueprints: `pages` (/ and static), `api` (/api/...), `live` (/api/live/..., WebRTC signaling),
-`ops` (/health, /metrics). One JSON error
+`nodes` (/api/nodes/..., the pool of node 2s), `ops` (/health, /metrics). One JSON error
 handler (node1.web.errors) turns every error into {"error": {"code", "message"}}.
 Served by gunicorn over TLS from node1.web; Flask's development server is never used.
 """
@@ -71,12 +71,12 @@ def create_app(cfg: Config, runner: TryOnRunner, catalog: GarmentCatalog, *,
             or $VM_OPERATOR_TOKEN; None disables the operator API.
         store: where jobs and results live (default: from `node1.store`, see `open_store`).
     """
-    from node1.web import api, errors, live, ops, pages
+    from node1.web import api, errors, live, nodes, ops, pages
 
     limits = cfg["limits"]
     if operator_token is ...:
         operator_token = cfg.secret("node1", "operator_token_file", "VM_OPERATOR_TOKEN")
-    metrics = Metrics(runner_counters=getattr(runner, "counters", None))
+    metrics = Metrics(runner_counters=getattr(runner, "counters", None), pool=getattr(runner, "pool", None))
     store = store if store is not None else open_store(cfg)
     state = WebState(
         cfg=cfg, runner=runner, catalog=catalog,
@@ -97,6 +97,7 @@ def create_app(cfg: Config, runner: TryOnRunner, catalog: GarmentCatalog, *,
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp, url_prefix="/api")
     app.register_blueprint(live.bp, url_prefix="/api/live")
+    app.register_blueprint(nodes.bp, url_prefix="/api/nodes")
     app.register_blueprint(ops.bp)
     errors.register(app)
     pages.register_security_headers(app)

@@ -19,6 +19,17 @@ whole truth and no multiprocess mode is needed (see docs/web.md for why one proc
     live_frames_dropped_total           frames replaced by a newer one before they were processed
     live_frame_duration_seconds{stage}  per frame: pose, parsing, tryon (node 2's leg), total
                                         (processing), latency (received -> sent back)
+    pool_* (with a pool of node 2s, node1.tryon.pool; labels member, source):
+    pool_members                        members now
+    pool_member_up{member,source}       1 when it takes requests (healthy, not ejected, breaker not open)
+    pool_requests_routed_total{member}  requests (tries) sent to it
+    pool_request_failures_total{member} tries that failed on it (transport, device, timeout)
+    pool_ejections_total{member}        times it was ejected
+    pool_in_flight{member}              requests on it now
+    pool_breaker_open{member}           1 while its breaker is open
+    pool_member_gpu_free_bytes{member}  free device memory its /health reports
+    pool_retries_total                  requests retried on another member
+    pool_registrations_refused_total    registrations / heartbeats refused (wrong or missing token)
 """
 
 from __future__ import annotations
@@ -27,7 +38,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from node1.tryon import STAGES
 
@@ -55,11 +66,51 @@ class RunnerCountersCollector:
         yield fallbacks
 
 
+class PoolCollector:
+    """The pool_* families, read from node1.tryon.pool.Pool at scrape time."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+
+    def collect(self) -> Iterator[Metric]:
+        members = self.pool.snapshot()
+        yield GaugeMetricFamily("pool_members", "Node 2s in the pool", value=len(members))
+        fams: dict[str, Any] = {
+            "up": GaugeMetricFamily("pool_member_up", "1 when the member takes requests", labels=["member", "source"]),
+            "routed": CounterMetricFamily("pool_requests_routed", "Tries sent to the member", labels=["member"]),
+            "failures": CounterMetricFamily("pool_request_failures", "Tries that failed on the member",
+                                            labels=["member"]),
+            "ejections": CounterMetricFamily("pool_ejections", "Times the member was ejected", labels=["member"]),
+            "in_flight": GaugeMetricFamily("pool_in_flight", "Requests on the member now", labels=["member"]),
+            "breaker": GaugeMetricFamily("pool_breaker_open", "1 while the member's breaker is open",
+                                         labels=["member"]),
+            "free": GaugeMetricFamily("pool_member_gpu_free_bytes", "Free device memory the member reports",
+                                      labels=["member"]),
+        }
+        for m in members:
+            name = m["name"]
+            fams["up"].add_metric([name, m["source"]], 1.0 if m["eligible"] else 0.0)
+            fams["routed"].add_metric([name], m["routed"])
+            fams["failures"].add_metric([name], m["failures"])
+            fams["ejections"].add_metric([name], m["ejections"])
+            fams["in_flight"].add_metric([name], m["in_flight"])
+            fams["breaker"].add_metric([name], 1.0 if m["breaker"] == "open" else 0.0)
+            gpu = m.get("gpu") or {}
+            if gpu.get("memory_total_mb") is not None and gpu.get("memory_used_mb") is not None:
+                fams["free"].add_metric([name], max(gpu["memory_total_mb"] - gpu["memory_used_mb"], 0) * 2**20)
+        yield from fams.values()
+        yield CounterMetricFamily("pool_retries", "Requests retried on another member", value=self.pool.retries)
+        yield CounterMetricFamily("pool_registrations_refused", "Node registrations refused (token)",
+                                  value=self.pool.registrations_refused)
+
+
 class Metrics:
-    def __init__(self, runner_counters: Any = None) -> None:
+    def __init__(self, runner_counters: Any = None, pool: Any = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         r.register(RunnerCountersCollector(runner_counters))
+        if pool is not None:
+            r.register(PoolCollector(pool))
         self.requests = Counter("tryon_requests", "Try-on requests by outcome (ok or error code)",
                                 ["outcome"], registry=r)
         self.errors = Counter("tryon_errors", "Try-on errors by kind (error code)", ["kind"], registry=r)
