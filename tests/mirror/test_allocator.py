@@ -69,6 +69,7 @@ def test_child_env_bounds_the_openmp_spin_unless_the_operator_set_it() -> None:
     assert "GOMP_SPINCOUNT" not in alloc.child_env({"VM_ALLOCATOR": "system", "OMP_WAIT_POLICY": "active"})
 
 
+IDLE_RUNS = 3
 IDLE_CPU = """
 import resource, sys, time, torch
 torch.set_num_threads(2)
@@ -82,10 +83,15 @@ print((r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) * 1000)
 
 def test_an_idle_child_does_not_keep_a_core_spinning() -> None:
     """libgomp's default spin (300000 iterations) burnt ~8 ms of a core after each parallel region on the VM;
-    children get OMP_SPIN_COUNT, well under a millisecond, so the measured idle CPU stays under 3 ms."""
-    run = _python(IDLE_CPU, alloc.child_env(_env()))
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert float(run.stdout.strip()) < 3.0, run.stdout
+    children get OMP_SPIN_COUNT, well under a millisecond, so the measured idle CPU stays under 3 ms.
+    Other work on the machine only ever adds CPU time to a run, so the least of IDLE_RUNS runs is the
+    measure (a spinning worker would burn its ~8 ms in every one of them)."""
+    idle_ms = []
+    for _ in range(IDLE_RUNS):
+        run = _python(IDLE_CPU, alloc.child_env(_env()))
+        assert run.returncode == 0, run.stderr[-2000:]
+        idle_ms.append(float(run.stdout.strip()))
+    assert min(idle_ms) < 3.0, idle_ms
 
 
 @needs_tcmalloc
