@@ -121,18 +121,8 @@ class GeometricEngine:
         shade_np = shading.shading_field(crop, regions.upper_mask(parse_crop), body.scale)
         out_crop, alpha_np = _composite(crop, sampled, sleeve=sleeve, allowed=allowed, keep=keep, soft=soft,
                                         gap_px=max(int(DETACHED_GAP * body.scale), 1), shade=shade_np)
-        out = image.copy()
-        # where alpha = 0 (outside the changeable region, inside a protected one) out_crop holds the
-        # photo's integers exactly and rounds back to them: those pixels stay bit for bit (tested)
-        out[y0:y1, x0:x1] = cv2.convertScaleAbs(out_crop)  # round + saturate to uint8
-        warped = np.zeros_like(image)
-        a_s = cv2.merge([sampled[..., 3]] * 3)
-        warped[y0:y1, x0:x1] = cv2.divide(np.ascontiguousarray(sampled[..., :3]), a_s, scale=255.0)
-        alpha_full = np.zeros((H, W), dtype=np.float32)
-        alpha_full[y0:y1, x0:x1] = alpha_np
         timings["composite"] = _ms(t0)
-        timings["total"] = _ms(t_all)
-        return TryOnOutput(image=out, warped_garment=warped, garment_alpha=alpha_full, timings_ms=timings)
+        return _output(image, (x0, y0, x1, y1), out_crop, sampled, alpha_np, timings=timings, t_all=t_all)
 
 
 def _try_on_lower(person: PersonData, garment: GarmentData, t_all: float) -> TryOnOutput:
@@ -175,14 +165,27 @@ def _try_on_lower(person: PersonData, garment: GarmentData, t_all: float) -> Try
     out_crop, alpha_np = lower.composite_lower(crop, sampled, sleeve=sleeve, allowed=allowed, keep=keep, soft=soft,
                                                shade=shade, arms_in_front=garment.category == "bottom",
                                                detached=lambda a: _detached_pieces(a, gap_px))
+    timings["composite"] = _ms(t0)
+    return _output(image, box, out_crop, sampled, alpha_np, timings=timings, t_all=t_all)
+
+
+def _output(image: np.ndarray, box: tuple[int, int, int, int], out_crop: np.ndarray, sampled: np.ndarray,
+            alpha: np.ndarray, *, timings: dict[str, float], t_all: float) -> TryOnOutput:
+    """The try-on output from the composited work box (a top's or a lower garment's).
+
+    image: (H, W, 3) uint8 photo; box: (x0, y0, x1, y1) the work box; out_crop: (h, w, 3) float32 the
+    composite there; sampled: (h, w, 4) float32 premultiplied warped garment; alpha: (h, w) float32.
+    """
+    x0, y0, x1, y1 = box
     out = image.copy()
-    out[y0:y1, x0:x1] = cv2.convertScaleAbs(out_crop)   # alpha = 0 -> the photo's pixels, bit for bit
+    # where alpha = 0 (outside the changeable region, inside a protected one) out_crop holds the
+    # photo's integers exactly and rounds back to them: those pixels stay bit for bit (tested)
+    out[y0:y1, x0:x1] = cv2.convertScaleAbs(out_crop)  # round + saturate to uint8
     warped = np.zeros_like(image)
     a_s = cv2.merge([sampled[..., 3]] * 3)
     warped[y0:y1, x0:x1] = cv2.divide(np.ascontiguousarray(sampled[..., :3]), a_s, scale=255.0)
-    alpha_full = np.zeros((H, W), dtype=np.float32)
-    alpha_full[y0:y1, x0:x1] = alpha_np
-    timings["composite"] = _ms(t0)
+    alpha_full = np.zeros(image.shape[:2], dtype=np.float32)
+    alpha_full[y0:y1, x0:x1] = alpha
     timings["total"] = _ms(t_all)
     return TryOnOutput(image=out, warped_garment=warped, garment_alpha=alpha_full, timings_ms=timings)
 
