@@ -180,7 +180,9 @@ class TrackStep(PoseStep):
             (photo,) = run.call("prepare", torch.from_numpy(self.image), keep=True)
             self._kept.append(photo)
             self._marks.extend([self._marks[-1]] * 2)       # no detector input, no detector
-            if self._landmarks(photo, tr.roi, Detection(np.zeros(4, np.float32), np.zeros((0, 2)), 1.0)):
+            tracked = Detection(np.zeros(4, np.float32), np.zeros((0, 2)), 1.0)   # one person, score 1
+            self.people = [tracked]
+            if self._landmarks(photo, tr.roi, tracked):
                 return
             tr.reset()
             self.close()
@@ -221,7 +223,6 @@ class TrackStep(PoseStep):
         self.tracker.follow(roi, all_lm, (w, h))
         lm = all_lm[:33, :4].copy()
         lm[:, 2] /= w
-        self.people = getattr(self, "people", [best])
         self.best = best
         self.photo, self.seg, self.roi, self.landmarks, self.world = photo, seg, roi_t, lm, world.numpy()
         return True
