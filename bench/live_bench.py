@@ -15,6 +15,8 @@ In the same run, the still-photo try-on (POST /api/tryon) of the same 640x480 fr
 live_sent, live_received, live_server_stage_mean_ms (node 1's per-frame stages over the window),
 live_cpu_cores (CPU seconds of the whole deployment's process tree / wall
 seconds over the window; the client's own CPU apart: live_client_cpu_cores), live_status_counts,
+live_warp_reused (the VITON engine's warp-memo hits and misses over the window, from node 2's /health:
+prepared_* the garment prepared at the shopper's scale, sampled_* the whole warp),
 e2e_p50_ms, e2e_failures, client_frame_assembly. Percentiles: numpy.percentile linear (bench.common.pct).
 The client assembles received frames on the RTP marker bit, as browsers do (node1.live.rtp);
 --stock-client-buffer keeps aiortc's stock buffer, which holds each frame until the next one starts.
@@ -111,6 +113,20 @@ def _metric(dep: Any, name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + " "))
 
 
+def _warp_memo(dep: Any) -> dict[str, int]:
+    """The VITON engine's warp-memo counters (viton.geometric.memo) from node 2's /health."""
+    import urllib.error
+    import urllib.request
+
+    url = f"http://127.0.0.1:{dep.config['node2']['health_port']}/health"
+    try:
+        with urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310 (loopback http)
+            doc = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:   # 503: degraded, the document is still the body
+        doc = json.loads(exc.read())
+    return dict(doc.get("viton", {}).get("meta", {}).get("warp_memo", {}))
+
+
 STAGES = ("pose", "parsing", "tryon", "total", "latency")
 
 
@@ -157,12 +173,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         _stream(dep, gid, args.seconds / 2, args.fps, marker)  # warm-up: model registration per scale
         pids = descendants(dep.proc.pid) if dep.proc is not None else []
         in0, drop0 = _metric(dep, "live_frames_in_total"), _metric(dep, "live_frames_dropped_total")
-        sums0 = _stage_sums(dep)
+        sums0, memo0 = _stage_sums(dep), _warp_memo(dep)
         cpu0, t0 = _cpu_seconds(pids), time.monotonic()
         live = _stream(dep, gid, args.seconds, args.fps, marker)
         cpu1, t1 = _cpu_seconds(pids), time.monotonic()
         in1, drop1 = _metric(dep, "live_frames_in_total"), _metric(dep, "live_frames_dropped_total")
-        sums1 = _stage_sums(dep)
+        sums1, memo1 = _stage_sums(dep), _warp_memo(dep)
     stage_ms = {k: 1000.0 * (sums1[k][0] - sums0[k][0]) / max(sums1[k][1] - sums0[k][1], 1.0) for k in STAGES}
     lat = live["latencies_ms"]
     return {
@@ -175,6 +191,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "live_client_cpu_cores": live["client_cpu_s"] / live["wall_s"],
         "live_status_counts": live["statuses"],
         "live_server_stage_mean_ms": stage_ms,
+        "live_warp_reused": {k: memo1.get(k, 0) - memo0.get(k, 0) for k in memo1},
         "e2e_p50_ms": pct(stills_ms, 50), "e2e_failures": failures,
         "seconds": args.seconds, "fps_sent": args.fps, "resolution": "640x480",
         "client_frame_assembly": "aiortc-stock" if args.stock_client_buffer else "marker",

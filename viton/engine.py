@@ -47,12 +47,16 @@ class GarmentData:
             (viton.contract.LANDMARK_ROWS: 9 for a top, 7 for a bottom, 11 for a dress).
         kind: shape family ("tshirt", "longsleeve", "tank", "shirt", "hoodie"; "trousers", "shorts",
             "skirt"; "dress"); its category is viton.contract.category_of(kind).
+        key: the garment's content id (sha256 of image and mask, verified by whoever cached it: node 2's
+            gateway), or "" when unknown. An engine may keep work done for a garment under its key
+            (viton.geometric.memo); "" means nothing is kept.
     """
 
     image: np.ndarray
     mask: np.ndarray
     landmarks: np.ndarray
     kind: str = "tshirt"
+    key: str = ""
 
     @property
     def category(self) -> str:

@@ -75,10 +75,19 @@ def frame_to_inputs(frame: Frame, reads: tuple[str, ...]) -> tuple[PersonData, G
         raise ContractError(f"meta garment_kind must be a non-empty string; got {kind!r:.40}", ErrorCode.BAD_INPUT)
     person = PersonData(image=t["person"], parse=t["parse"], keypoints=t["keypoints"],
                         person_mask=t.get("person_mask"))
+    key = frame.meta.get("garment_id", "")   # the gateway verified it against the garment's bytes
     garment = GarmentData(image=t["garment_image"], mask=t["garment_mask"], landmarks=t["garment_landmarks"],
-                          kind=kind)
+                          kind=kind, key=key if _is_content_id(key) else "")
     check_garment(garment)
     return person, garment
+
+
+def _is_content_id(value: object) -> bool:
+    try:
+        contract.check_garment_id(value)
+    except ContractError:
+        return False
+    return True
 
 
 class TryOnService:
@@ -97,6 +106,7 @@ class TryOnService:
         alive = self._worker is not None and self._worker.is_alive()
         return {"status": "ok" if alive else "degraded", "engine": self.engine.name, "device": self.engine.device,
                 "reads": list(self.engine.reads), "contract_version": contract.CONTRACT_VERSION,
+                **({"warp_memo": memo.stats.as_dict()} if (memo := getattr(self.engine, "memo", None)) else {}),
                 "busy": self._busy, "queued": self._jobs.qsize(), "served": self.served,
                 "failed": self.failed, "uptime_s": round(time.monotonic() - self._started, 3)}
 

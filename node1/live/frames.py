@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from node1.pose import to_body25
-from node1.pose.tracking import OneEuroFilter, PoseTracker
+from node1.pose.tracking import DeadBand, OneEuroFilter, PoseTracker
 from node1.tryon import NoPersonInPhoto, TryOnError
 from node1.tryon.preprocess import Preprocessed, mask_and_parse_on
 
@@ -41,6 +41,7 @@ SCALE_COOLDOWN_FRAMES = 8          # frames between two scale changes
 # landmark smoothing as mediapipe's (pose_landmark_filtering.pbtxt): speeds in object sizes per second
 LANDMARK_MIN_CUTOFF_HZ = 0.05
 LANDMARK_BETA = 10.0             # mediapipe uses 80; 10 holds the garment steadier (tests/live)
+LANDMARK_DEAD_BAND_PX = 1.0      # px: a smoothed landmark holds still until it moves this far (warp reuse)
 LIVE_PARSE_LONG_SIDE = 160         # px: parsing grid (stills: 256); a 2-4 px cell at 320-640 px frames
 FRAME_TRYON_TIMEOUT_S = 2.0        # the node-2 leg of one frame; a slower frame passes through
 HINT_AMBER = (255, 176, 0)
@@ -155,6 +156,8 @@ class FrameProcessor:
         self.parse_long_side = parse_long_side
         self.tracker = PoseTracker()
         self.smoother = OneEuroFilter(LANDMARK_MIN_CUTOFF_HZ, LANDMARK_BETA)
+        self.dead_band = DeadBand(LANDMARK_DEAD_BAND_PX)
+        self._smoothed_wh = (0, 0)
         self.scaler = ScaleController(1000.0 / target_fps)
         self.wearing: tuple[str, Any] = ("", None)   # (catalog id, garment): one attribute, swapped whole
         self.set_garment(garment_id)
@@ -186,12 +189,17 @@ class FrameProcessor:
 
     def _smooth(self, landmarks: np.ndarray, t: float, wh: tuple[int, int]) -> np.ndarray:
         """(33, 4) float32 landmarks -> the same, x and y One-Euro filtered (speeds in body sizes per
-        second) and kept within a frame's width / height beyond the edges."""
+        second), held within a dead band (a still shopper's stay bit for bit the same: node 2 reuses the
+        garment's warp) and kept within a frame's width / height beyond the edges."""
         w, h = wh
+        if wh != self._smoothed_wh:   # the processing scale changed: pixels mean something else
+            self.smoother.reset()
+            self.dead_band.reset()
+            self._smoothed_wh = wh
         lm = landmarks.copy()
         span = lm[lm[:, 3] > 0.5, :2] if (lm[:, 3] > 0.5).sum() >= 2 else lm[:, :2]
         size = float(np.mean(span.max(axis=0) - span.min(axis=0)))
-        lm[:, :2] = self.smoother(lm[:, :2], t, 1.0 / max(size, 1.0))
+        lm[:, :2] = self.dead_band(self.smoother(lm[:, :2], t, 1.0 / max(size, 1.0)))
         lm[:, 0] = np.clip(lm[:, 0], -w, 2 * w)
         lm[:, 1] = np.clip(lm[:, 1], -h, 2 * h)
         return np.ascontiguousarray(lm, dtype=np.float32)
@@ -221,6 +229,7 @@ class FrameProcessor:
             prepared.timings.update(pose=prepared.pre.timings_ms["pose"], parsing=prepared.pre.timings_ms["parse"])
         except NoPersonInPhoto:
             self.smoother.reset()
+            self.dead_band.reset()
             prepared.status = "no_person"
         except TryOnError as exc:
             log.warning("live frame not preprocessed (%s): %s", exc.code, exc)

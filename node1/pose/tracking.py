@@ -15,6 +15,10 @@ out of the frame), so mediapipe's tracked landmarks of a person standing still d
 ones by up to 2-4 % of the image diagonal; with the anchored ROI a still person keeps the detector's
 crop and the still path's landmarks, and a moving one is followed as before.
 
+And the tracked ROI is held while the landmarks' ROI stays within ROI_HOLD_* of it (as mediapipe's
+RoiTrackingCalculator does for hands): the landmark model follows a swaying person inside a fixed
+crop. Without it a crop that moved with every frame's sensor noise fed that noise back and drifted.
+
     tracker = PoseTracker()
     pose = tracker.estimate(frame, device)   # PoseResult (as estimate_pose's) or NoPersonDetected
     tracker.detected                         # True when this call ran the detector
@@ -44,6 +48,13 @@ AUX_MIN_CUTOFF_HZ = 0.01
 AUX_BETA = 10.0
 DERIVATE_CUTOFF_HZ = 1.0
 DEFAULT_FRAME_S = 1 / 30   # the time step assumed when a frame carries no usable timestamp
+# the tracked ROI is held while the landmarks' ROI stays this close to it (as mediapipe's
+# RoiTrackingCalculator holds a hand's): the landmark model follows a person inside a fixed crop,
+# and a crop that moved with every frame's noise drifted (a still person's tracked ROI grew 19 %
+# in 20 frames of +-2 grey-level sensor noise, and the shoulders wandered 46 px)
+ROI_HOLD_SHIFT = 0.03       # x the ROI's side: centre moved less than this
+ROI_HOLD_SCALE = 0.05       # relative change of the side less than this
+ROI_HOLD_TURN_RAD = 0.05    # rotation less than this (about 3 degrees)
 
 
 class OneEuroFilter:
@@ -86,6 +97,31 @@ class OneEuroFilter:
         return self.x.astype(np.float32)
 
 
+class DeadBand:
+    """Holds each point where it was until it moves more than `band` (its units) from there: a still
+    shopper's smoothed landmarks then stay bit for bit the same from frame to frame, so node 2 can reuse
+    the garment's warp (viton.geometric.memo), at the cost of at most `band` of lag.
+
+    __call__(points): (N, 2) float (x, y) array -> (N, 2) float32, each row the held one or the new one.
+    """
+
+    def __init__(self, band: float) -> None:
+        self.band = band
+        self.held: np.ndarray | None = None
+
+    def reset(self) -> None:
+        self.held = None
+
+    def __call__(self, points: np.ndarray) -> np.ndarray:
+        p = np.asarray(points, dtype=np.float32)
+        if self.held is None or self.held.shape != p.shape:
+            self.held = p.copy()
+            return p.copy()
+        moved = np.hypot(p[:, 0] - self.held[:, 0], p[:, 1] - self.held[:, 1]) > self.band
+        self.held[moved] = p[moved]
+        return self.held.copy()
+
+
 def roi_from_landmarks(landmarks: np.ndarray, image_wh: tuple[int, int]) -> Roi:
     """The next frame's ROI from this frame's landmarks.
 
@@ -106,6 +142,13 @@ def _moved(anchor: tuple[Roi, Roi], now: Roi) -> Roi:
     det, ref = anchor
     return Roi(det.cx + (now.cx - ref.cx), det.cy + (now.cy - ref.cy), det.size * now.size / max(ref.size, 1e-6),
                det.theta + (now.theta - ref.theta))
+
+
+def _holds(held: Roi, new: Roi) -> bool:
+    """The held ROI still serves: `new` is within the ROI_HOLD_* tolerances of it."""
+    return (float(np.hypot(new.cx - held.cx, new.cy - held.cy)) < ROI_HOLD_SHIFT * held.size
+            and abs(new.size / max(held.size, 1e-6) - 1.0) < ROI_HOLD_SCALE
+            and abs((new.theta - held.theta + np.pi) % (2 * np.pi) - np.pi) < ROI_HOLD_TURN_RAD)
 
 
 class PoseTracker:
@@ -159,7 +202,9 @@ class PoseTracker:
         lm_roi = roi_from_landmarks(smooth, image_wh)
         if self._anchor is None:
             self._anchor = (roi, lm_roi)
-        self.roi = _moved(self._anchor, lm_roi)
+        moved = _moved(self._anchor, lm_roi)
+        if self.roi is None or not _holds(self.roi, moved):
+            self.roi = moved
 
 
 class TrackStep(PoseStep):

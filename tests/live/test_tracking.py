@@ -10,7 +10,7 @@ from node1.live.errors import BadOffer
 from node1.live.frames import LANDMARK_BETA, LANDMARK_MIN_CUTOFF_HZ, ScaleController, fit_frame, hint_overlay
 from node1.live.session import LiveSettings, check_offer
 from node1.pose import NoPersonDetected, estimate_pose
-from node1.pose.tracking import OneEuroFilter, PoseTracker
+from node1.pose.tracking import DeadBand, OneEuroFilter, PoseTracker
 from testing.live_client import photo_sequence, read_stamp, stamp
 
 AGREEMENT_OF_DIAGONAL = 0.015
@@ -184,3 +184,41 @@ def test_a_scaled_result_keeps_the_cameras_own_pixels_where_nothing_was_redrawn(
     np.testing.assert_array_equal(out[:, :190], full[:, :190])    # left of it: untouched
     assert (out[220:380, 220:380] == (200, 20, 20)).all()         # inside: the garment
     np.testing.assert_array_equal(_composite(full, work, work.copy()), full)
+
+
+def test_a_still_person_under_sensor_noise_keeps_the_crop_and_steady_landmarks(astronaut: np.ndarray) -> None:
+    """+-2 grey levels of noise on every frame: the tracked ROI is held (the crop does not drift with the
+    noise) and the shoulders and hips move less than they do in the still path, frame after frame."""
+    frame = photo_sequence(astronaut, 1)[0]
+    rng = np.random.default_rng(0)
+    tracker = PoseTracker()
+    tracked, still, rois = [], [], []
+    for i in range(12):
+        noisy = np.clip(frame.astype(np.int16) + rng.integers(-2, 3, frame.shape), 0, 255).astype(np.uint8)
+        tracked.append(tracker.estimate(noisy, "cpu", i / 30).landmarks[:, :2])
+        still.append(estimate_pose(noisy).landmarks[:, :2])
+        rois.append(tracker.roi)
+    assert tracker.detections == 1 and all(r == rois[0] for r in rois), rois
+    diag = float(np.hypot(*frame.shape[:2]))
+    body = [11, 12, 23, 24]                                     # shoulders and hips
+    spread_tracked = np.ptp(np.array(tracked)[:, body], axis=0).max()
+    spread_still = np.ptp(np.array(still)[:, body], axis=0).max()
+    assert spread_tracked <= 0.005 * diag, spread_tracked     # measured: 3 px of an 800 px diagonal
+    assert spread_tracked < spread_still, (spread_tracked, spread_still)
+
+
+def test_dead_band_holds_a_still_point_and_follows_a_moving_one() -> None:
+    rng = np.random.default_rng(0)
+    band = DeadBand(0.25)
+    base = rng.uniform(0, 400, (33, 2)).astype(np.float32)
+    first = band(base)
+    for _ in range(20):                                  # sensor noise well inside the band
+        held = band(base + rng.uniform(-0.1, 0.1, base.shape).astype(np.float32))
+        np.testing.assert_array_equal(held, first)
+    moved = base.copy()
+    moved[3] += (3.0, 0.0)
+    out = band(moved)
+    np.testing.assert_array_equal(out[3], moved[3])       # beyond the band: the new position, not a step
+    np.testing.assert_array_equal(np.delete(out, 3, 0), np.delete(first, 3, 0))
+    band.reset()
+    np.testing.assert_array_equal(band(base + 0.2), base + 0.2)

@@ -6,7 +6,8 @@ No learned weights, no I/O. Reads `person.image`, `person.parse` and `person.key
     anchors    body anchors from BODY_25 (viton.geometric.body), the region the try-on may change,
                and the protected regions it never writes (viton.geometric.protect: face box, head
                disk, hair, everything below the garment's hem)
-    warp       garment landmarks -> body anchors, TPS on a coarse grid, one remap
+    warp       garment landmarks -> body anchors, TPS on a coarse grid, one remap (the prepared garment
+               and the sampled warp are kept between try-ons of a garment: viton.geometric.memo)
     composite  the warped garment over the photo, under the shading of the old clothes
                (viton.geometric.shading: folds and shadows, not their colours or prints), layered
                under hair/face/lower body and under arms that cross the torso (but over the upper
@@ -30,9 +31,8 @@ from viton.checks import check_garment, check_person
 from viton.engine import GarmentData, PersonData, TryOnOutput
 from viton.geometric import lower, protect, regions, shading, warp
 from viton.geometric.body import body_frame
+from viton.geometric.memo import WarpMemo
 
-MAX_GARMENT_OVERSAMPLING = 1.5  # garment px per output px kept before downscaling (anti-aliasing)
-GARMENT_EDGE_SIGMA_PX = 0.6     # output px: Gaussian ramp of the garment's own outline
 DETACHED_MIN_SHARE = 0.15       # a garment piece smaller than this x the largest, cut off from it, is dropped
 DETACHED_FRINGE_PX = 3          # ... with its anti-aliased fringe
 DETACHED_GAP = 0.03             # x body scale: a smaller piece this close to the main one is in place
@@ -40,29 +40,6 @@ DETACHED_GAP = 0.03             # x body scale: a smaller piece this close to th
 
 def _ms(t0: float) -> float:
     return round((time.perf_counter() - t0) * 1000.0, 3)
-
-
-def _prepare_garment(garment: GarmentData, scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """Premultiplied RGBA uint8 garment, shrunk when it would be minified a lot, and its landmarks."""
-    img, mask, lm = garment.image, garment.mask, garment.landmarks.astype(np.float64)
-    factor = scale * MAX_GARMENT_OVERSAMPLING
-    if factor < 1.0:
-        h, w = mask.shape
-        size = (max(int(round(w * factor)), 8), max(int(round(h * factor)), 8))
-        fx, fy = size[0] / w, size[1] / h
-        img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
-        mask = cv2.resize(mask, size, interpolation=cv2.INTER_AREA)
-        lm = np.stack([(lm[:, 0] + 0.5) * fx - 0.5, (lm[:, 1] + 0.5) * fy - 0.5], axis=1)
-    if factor >= 1.0:
-        # a binary edge sampled about 1:1 comes out as a hard step: give it a ramp of about one
-        # output pixel, so the garment's own outline is anti-aliased (no seam against old clothes)
-        sigma = GARMENT_EDGE_SIGMA_PX / max(scale, 1e-3)
-        binary = np.where(mask >= 128, 255, 0).astype(np.uint8)
-        alpha = np.asarray(cv2.GaussianBlur(binary, (0, 0), sigmaX=sigma, sigmaY=sigma), dtype=np.uint8)
-    else:
-        alpha = mask
-    premultiplied = cv2.multiply(img, cv2.merge([alpha, alpha, alpha]), scale=1.0 / 255.0)
-    return cv2.merge([premultiplied, alpha]), lm
 
 
 class GeometricEngine:
@@ -79,6 +56,7 @@ class GeometricEngine:
     def __init__(self, device: str = "cpu") -> None:
         self.device = "cpu"
         self.requested_device = device
+        self.memo = WarpMemo()   # the warp's work kept between try-ons of a garment (viton.geometric.memo)
 
     def try_on(self, person: PersonData, garment: GarmentData) -> TryOnOutput:
         """Dress `person` in `garment` (shapes/dtypes in viton.engine). Raises InvalidInput/PoseIncomplete."""
@@ -86,7 +64,7 @@ class GeometricEngine:
         check_person(person, self.reads)
         check_garment(garment)
         if garment.category != "top":
-            return _try_on_lower(person, garment, t_all)
+            return _try_on_lower(person, garment, t_all, self.memo)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         image, parse = person.image, person.parse
@@ -104,10 +82,9 @@ class GeometricEngine:
         t0 = time.perf_counter()
         g_pts0 = np.asarray(garment.landmarks, dtype=np.float64)
         sim_scale = abs(warp.seam_similarity(g_pts0, body).a)
-        rgba, lm = _prepare_garment(garment, sim_scale)
+        rgba, lm, key = self.memo.prepared(garment, sim_scale)
         g_pts, b_pts, sim = warp.correspondences(lm, body)
-        map_x, map_y, sleeve = warp.garment_sampling_maps(g_pts, b_pts, sim, box, lm)
-        sampled = warp.remap_garment(rgba, map_x, map_y)
+        sampled, sleeve = self.memo.sampled((rgba, key), g_pts, b_pts, sim, box=box, shape=(H, W), sleeve_lm=lm)
         timings["warp"] = _ms(t0)
 
         t0 = time.perf_counter()
@@ -125,7 +102,7 @@ class GeometricEngine:
         return _output(image, (x0, y0, x1, y1), out_crop, sampled, alpha_np, timings=timings, t_all=t_all)
 
 
-def _try_on_lower(person: PersonData, garment: GarmentData, t_all: float) -> TryOnOutput:
+def _try_on_lower(person: PersonData, garment: GarmentData, t_all: float, memo: WarpMemo) -> TryOnOutput:
     """A bottom or a dress (viton.geometric.lower): anchors, warp, composite as for a top."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -141,7 +118,7 @@ def _try_on_lower(person: PersonData, garment: GarmentData, t_all: float) -> Try
     x0, y0, x1, y1 = box
 
     t0 = time.perf_counter()
-    rgba, _ = _prepare_garment(garment, plan.scale)
+    rgba, _, key = memo.prepared(garment, plan.scale)
     g_pts = np.asarray(plan.garment_pts, np.float64)
     if rgba.shape[:2] != garment.mask.shape:   # the garment was shrunk: its points and similarity with it
         fx, fy = rgba.shape[1] / garment.mask.shape[1], rgba.shape[0] / garment.mask.shape[0]
@@ -152,8 +129,8 @@ def _try_on_lower(person: PersonData, garment: GarmentData, t_all: float) -> Try
             [(plan.sleeve_lm[:, 0] + 0.5) * fx - 0.5, (plan.sleeve_lm[:, 1] + 0.5) * fy - 0.5], axis=1)
     else:
         sim, sleeve_lm = plan.sim, plan.sleeve_lm
-    map_x, map_y, sleeve = warp.garment_sampling_maps(g_pts, plan.body_pts, sim, box, sleeve_lm)
-    sampled = warp.remap_garment(rgba, map_x, map_y)
+    sampled, sleeve = memo.sampled((rgba, key), g_pts, plan.body_pts, sim, box=box, shape=(H, W),
+                                   sleeve_lm=sleeve_lm)
     timings["warp"] = _ms(t0)
 
     t0 = time.perf_counter()
