@@ -14,11 +14,15 @@ Same run, in this order:
    count the bytes node 1 sends (`bytes_to_node2_per_tryon`: gvirtus + transport, on the wire),
    then throttle every link to 1 Gbit/s per direction for `e2e_1gbit_p50_ms`.
 3. Baseline (inside step 1, the deployment idle): the in-process runner (node1.tryon.in_process:
-   the same request path minus the wire, in this process; no HTTPS), `in_process_ms`.
+   the same request path minus the wire, in this process; no HTTPS), `in_process_ms`. Like the web
+   app's runners it asks for the result as the shopper's JPEG (node1.tryon.RESULT_JPEG_QUALITY), so the
+   encode is inside both measures (before the result-format change the baseline returned raw pixels and
+   the web app's encode counted as distribution overhead).
 
 --json keys: e2e_p50_ms, e2e_p95_ms, e2e_p99_ms, e2e_failures, e2e_concurrent_p50_ms,
 e2e_concurrent_p95_ms, e2e_throughput_per_s, concurrent_clients, in_process_ms,
 bytes_to_node2_per_tryon, bytes_gvirtus_per_tryon, bytes_transport_per_tryon, photo_bytes,
+bytes_from_node2_per_tryon (the other direction, all three links: it crosses the 1 Gbit/s link too),
 e2e_1gbit_p50_ms, device, stage_<name>_ms.
 """
 
@@ -132,15 +136,16 @@ def proxied(body: bytes, args: argparse.Namespace) -> dict[str, Any]:
         gid = next(g["id"] for g in client.garments() if "red" in g["name"].lower())
         for _ in range(WARMUP):  # sessions open, modules registered, the garment cached on node 2
             one(client, body, gid)
-        before = {k: p.stats().bytes_up for k, p in proxies.items()}
+        before = {k: (p.stats().bytes_up, p.stats().bytes_down) for k, p in proxies.items()}
         counted = [one(client, body, gid) for _ in range(args.requests)]
-        up = {k: (p.stats().bytes_up - before[k]) / len(counted) for k, p in proxies.items()}
+        up = {k: (p.stats().bytes_up - before[k][0]) / len(counted) for k, p in proxies.items()}
+        down = sum(p.stats().bytes_down - before[k][1] for k, p in proxies.items()) / len(counted)
         for p in proxies.values():
             p.set(bandwidth_bps=GBIT_BPS)
         throttled = [one(client, body, gid) for _ in range(args.requests)]
     gvirtus = up["gvirtus"] + up["gvirtus_data"]
     return {"bytes_to_node2_per_tryon": gvirtus + up["gateway"], "bytes_gvirtus_per_tryon": gvirtus,
-            "bytes_transport_per_tryon": up["gateway"],
+            "bytes_transport_per_tryon": up["gateway"], "bytes_from_node2_per_tryon": down,
             "proxied_failures": sum(t is None for _, t, _ in counted + throttled),
             "proxied_p50_ms": _pct([ms for ms, _, _ in counted], 50),
             "e2e_1gbit_p50_ms": _pct([ms for ms, _, _ in throttled], 50)}
@@ -189,6 +194,7 @@ def main() -> int:
          f"{res['bytes_to_node2_per_tryon'] / res['photo_bytes']:.2f}x the photo"],
         ["  of which gvirtus / transport", f"{res['bytes_gvirtus_per_tryon']:.0f} / "
          f"{res['bytes_transport_per_tryon']:.0f}", ""],
+        ["bytes back from node 2 per try-on", f"{res['bytes_from_node2_per_tryon']:.0f}", ""],
         *[[f"  stage {s} (median) ms", res[f"stage_{s}_ms"], ""] for s in STAGES],
     ]))
     print(f"throughput with {args.concurrent} clients: {res['e2e_throughput_per_s']:.2f} try-ons/s; failures: "

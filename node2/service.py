@@ -84,6 +84,7 @@ class Gateway:
             # Shapes and dtypes here; which tensors the engine reads, the VITON service checks.
             contract.check_person(frame.tensors, ("person",))
             gid = contract.check_garment_id(frame.meta.get("garment_id"))
+            fmt, quality = contract.check_result_request(frame.meta)
         except ContractError as exc:
             reply(self._count(frame, error_frame(frame.request_id, exc.code, str(exc))))
             return
@@ -93,7 +94,8 @@ class Gateway:
             return
         meta, tensors = contract.viton_request(frame.tensors, garment.image, garment.mask, garment.landmarks,
                                                garment_kind=garment.kind, garment_id=gid,
-                                               origin_id=frame.request_id)
+                                               origin_id=frame.request_id,
+                                               result=contract.result_request(fmt, quality))
         forward = Frame(Kind.TRYON, new_request_id(), meta=meta, tensors=tensors)  # type: ignore[arg-type]
         try:
             fut = self.viton.submit(forward, self.request_timeout_s)

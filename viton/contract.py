@@ -7,19 +7,21 @@ numpy and nothing else heavy (no torch, no zmq), so the gateway and node 1 pay n
 Messages are transport frames (kind, request id, meta, tensors: see transport/frames.py):
 
     node 1 -> gateway
-        tryon           the person tensors the configured engine READS (below); meta garment_id
+        tryon           the person tensors the configured engine READS (below); meta garment_id, and
+                        optionally result_format "jpeg" + result_jpeg_quality (RESULT_FORMATS)
         garment         GARMENT_TENSORS (image, mask, landmarks); meta garment_id, kind (its category
                         follows from it: KIND_CATEGORY; the landmark rows are the category's)
         health          (no tensors)
     gateway -> node 1
-        result          RESULT_TENSORS (image); meta timings_ms, engine, device
+        result          RESULT_TENSORS: image (result_format "raw", the default) or image_jpeg
+                        ("jpeg": the JPEG file's bytes); meta timings_ms, engine, device
         error           meta code (ErrorCode), message
         need_garment    meta garment_id: send it once (kind garment), then repeat the try-on
         garment_stored  meta garment_id
         health          meta: the gateway's health document
     gateway -> VITON service
         tryon           the person tensors + garment_image, garment_mask, garment_landmarks;
-                        meta garment_id, garment_kind, origin_id
+                        meta garment_id, garment_kind, origin_id (and node 1's result_format keys)
         ping / health   (no tensors)
     VITON service -> gateway
         result / error  as above;  pong / health  meta: the service's health document
@@ -48,7 +50,7 @@ from enum import StrEnum
 
 import numpy as np
 
-CONTRACT_VERSION = 3  # 3: garment categories (landmark rows per category), legs_not_in_view
+CONTRACT_VERSION = 4  # 3: garment categories (landmark rows per category), legs_not_in_view; 4: result_format
 
 
 class Kind(StrEnum):
@@ -127,7 +129,14 @@ LANDMARK_ROWS: dict[str, int] = {"top": 9, "bottom": 7, "dress": 11}
 FORWARDED_GARMENT_NAMES = {"image": "garment_image", "mask": "garment_mask", "landmarks": "garment_landmarks"}
 RESULT_TENSORS: dict[str, TensorSpec] = {
     "image": TensorSpec("uint8", ("H", "W", 3), "RGB photo of the shopper wearing the garment"),
+    "image_jpeg": TensorSpec("uint8", ("n",), "the same as a baseline JPEG file (result_format jpeg)"),
 }
+# How node 1 wants the result: "raw" pixels (the default: the CLI, the live mirror's composite) or a
+# "jpeg" file (the web app sends it to the shopper as it is: ~15x fewer bytes back over the link, and
+# node 2 encodes it where the pixels are). Quality 1..95 as PIL's.
+RESULT_FORMATS = ("raw", "jpeg")
+RESULT_TENSOR = {"raw": "image", "jpeg": "image_jpeg"}
+JPEG_QUALITY_RANGE = (1, 95)
 
 # The person tensors each engine reads (its declaration; the engine classes' `reads` are these).
 ENGINE_READS: dict[str, tuple[str, ...]] = {
@@ -204,15 +213,17 @@ def check_person(tensors: Mapping[str, object], reads: tuple[str, ...], *, what:
 
 
 def viton_request(person: Mapping[str, object], garment_image: object, garment_mask: object,
-                  garment_landmarks: object, *, garment_kind: str, garment_id: str, origin_id: str
-                  ) -> tuple[dict[str, object], dict[str, object]]:
+                  garment_landmarks: object, *, garment_kind: str, garment_id: str, origin_id: str,
+                  result: Mapping[str, object] | None = None) -> tuple[dict[str, object], dict[str, object]]:
     """The gateway -> VITON `tryon` message as (meta, tensors): the person tensors as node 1 sent
-    them plus the garment under FORWARDED_GARMENT_NAMES. Built here, for the gateway and for node 1's
+    them plus the garment under FORWARDED_GARMENT_NAMES, and node 1's result_format keys (`result`,
+    checked by the caller: check_result_request). Built here, for the gateway and for node 1's
     in-process runner alike."""
     names = FORWARDED_GARMENT_NAMES
     tensors = {**person, names["image"]: garment_image, names["mask"]: garment_mask,
                names["landmarks"]: garment_landmarks}
-    meta: dict[str, object] = {"garment_id": garment_id, "garment_kind": garment_kind, "origin_id": origin_id}
+    meta: dict[str, object] = {"garment_id": garment_id, "garment_kind": garment_kind, "origin_id": origin_id,
+                               **(result or {})}
     return meta, tensors
 
 
@@ -223,6 +234,33 @@ def check_garment_id(garment_id: object) -> str:
         raise ContractError(f"garment_id must be a sha256 hex string ({GARMENT_ID_HEX_CHARS} lowercase hex "
                             f"chars), got {garment_id!r:.80}")
     return garment_id
+
+
+def result_request(result_format: str = "raw", jpeg_quality: int | None = None) -> dict[str, object]:
+    """The try-on meta keys asking for `result_format` (checked: check_result_request)."""
+    meta: dict[str, object] = {} if result_format == "raw" else {"result_format": result_format}
+    if jpeg_quality is not None:
+        meta["result_jpeg_quality"] = jpeg_quality
+    check_result_request(meta)
+    return meta
+
+
+def check_result_request(meta: Mapping[str, object], *, code: ErrorCode = ErrorCode.BAD_REQUEST
+                         ) -> tuple[str, int | None]:
+    """(result_format, jpeg quality or None) from a try-on's meta. Raises ContractError naming the key."""
+    fmt = meta.get("result_format", "raw")
+    if fmt not in RESULT_FORMATS:
+        raise ContractError(f"meta result_format must be one of {', '.join(RESULT_FORMATS)}; got {fmt!r:.40}", code)
+    quality = meta.get("result_jpeg_quality")
+    if fmt == "raw":
+        if quality is not None:
+            raise ContractError("meta result_jpeg_quality is for result_format 'jpeg' only", code)
+        return "raw", None
+    lo, hi = JPEG_QUALITY_RANGE
+    if not isinstance(quality, int) or isinstance(quality, bool) or not lo <= quality <= hi:
+        raise ContractError(f"meta result_jpeg_quality must be an integer {lo}..{hi} with result_format 'jpeg'; "
+                            f"got {quality!r:.40}", code)
+    return "jpeg", quality
 
 
 def check_garment_kind(kind: object) -> str:
@@ -251,7 +289,8 @@ def check_garment_landmarks(kind: str, landmarks: object, *, what: str = "garmen
 __all__ = [
     "CONTRACT_VERSION", "ENGINE_READS", "FORWARDED_GARMENT_NAMES", "GARMENT_CATEGORIES", "GARMENT_ID_HEX_CHARS",
     "GARMENT_TENSORS", "KIND_CATEGORY", "LANDMARK_ROWS", "LEGS_CODES", "NO_PERSON_CODES", "NUM_CIHP_LABELS",
-    "PERSON_TENSORS", "RESULT_TENSORS", "TIMEOUT_CODES", "UNAVAILABLE_CODES", "ContractError", "ErrorCode", "Kind",
-    "TensorSpec", "category_of", "check_garment_id", "check_garment_kind", "check_garment_landmarks",
-    "check_person", "check_tensors", "reads_of", "viton_request",
+    "PERSON_TENSORS", "RESULT_FORMATS", "RESULT_TENSOR", "RESULT_TENSORS", "TIMEOUT_CODES", "UNAVAILABLE_CODES",
+    "ContractError", "ErrorCode", "Kind", "TensorSpec", "category_of", "check_garment_id", "check_garment_kind",
+    "check_garment_landmarks", "check_person", "check_result_request", "check_tensors", "reads_of", "result_request",
+    "viton_request",
 ]

@@ -19,6 +19,7 @@ request stops the service.
 
 from __future__ import annotations
 
+import io
 import logging
 import queue
 import threading
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from mirror import load_config, notify_ready, request_context, setup_logging
 from mirror.lifecycle import install_stop_handlers, run_until_signal
@@ -55,6 +57,8 @@ class _Job:
     garment: GarmentData
     reply: Reply
     queued_at: float
+    result_format: str = "raw"
+    jpeg_quality: int = 0           # with result_format "jpeg" (the contract requires it there)
 
 
 def frame_to_inputs(frame: Frame, reads: tuple[str, ...]) -> tuple[PersonData, GarmentData]:
@@ -135,6 +139,7 @@ class TryOnService:
     def _queue(self, frame: Frame, reply: Reply) -> Frame | None:
         try:
             person, garment = frame_to_inputs(frame, self.engine.reads)
+            fmt, quality = contract.check_result_request(frame.meta, code=ErrorCode.BAD_INPUT)
         except ContractError as exc:
             self.failed += 1
             return error_frame(frame.request_id, exc.code, str(exc))
@@ -142,7 +147,8 @@ class TryOnService:
             self.failed += 1
             return error_frame(frame.request_id, exc.code, str(exc))
         try:
-            self._jobs.put_nowait(_Job(frame.request_id, person, garment, reply, time.perf_counter()))
+            self._jobs.put_nowait(_Job(frame.request_id, person, garment, reply, time.perf_counter(), fmt,
+                                       quality or 0))
         except queue.Full:
             return error_frame(frame.request_id, ErrorCode.BUSY, f"{QUEUE_SIZE} try-ons are already waiting; "
                                "retry later")
@@ -179,12 +185,26 @@ class TryOnService:
         finally:
             self._busy = False
         timings = {f"engine_{k}": float(v) for k, v in result.timings_ms.items()}
+        image = np.ascontiguousarray(result.image)
+        if job.result_format == "jpeg":
+            t_enc = time.perf_counter()
+            out = {"image_jpeg": encode_jpeg(image, job.jpeg_quality)}
+            timings["encode_ms"] = round((time.perf_counter() - t_enc) * 1000.0, 3)
+        else:
+            out = {"image": image}
         timings["queue_ms"] = round((t0 - job.queued_at) * 1000.0, 3)
         timings["viton_ms"] = round((time.perf_counter() - job.queued_at) * 1000.0, 3)
         self.served += 1
         return Frame(Kind.RESULT, rid, meta={"timings_ms": timings, "engine": self.engine.name,
-                                             "device": self.engine.device},
-                     tensors={"image": np.ascontiguousarray(result.image)})
+                                             "device": self.engine.device}, tensors=out)
+
+
+def encode_jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> the JPEG file's bytes as a (n,) uint8 array (PIL, baseline, 4:2:0: the
+    same encoder and settings node 1's web app uses, so the bytes are those it would have made)."""
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="JPEG", quality=quality)
+    return np.frombuffer(buf.getvalue(), dtype=np.uint8)
 
 
 def serve(service: TryOnService, endpoint: str, *, max_bytes: int, curve: Any = None) -> TcpServer:

@@ -78,7 +78,7 @@ def run_in_process(args: argparse.Namespace) -> int:
     photo = _load_rgb(args.photo)
     source = _Garments(cfg)
     garment_id = source.resolve(args.garment)
-    runner, _ = build_in_process(cfg, catalog=source)  # type: ignore[arg-type]
+    runner, _ = build_in_process(cfg, catalog=source, result_jpeg_quality=None)  # type: ignore[arg-type]
     try:
         result = runner.run(photo, garment_id, lambda stage, ms: None)
     except BadRequest as exc:
@@ -87,6 +87,8 @@ def run_in_process(args: argparse.Namespace) -> int:
         raise TryOnCliError(f"try-on failed ({exc.code}): {exc.message}") from exc
     finally:
         runner.link.close()  # type: ignore[attr-defined]
+    if result.image is None:   # built for raw pixels above
+        raise TryOnCliError("the in-process runner returned no pixels")
     Image.fromarray(result.image).save(args.out)
     timings = ", ".join(f"{k} {v:.1f} ms" for k, v in result.timings_ms.items())
     print(f"wrote {args.out} (in process, preprocessing on {result.device}: {timings})")

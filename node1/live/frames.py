@@ -27,7 +27,7 @@ import torch
 
 from node1.pose import to_body25
 from node1.pose.tracking import DeadBand, OneEuroFilter, PoseTracker
-from node1.tryon import NoPersonInPhoto, TryOnError
+from node1.tryon import NoPersonInPhoto, TryOnError, TryOnFailed
 from node1.tryon.preprocess import Preprocessed, mask_and_parse_on
 
 log = logging.getLogger("node1.live")
@@ -247,7 +247,9 @@ class FrameProcessor:
         garment_id, garment = self.wearing   # one read: a switch lands between frames, never inside one
         if p.pre is not None:
             try:
-                dressed = self.runner.dress(p.pre, garment, FRAME_TRYON_TIMEOUT_S)
+                dressed = self.runner.dress(p.pre, garment, FRAME_TRYON_TIMEOUT_S)   # raw pixels back
+                if dressed.image is None:
+                    raise TryOnFailed("node 2 returned no pixels for a live frame")
                 timings["tryon"] = dressed.transfer_ms + dressed.tryon_ms
                 image, status = _composite(p.full, p.work, dressed.image), "dressed"
             except TryOnError as exc:

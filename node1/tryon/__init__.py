@@ -1,7 +1,8 @@
 """node1.tryon: the try-on orchestration, node 1's client of node 2.
 
 Public face (what the web app and the CLI import):
-    TryOnRunner, GarmentCatalog, TryOnResult, RunnerHealth, GarmentInfo, STAGES, ProgressFn
+    TryOnRunner, GarmentCatalog, TryOnResult, RunnerHealth, GarmentInfo, STAGES, ProgressFn,
+    RESULT_JPEG_QUALITY
                                           the web app's interface (interface.py)
     the errors (errors.py): TryOnError and its tree, each with a stable `code`
     Runner                                the one request path (runner.py)
@@ -46,6 +47,7 @@ from node1.tryon.errors import (
     UploadTooLarge,
 )
 from node1.tryon.interface import (
+    RESULT_JPEG_QUALITY,
     STAGES,
     GarmentCatalog,
     GarmentInfo,
@@ -56,7 +58,8 @@ from node1.tryon.interface import (
 )
 
 __all__ = [
-    "STAGES", "BadGarment", "BadRequest", "Busy", "CorruptImage", "DecompressionBomb", "EmptyUpload",
+    "RESULT_JPEG_QUALITY", "STAGES", "BadGarment", "BadRequest", "Busy", "CorruptImage", "DecompressionBomb",
+    "EmptyUpload",
     "GarmentCatalog", "GarmentInfo", "GarmentNameTooLong", "GarmentShowsPerson",
     "ImageTooLarge", "MissingField", "NoPersonInPhoto", "Node2Unavailable",
     "NotAuthorized", "NotFound", "OperatorApiDisabled", "ProgressFn", "RateLimited", "ResultNotReady",

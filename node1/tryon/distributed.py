@@ -16,7 +16,7 @@ from typing import Any
 from mirror import Config
 from node1.tryon.catalog import WebCatalog, open_catalog
 from node1.tryon.fallback import REMOTE_CALL_TIMEOUT_S, FallbackDevice, remote_connector
-from node1.tryon.interface import RunnerHealth
+from node1.tryon.interface import RESULT_JPEG_QUALITY, RunnerHealth
 from node1.tryon.node2_client import GatewayLink, TryOnClient
 from node1.tryon.pool_runner import PoolRunner, build_pool, pool_configured
 from node1.tryon.runner import Runner, load_models, loaded_models
@@ -107,7 +107,7 @@ def build_distributed(cfg: Config) -> tuple[Runner | PoolRunner, WebCatalog]:
     device = FallbackDevice(remote, local="cpu")
     link = GatewayLink(client)
     runner = Runner(catalog, device, link, client.reads, timeout_s=float(cfg["limits"]["request_timeout_s"]),
-                    health_fn=DistributedHealth(link, device, needs))
+                    health_fn=DistributedHealth(link, device, needs), result_jpeg_quality=RESULT_JPEG_QUALITY)
     return runner, catalog
 
 

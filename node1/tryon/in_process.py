@@ -11,6 +11,7 @@ single-machine web app:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
@@ -19,7 +20,7 @@ import numpy as np
 
 from mirror import Config
 from node1.tryon.catalog import WebCatalog, open_catalog
-from node1.tryon.interface import RunnerHealth
+from node1.tryon.interface import RESULT_JPEG_QUALITY, RunnerHealth
 from node1.tryon.runner import Runner, loaded_models
 from transport import Frame, RequestTimeout, new_request_id
 from viton import contract
@@ -44,11 +45,12 @@ class InProcessLink:
     def reads(self) -> tuple[str, ...]:
         return tuple(self.service.engine.reads)
 
-    def tryon(self, person: dict[str, np.ndarray], garment: Any, timeout_s: float) -> Frame:
-        rid = new_request_id()
+    def tryon(self, person: dict[str, np.ndarray], garment: Any, timeout_s: float, *,
+              request_id: str | None = None, result: Mapping[str, object] | None = None) -> Frame:
+        rid = request_id or new_request_id()
         meta, tensors = contract.viton_request(person, garment.image, garment.mask,
                                                np.asarray(garment.landmarks, np.float32), garment_kind=garment.kind,
-                                               garment_id=garment.id, origin_id=rid)
+                                               garment_id=garment.id, origin_id=rid, result=result)
         answer: Future[Frame] = Future()
         request = Frame(Kind.TRYON, rid, meta=meta, tensors=tensors)  # type: ignore[arg-type]
         self.service.handle(request, answer.set_result)
@@ -64,9 +66,11 @@ class InProcessLink:
         self.service.stop()
 
 
-def build_in_process(cfg: Config, catalog: WebCatalog | None = None) -> tuple[Runner, WebCatalog]:
+def build_in_process(cfg: Config, catalog: WebCatalog | None = None, *,
+                     result_jpeg_quality: int | None = RESULT_JPEG_QUALITY) -> tuple[Runner, WebCatalog]:
     """Runner factory for node1.web ($VM_RUNNER_FACTORY=node1.tryon.in_process:build_in_process), the
-    CLI's --in-process and the benchmarks' baseline: preprocessing on the CPU, the configured engine here."""
+    CLI's --in-process (result_jpeg_quality None: raw pixels) and the benchmarks' baseline: preprocessing
+    on the CPU, the configured engine here; the result comes as the web app's JPEG, made by the service."""
     from viton import engine_from_config
 
     catalog = catalog if catalog is not None else open_catalog(cfg)
@@ -83,5 +87,5 @@ def build_in_process(cfg: Config, catalog: WebCatalog | None = None) -> tuple[Ru
                             node2_status=str(doc["status"]))
 
     runner = Runner(catalog, "cpu", link, link.reads, timeout_s=float(cfg["limits"]["request_timeout_s"]),
-                    health_fn=health)
+                    health_fn=health, result_jpeg_quality=result_jpeg_quality)
     return runner, catalog

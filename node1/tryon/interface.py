@@ -16,6 +16,7 @@ import numpy as np
 
 # The stages of a try-on, in order. The page shows one step per stage; timings_ms has one key each.
 STAGES: tuple[str, ...] = ("pose", "parsing", "transfer", "tryon")
+RESULT_JPEG_QUALITY = 92   # the result JPEG the shopper gets (PIL quality; node 2 makes it: TryOnResult.jpeg)
 
 # progress(stage, ms): called when `stage` has FINISHED, with its measured wall time in milliseconds.
 ProgressFn = Callable[[str, float], None]
@@ -28,7 +29,9 @@ class TryOnResult:
 
     Attributes:
         image: (H, W, 3) uint8 RGB, the shopper wearing the garment (any size; usually the
-            photo's size or 768x1024).
+            photo's size or 768x1024); None when the runner returns it encoded (`jpeg`).
+        jpeg: the same picture as a JPEG file at RESULT_JPEG_QUALITY, made by node 2 (a runner built
+            with result_jpeg_quality), else None.
         timings_ms: wall time per stage in milliseconds, keys from STAGES (others allowed).
         device: where preprocessing ran, e.g. "cuda:0 (gvirtus)" or "cpu (local fallback)".
         transport: how tensors reached VITON: "rdma", "tcp", "inproc".
@@ -38,13 +41,14 @@ class TryOnResult:
             configured ("connect_failed", "remote_failed", "reconnecting", "circuit_open"), else None.
     """
 
-    image: np.ndarray
+    image: np.ndarray | None
     timings_ms: dict[str, float]
     device: str
     transport: str
     gvirtus_calls: int = 0
     transport_bytes: int = 0
     preprocess_fallback: str | None = None
+    jpeg: bytes | None = None
 
 
 @dataclass(frozen=True)

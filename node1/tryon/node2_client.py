@@ -60,12 +60,13 @@ class TryOnClient:
         return cls(connect(cfg, mode), contract.reads_of(cfg["viton"]["engine"]))
 
     def tryon(self, person: Mapping[str, np.ndarray], garment: GarmentLike, timeout_s: float,
-              request_id: str | None = None) -> Frame:
+              request_id: str | None = None, result: Mapping[str, object] | None = None) -> Frame:
         """Ask node 2 for a try-on. Returns a `result` or `error` Frame.
 
         Args:
             person: exactly the person tensors in `self.reads` (viton.contract.PERSON_TENSORS).
             garment: sent only if the gateway does not hold it yet (`need_garment`).
+            result: how the result comes back (viton.contract.result_request; None: raw pixels).
         Raises:
             InvalidRequest: tensors off-contract (names the tensor). TransportError subclasses: the
             channel failed (PeerUnavailable, RequestTimeout, ...).
@@ -76,18 +77,20 @@ class TryOnClient:
                 raise ContractError(f"tryon carries {sorted(set(person) - set(self.reads))}, which the engine "
                                     f"does not read (it reads {', '.join(self.reads)})")
             gid = contract.check_garment_id(garment.id)
+            contract.check_result_request(result or {})
         except ContractError as exc:
             raise InvalidRequest(str(exc)) from exc
         rid = request_id or new_request_id()
         deadline = time.monotonic() + timeout_s
-        reply = self.channel.request(Frame(Kind.TRYON, rid, {"garment_id": gid}, dict(person)), timeout_s)
+        meta = {"garment_id": gid, **(result or {})}
+        reply = self.channel.request(Frame(Kind.TRYON, rid, meta, dict(person)), timeout_s)
         if reply.kind != Kind.NEED_GARMENT:
             return reply
         stored = self.channel.request(garment_frame(garment, f"{rid}.g"), self._left(deadline, rid))
         if stored.kind != Kind.GARMENT_STORED:
             return stored if stored.kind == Kind.ERROR else error_frame(
                 rid, ErrorCode.PROTOCOL, f"gateway answered the garment with {stored.kind!r}")
-        reply = self.channel.request(Frame(Kind.TRYON, f"{rid}.2", {"garment_id": gid}, dict(person)),
+        reply = self.channel.request(Frame(Kind.TRYON, f"{rid}.2", meta, dict(person)),
                                      self._left(deadline, rid))
         reply.request_id = rid
         if reply.kind == Kind.NEED_GARMENT:
@@ -129,9 +132,9 @@ class GatewayLink:
     def transport(self) -> str:
         return str(self.client.channel.info.backend)
 
-    def tryon(self, person: dict[str, np.ndarray], garment: Any, timeout_s: float,
-              request_id: str | None = None) -> Frame:
-        return self.client.tryon(person, garment, timeout_s=timeout_s, request_id=request_id)
+    def tryon(self, person: dict[str, np.ndarray], garment: Any, timeout_s: float, *,
+              request_id: str | None = None, result: Mapping[str, object] | None = None) -> Frame:
+        return self.client.tryon(person, garment, timeout_s=timeout_s, request_id=request_id, result=result)
 
     def health(self, timeout_s: float) -> Frame:
         return self.client.health(timeout_s=timeout_s)

@@ -23,7 +23,7 @@ from node1.pose.errors import DeviceUnavailable
 from node1.tryon.catalog import WebCatalog, open_catalog
 from node1.tryon.discovery import Discovery, start_discovery
 from node1.tryon.errors import Node2Unavailable, TryOnError, TryOnTimeout
-from node1.tryon.interface import ProgressFn, RunnerHealth, TryOnResult
+from node1.tryon.interface import RESULT_JPEG_QUALITY, ProgressFn, RunnerHealth, TryOnResult
 from node1.tryon.pool import Member, MemberAddress, NoMemberAvailable, Pool
 from node1.tryon.runner import Dressed, Runner, RunnerCounters, load_models, loaded_models
 from transport import new_request_id
@@ -201,7 +201,7 @@ def build_pool(cfg: Config) -> tuple[PoolRunner, WebCatalog]:
         device: Any = FallbackDevice(remote_connector(mcfg), local=None, breaker=member.breaker) if remote else "cpu"
         link = GatewayLink(client)
         runner = Runner(catalog, device, link, client.reads, timeout_s=timeout_s, health_fn=None,
-                        pre_lock=pre_lock, counters=counters)
+                        pre_lock=pre_lock, counters=counters, result_jpeg_quality=RESULT_JPEG_QUALITY)
         return MemberConn(runner, device, link)
 
     pool = Pool(build_conn, health_interval_s=float(cfg["pool"]["health_interval_s"]))

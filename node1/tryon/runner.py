@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -30,6 +30,7 @@ from node1.tryon.errors import BadRequest, LegsNotInView, Node2Unavailable, NoPe
 from node1.tryon.interface import ProgressFn, RunnerHealth, TryOnResult
 from node1.tryon.preprocess import Preprocessed, preprocess
 from transport import Frame, PeerUnavailable, RequestTimeout, TransportError
+from viton import contract
 from viton.contract import LEGS_CODES, NO_PERSON_CODES, TIMEOUT_CODES, UNAVAILABLE_CODES, Kind
 
 WORK_MAX_SIDE = 1024          # photos are tried on at most this size (VITON-HD's 1024x768 scale)
@@ -98,8 +99,10 @@ class Node2Link(Protocol):
     @property
     def transport(self) -> str: ...
 
-    def tryon(self, person: dict[str, np.ndarray], garment: Any, timeout_s: float) -> Frame: ...
-    # A link may also take `request_id=` (GatewayLink does): a pool's retry reuses the request's id.
+    def tryon(self, person: dict[str, np.ndarray], garment: Any, timeout_s: float, *,
+              request_id: str | None = None, result: Mapping[str, object] | None = None) -> Frame: ...
+    # request_id: a pool's retry reuses the request's id (None: a new one); result: the meta keys of
+    # viton.contract.result_request (None: raw pixels back).
 
     def health(self, timeout_s: float) -> Frame: ...
 
@@ -170,13 +173,15 @@ def error_from_reply(meta: dict[str, Any]) -> Exception:
 
 @dataclass(frozen=True)
 class Dressed:
-    """The node-2 leg's outcome: image (H, W, 3) uint8 RGB; transfer_ms (the round trip less VITON's
-    time), tryon_ms (VITON's queue + engine), nbytes (person tensors + result on the wire)."""
+    """The node-2 leg's outcome: image (H, W, 3) uint8 RGB, or None with `jpeg` (the JPEG file node 2
+    made, when asked for one); transfer_ms (the round trip less VITON's time), tryon_ms (VITON's
+    queue + engine + encode), nbytes (person tensors + result on the wire)."""
 
-    image: np.ndarray
+    image: np.ndarray | None
     transfer_ms: float
     tryon_ms: float
     nbytes: int
+    jpeg: bytes | None = None
 
 
 class Runner:
@@ -192,11 +197,13 @@ class Runner:
         health_fn: the runner's part of GET /health (the deployment knows what to probe).
         pre_lock: the lock serialising preprocessing (a pool's members share one: one set of models).
         counters: where to count (a pool's members share one RunnerCounters).
+        result_jpeg_quality: `run` asks node 2 for the result as a JPEG file of this quality
+            (TryOnResult.jpeg: the web app's; ~15x fewer bytes back) instead of raw pixels (None: the CLI).
     """
 
     def __init__(self, catalog: WebCatalog, device: Any, link: Node2Link, reads: tuple[str, ...], *,
                  timeout_s: float, health_fn: Any, pre_lock: threading.Lock | None = None,
-                 counters: RunnerCounters | None = None) -> None:
+                 counters: RunnerCounters | None = None, result_jpeg_quality: int | None = None) -> None:
         self.catalog = catalog
         self.device = device
         self.link = link
@@ -205,6 +212,7 @@ class Runner:
         self._health_fn = health_fn
         self._pre_lock = pre_lock or threading.Lock()
         self.counters = counters or RunnerCounters()
+        self.result = contract.result_request("jpeg", result_jpeg_quality) if result_jpeg_quality else {}
 
     def run(self, photo: np.ndarray, garment_id: str, progress: ProgressFn, *, timeout_s: float | None = None,
             request_id: str | None = None) -> TryOnResult:
@@ -231,7 +239,7 @@ class Runner:
                 served_by = getattr(self.device, "last_served_by", None)
                 fallback = getattr(self.device, "last_fallback_reason", None) if served_by != "remote" else None
                 self.counters.add(calls, fallback)
-        dressed = self.dress(pre, garment, deadline - time.monotonic(), request_id=request_id)
+        dressed = self.dress(pre, garment, deadline - time.monotonic(), request_id=request_id, result=self.result)
         timings = {"pose": float(pre.timings_ms.get("pose", 0.0)), "parsing": float(pre.timings_ms.get("parse", 0.0)),
                    "transfer": dressed.transfer_ms, "tryon": dressed.tryon_ms}
         progress("transfer", timings["transfer"])
@@ -239,7 +247,7 @@ class Runner:
         device = str(pre.device) if fallback is None else f"{pre.device} (local fallback)"
         return TryOnResult(image=dressed.image, timings_ms=timings, device=device,
                            transport=self.link.transport, gvirtus_calls=calls, transport_bytes=dressed.nbytes,
-                           preprocess_fallback=fallback)
+                           preprocess_fallback=fallback, jpeg=dressed.jpeg)
 
     def preprocess_frame(self, fn: Callable[..., T], frame: np.ndarray) -> T:
         """`fn(frame, device=...)` on this runner's preprocessing device, serialised with the stills'
@@ -247,7 +255,8 @@ class Runner:
         with self._pre_lock:
             return run_on_device(self.device, fn, frame)
 
-    def dress(self, pre: Preprocessed, garment: Any, timeout_s: float, request_id: str | None = None) -> Dressed:
+    def dress(self, pre: Preprocessed, garment: Any, timeout_s: float, request_id: str | None = None,
+              result: Mapping[str, object] | None = None) -> Dressed:
         """The node-2 leg of a try-on: the person tensors the engine reads over the link, the result back.
 
         Args:
@@ -255,6 +264,7 @@ class Runner:
             garment: a catalog garment (self.catalog.garment(id)).
             timeout_s: the time left for this leg (at least MIN_TIMEOUT_S is given).
             request_id: the try-on message's id (default: a new one).
+            result: viton.contract.result_request keys (default: raw pixels back).
         Raises:
             TryOnTimeout, Node2Unavailable, NoPersonInPhoto, TryOnFailed (node 2's error codes mapped).
         """
@@ -262,8 +272,7 @@ class Runner:
         t0 = time.perf_counter()
         try:
             limit = max(MIN_TIMEOUT_S, timeout_s)
-            reply = (self.link.tryon(tensors, garment, limit) if request_id is None
-                     else self.link.tryon(tensors, garment, limit, request_id=request_id))  # type: ignore[call-arg]
+            reply = self.link.tryon(tensors, garment, limit, request_id=request_id, result=result)
         except RequestTimeout as exc:
             raise TryOnTimeout(f"node 2 did not answer within {max(MIN_TIMEOUT_S, timeout_s):.3g} s ({exc})") from exc
         except PeerUnavailable as exc:
@@ -273,14 +282,23 @@ class Runner:
         round_trip_ms = (time.perf_counter() - t0) * 1000.0
         if reply.kind == Kind.ERROR:
             raise error_from_reply(reply.meta)
-        if reply.kind != Kind.RESULT or "image" not in reply.tensors:
-            raise TryOnFailed(f"node 2 answered with an unexpected {reply.kind!r} message")
+        fmt, _ = contract.check_result_request(result or {})
+        name = contract.RESULT_TENSOR[fmt]
+        if reply.kind != Kind.RESULT or name not in reply.tensors:
+            raise TryOnFailed(f"node 2 answered with an unexpected {reply.kind!r} message (no {name!r} tensor)")
         viton_ms = {k: float(v) for k, v in dict(reply.meta.get("timings_ms", {})).items()
                     if isinstance(v, int | float)}
         tryon_ms = viton_ms.get("viton_ms", 0.0)
-        nbytes = sum(int(t.nbytes) for t in tensors.values()) + int(reply.tensors["image"].nbytes)
-        return Dressed(image=np.array(reply.tensors["image"]), transfer_ms=max(0.0, round_trip_ms - tryon_ms),
-                       tryon_ms=tryon_ms, nbytes=nbytes)
+        out = reply.tensors[name]
+        try:
+            contract.check_tensors({name: out}, contract.RESULT_TENSORS, (name,), what="node 2's result")
+        except contract.ContractError as exc:
+            raise TryOnFailed(str(exc)) from exc
+        nbytes = sum(int(t.nbytes) for t in tensors.values()) + int(out.nbytes)
+        transfer_ms = max(0.0, round_trip_ms - tryon_ms)
+        if fmt == "jpeg":
+            return Dressed(image=None, jpeg=bytes(out), transfer_ms=transfer_ms, tryon_ms=tryon_ms, nbytes=nbytes)
+        return Dressed(image=np.array(out), transfer_ms=transfer_ms, tryon_ms=tryon_ms, nbytes=nbytes)
 
     def health(self) -> RunnerHealth:
         health: RunnerHealth = self._health_fn()

@@ -172,7 +172,12 @@ class JobRunner:
             if not isinstance(result, TryOnResult):
                 raise TryOnFailed(f"the runner returned {type(result).__name__}, expected TryOnResult")
             t_enc = time.perf_counter()
-            jpeg = encode_jpeg(np.ascontiguousarray(result.image))
+            if result.jpeg is not None:          # node 2 encoded it (node1.tryon.RESULT_JPEG_QUALITY)
+                jpeg = result.jpeg
+            elif result.image is not None:
+                jpeg = encode_jpeg(np.ascontiguousarray(result.image))
+            else:
+                raise TryOnFailed("the runner returned neither an image nor a JPEG")
             encode_ms = (time.perf_counter() - t_enc) * 1000.0
         except TryOnError as exc:
             self._fail(job_id, exc)

@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from node1.tryon import (
+    RESULT_JPEG_QUALITY,
     CorruptImage,
     DecompressionBomb,
     EmptyUpload,
@@ -35,7 +36,6 @@ MIB = 1024 * 1024
 # Header dimensions beyond this multiple of the allowed pixel count are a decompression bomb
 # (a tiny file claiming e.g. 20000x20000), not merely a too-large photo.
 BOMB_PIXEL_FACTOR = 4
-RESULT_JPEG_QUALITY = 92
 
 # (magic prefix, offset, format name as PIL reports it)
 _MAGIC: tuple[tuple[bytes, int, str], ...] = (

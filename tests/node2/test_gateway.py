@@ -167,3 +167,25 @@ def test_liveness_and_readiness_follow_viton(gateway, viton: TinyViton) -> None:
     status, headers, body = _get(base + "/health")
     assert status == 503 and body["status"] == "degraded" and headers["Retry-After"] == "5"
     assert _get(base + "/livez")[0] == 200
+
+
+def test_result_format_is_forwarded_and_checked(gateway_config: Any, gateway: Any, viton: TinyViton) -> None:
+    from viton import contract
+
+    garment, person = make_garment(), person_tensors()
+    with _client(gateway_config) as client:
+        r = client.tryon(person, garment, timeout_s=10, result=contract.result_request("jpeg", 80))
+        assert r.kind == "result"
+        fwd = viton.received[-1]
+        assert (fwd.meta["result_format"], fwd.meta["result_jpeg_quality"]) == ("jpeg", 80)
+        assert "result_format" not in client.tryon(person, garment, timeout_s=10).meta  # raw: nothing added
+        assert "result_format" not in viton.received[-1].meta
+        for meta, names in (({"result_format": "png"}, "result_format"),
+                            ({"result_format": "jpeg", "result_jpeg_quality": 101}, "result_jpeg_quality"),
+                            ({"result_format": "jpeg"}, "result_jpeg_quality"),
+                            ({"result_jpeg_quality": 80}, "result_jpeg_quality")):
+            bad = client.channel.request(Frame("tryon", "b1", {"garment_id": garment.id, **meta}, person), 5)
+            assert (bad.kind, bad.meta["code"]) == ("error", "bad_request"), bad.meta
+            assert names in bad.meta["message"], bad.meta["message"]
+        with pytest.raises(InvalidRequest, match="result_format"):
+            client.tryon(person, garment, timeout_s=5, result={"result_format": "gif"})

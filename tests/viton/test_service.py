@@ -170,3 +170,32 @@ def test_service_refuses_to_start_without_vitonhd_weights(tmp_path: Path, repo_r
     out = done.stderr + done.stdout
     assert "cannot start the 'vitonhd' try-on engine: CheckpointError" in out
     assert "no-checkpoints" in out  # the message names the folder it looked in
+
+
+def test_a_jpeg_result_is_the_file_the_web_app_would_have_made(client: zmq.Socket) -> None:
+    import io
+
+    from PIL import Image
+
+    raw = call(client, tryon_frame("raw1"))
+    frame = tryon_frame("jpeg1")
+    frame.meta.update(result_format="jpeg", result_jpeg_quality=92)
+    got = call(client, frame)
+    assert got.kind == "result" and sorted(got.tensors) == ["image_jpeg"], got.meta
+    data = got.tensors["image_jpeg"]
+    assert data.dtype == np.uint8 and data.ndim == 1 and bytes(data[:3]) == b"\xff\xd8\xff"
+    buf = io.BytesIO()
+    Image.fromarray(raw.tensors["image"]).save(buf, format="JPEG", quality=92)   # node1.web's encode_jpeg
+    assert bytes(data) == buf.getvalue()
+    assert got.meta["timings_ms"]["encode_ms"] > 0
+    assert data.nbytes < raw.tensors["image"].nbytes / 5
+
+
+@pytest.mark.parametrize("meta", [{"result_format": "webp"}, {"result_format": "jpeg", "result_jpeg_quality": 0},
+                                  {"result_format": "jpeg", "result_jpeg_quality": True}])
+def test_bad_result_formats_are_named(client: zmq.Socket, meta: dict) -> None:
+    frame = tryon_frame("badfmt")
+    frame.meta.update(meta)
+    got = call(client, frame)
+    assert got.kind == "error" and got.meta["code"] == "bad_input" and "result_" in got.meta["message"], got.meta
+    assert call(client, tryon_frame("after")).kind == "result"      # still serving
