@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gvirtus.boundary import byte_view, check_input, check_range, handle_input, keep_outputs
 from gvirtus.codec import loads
 from gvirtus.datachannel import (
     ERROR_LEN,
@@ -35,6 +36,7 @@ from gvirtus.datachannel import (
     tune_socket,
 )
 from gvirtus.errors import InvalidRequest, each_then_raise
+from gvirtus.executor import translate
 
 log = logging.getLogger("gvirtus.dataserver")
 ACCEPT_BACKLOG = 64
@@ -59,9 +61,7 @@ class DataServer:
 
     def __init__(self, store: Any, device: torch.device, bind: str, tls: tuple[bytes, bytes] | None,
                  port: int = 0) -> None:
-        from gvirtus.server import byte_view, check_range, translate  # the same checks as the RPCs
-
-        self._byte_view, self._check_range, self._translate = byte_view, check_range, translate
+        self._byte_view, self._check_range, self._translate = byte_view, check_range, translate  # as the RPCs
         self.store = store
         self.device = device
         family = socket.AF_INET6 if ":" in bind else socket.AF_INET
@@ -182,8 +182,6 @@ class DataServer:
 
     def _launch(self, conn: socket.socket, bound: Bound, module_id: int, nbytes: int) -> None:
         """Op K: inputs are handles or host bytes; each output comes back as raw bytes or stays on the device."""
-        from gvirtus.server import check_input, handle_input
-
         left = nbytes
         try:
             module, specs = _module_of(bound.session(self.store), module_id)
@@ -232,8 +230,6 @@ class DataServer:
 
 def _split_outputs(s: Any, outs: list[Any], keep: list[bool]) -> list[Any]:
     """Each output either stored in the session (kept: (id, nbytes, dtype, shape)) or as a host tensor."""
-    from gvirtus.server import keep_outputs
-
     kept = iter(keep_outputs(s, [o for o, k in zip(outs, keep, strict=True) if k]))
     return [next(kept) if k else _host_tensor(o) for o, k in zip(outs, keep, strict=True)]
 

@@ -217,21 +217,10 @@ def render_garment(d: Design) -> Rendered:
     alpha = paint.fill_alpha(shape.outline, size)
     folds = paint.fold_field(shape, size, rng)
     colour = _pattern(d, shape, size, folds)
-    dist = paint.edge_distance(alpha)
-    yy = np.mgrid[0:CANVAS_H, 0:CANVAS_W][0].astype(np.float32)
-    light = 1.04 - 0.06 * yy / CANVAS_H
-    rounding = 1.0 - 0.16 * np.exp(-dist / 9.0) + 0.03 * np.exp(-((dist - 22.0) / 14.0) ** 2)
-    shade = light * rounding * (1.0 + 0.13 * folds)
+    shade = _light_and_rounding(alpha) * (1.0 + 0.13 * folds)
     shade *= _shade_details(d, shape, size, alpha)
     _neck(d, shape, size, colour, shade)
-    fabric = paint.fabric_texture(size, rng, d.weave)
-    garment = np.clip(colour * (shade * fabric)[..., None], 0, 1)
-    backdrop = paint.background(size, d.backdrop, rng)
-    backdrop *= (1.0 - paint.drop_shadow(alpha, d.shadow))[..., None]
-    a = alpha[..., None]
-    image = np.clip((garment * a + backdrop * (1 - a)) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    mask = np.where(alpha >= 0.5, 255, 0).astype(np.uint8)
-    return Rendered(design=d, image=image, mask=mask, landmarks=shape.landmarks.copy())
+    return _on_backdrop(d, rng, colour, shade, alpha=alpha, landmarks=shape.landmarks)
 
 
 def _render_lower(d: Design, p: LowerProportions) -> Rendered:
@@ -242,12 +231,24 @@ def _render_lower(d: Design, p: LowerProportions) -> Rendered:
     alpha = paint.fill_alpha(shape.outline, size)
     colour = np.empty((CANVAS_H, CANVAS_W, 3), np.float32)
     colour[:] = np.asarray(d.colour, np.float32) / 255.0
+    shade = _light_and_rounding(alpha) * lower_details(d.kind, shape, p, size, rng)
+    shade = np.clip(shade * alpha + (1 - alpha), 0.3, 1.2)
+    return _on_backdrop(d, rng, colour, shade, alpha=alpha, landmarks=shape.landmarks)
+
+
+def _light_and_rounding(alpha: np.ndarray) -> np.ndarray:
+    """(H, W) float32: the studio light (brighter at the top) times the rounding of the cloth at its edges."""
     dist = paint.edge_distance(alpha)
     yy = np.mgrid[0:CANVAS_H, 0:CANVAS_W][0].astype(np.float32)
     light = 1.04 - 0.06 * yy / CANVAS_H
     rounding = 1.0 - 0.16 * np.exp(-dist / 9.0) + 0.03 * np.exp(-((dist - 22.0) / 14.0) ** 2)
-    shade = light * rounding * lower_details(d.kind, shape, p, size, rng)
-    shade = np.clip(shade * alpha + (1 - alpha), 0.3, 1.2)
+    return light * rounding
+
+
+def _on_backdrop(d: Design, rng: np.random.Generator, colour: np.ndarray, shade: np.ndarray, *, alpha: np.ndarray,
+                 landmarks: np.ndarray) -> Rendered:
+    """The shaded fabric over the design's backdrop and drop shadow: the rendered garment and its mask."""
+    size = (CANVAS_W, CANVAS_H)
     fabric = paint.fabric_texture(size, rng, d.weave)
     garment = np.clip(colour * (shade * fabric)[..., None], 0, 1)
     backdrop = paint.background(size, d.backdrop, rng)
@@ -255,4 +256,4 @@ def _render_lower(d: Design, p: LowerProportions) -> Rendered:
     a = alpha[..., None]
     image = np.clip((garment * a + backdrop * (1 - a)) * 255.0 + 0.5, 0, 255).astype(np.uint8)
     mask = np.where(alpha >= 0.5, 255, 0).astype(np.uint8)
-    return Rendered(design=d, image=image, mask=mask, landmarks=shape.landmarks.copy())
+    return Rendered(design=d, image=image, mask=mask, landmarks=landmarks.copy())

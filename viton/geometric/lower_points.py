@@ -139,7 +139,7 @@ def bottom_points(garment_lm: np.ndarray, legs: LegFrame, kind: str) -> LowerPla
         g_pts += g
         b_pts += b
         hems.append(hem)
-    g_arr, b_arr = _separated(np.array(g_pts), np.array(b_pts), sim, MIN_SEPARATION * 2.0 * legs.hip_w)
+    g_arr, b_arr = warp.separated(np.array(g_pts), np.array(b_pts), sim, MIN_SEPARATION * 2.0 * legs.hip_w)
     return LowerPlan(g_arr, b_arr, sim, scale, tuple(hems), waist_line, None)
 
 
@@ -168,14 +168,3 @@ def dress_points(garment_lm: np.ndarray, body: BodyFrame, legs: LegFrame) -> Low
     dressed = dataclasses.replace(body, hem_r=hem_r, hem_l=hem_l)
     return LowerPlan(g_pts, b_pts, sim, abs(seam.a), ((hem_mid, _unit(hem_mid - waist_mid)),),
                      np.stack([waist_r, waist_l]), np.stack([hem_r, hem_l]), body=dressed, sleeve_lm=top)
-
-
-def _separated(g_pts: np.ndarray, b_pts: np.ndarray, sim: Similarity, min_px: float) -> tuple[np.ndarray, np.ndarray]:
-    """Keep pairs in order, dropping one whose body or aligned-garment point is within min_px of a kept one."""
-    aligned = sim.apply(g_pts)
-    keep: list[int] = []
-    for i in range(len(b_pts)):
-        if all(np.hypot(*(b_pts[i] - b_pts[j])) >= min_px and np.hypot(*(aligned[i] - aligned[j])) >= min_px
-               for j in keep):
-            keep.append(i)
-    return g_pts[keep], b_pts[keep]

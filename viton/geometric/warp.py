@@ -211,10 +211,10 @@ def correspondences(garment_lm: np.ndarray, body: BodyFrame) -> tuple[np.ndarray
         g, b = _sleeve_points(lm, body, side, scale)
         g_pts += g
         b_pts += b
-    return (*_separated(np.array(g_pts), np.array(b_pts), sim, MIN_SEPARATION * body.scale), sim)
+    return (*separated(np.array(g_pts), np.array(b_pts), sim, MIN_SEPARATION * body.scale), sim)
 
 
-def _separated(g_pts: np.ndarray, b_pts: np.ndarray, sim: Similarity, min_px: float) -> tuple[np.ndarray, np.ndarray]:
+def separated(g_pts: np.ndarray, b_pts: np.ndarray, sim: Similarity, min_px: float) -> tuple[np.ndarray, np.ndarray]:
     """Keep pairs in order, dropping one whose body or aligned-garment point is within min_px of a kept one."""
     aligned = sim.apply(g_pts)
     keep: list[int] = []
