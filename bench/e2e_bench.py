@@ -86,7 +86,7 @@ def overrides(concurrent: int) -> dict[str, Any]:
     return {"limits": {"rate_limit_per_min": 1000000, "request_timeout_s": 600}, "node1": {"workers": concurrent}}
 
 
-def direct(img: np.ndarray, body: bytes, args: argparse.Namespace) -> dict[str, Any]:
+def direct(body: bytes, args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, LocalDeployment(tmp, overrides=overrides(args.concurrent)) as dep:
         client = WebClient(dep.url, cafile=dep.cafile, timeout_s=CLIENT_TIMEOUT_S)
         gid = next(g["id"] for g in client.garments() if "red" in g["name"].lower())
@@ -98,7 +98,7 @@ def direct(img: np.ndarray, body: bytes, args: argparse.Namespace) -> dict[str, 
             conc = list(pool.map(lambda _: one(client, body, gid), range(args.concurrent * args.rounds)))
         wall = time.perf_counter() - t0
         # the baseline, with the deployment idle: its config (catalog, engine) is the deployment's
-        base_ms = in_process_ms(img, dep.config_path, max(5, args.requests // 2))
+        base_ms = in_process_ms(body, dep.config_path, max(5, args.requests // 2))
     ok_seq = [t for _, t, _ in seq if t is not None]
     res = {
         "e2e_p50_ms": _pct([ms for ms, _, _ in seq], 50), "e2e_p95_ms": _pct([ms for ms, _, _ in seq], 95),
@@ -151,17 +151,20 @@ def proxied(body: bytes, args: argparse.Namespace) -> dict[str, Any]:
             "e2e_1gbit_p50_ms": _pct([ms for ms, _, _ in throttled], 50)}
 
 
-def in_process_ms(img: np.ndarray, cfg_path: Path, runs: int) -> float:
+def in_process_ms(body: bytes, cfg_path: Path, runs: int) -> float:
+    """The in-process runner's median wall time on the photo the web app would hand it: the upload's pixels
+    and, as TryOnRunner.run's source, the upload itself (a plain RGB JPEG)."""
     from mirror import load_config
     from node1.tryon.in_process import build_in_process
 
     runner, catalog = build_in_process(load_config(cfg_path))
+    img = np.ascontiguousarray(np.asarray(Image.open(io.BytesIO(body)).convert("RGB"), dtype=np.uint8))
     gid = next(g.id for g in catalog.list() if "red" in g.name.lower())
-    runner.run(img, gid, lambda stage, ms: None)  # warm-up
+    runner.run(img, gid, lambda stage, ms: None, source=body)  # warm-up
     samples = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        runner.run(img, gid, lambda stage, ms: None)
+        runner.run(img, gid, lambda stage, ms: None, source=body)
         samples.append((time.perf_counter() - t0) * 1000.0)
     return statistics.median(samples)
 
@@ -176,7 +179,7 @@ def main() -> int:
     allocator = service_allocator()
     img = photo()
     body = _jpeg(img)
-    res = direct(img, body, args)
+    res = direct(body, args)
     res.update(proxied(body, args))
     res.update(photo_bytes=int(img.nbytes), upload_jpeg_bytes=len(body), allocator=allocator)
     if args.json:

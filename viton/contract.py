@@ -32,6 +32,7 @@ Person tensors (H, W the photo's size; all person tensors agree on it):
     parse        uint8   (H, W)     CIHP-20 labels (0 background ... 13 face ... 19 right shoe)
     keypoints    float32 (25, 3)    OpenPose BODY_25 (x px, y px, confidence); missing = 0, 0, 0
     person_mask  uint8   (H, W)     person segmentation, 0..255 (only for an engine that reads it)
+    person_jpeg  uint8   (n,)       instead of person: the shopper's JPEG file, when it decodes to exactly it
 
 Garment categories: "top", "bottom" (trousers, shorts, skirt), "dress". The kind names the shape family
 and KIND_CATEGORY its category (an unknown kind is a top); `landmarks` holds LANDMARK_ROWS[category]
@@ -111,7 +112,12 @@ PERSON_TENSORS: dict[str, TensorSpec] = {
     "parse": TensorSpec("uint8", ("H", "W"), "CIHP-20 labels"),
     "keypoints": TensorSpec("float32", (25, 3), "BODY_25 (x px, y px, confidence)"),
     "person_mask": TensorSpec("uint8", ("H", "W"), "person segmentation 0..255"),
+    "person_jpeg": TensorSpec("uint8", ("n",), "the photo as the shopper's JPEG file, instead of person"),
 }
+# `person` may travel as the shopper's own JPEG file instead (`person_jpeg`, ~17x fewer bytes) when its
+# pixels are exactly what that file decodes to: the VITON service decodes it (PIL, as node 1 did) and
+# checks it is H x W. Node 1 sends it only for a JPEG it did not rotate, convert or resize.
+PERSON_AS_JPEG = "person_jpeg"
 GARMENT_TENSORS: dict[str, TensorSpec] = {
     "image": TensorSpec("uint8", ("h", "w", 3), "RGB garment on a plain background"),
     "mask": TensorSpec("uint8", ("h", "w"), "255 = cloth"),
@@ -201,7 +207,15 @@ def check_tensors(tensors: Mapping[str, object], specs: Mapping[str, TensorSpec]
 def check_person(tensors: Mapping[str, object], reads: tuple[str, ...], *, what: str = "tryon",
                  code: ErrorCode = ErrorCode.BAD_REQUEST) -> None:
     """Check a try-on's person tensors against the engine's `reads`, plus value ranges that cost
-    little: parse labels < NUM_CIHP_LABELS, finite keypoints. Raises ContractError."""
+    little: parse labels < NUM_CIHP_LABELS, finite keypoints. `person` may come as PERSON_AS_JPEG
+    (one or the other). Raises ContractError."""
+    if PERSON_AS_JPEG in tensors:
+        if "person" in tensors:
+            raise ContractError(f"{what} carries both 'person' and {PERSON_AS_JPEG!r}; send one of them", code)
+        if "person" not in reads:
+            raise ContractError(f"{what} carries {PERSON_AS_JPEG!r}, but this engine does not read the photo "
+                                f"(it reads {', '.join(reads)})", code)
+        reads = tuple(PERSON_AS_JPEG if r == "person" else r for r in reads)
     check_tensors(tensors, PERSON_TENSORS, reads, what=what, code=code)
     parse = tensors.get("parse")
     if isinstance(parse, np.ndarray) and parse.size and int(parse.max()) >= NUM_CIHP_LABELS:
@@ -289,8 +303,8 @@ def check_garment_landmarks(kind: str, landmarks: object, *, what: str = "garmen
 __all__ = [
     "CONTRACT_VERSION", "ENGINE_READS", "FORWARDED_GARMENT_NAMES", "GARMENT_CATEGORIES", "GARMENT_ID_HEX_CHARS",
     "GARMENT_TENSORS", "KIND_CATEGORY", "LANDMARK_ROWS", "LEGS_CODES", "NO_PERSON_CODES", "NUM_CIHP_LABELS",
-    "PERSON_TENSORS", "RESULT_FORMATS", "RESULT_TENSOR", "RESULT_TENSORS", "TIMEOUT_CODES", "UNAVAILABLE_CODES",
-    "ContractError", "ErrorCode", "Kind", "TensorSpec", "category_of", "check_garment_id", "check_garment_kind",
-    "check_garment_landmarks", "check_person", "check_result_request", "check_tensors", "reads_of", "result_request",
-    "viton_request",
+    "PERSON_AS_JPEG", "PERSON_TENSORS", "RESULT_FORMATS", "RESULT_TENSOR", "RESULT_TENSORS", "TIMEOUT_CODES",
+    "UNAVAILABLE_CODES", "ContractError", "ErrorCode", "Kind", "TensorSpec", "category_of", "check_garment_id",
+    "check_garment_kind", "check_garment_landmarks", "check_person", "check_result_request", "check_tensors",
+    "reads_of", "result_request", "viton_request",
 ]

@@ -77,13 +77,35 @@ def frame_to_inputs(frame: Frame, reads: tuple[str, ...]) -> tuple[PersonData, G
     kind = frame.meta.get("garment_kind", "tshirt")
     if not isinstance(kind, str) or not kind:
         raise ContractError(f"meta garment_kind must be a non-empty string; got {kind!r:.40}", ErrorCode.BAD_INPUT)
-    person = PersonData(image=t["person"], parse=t["parse"], keypoints=t["keypoints"],
-                        person_mask=t.get("person_mask"))
+    photo = t["person"] if "person" in t else decode_person_jpeg(t[contract.PERSON_AS_JPEG], t["parse"].shape)
+    person = PersonData(image=photo, parse=t["parse"], keypoints=t["keypoints"], person_mask=t.get("person_mask"))
     key = frame.meta.get("garment_id", "")   # the gateway verified it against the garment's bytes
     garment = GarmentData(image=t["garment_image"], mask=t["garment_mask"], landmarks=t["garment_landmarks"],
                           kind=kind, key=key if _is_content_id(key) else "")
     check_garment(garment)
     return person, garment
+
+
+def decode_person_jpeg(data: np.ndarray, hw: tuple[int, ...]) -> np.ndarray:
+    """The shopper's JPEG file (n,) uint8 -> (H, W, 3) uint8 RGB, decoded as node 1's web app decodes it
+    (PIL, then RGB), for a photo of size hw = (H, W) (the parse map's). Raises ContractError (bad_input)
+    naming person_jpeg: not a JPEG, damaged, or another size (checked on the header, before decoding)."""
+    name = contract.PERSON_AS_JPEG
+    try:
+        with Image.open(io.BytesIO(data.tobytes()), formats=["JPEG"]) as img:
+            if (img.height, img.width) != tuple(hw):
+                raise ContractError(f"tensor {name!r} is a {img.width}x{img.height} JPEG; the parse map is "
+                                    f"{hw[1]}x{hw[0]}", ErrorCode.BAD_INPUT)
+            if img.mode != "RGB":
+                raise ContractError(f"tensor {name!r} is a {img.mode} JPEG; only RGB (YCbCr) photos travel as "
+                                    "JPEG (send 'person' instead)", ErrorCode.BAD_INPUT)
+            rgb = np.asarray(img, dtype=np.uint8)
+    except ContractError:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.UnidentifiedImageError) as exc:
+        raise ContractError(f"tensor {name!r} is not a JPEG file that decodes ({type(exc).__name__}: {exc})",
+                            ErrorCode.BAD_INPUT) from exc
+    return np.ascontiguousarray(rgb)
 
 
 def _is_content_id(value: object) -> bool:

@@ -80,7 +80,8 @@ class RunnerHealth:
 class TryOnRunner(Protocol):
     """Dresses a photo in a catalog garment. Must be safe to call from several threads."""
 
-    def run(self, photo: np.ndarray, garment_id: str, progress: ProgressFn) -> TryOnResult:
+    def run(self, photo: np.ndarray, garment_id: str, progress: ProgressFn, *, source: bytes | None = None
+            ) -> TryOnResult:
         """Try the garment on the person in the photo.
 
         Args:
@@ -88,6 +89,9 @@ class TryOnRunner(Protocol):
             garment_id: a catalog id (the web app checked it exists).
             progress: called with each stage of STAGES and its wall time in ms when the stage
                 has finished (ProgressFn).
+            source: the shopper's JPEG file when `photo` is exactly what it decodes to (no rotation,
+                no conversion: node1.web.uploads.decodes_as_is), else None. A runner may send it to
+                node 2 instead of the pixels (~17x fewer bytes).
 
         Raises:
             NoPersonInPhoto, UnknownGarment, Node2Unavailable, TryOnTimeout, TryOnFailed

@@ -73,9 +73,10 @@ class TryOnClient:
         """
         try:
             contract.check_person(person, self.reads)
-            if set(person) - set(self.reads):
-                raise ContractError(f"tryon carries {sorted(set(person) - set(self.reads))}, which the engine "
-                                    f"does not read (it reads {', '.join(self.reads)})")
+            extra = set(person) - set(self.reads) - {contract.PERSON_AS_JPEG}
+            if extra:
+                raise ContractError(f"tryon carries {sorted(extra)}, which the engine does not read (it reads "
+                                    f"{', '.join(self.reads)})")
             gid = contract.check_garment_id(garment.id)
             contract.check_result_request(result or {})
         except ContractError as exc:

@@ -115,7 +115,8 @@ class PoolRunner:
             return out
         raise AssertionError("unreachable: the second attempt returns or raises")  # pragma: no cover
 
-    def run(self, photo: np.ndarray, garment_id: str, progress: ProgressFn) -> TryOnResult:
+    def run(self, photo: np.ndarray, garment_id: str, progress: ProgressFn, *, source: bytes | None = None
+            ) -> TryOnResult:
         self.catalog.get(garment_id)  # UnknownGarment before any member is chosen
         rid = new_request_id()
         sent: set[str] = set()
@@ -127,7 +128,7 @@ class PoolRunner:
 
         def on_member(member: Member, budget: float, _last: bool) -> TryOnResult:
             conn: MemberConn = member.conn
-            return conn.runner.run(photo, garment_id, once, timeout_s=budget, request_id=rid)
+            return conn.runner.run(photo, garment_id, once, timeout_s=budget, request_id=rid, source=source)
 
         return self._attempts(f"try-on {rid}", on_member, self.timeout_s)
 

@@ -117,11 +117,16 @@ def fit_for_tryon(photo: np.ndarray, max_side: int = WORK_MAX_SIDE) -> np.ndarra
     return cv2.resize(photo, size, interpolation=cv2.INTER_AREA)
 
 
-def person_tensors(pre: Preprocessed, reads: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """The person tensors of the try-on message: exactly those the engine reads (viton.contract)."""
+def person_tensors(pre: Preprocessed, reads: tuple[str, ...], photo_jpeg: bytes | None = None) -> dict[str, np.ndarray]:
+    """The person tensors of the try-on message: exactly those the engine reads (viton.contract), the photo
+    as `photo_jpeg` (the file it was decoded from, unchanged) when given."""
     available = {"person": pre.image, "parse": pre.parse, "keypoints": pre.body25, "person_mask": pre.person_mask}
     dtypes = {"parse": np.uint8, "keypoints": np.float32, "person_mask": np.uint8}
-    return {name: np.ascontiguousarray(available[name], dtype=dtypes.get(name)) for name in reads}
+    out = {name: np.ascontiguousarray(available[name], dtype=dtypes.get(name)) for name in reads
+           if not (name == "person" and photo_jpeg is not None)}
+    if photo_jpeg is not None and "person" in reads:
+        out[contract.PERSON_AS_JPEG] = np.frombuffer(photo_jpeg, dtype=np.uint8)
+    return out
 
 
 def run_preprocess(device: Any, photo: np.ndarray, on_stage: Any = None) -> Preprocessed:
@@ -215,12 +220,15 @@ class Runner:
         self.result = contract.result_request("jpeg", result_jpeg_quality) if result_jpeg_quality else {}
 
     def run(self, photo: np.ndarray, garment_id: str, progress: ProgressFn, *, timeout_s: float | None = None,
-            request_id: str | None = None) -> TryOnResult:
+            request_id: str | None = None, source: bytes | None = None) -> TryOnResult:
         """One try-on (TryOnRunner.run); `timeout_s` (default: the runner's) and `request_id` (default: a new
-        one on the link) let a pool retry a request on another node 2 with what is left of its time."""
+        one on the link) let a pool retry a request on another node 2 with what is left of its time. `source`:
+        the JPEG file `photo` was decoded from, unchanged (TryOnRunner.run): it travels instead of the pixels
+        unless the photo had to be scaled down."""
         garment = self.catalog.garment(garment_id)  # UnknownGarment
         deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
         work = fit_for_tryon(photo)
+        photo_jpeg = source if work.shape == photo.shape else None   # scaled down: the file no longer matches
         sent: set[str] = set()
 
         def on_stage(stage: str, ms: float) -> None:  # a fallback rerun reports its stages again: once each
@@ -239,7 +247,8 @@ class Runner:
                 served_by = getattr(self.device, "last_served_by", None)
                 fallback = getattr(self.device, "last_fallback_reason", None) if served_by != "remote" else None
                 self.counters.add(calls, fallback)
-        dressed = self.dress(pre, garment, deadline - time.monotonic(), request_id=request_id, result=self.result)
+        dressed = self.dress(pre, garment, deadline - time.monotonic(), request_id=request_id, result=self.result,
+                             photo_jpeg=photo_jpeg)
         timings = {"pose": float(pre.timings_ms.get("pose", 0.0)), "parsing": float(pre.timings_ms.get("parse", 0.0)),
                    "transfer": dressed.transfer_ms, "tryon": dressed.tryon_ms}
         progress("transfer", timings["transfer"])
@@ -255,8 +264,8 @@ class Runner:
         with self._pre_lock:
             return run_on_device(self.device, fn, frame)
 
-    def dress(self, pre: Preprocessed, garment: Any, timeout_s: float, request_id: str | None = None,
-              result: Mapping[str, object] | None = None) -> Dressed:
+    def dress(self, pre: Preprocessed, garment: Any, timeout_s: float, *, request_id: str | None = None,
+              result: Mapping[str, object] | None = None, photo_jpeg: bytes | None = None) -> Dressed:
         """The node-2 leg of a try-on: the person tensors the engine reads over the link, the result back.
 
         Args:
@@ -265,10 +274,11 @@ class Runner:
             timeout_s: the time left for this leg (at least MIN_TIMEOUT_S is given).
             request_id: the try-on message's id (default: a new one).
             result: viton.contract.result_request keys (default: raw pixels back).
+            photo_jpeg: the JPEG file pre.image was decoded from, unchanged: sent instead of the pixels.
         Raises:
             TryOnTimeout, Node2Unavailable, NoPersonInPhoto, TryOnFailed (node 2's error codes mapped).
         """
-        tensors = person_tensors(pre, self.reads)
+        tensors = person_tensors(pre, self.reads, photo_jpeg)
         t0 = time.perf_counter()
         try:
             limit = max(MIN_TIMEOUT_S, timeout_s)

@@ -41,7 +41,7 @@ from node1.web import WebState, state_of
 from node1.web.errors import error_body
 from node1.web.jobs import IDEMPOTENCY_KEY_MAX
 from node1.web.jobstore import JobRecord, WorkerLost
-from node1.web.uploads import decode_upload
+from node1.web.uploads import decode_upload, decodes_as_is
 
 bp = Blueprint("api", __name__)
 
@@ -106,7 +106,8 @@ def tryon() -> tuple[Response, int]:
     t0 = time.perf_counter()
     photo = decode_upload(data, state.upload_max_bytes, state.image_max_side)
     decode_ms = (time.perf_counter() - t0) * 1000.0
-    job = state.jobs.submit(photo, garment_id, {"decode": decode_ms}, idempotency_key=key)
+    source = data if decodes_as_is(data) else None   # the file itself may travel instead of the pixels
+    job = state.jobs.submit(photo, garment_id, {"decode": decode_ms}, idempotency_key=key, source=source)
     g.tryon_counted = True   # from here on the job counts its own outcome
     if _wants_async():
         return _no_store(jsonify({"id": job.id, **_job_links(job.id)})), 202
@@ -116,7 +117,7 @@ def tryon() -> tuple[Response, int]:
             raise _gone(job.id)
         error = done.exception()
         if key is not None and isinstance(error, WorkerLost):
-            job = state.jobs.submit(photo, garment_id, {"decode": decode_ms}, idempotency_key=key)
+            job = state.jobs.submit(photo, garment_id, {"decode": decode_ms}, idempotency_key=key, source=source)
             continue     # the worker that ran this key's job died while we waited: run it here
         if error is not None:
             raise error

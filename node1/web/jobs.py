@@ -64,7 +64,8 @@ class JobRunner:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tryon")
         self._lock = threading.Lock()
         self._active = 0
-        self._photos: dict[str, np.ndarray] = {}   # job id -> photo, until the runner is done with it
+        # job id -> (photo, the JPEG it was decoded from as is, or None), until the runner is done with it
+        self._photos: dict[str, tuple[np.ndarray, bytes | None]] = {}
 
     @property
     def active(self) -> int:
@@ -72,8 +73,9 @@ class JobRunner:
             return self._active
 
     def submit(self, photo: np.ndarray, garment_id: str, timings_ms: dict[str, float],
-               idempotency_key: str | None = None) -> JobRecord:
+               idempotency_key: str | None = None, source: bytes | None = None) -> JobRecord:
         """Queue a try-on (or, with a known `idempotency_key`, return the job that key already runs).
+        `source`: the upload when `photo` is exactly what it decodes to (uploads.decodes_as_is), for the runner.
 
         Raises Busy when `capacity` jobs are already queued or running in this process."""
         job_id = secrets.token_urlsafe(JOB_ID_BYTES)
@@ -91,8 +93,8 @@ class JobRunner:
             self.metrics.active_jobs.set(self._active)
         rec = JobRecord(id=job_id, garment_id=garment_id, deadline=time.time() + self.timeout_s,
                         owner=getattr(self.store, "owner", ""))
-        self.store.create(rec, nbytes=photo.nbytes)
-        self._photos[job_id] = photo
+        self.store.create(rec, nbytes=photo.nbytes + len(source or b""))
+        self._photos[job_id] = (photo, source)
         try:
             self._pool.submit(self._run, job_id, dict(timings_ms))
         except RuntimeError as exc:  # the pool is shutting down
@@ -163,12 +165,14 @@ class JobRunner:
             if rec is not None:
                 self.check(rec)      # timed out while queued
             return
-        photo = self._photos.get(job_id)
-        if photo is None:
+        held = self._photos.get(job_id)
+        if held is None:
             return
+        photo, source = held
         t0 = time.perf_counter()
         try:
-            result = self.runner.run(photo, rec.garment_id, lambda stage, ms: self._progress(job_id, stage, ms))
+            result = self.runner.run(photo, rec.garment_id, lambda stage, ms: self._progress(job_id, stage, ms),
+                                     source=source)
             if not isinstance(result, TryOnResult):
                 raise TryOnFailed(f"the runner returned {type(result).__name__}, expected TryOnResult")
             t_enc = time.perf_counter()

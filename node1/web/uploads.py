@@ -36,6 +36,7 @@ MIB = 1024 * 1024
 # Header dimensions beyond this multiple of the allowed pixel count are a decompression bomb
 # (a tiny file claiming e.g. 20000x20000), not merely a too-large photo.
 BOMB_PIXEL_FACTOR = 4
+PICTURE_ONLY_SEGMENTS = {"APP0", "APP2", "APP14"}   # JFIF, ICC profile, Adobe: how to decode, not who or where
 
 # (magic prefix, offset, format name as PIL reports it)
 _MAGIC: tuple[tuple[bytes, int, str], ...] = (
@@ -44,6 +45,23 @@ _MAGIC: tuple[tuple[bytes, int, str], ...] = (
     (b"WEBP", 8, "WEBP"),
 )
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP")
+
+
+def decodes_as_is(data: bytes) -> bool:
+    """Whether the file itself may stand for decode_upload(data): a JPEG whose pixels are RGB (YCbCr), which
+    decode_upload neither rotates nor converts, and which carries nothing but its picture: no EXIF (a
+    phone's location, its camera, the orientation), no XMP, IPTC or comment; only the segments that say
+    how to decode it (JFIF, an ICC profile, Adobe's colour transform). Then the try-on runner may send the
+    file to node 2 instead of the pixels (TryOnRunner.run's `source`), and node 2 learns nothing the pixels
+    would not have told it. A browser's webcam snapshot is such a file. Reads the header only."""
+    if sniff_format(data) != "JPEG":
+        return False
+    try:
+        with Image.open(io.BytesIO(data), formats=["JPEG"]) as img:
+            segments = {marker for marker, _ in getattr(img, "applist", [])}
+            return img.mode == "RGB" and segments <= PICTURE_ONLY_SEGMENTS
+    except (OSError, SyntaxError, ValueError, Image.UnidentifiedImageError):
+        return False
 
 
 def sniff_format(data: bytes) -> str | None:

@@ -258,3 +258,23 @@ def test_gvirtus_loss_falls_back_to_the_cpu_and_is_counted(deployment: LocalDepl
     while not client.tryon(photo, gid)["device"].startswith("gvirtus:"):
         assert time.monotonic() < deadline, "never returned to the remote device"
     assert client.health()["details"]["preprocess_last_served_by"] == "remote"
+
+
+def test_a_plain_jpeg_crosses_to_node2_as_the_file_and_the_result_comes_back_as_one(
+        client: WebClient, astronaut: np.ndarray) -> None:
+    """The try-on message carries the shopper's own JPEG instead of its 512x512x3 pixels when the file holds
+    nothing but its picture, and the result comes back as the JPEG the shopper gets: node 1's transport
+    byte counter (person tensors + result) moves by far less than for the same photo sent as a PNG."""
+    gid = client.garments()[0]["id"]
+    jpeg = _jpeg(astronaut)
+    png = io.BytesIO()
+    Image.fromarray(np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))).save(png, "PNG")  # the same pixels
+    moved = {}
+    for name, data in (("jpeg", jpeg), ("png", png.getvalue())):
+        before = scrape(client)
+        out = client.tryon(data, gid)
+        moved[name] = _delta(before, scrape(client), "transport_bytes_total")
+        assert out["device"].startswith("gvirtus:"), out
+    # the PNG's pixels cross as 786432 raw bytes; the JPEG file is what it is
+    assert moved["png"] - moved["jpeg"] == pytest.approx(astronaut.nbytes - len(jpeg), abs=64), moved
+    assert moved["jpeg"] < astronaut.nbytes, moved

@@ -73,6 +73,8 @@ class TinyViton:
         self.received.append(frame)
         if self.fail_code:
             return error_frame(frame.request_id, self.fail_code, "told to fail")
+        if "person" not in frame.tensors:      # person_jpeg: this stand-in does not decode; it says what came
+            return error_frame(frame.request_id, "bad_input", f"got {sorted(frame.tensors)}")
         person = frame.tensors["person"].astype(np.float32)
         colour = frame.tensors["garment_image"].reshape(-1, 3).mean(axis=0)
         image = ((person + colour) / 2).astype(np.uint8)

@@ -189,3 +189,19 @@ def test_result_format_is_forwarded_and_checked(gateway_config: Any, gateway: An
             assert names in bad.meta["message"], bad.meta["message"]
         with pytest.raises(InvalidRequest, match="result_format"):
             client.tryon(person, garment, timeout_s=5, result={"result_format": "gif"})
+
+
+def test_the_photo_as_the_shoppers_jpeg_passes_the_gateway(gateway_config: Any, gateway: Any, viton: TinyViton) -> None:
+    garment, person = make_garment(), dict(person_tensors())
+    jpeg = np.frombuffer(b"\xff\xd8\xff\xe0" + bytes(100), np.uint8)      # the gateway does not decode it
+    del person["person"]
+    person["person_jpeg"] = jpeg
+    with _client(gateway_config) as client:
+        client.tryon(person, garment, timeout_s=10)
+        fwd = viton.received[-1]
+        assert "person" not in fwd.tensors and bytes(fwd.tensors["person_jpeg"]) == bytes(jpeg)
+        both = {**person_tensors(), "person_jpeg": jpeg}
+        with pytest.raises(InvalidRequest, match="both 'person' and 'person_jpeg'"):
+            client.tryon(both, garment, timeout_s=5)
+        r = client.channel.request(Frame("tryon", "b2", {"garment_id": garment.id}, both), 5)
+        assert (r.kind, r.meta["code"]) == ("error", "bad_request") and "person_jpeg" in r.meta["message"]

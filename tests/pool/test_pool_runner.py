@@ -33,7 +33,7 @@ class MemberRunner:
         self.name, self.fail, self.seen = name, fail, []   # type: list[str]
 
     def run(self, photo: np.ndarray, garment_id: str, progress: Any, *, timeout_s: float,
-            request_id: str) -> TryOnResult:
+            request_id: str, source: bytes | None = None) -> TryOnResult:
         self.seen.append(request_id)
         progress("pose", 1.0)
         if self.fail is not None:

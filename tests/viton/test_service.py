@@ -199,3 +199,53 @@ def test_bad_result_formats_are_named(client: zmq.Socket, meta: dict) -> None:
     got = call(client, frame)
     assert got.kind == "error" and got.meta["code"] == "bad_input" and "result_" in got.meta["message"], got.meta
     assert call(client, tryon_frame("after")).kind == "result"      # still serving
+
+
+def _jpeg_of(rgb: np.ndarray, **save: object) -> tuple[bytes, np.ndarray]:
+    """A JPEG file of `rgb` and the pixels it decodes to (as node 1's web app decodes it)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=90, **save)
+    data = buf.getvalue()
+    return data, np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+@pytest.mark.parametrize("save", [{}, {"subsampling": 0}, {"progressive": True}])
+def test_the_photo_may_travel_as_the_shoppers_jpeg(client: zmq.Socket, save: dict) -> None:
+    """person_jpeg instead of person: the service decodes the file to exactly the pixels node 1 decoded, so
+    the try-on is the one the pixels would have given."""
+    frame = tryon_frame("px")
+    data, pixels = _jpeg_of(frame.tensors["person"], **save)
+    frame.tensors["person"] = pixels
+    by_pixels = call(client, frame)
+    del frame.tensors["person"]
+    frame.tensors["person_jpeg"] = np.frombuffer(data, np.uint8)
+    frame.request_id = "jp"
+    by_file = call(client, frame)
+    assert by_pixels.kind == by_file.kind == "result", by_file.meta
+    np.testing.assert_array_equal(by_file.tensors["image"], by_pixels.tensors["image"])
+
+
+def test_a_bad_person_jpeg_is_named(client: zmq.Socket) -> None:
+    frame = tryon_frame("bad")
+    data, _ = _jpeg_of(frame.tensors["person"])
+    small, _ = _jpeg_of(np.ascontiguousarray(frame.tensors["person"][::2, ::2]))
+    grey, _ = _jpeg_of(frame.tensors["person"][..., 0])
+    cases = {"broken": (data[: len(data) // 3], "not a JPEG file that decodes"),
+             "png": (b"\x89PNG\r\n\x1a\n" + data[8:], "JPEG"),
+             "small": (small, "the parse map is 384x512"), "grey": (grey, "only RGB")}
+    for name, (payload, says) in cases.items():
+        f = tryon_frame(name)
+        del f.tensors["person"]
+        f.tensors["person_jpeg"] = np.frombuffer(payload, np.uint8)
+        got = call(client, f)
+        assert got.kind == "error" and got.meta["code"] == "bad_input", (name, got.meta)
+        assert "person_jpeg" in got.meta["message"] and says in got.meta["message"], (name, got.meta["message"])
+    both = tryon_frame("both")
+    both.tensors["person_jpeg"] = np.frombuffer(data, np.uint8)
+    got = call(client, both)
+    assert got.meta["code"] == "bad_input" and "both 'person' and 'person_jpeg'" in got.meta["message"]
+    assert call(client, tryon_frame("after")).kind == "result"      # still serving

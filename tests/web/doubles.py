@@ -128,10 +128,13 @@ class TorsoTintTestRunner:
         self.delay_s = delay_s
         self.fail_with = fail_with
         self.calls = 0
+        self.last_source: bytes | None = None
         self.node2_status = "ok"     # what node 2's health document would say
 
-    def run(self, photo: np.ndarray, garment_id: str, progress) -> TryOnResult:  # type: ignore[no-untyped-def]
+    def run(self, photo: np.ndarray, garment_id: str, progress, *,  # type: ignore[no-untyped-def]
+            source: bytes | None = None) -> TryOnResult:
         self.calls += 1
+        self.last_source = source
         timings: dict[str, float] = {}
         for stage in STAGES:
             t0 = time.perf_counter()

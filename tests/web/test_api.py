@@ -192,9 +192,9 @@ def test_busy_when_queue_full(catalog, astronaut):
     gate = threading.Event()
 
     class Blocking(TorsoTintTestRunner):
-        def run(self, photo, garment_id, progress):
+        def run(self, photo, garment_id, progress, **kw):
             gate.wait(5)
-            return super().run(photo, garment_id, progress)
+            return super().run(photo, garment_id, progress, **kw)
 
     runner = JobRunner(Blocking(catalog), MemoryJobStore(60), Metrics(), timeout_s=5, workers=1, max_pending=1)
     try:
@@ -321,9 +321,21 @@ def test_page_and_security_headers(app_factory):
 
 def test_pipeline_result_type_is_checked(app_factory, catalog, astronaut_jpeg):
     class Wrong(TorsoTintTestRunner):
-        def run(self, photo, garment_id, progress):
+        def run(self, photo, garment_id, progress, **kw):
             return {"image": photo}
 
     r = post_tryon(app_factory(runner=Wrong(catalog)).test_client(), astronaut_jpeg)
     assert r.status_code == 500 and "expected TryOnResult" in r.json["error"]["message"]
     assert TryOnResult.__dataclass_fields__.keys() >= {"image", "timings_ms", "device", "transport"}
+
+
+def test_the_runner_gets_the_upload_itself_only_when_it_decodes_as_is(app_factory, catalog, astronaut,
+                                                                       astronaut_jpeg):
+    runner = TorsoTintTestRunner(catalog)
+    client = app_factory(runner=runner).test_client()
+    assert post_tryon(client, astronaut_jpeg).status_code == 200
+    assert runner.last_source == astronaut_jpeg                 # a plain JPEG: the file may stand for its pixels
+    png = io.BytesIO()
+    Image.fromarray(astronaut).save(png, format="PNG")
+    assert post_tryon(client, png.getvalue()).status_code == 200
+    assert runner.last_source is None                           # decoded pixels only

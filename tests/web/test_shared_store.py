@@ -108,7 +108,7 @@ def test_lost_worker_fails_its_job_and_the_retry_redoes_it(shared_apps, catalog,
     gate = threading.Event()
 
     class Stuck(TorsoTintTestRunner):
-        def run(self, photo, garment_id, progress):  # type: ignore[no-untyped-def]
+        def run(self, photo, garment_id, progress, **kw):  # type: ignore[no-untyped-def]
             progress("pose", 1.0)
             gate.wait(30)
             return super().run(photo, garment_id, progress)

@@ -17,7 +17,7 @@ from node1.tryon import (
     UnsupportedImageType,
     UploadTooLarge,
 )
-from node1.web.uploads import decode_upload, encode_jpeg, sniff_format
+from node1.web.uploads import decode_upload, decodes_as_is, encode_jpeg, sniff_format
 from tests.web.conftest import encode
 
 MB = 1024 * 1024
@@ -124,3 +124,31 @@ def test_encode_jpeg_checks_its_input(astronaut):
     assert encode_jpeg(astronaut)[:3] == b"\xff\xd8\xff"
     with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8"):
         encode_jpeg(astronaut.astype(np.float32))
+
+
+def _saved(rgb_or_grey: np.ndarray, fmt: str, **kw: object) -> bytes:
+    import io
+    buf = io.BytesIO()
+    Image.fromarray(rgb_or_grey).save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def test_a_plain_rgb_jpeg_decodes_as_is_and_may_stand_for_its_pixels(astronaut):
+    """decodes_as_is: the upload itself may travel to node 2 instead of the pixels, which it then decodes
+    to exactly what decode_upload gave (TryOnRunner.run's source)."""
+    import io
+    for data in (_saved(astronaut, "JPEG", quality=90), _saved(astronaut, "JPEG", progressive=True),
+                 _saved(astronaut, "JPEG", subsampling=0)):
+        assert decodes_as_is(data)
+        np.testing.assert_array_equal(decode_upload(data, 10 * MB, MAX_SIDE),
+                                      np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+    rotated = Image.Exif()
+    rotated[0x0112] = 6
+    assert not decodes_as_is(_saved(astronaut, "JPEG", exif=rotated.tobytes()))   # decode_upload turns it
+    located = Image.Exif()
+    located[0x010F] = "PhoneMaker"                                   # any EXIF (a camera, a GPS position)
+    assert not decodes_as_is(_saved(astronaut, "JPEG", exif=located.tobytes()))   # stays on node 1
+    assert not decodes_as_is(_saved(astronaut, "JPEG", comment=b"alice at home"))
+    assert not decodes_as_is(_saved(astronaut[..., 0], "JPEG"))                     # grey: converted to RGB
+    assert not decodes_as_is(_saved(astronaut, "PNG"))
+    assert not decodes_as_is(b"\xff\xd8\xff" + b"\x00" * 40)                        # a broken header
