@@ -230,7 +230,8 @@ def test_a_still_shopper_reuses_the_garments_warp(live_deployment: LocalDeployme
     tried = sum(after[k] - before[k] for k in ("sampled_hits", "sampled_misses"))
     assert tried >= 30, (before, after)
     # the dead band holds the smoothed landmarks still and the box is snapped, so frames reuse the warp;
-    # each change of the processing scale (the first slow frames step it down) starts afresh. Measured:
-    # 22 of 40 whole warps and 36 of 40 prepared garments reused, with two scale changes in the window
-    assert after["sampled_hits"] - before["sampled_hits"] >= tried // 3, (before, after)
+    # each change of the processing scale (the first slow frames step it down) starts afresh, and the video
+    # codec's noise sometimes moves a landmark past the band. Measured over 40 frames in six runs: 11 to 22
+    # whole warps and 35 to 38 prepared garments reused; before the dead band and the held ROI, 0 or 1 warp
+    assert after["sampled_hits"] - before["sampled_hits"] >= tried // 6, (before, after)
     assert after["prepared_hits"] - before["prepared_hits"] >= tried // 2, (before, after)
