@@ -29,7 +29,14 @@ from garments.errors import (
 )
 from garments.landmarks import LandmarkResult, find_landmarks
 from garments.mask import cloth_mask, fill_holes, keep_largest_component
-from garments.prepare import CANVAS_SIZE, find_category_landmarks, fit_canvas, prepare_garment, thumbnail
+from garments.prepare import (
+    CANVAS_SIZE,
+    find_category_landmarks,
+    fit_canvas,
+    prepare_garment,
+    scale_into,
+    thumbnail,
+)
 from garments.types import CATEGORIES, KIND_CATEGORY, LANDMARK_NAMES, Garment, category_of, content_id, landmark_names
 
 __all__ = [
@@ -37,5 +44,5 @@ __all__ = [
     "Garment", "GarmentError", "GarmentFileRejected", "GarmentNotFound", "InvalidGarmentImage", "LandmarkError",
     "LandmarkResult", "NoGarmentFound", "Rejected", "category_of", "cloth_mask", "content_id", "decode_garment_file",
     "fill_holes", "find_category_landmarks", "find_landmarks", "fit_canvas", "keep_largest_component",
-    "landmark_names", "load_catalog", "prepare_garment", "thumbnail",
+    "landmark_names", "load_catalog", "prepare_garment", "scale_into", "thumbnail",
 ]

@@ -93,6 +93,18 @@ def _slot_apex(m: np.ndarray, edge: np.ndarray, ya: int, span: int, sign: int) -
     return (float(np.polyval(side, y_star)), y_star) if ya - span <= y_star <= ya else keep
 
 
+def silhouette(mask: np.ndarray) -> tuple[np.ndarray, int, int, int]:
+    """(bool mask, top row, bottom row, centre column) of a (H, W) uint8 cloth mask (>= 128 = cloth).
+    Raises LandmarkError for a non-2D mask or a silhouette under MIN_AREA_PX."""
+    if mask.ndim != 2:
+        raise LandmarkError(f"mask must be (H, W), got shape {mask.shape}")
+    m = mask >= 128
+    ys, xs = np.nonzero(m)
+    if ys.size < MIN_AREA_PX:
+        raise LandmarkError(f"garment silhouette has {ys.size} px; need at least {MIN_AREA_PX}")
+    return m, int(ys.min()), int(ys.max()), int(round(float(xs.mean())))
+
+
 def find_landmarks(mask: np.ndarray) -> LandmarkResult:
     """Landmarks and shape family of an upright front-view top.
 
@@ -101,15 +113,8 @@ def find_landmarks(mask: np.ndarray) -> LandmarkResult:
     Raises:
         LandmarkError: the silhouette is too small or has no body to measure.
     """
-    if mask.ndim != 2:
-        raise LandmarkError(f"mask must be (H, W), got shape {mask.shape}")
-    m = mask >= 128
-    ys, xs = np.nonzero(m)
-    if ys.size < MIN_AREA_PX:
-        raise LandmarkError(f"garment silhouette has {ys.size} px; need at least {MIN_AREA_PX}")
-    y0, y1 = int(ys.min()), int(ys.max())
+    m, y0, y1, xc = silhouette(mask)
     height = y1 - y0 + 1
-    xc = int(round(xs.mean()))
     has, tl, tr = _torso_runs(m, xc)
     low = np.arange(int(y0 + 0.7 * height), int(y1 - 0.03 * height))
     low = low[has[low]]
@@ -151,7 +156,7 @@ def find_landmarks(mask: np.ndarray) -> LandmarkResult:
     xx_all = np.arange(w, dtype=np.float64)[None, :]
     outside_l = m & (xx_all < np.polyval(cl, yy_all) - tol) & (yy_all < y_hem)
     outside_r = m & (xx_all > np.polyval(cr, yy_all) + tol) & (yy_all < y_hem)
-    sleeveless = min(outside_l.sum(), outside_r.sum()) < SLEEVE_MIN_FRAC * ys.size
+    sleeveless = min(outside_l.sum(), outside_r.sum()) < SLEEVE_MIN_FRAC * np.count_nonzero(m)
 
     def shoulder(armpit: np.ndarray, sign: float) -> np.ndarray:
         if sleeveless:

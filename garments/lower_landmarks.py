@@ -25,10 +25,9 @@ from __future__ import annotations
 import numpy as np
 
 from garments.errors import LandmarkError
-from garments.landmarks import LandmarkResult, find_landmarks
+from garments.landmarks import LandmarkResult, find_landmarks, silhouette
 from garments.types import BOTTOM_LANDMARK_NAMES, DRESS_LANDMARK_NAMES, LANDMARK_NAMES
 
-MIN_AREA_PX = 2000
 WAIST_ROW = 0.03           # x height below the top: the row the waistband is measured on
 MAX_TOP_FLARE = 1.35       # widest row in the top TOP_PART of the height / waistband width: more is a top
 TOP_PART = 0.3
@@ -41,17 +40,6 @@ DRESS_WAIST_SPAN = (0.3, 0.6)   # where a dress's waist is sought, x its height 
 MIN_DRESS_SKIRT = 0.35     # a dress's part below the waist, x its height: less is a top
 MIN_DRESS_FLARE = 1.2      # hem width / waist width of a dress (a top's body is straight)
 MIN_DRESS_LENGTH = 2.6     # height / waist width of a dress
-
-
-def _silhouette(mask: np.ndarray) -> tuple[np.ndarray, int, int, int]:
-    """(bool mask, top row, bottom row, centre column). Raises LandmarkError for a tiny or non-2D mask."""
-    if mask.ndim != 2:
-        raise LandmarkError(f"mask must be (H, W), got shape {mask.shape}")
-    m = mask >= 128
-    ys, xs = np.nonzero(m)
-    if ys.size < MIN_AREA_PX:
-        raise LandmarkError(f"garment silhouette has {ys.size} px; need at least {MIN_AREA_PX}")
-    return m, int(ys.min()), int(ys.max()), int(round(float(xs.mean())))
 
 
 def _run_at(row: np.ndarray, x: int) -> tuple[int, int] | None:
@@ -119,7 +107,7 @@ def find_bottom_landmarks(mask: np.ndarray) -> LandmarkResult:
     Raises:
         LandmarkError: too small, or no waistband (a top's silhouette), or no hem.
     """
-    m, y0, y1, xc = _silhouette(mask)
+    m, y0, y1, xc = silhouette(mask)
     height = y1 - y0 + 1
     _yw, wl, wr = _waistband(m, y0, y1, xc)
     xc = (wl + wr) // 2
@@ -157,7 +145,7 @@ def find_dress_landmarks(mask: np.ndarray) -> LandmarkResult:
     Raises:
         LandmarkError: too small, no waist, a skirt part too short (a top), or a bodice without a top's shape.
     """
-    m, y0, y1, xc = _silhouette(mask)
+    m, y0, y1, xc = silhouette(mask)
     height = y1 - y0 + 1
     lo, hi = (y0 + int(f * height) for f in DRESS_WAIST_SPAN)
     widths = np.full(hi - lo, np.inf)

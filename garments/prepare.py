@@ -28,8 +28,9 @@ STORE_VERSION = 2                  # layout of garment.json; bump to invalidate 
 PREPARE_CALLS = {"count": 0}
 
 
-def _scale_into(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize keeping the aspect ratio so the image just fits inside size (W, H)."""
+def scale_into(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize keeping the aspect ratio so the image just fits inside size (W, H): area filter down, cubic up;
+    a (H, W) mask is resampled and thresholded back to {0, 255}."""
     w, h = size
     ih, iw = image.shape[:2]
     s = min(w / iw, h / ih)
@@ -62,7 +63,7 @@ def fit_canvas(image: np.ndarray, size: tuple[int, int] = CANVAS_SIZE, fill: tup
                ) -> np.ndarray:
     """Scale image to fit inside size (W, H) keeping its aspect ratio, centred on a canvas filled with `fill`
     (default: the median colour of the image border, i.e. the backdrop). Works for (H, W, 3) and (H, W)."""
-    scaled = _scale_into(image, size)
+    scaled = scale_into(image, size)
     return _pad_to(scaled, size, fill if fill is not None else _border_colour(scaled))
 
 
@@ -107,8 +108,8 @@ def prepare_garment(image: np.ndarray, name: str, *, kind: str | None = None, ma
     if mask is not None and (mask.shape != image.shape[:2] or mask.dtype != np.uint8):
         raise InvalidGarmentImage(f"mask must be {image.shape[:2]} uint8, got {mask.shape} {mask.dtype}")
     if canvas is not None:   # scale now, pad after the mask: the mask reads the photo's own border
-        image = _scale_into(image, canvas)
-        mask = _scale_into(mask, canvas) if mask is not None else None
+        image = scale_into(image, canvas)
+        mask = scale_into(mask, canvas) if mask is not None else None
     PREPARE_CALLS["count"] += 1
     if mask is None:
         mask = cloth_mask(image)

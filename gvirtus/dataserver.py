@@ -61,7 +61,6 @@ class DataServer:
 
     def __init__(self, store: Any, device: torch.device, bind: str, tls: tuple[bytes, bytes] | None,
                  port: int = 0) -> None:
-        self._byte_view, self._check_range, self._translate = byte_view, check_range, translate  # as the RPCs
         self.store = store
         self.device = device
         family = socket.AF_INET6 if ":" in bind else socket.AF_INET
@@ -148,7 +147,7 @@ class DataServer:
             result = action()
             parts = payload(result) if payload is not None else []
         except Exception as exc:
-            err = self._translate(exc)
+            err = translate(exc)
             body = json.dumps({"kind": type(err).__name__, "message": str(err)[:4000]}).encode()
             conn.sendall(b"\x01" + ERROR_LEN.pack(len(body)) + body)
             return False
@@ -157,8 +156,8 @@ class DataServer:
 
     def _target(self, bound: Bound, handle: int, offset: int, nbytes: int, what: str) -> torch.Tensor:
         t = bound.session(self.store).get(handle)
-        view = self._byte_view(t, f"handle {handle}")
-        self._check_range(offset, nbytes, view.numel(), f"{what} handle {handle}")
+        view = byte_view(t, f"handle {handle}")   # the same checks as the RPCs (gvirtus.boundary)
+        check_range(offset, nbytes, view.numel(), f"{what} handle {handle}")
         return view[offset:offset + nbytes]
 
     def _write(self, conn: socket.socket, bound: Bound, handle: int, offset: int, nbytes: int) -> None:

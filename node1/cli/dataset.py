@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -58,18 +57,6 @@ class DatasetReport:
     def as_json(self) -> dict[str, Any]:
         return {"people": self.people, "garments": self.garments, "skipped": self.skipped,
                 "warnings": self.warnings, "pairs": self.pairs}
-
-
-def scale_to_fit(image: np.ndarray, size: tuple[int, int] = CANVAS) -> np.ndarray:
-    """(h, w, 3) uint8 scaled keeping its aspect ratio to just fit inside size (W, H), as garments.fit_canvas
-    scales before it pads."""
-    w, h = size
-    ih, iw = image.shape[:2]
-    s = min(w / iw, h / ih)
-    nw, nh = max(1, round(iw * s)), max(1, round(ih * s))
-    if (nw, nh) == (iw, ih):
-        return image
-    return cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
 
 
 def into_canvas(parse: np.ndarray, body25: np.ndarray, size: tuple[int, int] = CANVAS
@@ -139,7 +126,7 @@ def prepare_dataset(photos: Path, garments_dir: Path, out: Path, device: Any = "
     Raises:
         DatasetError: a folder is missing or empty, or nothing usable was found in one of them.
     """
-    from garments import GarmentError, fit_canvas, prepare_garment
+    from garments import GarmentError, fit_canvas, prepare_garment, scale_into
     from node1.pose import PoseError, openpose_json
     from node1.tryon.preprocess import preprocess
 
@@ -153,7 +140,7 @@ def prepare_dataset(photos: Path, garments_dir: Path, out: Path, device: Any = "
             rep.skipped[str(path)] = f"not an image file ({path.suffix or 'no suffix'})"
             continue
         try:
-            scaled = scale_to_fit(read_rgb(path), CANVAS)
+            scaled = scale_into(read_rgb(path), CANVAS)   # as fit_canvas scales before it pads
             pre = preprocess(scaled, device)   # on the photo as given: no padding for the detector to miss
         except (ValueError, PoseError) as exc:
             rep.skipped[str(path)] = str(exc)

@@ -122,9 +122,8 @@ def person_tensors(pre: Preprocessed, reads: tuple[str, ...], photo_jpeg: bytes 
     as `photo_jpeg` (the file it was decoded from, unchanged) when given."""
     available = {"person": pre.image, "parse": pre.parse, "keypoints": pre.body25, "person_mask": pre.person_mask}
     dtypes = {"parse": np.uint8, "keypoints": np.float32, "person_mask": np.uint8}
-    out = {name: np.ascontiguousarray(available[name], dtype=dtypes.get(name)) for name in reads
-           if not (name == "person" and photo_jpeg is not None)}
-    if photo_jpeg is not None and "person" in reads:
+    out = {name: np.ascontiguousarray(available[name], dtype=dtypes.get(name)) for name in reads}
+    if photo_jpeg is not None and out.pop("person", None) is not None:
         out[contract.PERSON_AS_JPEG] = np.frombuffer(photo_jpeg, dtype=np.uint8)
     return out
 

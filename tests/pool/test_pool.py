@@ -11,13 +11,18 @@ from node1.tryon.pool import NoMemberAvailable, Pool
 from tests.pool.conftest import Node2Health
 
 
-def test_equal_members_share_requests_evenly(pool: Pool) -> None:
+def _shares(pool: Pool, n: int) -> collections.Counter[str]:
+    """How `n` requests, each chosen and tracked one after another, fall on the members."""
     counts: collections.Counter[str] = collections.Counter()
-    for _ in range(30):
+    for _ in range(n):
         m = pool.choose()
         with pool.track(m):
             counts[m.name] += 1
-    assert counts == {"n0": 10, "n1": 10, "n2": 10}
+    return counts
+
+
+def test_equal_members_share_requests_evenly(pool: Pool) -> None:
+    assert _shares(pool, 30) == {"n0": 10, "n1": 10, "n2": 10}
 
 
 def test_least_outstanding_work_wins(pool: Pool) -> None:
@@ -147,9 +152,4 @@ def test_cpu_backends_memory_is_no_preference(pool: Pool, healths: list[Node2Hea
     healths[2].doc["gpu"] = {"device_type": "cpu", "memory_total_mb": 24000, "memory_used_mb": 5000}
     for m in pool.members():
         pool.probe_now(m)
-    counts: collections.Counter[str] = collections.Counter()
-    for _ in range(30):
-        m = pool.choose()
-        with pool.track(m):
-            counts[m.name] += 1
-    assert counts == {"n0": 10, "n1": 10, "n2": 10}
+    assert _shares(pool, 30) == {"n0": 10, "n1": 10, "n2": 10}
