@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -52,7 +53,7 @@ def _cpu_ms(pid: int) -> float:
     return total / 1e6
 
 
-IDLE_ROUNDS, IDLE_WINDOW_S, IDLE_CPU_LIMIT_MS = 3, 0.1, 3.0
+IDLE_ROUNDS, IDLE_WINDOW_S, IDLE_CPU_LIMIT_MS = 7, 0.1, 3.0   # per 100 ms window; the median of the rounds
 
 
 class _Elementwise(torch.nn.Module):
@@ -61,25 +62,28 @@ class _Elementwise(torch.nn.Module):
 
 
 def test_an_idle_backend_does_not_keep_a_core_spinning() -> None:
-    """After each launch, a 2-thread backend started as the supervisor starts it (mirror.allocator.child_env)
-    stays idle: under 3 ms of CPU in all over 100 ms after each of 3 launches. With libgomp's default spin its
-    idle OpenMP worker burnt up to ~8 ms of a core after every graph on the VM, taking it from the processes
-    beside it: the cause of the kept-photo slowdown (bench/RESULTS.md)."""
+    """After a launch, a 2-thread backend started as the supervisor starts it (mirror.allocator.child_env)
+    stays idle: the median of IDLE_ROUNDS 100 ms windows, each right after a launch, is under 3 ms of CPU.
+    Measured on the VM: 0.0-1.2 ms a window, as a window with no launch; with libgomp's default spin its idle
+    OpenMP worker burnt 4.6-10 ms after every graph, taking a core from the processes beside it: the cause of
+    the kept-photo slowdown (bench/RESULTS.md). The median, not the sum, so one window in which the machine
+    ran something else (3.0 ms over three windows once failed CI) does not decide it."""
     with BackendProcess(torch_threads=2) as b:
         d = gvirtus.connect(b.target, token=b.token)
         try:
             x = torch.rand(64, 256, 256)
             mod = d.register_module(_Elementwise(), [x])
             assert b.proc is not None
-            idle = 0.0
+            idle = []
             for _ in range(IDLE_ROUNDS):
                 mod(x)
                 before = _cpu_ms(b.proc.pid)
                 time.sleep(IDLE_WINDOW_S)
-                idle += _cpu_ms(b.proc.pid) - before
+                idle.append(_cpu_ms(b.proc.pid) - before)
         finally:
             d.close()
-    assert idle < IDLE_CPU_LIMIT_MS, f"the backend used {idle:.1f} ms of CPU while idle ({IDLE_ROUNDS} x 100 ms)"
+    assert statistics.median(idle) < IDLE_CPU_LIMIT_MS, \
+        f"the backend used {[round(v, 1) for v in idle]} ms of CPU in 100 ms windows after launches (median over)"
 
 
 def test_missing_cuda_is_a_clear_config_error() -> None:
