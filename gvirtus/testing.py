@@ -46,6 +46,7 @@ class BackendStartError(GvirtusError):
 
 TCP_INFO_BYTES = 256             # getsockopt buffer for struct tcp_info (Linux)
 TCPI_BYTES_ACKED_OFFSET = 120   # struct tcp_info: __u64 tcpi_bytes_acked (Linux >= 4.1), after 120 bytes of fields
+TCPI_BYTES_RECEIVED_OFFSET = 128   # __u64 tcpi_bytes_received, right after it
 
 
 def tcp_bytes_sent(ports: set[int] | frozenset[int], pid: int | str = "self") -> int:
@@ -53,6 +54,15 @@ def tcp_bytes_sent(ports: set[int] | frozenset[int], pid: int | str = "self") ->
     acknowledged, as the kernel counts them (tcp_info.tcpi_bytes_acked): what crossed the wire, whatever
     library wrote it (gRPC's C core included). Connections already closed no longer count; take the
     difference of two readings around the work to measure. Linux only (/proc, TCP_INFO)."""
+    return _tcp_counter(ports, pid, TCPI_BYTES_ACKED_OFFSET)
+
+
+def tcp_bytes_received(ports: set[int] | frozenset[int], pid: int | str = "self") -> int:
+    """Payload bytes the same connections have received (tcp_info.tcpi_bytes_received); as tcp_bytes_sent."""
+    return _tcp_counter(ports, pid, TCPI_BYTES_RECEIVED_OFFSET)
+
+
+def _tcp_counter(ports: set[int] | frozenset[int], pid: int | str, offset: int) -> int:
     inodes: dict[int, int] = {}   # socket inode -> remote port
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -75,7 +85,7 @@ def tcp_bytes_sent(ports: set[int] | frozenset[int], pid: int | str = "self") ->
             continue
         with socket.socket(fileno=os.dup(int(fd_path.name))) as sock:
             info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_BYTES)
-        total += struct.unpack_from("<Q", info, TCPI_BYTES_ACKED_OFFSET)[0]
+        total += struct.unpack_from("<Q", info, offset)[0]
     return total
 
 

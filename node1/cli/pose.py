@@ -53,7 +53,8 @@ def run_pose(args: argparse.Namespace) -> int:
 
     chooser = FallbackDevice(connect, local="cpu")
     try:
-        result = chooser.run(estimate_pose, _read_photo(args.photo))
+        photo = _read_photo(args.photo)
+        result = chooser.run(estimate_pose, photo)
     except PoseError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_FAILURE if isinstance(exc, DeviceUnavailable) else EXIT_BAD_INPUT
@@ -64,7 +65,7 @@ def run_pose(args: argparse.Namespace) -> int:
     if args.render:
         from PIL import Image
 
-        Image.fromarray(render_skeleton(result.body25, result.mask.shape)).save(args.render)
+        Image.fromarray(render_skeleton(result.body25, photo.shape[:2])).save(args.render)
     extra = f", {result.num_people} people (used the largest)" if result.num_people > 1 else ""
     print(f"pose: served by {result.served_by}{extra}; wrote {args.out}", file=sys.stderr)
     return EXIT_OK

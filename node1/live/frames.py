@@ -141,7 +141,8 @@ class FrameProcessor:
     """One live stream's per-frame state (tracker, filters, scale, garment). One frame at a time.
 
     Args:
-        runner: node1.tryon.runner.Runner (its catalog, preprocessing device and node-2 link).
+        runner: node1.tryon.runner.Runner or PoolRunner (its catalog, the person tensors its engine reads,
+            its preprocessing device and node-2 link).
         garment_id: the catalog garment to wear (UnknownGarment if not in the catalog).
         max_wh: the stream's processing size limit (W, H) (config live.width / live.height).
         target_fps: the frame budget the scale adapts to (config live.target_fps).
@@ -154,6 +155,7 @@ class FrameProcessor:
         self.runner = runner
         self.max_wh = max_wh
         self.parse_long_side = parse_long_side
+        self.with_mask = "person_mask" in runner.reads   # else the person mask stays on node 2
         self.tracker = PoseTracker()
         self.smoother = OneEuroFilter(LANDMARK_MIN_CUTOFF_HZ, LANDMARK_BETA)
         self.dead_band = DeadBand(LANDMARK_DEAD_BAND_PX)
@@ -179,9 +181,10 @@ class FrameProcessor:
         with self.tracker.step(frame, device, t) as step:
             t1 = time.perf_counter()
             lm = self._smooth(step.landmarks, t, (w, h))
-            mask, parse = step.call(mask_and_parse_on(self.parse_long_side), step.photo, step.seg, step.roi,
-                                    torch.from_numpy(lm)[None], free=(step.photo, step.seg))
-            pose = step.result(mask.numpy(), last_stage="mask_parse")
+            outs = step.call(mask_and_parse_on(self.parse_long_side, self.with_mask), step.photo, step.seg,
+                             step.roi, torch.from_numpy(lm)[None], free=(step.photo, step.seg))
+            mask, parse = outs if self.with_mask else (None, outs[0])
+            pose = step.result(None if mask is None else mask.numpy(), last_stage="mask_parse")
         t2 = time.perf_counter()
         return Preprocessed(image=frame, landmarks=lm, body25=to_body25(lm, (w, h)), pose_json={},
                             parse=parse.numpy(), person_mask=pose.mask, device=pose.served_by,

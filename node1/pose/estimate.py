@@ -39,14 +39,15 @@ class PoseResult:
     world_landmarks: (33, 3) float32 metres (mediapipe's world landmarks)
     body25: (25, 3) float32 OpenPose BODY_25 [x px, y px, c]; missing = 0, 0, 0
     coco18: (18, 3) float32 OpenPose COCO-18, same convention
-    mask: (H, W) uint8 person segmentation from the landmark model, 255 = person
+    mask: (H, W) uint8 person segmentation from the landmark model, 255 = person (always from estimate_pose;
+        None from a PoseStep whose caller left it on the device: node1.tryon.preprocess)
     """
 
     landmarks: np.ndarray
     world_landmarks: np.ndarray
     body25: np.ndarray
     coco18: np.ndarray
-    mask: np.ndarray
+    mask: np.ndarray | None
     presence: float
     detection_score: float
     num_people: int
@@ -207,7 +208,8 @@ class PoseStep:
 
     def result(self, mask: Any, last_stage: str = "mask") -> PoseResult:
         """The PoseResult of this step, with ``mask`` ((H, W) uint8 person mask, 255 = person; a host tensor or
-        array) from the caller's last stage, whose time is reported as ``last_stage``."""
+        array; None when the caller left it on the device) from the caller's last stage, whose time is
+        reported as ``last_stage``."""
         self._mark()
         h, w = self.image.shape[:2]
         body25 = to_body25(self.landmarks, (w, h))
@@ -218,7 +220,7 @@ class PoseStep:
         marks = self._marks
         return PoseResult(
             landmarks=self.landmarks, world_landmarks=self.world, body25=body25, coco18=to_coco18(body25),
-            mask=np.asarray(mask), presence=self.presence, detection_score=self.best.score,
+            mask=None if mask is None else np.asarray(mask), presence=self.presence, detection_score=self.best.score,
             num_people=len(self.people), roi=Roi(*(float(v) for v in self.roi)), served_by=self.run.name,
             timings_ms={k: (b - a) * 1000 for k, a, b in zip(names, marks[:-1], marks[1:], strict=True)},
         )

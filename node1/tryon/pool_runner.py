@@ -27,6 +27,7 @@ from node1.tryon.interface import RESULT_JPEG_QUALITY, ProgressFn, RunnerHealth,
 from node1.tryon.pool import Member, MemberAddress, NoMemberAvailable, Pool
 from node1.tryon.runner import Dressed, Runner, RunnerCounters, load_models, loaded_models
 from transport import new_request_id
+from viton import contract
 
 log = logging.getLogger("node1.tryon.pool")
 
@@ -65,11 +66,13 @@ class PoolRunner:
         pool: the members (node1.tryon.pool.Pool).
         timeout_s: the whole try-on's limit (limits.request_timeout_s), retries included.
         needs: the preprocessing model set ("portable" for gvirtus, "cpu" for the local CPU).
+        reads: the person tensors the configured engine reads (viton.contract.reads_of; one engine for all).
     """
 
     def __init__(self, catalog: WebCatalog, pool: Pool, timeout_s: float, counters: RunnerCounters,
-                 needs: str = "portable") -> None:
+                 needs: str = "portable", *, reads: tuple[str, ...] = contract.ENGINE_READS["geometric"]) -> None:
         self.catalog = catalog
+        self.reads = reads
         self.pool = pool
         self.timeout_s = timeout_s
         self.counters = counters
@@ -208,6 +211,6 @@ def build_pool(cfg: Config) -> tuple[PoolRunner, WebCatalog]:
     pool = Pool(build_conn, health_interval_s=float(cfg["pool"]["health_interval_s"]))
     for m in cfg["pool"]["members"]:
         pool.add(m["name"], "config", MemberAddress.from_mapping(m))
-    runner = PoolRunner(catalog, pool, timeout_s, counters, needs)
+    runner = PoolRunner(catalog, pool, timeout_s, counters, needs, reads=contract.reads_of(cfg["viton"]["engine"]))
     runner.discovery = start_discovery(cfg, pool)
     return runner, catalog

@@ -1,15 +1,16 @@
 """One call for node 1: pose + human parsing of a photo, on one device (local torch or gvirtus remote).
 
     pre = preprocess(photo, device="cpu")            # or a gvirtus RemoteDevice
-    pre.body25 (25, 3)  pre.pose_json  pre.parse (H, W) uint8  pre.person_mask (H, W) uint8
+    pre.body25 (25, 3)  pre.pose_json  pre.parse (H, W) uint8  pre.person_mask (H, W) uint8 (or None)
     pre.timings_ms {"pose": .., "parse": .., "total": .., "pose.<stage>": ..}
     pre.device  "cpu" / "gvirtus:host:port"
 
 Both steps run where `device` says, as one program on it: the pose step (node1.pose.PoseStep) leaves the
 photo on the device, and one last launch there computes the person mask and the parse map from it
 (MaskAndParse). Through gvirtus the photo crosses to node 2 once and only small results come back: the
-landmarks, the (H, W) uint8 mask and the (H, W) uint8 parse map. Locally the same stages run on the CPU,
-with the same results as estimate_pose followed by parse_person.
+landmarks and the (H, W) uint8 parse map, plus the (H, W) uint8 person mask when the caller asks for it
+(`with_mask`: no try-on engine reads it, so the try-on runners leave it on the device). Locally the same
+stages run on the CPU, with the same results as estimate_pose followed by parse_person.
 
 Device errors (gvirtus.RemoteDeviceLost, ...) pass through for the caller's circuit breaker:
 node1.tryon.fallback.FallbackDevice(connect).run(preprocess, photo) tries the remote device and reruns the whole
@@ -43,7 +44,8 @@ class Preprocessed:
     body25: (25, 3) float32 OpenPose BODY_25 [x px, y px, confidence]; missing = 0, 0, 0.
     pose_json: OpenPose layout {"version": 1.3, "people": [{"pose_keypoints_2d": [...]}]}.
     parse: (H, W) uint8 CIHP-20 labels, 0 outside the person.
-    person_mask: (H, W) uint8 in [0, 255], 255 = person (the pose model's segmentation).
+    person_mask: (H, W) uint8 in [0, 255], 255 = person (the pose model's segmentation); None when the
+        caller did not ask for it (preprocess(..., with_mask=False)).
     timings_ms: "pose" (until the keypoints are known), "parse" (the mask + parse map), "total"; plus the
         pose step's own stages as "pose.<name>".
     device: the device that served both steps ("cpu", "cuda:0", "gvirtus:127.0.0.1:8888").
@@ -54,7 +56,7 @@ class Preprocessed:
     body25: np.ndarray
     pose_json: dict[str, Any]
     parse: np.ndarray
-    person_mask: np.ndarray
+    person_mask: np.ndarray | None
     device: str
     num_people: int = 1
     timings_ms: dict[str, float] = field(default_factory=dict)
@@ -64,7 +66,8 @@ class MaskAndParse(nn.Module):
     """The last stage of preprocess, one launch on the device holding the photo: the pose's person mask,
     then the CIHP parsing of the photo with that mask.
 
-    forward(image, seg, roi, landmarks) -> (mask, parse):
+    forward(image, seg, roi, landmarks) -> (mask, parse), or parse alone when built with_mask=False (the
+    mask is still computed, as the parsing reads it, but stays on the device):
         image: (H, W, 3) uint8 RGB, the photo as node1.pose.PoseStep left it on the device.
         seg: (1, 1, 256, 256) float32 person probability of the pose ROI crop; roi: (4,) float32
             [cx, cy, side, theta] (node1.pose.PoseStep.seg / .roi).
@@ -72,15 +75,15 @@ class MaskAndParse(nn.Module):
         mask: (H, W) uint8, 255 = person. parse: (H, W) uint8 CIHP-20 labels, 0 outside the person.
     """
 
-    def __init__(self, parsing: nn.Module) -> None:
+    def __init__(self, parsing: nn.Module, with_mask: bool = True) -> None:
         super().__init__()
-        self.mask, self.parsing = PoseMask(), parsing
+        self.mask, self.parsing, self.with_mask = PoseMask(), parsing, with_mask
 
     def forward(self, image: torch.Tensor, seg: torch.Tensor, roi: torch.Tensor, landmarks: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+                ) -> tuple[torch.Tensor, torch.Tensor] | torch.Tensor:
         mask = self.mask(image, seg, roi)
-        parse = self.parsing(image[None], mask[None, None], landmarks)[0]
-        return mask, parse[0]
+        parse = self.parsing(image[None], mask[None, None], landmarks)[0][0]
+        return (mask, parse) if self.with_mask else parse
 
 
 def mask_and_parse(cpu_fast: bool) -> nn.Module:
@@ -89,26 +92,34 @@ def mask_and_parse(cpu_fast: bool) -> nn.Module:
     return MaskAndParse(parsing_module(cpu_fast))
 
 
-@functools.lru_cache(maxsize=GRIDS_CACHED)
-def mask_and_parse_on(work_long_side: int) -> Callable[[bool], nn.Module]:
+def mask_and_parse_on(work_long_side: int, with_mask: bool = True) -> Callable[[bool], nn.Module]:
     """The MaskAndParse StageFactory with the parsing's working grid at `work_long_side` px (the live
-    mirror's coarser grid); one factory object per grid, named after it (the runners key on the name)."""
-    if work_long_side == WORK_LONG_SIDE:
+    mirror's coarser grid), returning the mask too or not (`with_mask`); one factory object per variant,
+    named after it (the runners key on the factory)."""
+    return _mask_and_parse_factory(work_long_side, with_mask)
+
+
+@functools.lru_cache(maxsize=2 * GRIDS_CACHED)
+def _mask_and_parse_factory(work_long_side: int, with_mask: bool) -> Callable[[bool], nn.Module]:
+    if work_long_side == WORK_LONG_SIDE and with_mask:
         return mask_and_parse
 
     def factory(cpu_fast: bool) -> nn.Module:
-        return MaskAndParse(parsing_module(cpu_fast, work_long_side))
+        return MaskAndParse(parsing_module(cpu_fast, work_long_side), with_mask)
 
-    factory.__qualname__ = factory.__name__ = f"mask_and_parse_{work_long_side}"
+    name = f"mask_and_parse_{work_long_side}" if with_mask else f"parse_{work_long_side}"
+    factory.__qualname__ = factory.__name__ = name
     return factory
 
 
-def preprocess(photo: Any, device: Any = "cpu", *,
+def preprocess(photo: Any, device: Any = "cpu", *, with_mask: bool = True,
                on_stage: Callable[[str, float], None] | None = None) -> Preprocessed:
     """Pose + parsing of one photo on `device` (a local torch device or a gvirtus RemoteDevice).
 
     Args:
         photo: (H, W, 3) uint8 RGB array (grey / RGBA / PIL accepted); short side >= 128 px.
+        with_mask: bring the person mask back too (Preprocessed.person_mask); False leaves it on the
+            device (0.79 MB less from node 2 at 768x1024: what the try-on runners do, as no engine reads it).
         on_stage: called with ("pose", ms) once the keypoints are known and ("parsing", ms) once the parse
             map is, each with that stage's own time (again for the local rerun when a fallback retries).
     Raises:
@@ -121,12 +132,13 @@ def preprocess(photo: Any, device: Any = "cpu", *,
         if on_stage is not None:
             on_stage("pose", (t1 - t0) * 1000.0)
         landmarks = torch.from_numpy(step.landmarks)[None]
-        mask, parse = step.call(mask_and_parse, step.photo, step.seg, step.roi, landmarks,
-                                free=(step.photo, step.seg))   # the last reader of the photo frees it
+        outs = step.call(mask_and_parse_on(WORK_LONG_SIDE, with_mask), step.photo, step.seg, step.roi, landmarks,
+                         free=(step.photo, step.seg))   # the last reader of the photo frees it
+        mask, parse = outs if with_mask else (None, outs[0])
         t2 = time.perf_counter()
         if on_stage is not None:
             on_stage("parsing", (t2 - t1) * 1000.0)
-        pose = step.result(mask.numpy(), last_stage="mask_parse")
+        pose = step.result(None if mask is None else mask.numpy(), last_stage="mask_parse")
     t3 = time.perf_counter()
     timings = {"pose": (t1 - t0) * 1000.0, "parse": (t2 - t1) * 1000.0, "total": (t3 - t0) * 1000.0}
     timings.update({f"pose.{k}": v for k, v in pose.timings_ms.items()})

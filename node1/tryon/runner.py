@@ -119,8 +119,12 @@ def fit_for_tryon(photo: np.ndarray, max_side: int = WORK_MAX_SIDE) -> np.ndarra
 
 def person_tensors(pre: Preprocessed, reads: tuple[str, ...], photo_jpeg: bytes | None = None) -> dict[str, np.ndarray]:
     """The person tensors of the try-on message: exactly those the engine reads (viton.contract), the photo
-    as `photo_jpeg` (the file it was decoded from, unchanged) when given."""
+    as `photo_jpeg` (the file it was decoded from, unchanged) when given. Raises TryOnFailed when the engine
+    reads the person mask and preprocessing left it on the device (preprocess(..., with_mask=False))."""
     available = {"person": pre.image, "parse": pre.parse, "keypoints": pre.body25, "person_mask": pre.person_mask}
+    missing = [name for name in reads if available.get(name, 0) is None]
+    if missing:
+        raise TryOnFailed(f"the engine reads {missing}, which preprocessing did not bring back")
     dtypes = {"parse": np.uint8, "keypoints": np.float32, "person_mask": np.uint8}
     out = {name: np.ascontiguousarray(available[name], dtype=dtypes.get(name)) for name in reads}
     if photo_jpeg is not None and out.pop("person", None) is not None:
@@ -128,14 +132,15 @@ def person_tensors(pre: Preprocessed, reads: tuple[str, ...], photo_jpeg: bytes 
     return out
 
 
-def run_preprocess(device: Any, photo: np.ndarray, on_stage: Any = None) -> Preprocessed:
-    """Pose + parsing on `device` (a node1.tryon.fallback.FallbackDevice: remote first; or a local torch device).
+def run_preprocess(device: Any, photo: np.ndarray, on_stage: Any = None, *, with_mask: bool = True) -> Preprocessed:
+    """Pose + parsing on `device` (a node1.tryon.fallback.FallbackDevice: remote first; or a local torch device);
+    the person mask comes back only `with_mask` (node1.tryon.preprocess).
 
     Raises:
         NoPersonInPhoto: nobody (or too little of a body) in the photo.
         BadRequest: the photo cannot be used (e.g. under 128 px on its short side).
     """
-    return run_on_device(device, functools.partial(preprocess, on_stage=on_stage), photo)
+    return run_on_device(device, functools.partial(preprocess, with_mask=with_mask, on_stage=on_stage), photo)
 
 
 def run_on_device(device: Any, fn: Callable[..., T], photo: np.ndarray) -> T:
@@ -240,7 +245,7 @@ class Runner:
         with self._pre_lock:
             calls0 = gvirtus.calls_made_by_this_thread()
             try:
-                pre = run_preprocess(self.device, work, on_stage)
+                pre = run_preprocess(self.device, work, on_stage, with_mask="person_mask" in self.reads)
             finally:
                 calls = gvirtus.calls_made_by_this_thread() - calls0
                 served_by = getattr(self.device, "last_served_by", None)

@@ -66,6 +66,25 @@ def test_preprocess_local() -> None:
     assert L.FACE in pre.parse and L.UPPER_CLOTHES in pre.parse
 
 
+def test_without_the_mask_preprocess_brings_back_the_rest_and_the_message_names_what_is_missing() -> None:
+    """with_mask=False (the try-on runners' call: no engine reads the mask) gives the same parse map and
+    keypoints; a try-on message for an engine that did read the mask is then refused, naming it."""
+    from node1.tryon.errors import TryOnFailed
+    from node1.tryon.preprocess import preprocess
+    from node1.tryon.runner import person_tensors
+    from viton.contract import ENGINE_READS
+
+    img = photo("astronaut")
+    full, lean = preprocess(img, "cpu"), preprocess(img, "cpu", with_mask=False)
+    assert full.person_mask is not None and lean.person_mask is None
+    np.testing.assert_array_equal(lean.parse, full.parse)
+    np.testing.assert_array_equal(lean.body25, full.body25)
+    assert sorted(person_tensors(lean, ENGINE_READS["geometric"])) == ["keypoints", "parse", "person"]
+    with pytest.raises(TryOnFailed, match="person_mask"):
+        person_tensors(lean, (*ENGINE_READS["geometric"], "person_mask"))
+    assert person_tensors(full, ("person_mask",))["person_mask"].dtype == np.uint8
+
+
 @pytest.mark.parametrize("name", ["astronaut", "camera_flipped"])
 def test_preprocess_gives_what_estimate_pose_then_parse_person_give(name: str) -> None:
     """One device program (the mask and the parse in the last launch) computes exactly what the two public

@@ -76,6 +76,31 @@ def test_preprocess_through_gvirtus_equals_local_and_sends_the_photo_once(remote
     assert len(remote.pose_json["people"][0]["pose_keypoints_2d"]) == 75
 
 
+@pytest.mark.usefixtures("one_thread_here")
+def test_without_the_mask_it_stays_on_the_backend(remote_device) -> None:
+    """preprocess(with_mask=False), as the try-on runners call it (no engine reads the mask): the same parse
+    map and landmarks, no mask, and the (H, W) uint8 mask's bytes no longer come back (measured on the wire)."""
+    from gvirtus.testing import backend_ports, tcp_bytes_received
+    from node1.tryon.preprocess import preprocess
+    from tests.parsing.conftest import photo
+
+    img = photo("astronaut")
+    ports = backend_ports(remote_device)
+    got = {}
+    for with_mask in (True, False, True, False):          # the second of each: stages already registered
+        before = tcp_bytes_received(ports)
+        pre = preprocess(img, remote_device, with_mask=with_mask)
+        got[with_mask] = (tcp_bytes_received(ports) - before, pre)
+    (with_bytes, full), (without_bytes, lean) = got[True], got[False]
+    assert full.person_mask is not None and lean.person_mask is None
+    np.testing.assert_array_equal(lean.parse, full.parse)
+    np.testing.assert_array_equal(lean.landmarks, full.landmarks)
+    mask_bytes = img.shape[0] * img.shape[1]      # as many as the parse map's, which still comes back
+    assert without_bytes < mask_bytes + PER_REQUEST_OVERHEAD_BYTES, f"{without_bytes} bytes came back without it"
+    assert with_bytes - without_bytes >= mask_bytes, f"{with_bytes} with the mask, {without_bytes} without"
+    assert remote_device.stats()["session_bytes"] == 0                   # the kept mask was freed on the backend
+
+
 def test_the_local_fallback_reruns_a_preprocess_whose_backend_dies_midway() -> None:
     """The backend is killed after the pose step, before the mask + parse launch: FallbackDevice reruns the
     whole call locally and returns the local result."""
