@@ -10,7 +10,10 @@ frame: latency = arrival after decoding - the moment the frame was made (one clo
 A warm-up session first (same length / 2) lets node 2 register the models at every processing scale.
 In the same run, the still-photo try-on (POST /api/tryon) of the same 640x480 frame: e2e_p50_ms.
 
---json keys: live_fps (frames received / s over the window), live_latency_p50_ms, live_latency_p95_ms
+--json keys: live_fps (frames received / s over the window, whatever they show), live_dressed_fps (frames
+node 1 dressed / s over the same window: live_fps counts a frame that failed and passed through with the
+red hint too), live_processed ({status: frames} node 1 processed: dressed, no_person, error),
+live_frame_errors ({step:code: frames} from node 1's log), live_latency_p50_ms, live_latency_p95_ms
 (ALL received stamped frames), live_dropped_ratio (server: frames replaced unprocessed / frames in),
 live_sent, live_received, live_server_stage_mean_ms (node 1's per-frame stages over the window),
 live_cpu_cores (CPU seconds of the whole deployment's process tree / wall
@@ -28,6 +31,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -104,13 +108,32 @@ def _stream(dep: Any, garment: str, seconds: float, fps: float, marker: bool) ->
 
 
 def _metric(dep: Any, name: str) -> float:
+    return sum(_metric_by_label(dep, name, "").values())
+
+
+def _metric_by_label(dep: Any, name: str, label: str) -> dict[str, float]:
+    """{value of `label`: sample} of node 1's Prometheus metric `name` ("" when it has no such label)."""
     import ssl
     import urllib.request
 
     ctx = ssl.create_default_context(cafile=dep.cafile)
     with urllib.request.urlopen(dep.url + "metrics", context=ctx, timeout=30) as resp:  # noqa: S310 (https)
         text = resp.read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + " "))
+    out: dict[str, float] = {}
+    for m in re.finditer(rf"^{name}(?:{{(.*)}})? (\S+)$", text, re.MULTILINE):
+        found = re.search(rf'{label}="([^"]*)"', m.group(1) or "") if label else None
+        key = found.group(1) if found else ""
+        out[key] = out.get(key, 0.0) + float(m.group(2))
+    return out
+
+
+def _frame_errors(log_text: str) -> dict[str, int]:
+    """{code: frames} of the per-frame path's failures node 1 logged (node1.live.frames: "live frame not
+    preprocessed (code)" / "live frame not dressed (code)")."""
+    out: dict[str, int] = {}
+    for step, code in re.findall(r"live frame not (preprocessed|dressed) \((\w+)\)", log_text):
+        out[f"{step}:{code}"] = out.get(f"{step}:{code}", 0) + 1
+    return out
 
 
 def _warp_memo(dep: Any) -> dict[str, int]:
@@ -128,6 +151,7 @@ def _warp_memo(dep: Any) -> dict[str, int]:
 
 
 STAGES = ("pose", "parsing", "tryon", "total", "latency")
+PROCESSED = "live_frames_processed_total"   # node 1 counter: {status}
 
 
 def _stage_sums(dep: Any) -> dict[str, tuple[float, float]]:
@@ -174,15 +198,20 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         pids = descendants(dep.proc.pid) if dep.proc is not None else []
         in0, drop0 = _metric(dep, "live_frames_in_total"), _metric(dep, "live_frames_dropped_total")
         sums0, memo0 = _stage_sums(dep), _warp_memo(dep)
+        done0, log0 = _metric_by_label(dep, PROCESSED, "status"), len(dep.log())
         cpu0, t0 = _cpu_seconds(pids), time.monotonic()
         live = _stream(dep, gid, args.seconds, args.fps, marker)
         cpu1, t1 = _cpu_seconds(pids), time.monotonic()
         in1, drop1 = _metric(dep, "live_frames_in_total"), _metric(dep, "live_frames_dropped_total")
         sums1, memo1 = _stage_sums(dep), _warp_memo(dep)
+        done1, errors = _metric_by_label(dep, PROCESSED, "status"), _frame_errors(dep.log()[log0:])
+    processed = {k: round(v - done0.get(k, 0.0)) for k, v in done1.items() if v - done0.get(k, 0.0) > 0}
     stage_ms = {k: 1000.0 * (sums1[k][0] - sums0[k][0]) / max(sums1[k][1] - sums0[k][1], 1.0) for k in STAGES}
     lat = live["latencies_ms"]
     return {
         "live_fps": live["received"] / live["wall_s"],
+        "live_dressed_fps": processed.get("dressed", 0) / live["wall_s"],
+        "live_processed": processed, "live_frame_errors": errors,
         "live_latency_p50_ms": pct(lat, 50), "live_latency_p95_ms": pct(lat, 95),
         "live_dropped_ratio": (drop1 - drop0) / max(in1 - in0, 1.0),
         "live_sent": live["sent"], "live_received": live["received"],
