@@ -64,7 +64,7 @@ def load_models(cpu_fast: bool) -> None:
     from node1.pose import runners as pose_runners
 
     pose_runners.stage_module("pose_detector", cpu_fast)
-    (parsing_runner.cpu_fast_module if cpu_fast else parsing_runner.cpu_module)()
+    parsing_runner.parsing_module(cpu_fast)   # the very module preprocess runs (its cache is keyed on the call)
 
 
 class RunnerCounters:

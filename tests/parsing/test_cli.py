@@ -66,6 +66,20 @@ def test_preprocess_local() -> None:
     assert L.FACE in pre.parse and L.UPPER_CLOTHES in pre.parse
 
 
+def test_load_models_loads_the_parsing_module_preprocess_runs() -> None:
+    """node1.tryon.runner.load_models (the web app's start) loads the parsing module the try-ons then use,
+    not a second copy: it once called the cached loader without arguments, a different cache key."""
+    from node1.parsing import runner as parsing_runner
+    from node1.tryon.runner import load_models
+
+    for cpu_fast, cache in ((False, parsing_runner.cpu_module), (True, parsing_runner.cpu_fast_module)):
+        cache.cache_clear()
+        load_models(cpu_fast)
+        assert cache.cache_info().currsize == 1
+        parsing_runner.parsing_module(cpu_fast)       # what preprocess's MaskAndParse asks for
+        assert cache.cache_info().currsize == 1 and cache.cache_info().hits >= 1
+
+
 def test_without_the_mask_preprocess_brings_back_the_rest_and_the_message_names_what_is_missing() -> None:
     """with_mask=False (the try-on runners' call: no engine reads the mask) gives the same parse map and
     keypoints; a try-on message for an engine that did read the mask is then refused, naming it."""
