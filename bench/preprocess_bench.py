@@ -74,6 +74,7 @@ def _round(image: np.ndarray, device: Any, rows: dict[str, list[float]]) -> None
     t = time.perf_counter()
     pose = estimate_pose(image, device)
     rows.setdefault("pose_alone", []).append((time.perf_counter() - t) * 1000)
+    assert pose.mask is not None   # estimate_pose always returns it (only a PoseStep's caller may leave it)
     t = time.perf_counter()
     parse_person(image, pose.landmarks, pose.mask, device)
     rows.setdefault("parse_alone", []).append((time.perf_counter() - t) * 1000)

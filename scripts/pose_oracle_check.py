@@ -83,6 +83,7 @@ def check_image(name: str, image: np.ndarray, ref: dict[str, Any], device: Any) 
     from node1.pose import BLAZEPOSE_NAMES, detect_faces, estimate_pose
 
     r = estimate_pose(image, device)
+    assert r.mask is not None   # estimate_pose always returns it (only a PoseStep's caller may leave it)
     lm = np.asarray(ref["landmarks"])
     both = (lm[:, 3] > 0.5) & (r.landmarks[:, 3] > 0.5)
     err = np.hypot(*(r.landmarks[both, :2] - lm[both, :2]).T)
