@@ -215,28 +215,29 @@ def _warp_memo(dep: LocalDeployment) -> dict[str, int]:
         return dict(json.loads(resp.read())["viton"]["meta"]["warp_memo"])
 
 
-def test_a_still_shopper_reuses_the_garments_warp(live_deployment: LocalDeployment, astronaut: np.ndarray) -> None:
-    """Counted over STILL_WINDOW_FRAMES frames after STILL_WARMUP_FRAMES: the first frames are slow (the
-    processing scale steps down, and each step starts the warp afresh), the window shows the steady state."""
+def test_a_still_shopper_reuses_the_prepared_garment(live_deployment: LocalDeployment, astronaut: np.ndarray) -> None:
+    """A still shopper streamed through the running deployment: node 2 reuses the garment prepared at their
+    scale, counted over STILL_WINDOW_FRAMES frames after STILL_WARMUP_FRAMES (the first frames are slow: the
+    models register and the processing scale steps down). The whole warp's reuse is checked where it is
+    deterministic (test_still_reuse.py): through the video codec it varies from run to run, 0 to 40 of the
+    40 frames measured (with the scale steady: the codec's noise moves a landmark past the band or not)."""
     from testing.live_client import photo_sequence
 
     still = photo_sequence(astronaut, 1) * 2          # nobody moves: only the video codec's noise changes
     gid = next(i for n, i in garment_ids(live_deployment).items() if "red" in n.lower())
     marks: list[dict[str, int]] = []
+    stats: list[tuple[float, str]] = []   # (processing scale, status) of the session's stats, one a second
 
     async def run() -> None:
         async with LiveClient(live_deployment.url, live_deployment.cafile, still, gid) as client:
             for n in (STILL_WARMUP_FRAMES, STILL_WARMUP_FRAMES + STILL_WINDOW_FRAMES):
                 await client.wait_frames(n, FIRST_FRAMES_S)
                 marks.append(await asyncio.to_thread(_warp_memo, live_deployment))
+            stats.extend((m.get("scale"), m.get("status")) for m in client.messages if m.get("type") == "stats")
 
     asyncio.run(run())
     before, after = marks
-    tried = sum(after[k] - before[k] for k in ("sampled_hits", "sampled_misses"))
-    assert tried >= STILL_WINDOW_FRAMES * 3 // 4, (before, after)
-    hits = {k: after[f"{k}_hits"] - before[f"{k}_hits"] for k in ("sampled", "prepared")}
-    # the dead band holds the smoothed landmarks still and the box is snapped, so frames reuse the warp; the
-    # video codec's noise sometimes moves a landmark past the band. Before the dead band and the held ROI,
-    # 0 or 1 warp in 40 frames was reused.
-    assert hits["sampled"] >= tried // 3, (before, after)
-    assert hits["prepared"] >= tried * 3 // 4, (before, after)
+    tried = sum(after[k] - before[k] for k in ("prepared_hits", "prepared_misses"))
+    assert tried >= STILL_WINDOW_FRAMES * 3 // 4, (before, after, stats)
+    # measured: 39 or 40 of 40 in every run; a miss is a change of the processing scale
+    assert after["prepared_hits"] - before["prepared_hits"] >= tried * 3 // 4, (before, after, stats)
