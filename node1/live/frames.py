@@ -23,12 +23,11 @@ from typing import Any
 
 import cv2
 import numpy as np
-import torch
 
 from node1.pose import to_body25
 from node1.pose.tracking import DeadBand, OneEuroFilter, PoseTracker
 from node1.tryon import NoPersonInPhoto, TryOnError, TryOnFailed
-from node1.tryon.preprocess import Preprocessed, mask_and_parse_on
+from node1.tryon.preprocess import Preprocessed, last_launch
 
 log = logging.getLogger("node1.live")
 
@@ -181,13 +180,11 @@ class FrameProcessor:
         with self.tracker.step(frame, device, t) as step:
             t1 = time.perf_counter()
             lm = self._smooth(step.landmarks, t, (w, h))
-            outs = step.call(mask_and_parse_on(self.parse_long_side, self.with_mask), step.photo, step.seg,
-                             step.roi, torch.from_numpy(lm)[None], free=(step.photo, step.seg))
-            mask, parse = outs if self.with_mask else (None, outs[0])
-            pose = step.result(None if mask is None else mask.numpy(), last_stage="mask_parse")
+            mask, parse = last_launch(step, lm, work_long_side=self.parse_long_side, with_mask=self.with_mask)
+            pose = step.result(mask, last_stage="mask_parse")
         t2 = time.perf_counter()
         return Preprocessed(image=frame, landmarks=lm, body25=to_body25(lm, (w, h)), pose_json={},
-                            parse=parse.numpy(), person_mask=pose.mask, device=pose.served_by,
+                            parse=parse, person_mask=pose.mask, device=pose.served_by,
                             timings_ms={"pose": (t1 - t0) * 1000.0, "parse": (t2 - t1) * 1000.0})
 
     def _smooth(self, landmarks: np.ndarray, t: float, wh: tuple[int, int]) -> np.ndarray:

@@ -112,6 +112,24 @@ def _mask_and_parse_factory(work_long_side: int, with_mask: bool) -> Callable[[b
     return factory
 
 
+def last_launch(step: Any, landmarks: np.ndarray, *, work_long_side: int = WORK_LONG_SIDE, with_mask: bool = True
+                ) -> tuple[np.ndarray | None, np.ndarray]:
+    """A pose step's last launch (MaskAndParse on the photo the step left on its device), the last reader of
+    the photo and the segmentation there, which the device frees after it.
+
+    Args:
+        step: a node1.pose.PoseStep (or the live tracker's step) holding the photo, segmentation and ROI.
+        landmarks: (33, 4) float32 [x px, y px, z, visibility], the step's own or smoothed ones.
+    Returns:
+        mask: (H, W) uint8 (255 = person), or None when not `with_mask` (it stays on the device);
+        parse: (H, W) uint8 CIHP-20 labels.
+    """
+    outs = step.call(mask_and_parse_on(work_long_side, with_mask), step.photo, step.seg, step.roi,
+                     torch.from_numpy(landmarks)[None], free=(step.photo, step.seg))
+    mask, parse = outs if with_mask else (None, outs[0])
+    return (None if mask is None else mask.numpy()), parse.numpy()
+
+
 def preprocess(photo: Any, device: Any = "cpu", *, with_mask: bool = True,
                on_stage: Callable[[str, float], None] | None = None) -> Preprocessed:
     """Pose + parsing of one photo on `device` (a local torch device or a gvirtus RemoteDevice).
@@ -131,17 +149,14 @@ def preprocess(photo: Any, device: Any = "cpu", *, with_mask: bool = True,
         t1 = time.perf_counter()
         if on_stage is not None:
             on_stage("pose", (t1 - t0) * 1000.0)
-        landmarks = torch.from_numpy(step.landmarks)[None]
-        outs = step.call(mask_and_parse_on(WORK_LONG_SIDE, with_mask), step.photo, step.seg, step.roi, landmarks,
-                         free=(step.photo, step.seg))   # the last reader of the photo frees it
-        mask, parse = outs if with_mask else (None, outs[0])
+        mask, parse = last_launch(step, step.landmarks, with_mask=with_mask)
         t2 = time.perf_counter()
         if on_stage is not None:
             on_stage("parsing", (t2 - t1) * 1000.0)
-        pose = step.result(None if mask is None else mask.numpy(), last_stage="mask_parse")
+        pose = step.result(mask, last_stage="mask_parse")
     t3 = time.perf_counter()
     timings = {"pose": (t1 - t0) * 1000.0, "parse": (t2 - t1) * 1000.0, "total": (t3 - t0) * 1000.0}
     timings.update({f"pose.{k}": v for k, v in pose.timings_ms.items()})
     return Preprocessed(image=img, landmarks=pose.landmarks, body25=pose.body25,
-                        pose_json=openpose_json(pose.body25), parse=parse.numpy(), person_mask=pose.mask,
+                        pose_json=openpose_json(pose.body25), parse=parse, person_mask=pose.mask,
                         device=pose.served_by, num_people=pose.num_people, timings_ms=timings)

@@ -122,9 +122,8 @@ def person_tensors(pre: Preprocessed, reads: tuple[str, ...], photo_jpeg: bytes 
     as `photo_jpeg` (the file it was decoded from, unchanged) when given. Raises TryOnFailed when the engine
     reads the person mask and preprocessing left it on the device (preprocess(..., with_mask=False))."""
     available = {"person": pre.image, "parse": pre.parse, "keypoints": pre.body25, "person_mask": pre.person_mask}
-    missing = [name for name in reads if available.get(name, 0) is None]
-    if missing:
-        raise TryOnFailed(f"the engine reads {missing}, which preprocessing did not bring back")
+    if "person_mask" in reads and pre.person_mask is None:
+        raise TryOnFailed("the engine reads 'person_mask', which preprocessing left on the device")
     dtypes = {"parse": np.uint8, "keypoints": np.float32, "person_mask": np.uint8}
     out = {name: np.ascontiguousarray(available[name], dtype=dtypes.get(name)) for name in reads}
     if photo_jpeg is not None and out.pop("person", None) is not None:
